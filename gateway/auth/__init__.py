@@ -1,0 +1,1 @@
+"""Who is calling: principals, case-bound credentials, signature verification."""

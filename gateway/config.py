@@ -1,0 +1,52 @@
+"""The one typed settings object. Built once by the entry point and passed in; never read at import."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Rekognition accepts at most 5 MB of image bytes; base64 in JSON inflates that by 4/3.
+REKOGNITION_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every setting can be given as an environment variable FACEGATE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
+
+    # Where the gateway listens.
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    # One database for the audit log, principals, sessions and warrants.
+    database_url: str = "sqlite+aiosqlite:///./facegate.db"
+
+    # Secret material. The master key derives every session secret (see auth/secrets.py).
+    master_key_file: Path = Path("facegate-master.key")
+
+    # Policy.
+    policy_dir: Path = Path("policies")
+    policy_engine: Literal["embedded", "opa"] = "embedded"
+    opa_url: str | None = None  # an OPA server; unset with policy_engine=opa starts `opa run`
+    policy_timeout_seconds: float = 1.0
+
+    # Case sessions and request authentication.
+    session_ttl: timedelta = timedelta(hours=8)
+    session_max_ttl: timedelta = timedelta(hours=24)
+    max_clock_skew: timedelta = timedelta(minutes=15)
+    max_body_bytes: int = REKOGNITION_MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
+    max_image_bytes: int = REKOGNITION_MAX_IMAGE_BYTES
+
+    # The Rekognition backend. The URL is fixed here by the admin, never taken from a request.
+    rekognition_endpoint: str = "http://127.0.0.1:9090"
+    rekognition_region: str = "us-east-1"
+    rekognition_access_key_id: str = "refvendor"
+    rekognition_secret_access_key: SecretStr = SecretStr("refvendor-secret")
+    upstream_timeout_seconds: float = 30.0
+
+    # Which addresses the gateway trusts to set X-Forwarded-For.
+    trusted_proxies: list[str] = Field(default_factory=list)

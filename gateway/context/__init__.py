@@ -1,0 +1,1 @@
+"""What the policy needs besides the request: case context, warrants, activity."""

@@ -1,0 +1,115 @@
+"""One exception tree for the gateway. Vendor adapters map it to each vendor's error format.
+
+    FacegateError
+    ├── RequestError              the caller sent something we cannot accept (HTTP 400)
+    │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
+    │   ├── PayloadTooLarge       body or image over the configured cap
+    │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
+    ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
+    │   ├── MissingCredentials
+    │   ├── UnknownAccessKey
+    │   ├── ExpiredCredentials
+    │   ├── InvalidSignature
+    │   └── ClockSkew
+    ├── PermissionDenied          an authenticated principal lacks the role for an action
+    ├── PolicyDenied              the policy decided no; carries the reasons
+    ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
+    ├── AuditUnavailable          the audit log could not be written: fail closed (HTTP 503)
+    └── UpstreamError             the vendor could not be reached or answered garbage
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FacegateError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RequestError(FacegateError):
+    status_code = 400
+    code = "bad_request"
+
+
+class MalformedRequest(RequestError):
+    code = "malformed_request"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedOperation(RequestError):
+    code = "unsupported_operation"
+
+
+class AuthenticationError(FacegateError):
+    status_code = 403
+    code = "authentication_failed"
+
+
+class MissingCredentials(AuthenticationError):
+    code = "missing_credentials"
+
+
+class UnknownAccessKey(AuthenticationError):
+    code = "unknown_access_key"
+
+
+class ExpiredCredentials(AuthenticationError):
+    code = "expired_credentials"
+
+
+class InvalidSignature(AuthenticationError):
+    code = "invalid_signature"
+
+
+class ClockSkew(AuthenticationError):
+    code = "clock_skew"
+
+
+class PermissionDenied(FacegateError):
+    status_code = 403
+    code = "permission_denied"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A stable reason code with a human explanation, as the policy returns it."""
+
+    code: str
+    message: str
+
+
+class PolicyDenied(FacegateError):
+    status_code = 403
+    code = "policy_denied"
+
+    def __init__(self, reasons: list[Reason]) -> None:
+        self.reasons = reasons
+        text = "; ".join(f"{r.code}: {r.message}" for r in reasons) or "denied by policy"
+        super().__init__(f"facegate policy denied this request: {text}")
+
+
+class PolicyUnavailable(FacegateError):
+    status_code = 403
+    code = "policy_unavailable"
+
+
+class AuditUnavailable(FacegateError):
+    status_code = 503
+    code = "audit_unavailable"
+
+
+class UpstreamError(FacegateError):
+    status_code = 502
+    code = "upstream_error"

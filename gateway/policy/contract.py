@@ -1,0 +1,88 @@
+"""The policy contract: what goes into the engine and what comes out.
+
+The input is built by the pipeline from the principal, the normalised operation and the
+gathered context; the engine evaluates `data.facegate.decision` over it. Field names here
+are the names the Rego policy reads, so changing one is a change of the policy contract.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.auth.principals import Principal
+from gateway.errors import Reason
+from gateway.operations import FaceOperation
+
+
+class WarrantStatus(StrEnum):
+    NONE = "none"  # the request named no warrant
+    ACTIVE = "active"  # found, in force and covering this operation
+    EXPIRED = "expired"  # found, but now is outside valid_from..valid_until
+    REVOKED = "revoked"
+    OUT_OF_SCOPE = "out_of_scope"  # in force, but does not cover this kind, collection or case
+    UNKNOWN = "unknown"  # named, but not in the registry
+
+
+class WarrantFinding(BaseModel):
+    """The warrant as found in the registry for this request."""
+
+    status: WarrantStatus
+    id: str | None = None
+    kind: str | None = None  # "warrant" | "court_order"
+    issuing_court: str | None = None
+    case_number: str | None = None
+    operations: list[str] = Field(default_factory=list)  # operation kinds it authorises
+    collections: list[str] = Field(default_factory=list)  # empty: any collection
+    realtime: bool = False  # authorises real-time / stream use
+    valid_from: str | None = None  # RFC 3339
+    valid_until: str | None = None  # RFC 3339
+
+
+class PolicyContext(BaseModel):
+    purpose: str | None = None
+    case_number: str | None = None
+    offense: str | None = None
+    legal_basis: str | None = None
+    warrant_id: str | None = None
+    warrant: WarrantFinding = Field(default_factory=lambda: WarrantFinding(status=WarrantStatus.NONE))
+    conflicts: list[str] = Field(default_factory=list)  # header fields that contradict the session
+    location: dict[str, float] | None = None  # {"lat": .., "lon": ..} when known
+
+
+class PolicyInput(BaseModel):
+    principal: Principal
+    operation: FaceOperation
+    context: PolicyContext
+    activity: dict[str, Any] = Field(default_factory=dict)  # sliding-window counts
+    now: str  # RFC 3339, UTC
+
+
+class Obligations(BaseModel):
+    """What the adapter must do to an allowed request (and check on its response)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    min_threshold: float | None = None  # raise the match threshold to at least this (0-100)
+    max_results: int | None = None  # cap the number of matches asked for and returned
+    remove_attributes: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)  # e.g. "exigent_needs_authorisation"
+
+
+class Decision(BaseModel):
+    allow: bool
+    reasons: list[Reason] = Field(default_factory=list)
+    obligations: Obligations = Field(default_factory=Obligations)
+    policy_revision: str
+    engine: str
+
+    @classmethod
+    def deny(cls, *, code: str, message: str, policy_revision: str, engine: str) -> Decision:
+        return cls(
+            allow=False,
+            reasons=[Reason(code=code, message=message)],
+            policy_revision=policy_revision,
+            engine=engine,
+        )
