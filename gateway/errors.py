@@ -14,7 +14,8 @@
     ├── PermissionDenied          an authenticated principal lacks the role for an action
     ├── PolicyDenied              the policy decided no; carries the reasons
     ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
-    ├── AuditUnavailable          the audit log could not be written: fail closed (HTTP 503)
+    ├── ServiceUnavailable        a store the gateway depends on failed: fail closed (HTTP 503)
+    │   └── AuditUnavailable      the audit log could not be written
     └── UpstreamError             the vendor could not be reached or answered garbage
 """
 
@@ -105,8 +106,12 @@ class PolicyUnavailable(FacegateError):
     code = "policy_unavailable"
 
 
-class AuditUnavailable(FacegateError):
+class ServiceUnavailable(FacegateError):
     status_code = 503
+    code = "service_unavailable"
+
+
+class AuditUnavailable(ServiceUnavailable):
     code = "audit_unavailable"
 
 

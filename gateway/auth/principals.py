@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth.models import PrincipalRow
+from gateway.errors import MalformedRequest
 
 
 class Role(StrEnum):
@@ -27,3 +34,51 @@ class Principal(BaseModel):
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles
+
+
+async def create_principal(
+    db: AsyncSession,
+    *,
+    principal_id: str,
+    name: str,
+    agency: str,
+    roles: Sequence[Role],
+    now: datetime,
+) -> Principal:
+    if not roles:
+        raise MalformedRequest("a principal needs at least one role")
+    if await db.get(PrincipalRow, principal_id) is not None:
+        raise MalformedRequest(f"principal {principal_id!r} already exists")
+    row = PrincipalRow(
+        id=principal_id,
+        name=name,
+        agency=agency,
+        roles=[Role(r).value for r in roles],
+        created_at=now,
+    )
+    db.add(row)
+    await db.flush()
+    return principal_from_row(row)
+
+
+async def get_principal(db: AsyncSession, principal_id: str) -> Principal | None:
+    """The principal, or None if unknown or disabled."""
+    row = await db.get(PrincipalRow, principal_id)
+    if row is None or row.disabled_at is not None:
+        return None
+    return principal_from_row(row)
+
+
+async def list_principals(db: AsyncSession) -> list[Principal]:
+    rows = await db.scalars(select(PrincipalRow).order_by(PrincipalRow.id))
+    return [principal_from_row(row) for row in rows if row.disabled_at is None]
+
+
+def principal_from_row(row: PrincipalRow, *, key_id: str | None = None) -> Principal:
+    return Principal(
+        id=row.id,
+        name=row.name,
+        agency=row.agency,
+        roles=tuple(Role(r) for r in row.roles),
+        key_id=key_id,
+    )

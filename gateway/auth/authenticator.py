@@ -1,0 +1,67 @@
+"""Authenticate a vendor-protocol request against the case session its key belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth.secrets import MasterKey
+from gateway.auth.sessions import BoundSession, load_case_session
+from gateway.auth.sigv4 import (
+    ALWAYS_SIGNED,
+    check_clock_skew,
+    parse_amz_date,
+    parse_authorization,
+    verify_signature,
+)
+from gateway.errors import AuthenticationError, ExpiredCredentials, UnknownAccessKey
+from gateway.requests import IncomingRequest
+
+
+@dataclass(frozen=True)
+class SigV4Authenticator:
+    sessions: async_sessionmaker[AsyncSession]
+    master_key: MasterKey
+    max_clock_skew: timedelta
+
+    async def authenticate(
+        self, request: IncomingRequest, *, required_headers: frozenset[str] = ALWAYS_SIGNED
+    ) -> BoundSession:
+        """The live case session that signed this request; raises an AuthenticationError."""
+        authorization = parse_authorization(request.headers.get("authorization"))
+        signed_at = parse_amz_date(request.headers.get("x-amz-date"))
+        check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
+        async with self.sessions() as db:
+            session = await load_case_session(db, authorization.access_key_id)
+        if session is None:
+            raise UnknownAccessKey(
+                "the security token included in the request is invalid: unknown access key"
+            )
+        verify_signature(
+            authorization=authorization,
+            secret_access_key=self.master_key.session_secret(session.access_key_id),
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            body=request.body,
+            required_headers=required_headers,
+        )
+        # Checked after the signature, so only the key's holder learns that it has expired.
+        if session.revoked:
+            raise ExpiredCredentials("this case session has been revoked")
+        if not session.is_live(request.received_at):
+            raise ExpiredCredentials(
+                f"this case session expired at {session.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        return session
+
+
+def claimed_access_key_id(request: IncomingRequest) -> str | None:
+    """The key id a request claims, for the audit record of a failed authentication."""
+    try:
+        return parse_authorization(request.headers.get("authorization")).access_key_id
+    except AuthenticationError:
+        return None

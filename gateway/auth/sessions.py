@@ -1,0 +1,127 @@
+"""Case sessions: short-lived credentials an officer obtains for one case.
+
+Most vendor SDKs cannot add headers, so the case context travels with the credentials: the
+officer states purpose, case, offence, legal basis and warrant once, and every request
+signed with the issued key is judged under that context.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth.models import CaseSessionRow, PrincipalRow
+from gateway.auth.principals import Principal, Role, principal_from_row
+from gateway.auth.secrets import MasterKey, new_access_key_id
+from gateway.context.case import CaseContext, LegalBasis
+from gateway.errors import MalformedRequest, PermissionDenied
+
+
+class IssuedCredentials(BaseModel):
+    """Returned once, when the session opens. The secret is never stored."""
+
+    access_key_id: str
+    secret_access_key: str
+    expires_at: datetime
+    principal_id: str
+    context: CaseContext
+
+
+class BoundSession(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    access_key_id: str
+    principal: Principal
+    context: CaseContext
+    expires_at: datetime
+    revoked: bool
+
+    def is_live(self, now: datetime) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+async def open_case_session(
+    db: AsyncSession,
+    *,
+    master_key: MasterKey,
+    principal: Principal,
+    context: CaseContext,
+    ttl: timedelta,
+    max_ttl: timedelta,
+    now: datetime,
+) -> IssuedCredentials:
+    if not principal.has_role(Role.OFFICER):
+        raise PermissionDenied("only officers can open case sessions")
+    if ttl <= timedelta(0) or ttl > max_ttl:
+        raise MalformedRequest(
+            f"a session lasts between 1 second and {int(max_ttl.total_seconds())} seconds"
+        )
+    access_key_id = new_access_key_id()
+    expires_at = now + ttl
+    db.add(
+        CaseSessionRow(
+            access_key_id=access_key_id,
+            principal_id=principal.id,
+            purpose=context.purpose,
+            case_number=context.case_number,
+            offense=context.offense,
+            legal_basis=context.legal_basis.value if context.legal_basis else None,
+            warrant_id=context.warrant_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await db.flush()
+    return IssuedCredentials(
+        access_key_id=access_key_id,
+        secret_access_key=master_key.session_secret(access_key_id),
+        expires_at=expires_at,
+        principal_id=principal.id,
+        context=context,
+    )
+
+
+async def load_case_session(db: AsyncSession, access_key_id: str) -> BoundSession | None:
+    """The session and its principal, or None if the key or its principal is unknown/disabled."""
+    row = await db.get(CaseSessionRow, access_key_id)
+    if row is None:
+        return None
+    principal_row = await db.get(PrincipalRow, row.principal_id)
+    if principal_row is None or principal_row.disabled_at is not None:
+        return None
+    return BoundSession(
+        access_key_id=row.access_key_id,
+        principal=principal_from_row(principal_row, key_id=row.access_key_id),
+        context=CaseContext(
+            purpose=row.purpose,
+            case_number=row.case_number,
+            offense=row.offense,
+            legal_basis=LegalBasis(row.legal_basis) if row.legal_basis else None,
+            warrant_id=row.warrant_id,
+        ),
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+    )
+
+
+async def revoke_case_session(
+    db: AsyncSession, *, access_key_id: str, by: Principal, now: datetime
+) -> None:
+    row = await db.get(CaseSessionRow, access_key_id)
+    if row is None:
+        raise MalformedRequest(f"no session {access_key_id!r}")
+    if row.principal_id != by.id and not by.has_role(Role.ADMIN):
+        raise PermissionDenied("only the session's officer or an admin can revoke it")
+    row.revoked_at = now
+
+
+async def list_case_sessions(
+    db: AsyncSession, *, principal_id: str | None = None
+) -> list[CaseSessionRow]:
+    statement = select(CaseSessionRow).order_by(CaseSessionRow.created_at)
+    if principal_id is not None:
+        statement = statement.where(CaseSessionRow.principal_id == principal_id)
+    return list(await db.scalars(statement))
