@@ -1,0 +1,154 @@
+"""The warrant registry: warrants and court orders, and what one authorises for a request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import JSON, Boolean, String, Text, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import Base, UTCDateTime
+from gateway.errors import MalformedRequest
+from gateway.operations import FaceOperation, OperationKind
+from gateway.policy.contract import WarrantFinding, WarrantStatus
+
+
+class WarrantKind(StrEnum):
+    WARRANT = "warrant"
+    COURT_ORDER = "court_order"
+
+
+class WarrantRow(Base):
+    __tablename__ = "warrants"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    issuing_court: Mapped[str] = mapped_column(String(200))
+    case_number: Mapped[str] = mapped_column(String(100), index=True)
+    operations: Mapped[list[str]] = mapped_column(JSON)
+    collections: Mapped[list[str]] = mapped_column(JSON)
+    realtime: Mapped[bool] = mapped_column(Boolean, default=False)
+    subject_description: Mapped[str | None] = mapped_column(Text)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WarrantCreate(BaseModel):
+    """What an admin enters from the signed document."""
+
+    id: str = Field(min_length=1, max_length=100)
+    kind: WarrantKind
+    issuing_court: str = Field(min_length=1, max_length=200)
+    case_number: str = Field(min_length=1, max_length=100)
+    operations: list[OperationKind] = Field(min_length=1)
+    collections: list[str] = Field(default_factory=list)  # empty: any collection
+    realtime: bool = False
+    subject_description: str | None = None
+    valid_from: datetime
+    valid_until: datetime
+
+    @model_validator(mode="after")
+    def _check(self) -> WarrantCreate:
+        if self.valid_from.tzinfo is None or self.valid_until.tzinfo is None:
+            raise ValueError("valid_from and valid_until need a timezone")
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.realtime and self.kind is not WarrantKind.COURT_ORDER:
+            raise ValueError("only a court order can authorise real-time use")
+        return self
+
+
+class WarrantRead(WarrantCreate):
+    model_config = ConfigDict(from_attributes=True)
+
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+async def create_warrant(
+    db: AsyncSession, *, warrant: WarrantCreate, created_by: str, now: datetime
+) -> WarrantRead:
+    if await db.get(WarrantRow, warrant.id) is not None:
+        raise MalformedRequest(f"warrant {warrant.id!r} already exists")
+    row = WarrantRow(
+        **warrant.model_dump(exclude={"operations", "kind"}),
+        kind=warrant.kind.value,
+        operations=[k.value for k in warrant.operations],
+        created_by=created_by,
+        created_at=now,
+    )
+    db.add(row)
+    await db.flush()
+    return WarrantRead.model_validate(row)
+
+
+async def list_warrants(db: AsyncSession, *, case_number: str | None = None) -> list[WarrantRead]:
+    statement = select(WarrantRow).order_by(WarrantRow.created_at)
+    if case_number is not None:
+        statement = statement.where(WarrantRow.case_number == case_number)
+    return [WarrantRead.model_validate(row) for row in await db.scalars(statement)]
+
+
+async def revoke_warrant(
+    db: AsyncSession, *, warrant_id: str, reason: str, now: datetime
+) -> WarrantRead:
+    row = await db.get(WarrantRow, warrant_id)
+    if row is None:
+        raise MalformedRequest(f"no warrant {warrant_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        row.revoked_reason = reason
+    await db.flush()
+    return WarrantRead.model_validate(row)
+
+
+async def find_warrant(
+    db: AsyncSession,
+    *,
+    warrant_id: str | None,
+    operation: FaceOperation,
+    case_number: str | None,
+    now: datetime,
+) -> WarrantFinding:
+    """The warrant a request names, as found: the policy decides what each status means."""
+    if not warrant_id:
+        return WarrantFinding(status=WarrantStatus.NONE)
+    row = await db.get(WarrantRow, warrant_id)
+    if row is None:
+        return WarrantFinding(status=WarrantStatus.UNKNOWN, id=warrant_id)
+    return WarrantFinding(
+        status=_status(row, operation=operation, case_number=case_number, now=now),
+        id=row.id,
+        kind=row.kind,
+        issuing_court=row.issuing_court,
+        case_number=row.case_number,
+        operations=list(row.operations),
+        collections=list(row.collections),
+        realtime=row.realtime,
+        valid_from=row.valid_from.isoformat(),
+        valid_until=row.valid_until.isoformat(),
+    )
+
+
+def _status(
+    row: WarrantRow, *, operation: FaceOperation, case_number: str | None, now: datetime
+) -> WarrantStatus:
+    if row.revoked_at is not None:
+        return WarrantStatus.REVOKED
+    if not row.valid_from <= now < row.valid_until:
+        return WarrantStatus.EXPIRED
+    covers_case = case_number == row.case_number
+    covers_kind = operation.kind.value in row.operations
+    covers_collection = not row.collections or operation.collection in row.collections
+    if covers_case and covers_kind and covers_collection:
+        return WarrantStatus.ACTIVE
+    return WarrantStatus.OUT_OF_SCOPE

@@ -1,0 +1,75 @@
+"""The adapter interface every vendor protocol implements, and what flows through it.
+
+An adapter is as narrow as httpx's transports: it turns a native request into a
+`ParsedRequest`, forwards one with obligations applied, filters the answer, and renders any
+FacegateError in the vendor's own error format. No httpx or SDK exception leaves an adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.responses import Response
+
+from gateway.auth.sessions import BoundSession
+from gateway.errors import FacegateError
+from gateway.operations import FaceOperation
+from gateway.policy.contract import Obligations
+from gateway.requests import IncomingRequest
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    operation: FaceOperation
+    payload: dict[str, Any]  # the native request body, decoded
+    body: bytes  # as received: forwarded unchanged when no obligation rewrites it
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the audit log keeps of a vendor's answer: counts and scores, never faces."""
+
+    response: UpstreamResponse
+    match_count: int | None = None
+    top_similarity: float | None = None  # on the vendor's own scale
+    dropped: dict[str, int] = field(default_factory=dict)  # what filtering removed, by why
+
+
+class VendorAdapter(Protocol):
+    name: str
+
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        """The case session whose credentials signed the request; raises AuthenticationError."""
+        ...
+
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        """The key a request claims to be signed with, for auditing a failed authentication."""
+        ...
+
+    def parse(self, request: IncomingRequest) -> ParsedRequest:
+        """Raises RequestError for anything malformed, too large or unknown."""
+        ...
+
+    async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
+        """Apply the obligations, sign with the gateway's own credentials, send. Raises UpstreamError."""
+        ...
+
+    def filter(
+        self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
+    ) -> Outcome:
+        """Check the answer against the obligations, dropping what violates them."""
+        ...
+
+    def error_response(self, error: FacegateError, *, request_id: str) -> Response:
+        ...
+
+    async def aclose(self) -> None:
+        ...

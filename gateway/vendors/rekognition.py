@@ -1,0 +1,415 @@
+"""Amazon Rekognition: the AWS JSON 1.1 protocol, SigV4 in and out.
+
+Requests arrive as `POST /` with `X-Amz-Target: RekognitionService.<Operation>` and a JSON
+body; errors go back as HTTP 4xx/5xx with `{"__type": ..., "Message": ...}` so that boto3
+raises its typed exceptions (e.g. `client.exceptions.AccessDeniedException`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from starlette.responses import Response
+
+from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
+from gateway.auth.sessions import BoundSession
+from gateway.auth.sigv4 import ALWAYS_SIGNED
+from gateway.errors import (
+    AuthenticationError,
+    ClockSkew,
+    ExpiredCredentials,
+    FacegateError,
+    InvalidSignature,
+    MalformedRequest,
+    MissingCredentials,
+    PayloadTooLarge,
+    PermissionDenied,
+    PolicyDenied,
+    PolicyUnavailable,
+    ServiceUnavailable,
+    UnknownAccessKey,
+    UnsupportedOperation,
+    UpstreamError,
+)
+from gateway.operations import FaceOperation, OperationKind
+from gateway.policy.contract import Obligations
+from gateway.requests import IncomingRequest
+from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+
+VENDOR = "rekognition"
+TARGET_PREFIX = "RekognitionService."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+REQUIRED_SIGNED_HEADERS = ALWAYS_SIGNED | {"x-amz-target"}
+
+
+@dataclass(frozen=True)
+class OperationSpec:
+    """Where one Rekognition operation keeps the fields the policy cares about."""
+
+    kind: OperationKind
+    collection: tuple[str, ...] = ()  # path to the collection id in the body
+    threshold: str | None = None  # field holding the match threshold (0-100)
+    max_results: str | None = None  # field capping the matches returned
+    images: tuple[str, ...] = ()  # fields holding an Image structure
+    attributes: str | None = None  # field listing requested face attributes
+    matches: str | None = None  # response field listing matches
+
+
+_I, _V, _D, _E, _M, _S, _C = (
+    OperationKind.IDENTIFY,
+    OperationKind.VERIFY,
+    OperationKind.DETECT,
+    OperationKind.ENROLL,
+    OperationKind.MANAGE,
+    OperationKind.STREAM,
+    OperationKind.CELEBRITY,
+)
+_COLLECTION = ("CollectionId",)
+
+OPERATIONS: dict[str, OperationSpec] = {
+    "DetectFaces": OperationSpec(_D, images=("Image",), attributes="Attributes"),
+    "CompareFaces": OperationSpec(
+        _V,
+        threshold="SimilarityThreshold",
+        images=("SourceImage", "TargetImage"),
+        matches="FaceMatches",
+    ),
+    "SearchFacesByImage": OperationSpec(
+        _I,
+        collection=_COLLECTION,
+        threshold="FaceMatchThreshold",
+        max_results="MaxFaces",
+        images=("Image",),
+        matches="FaceMatches",
+    ),
+    "SearchFaces": OperationSpec(
+        _I,
+        collection=_COLLECTION,
+        threshold="FaceMatchThreshold",
+        max_results="MaxFaces",
+        matches="FaceMatches",
+    ),
+    "SearchUsersByImage": OperationSpec(
+        _I,
+        collection=_COLLECTION,
+        threshold="UserMatchThreshold",
+        max_results="MaxUsers",
+        images=("Image",),
+        matches="UserMatches",
+    ),
+    "SearchUsers": OperationSpec(
+        _I,
+        collection=_COLLECTION,
+        threshold="UserMatchThreshold",
+        max_results="MaxUsers",
+        matches="UserMatches",
+    ),
+    "IndexFaces": OperationSpec(
+        _E, collection=_COLLECTION, images=("Image",), attributes="DetectionAttributes"
+    ),
+    "CreateCollection": OperationSpec(_M, collection=_COLLECTION),
+    "DeleteCollection": OperationSpec(_M, collection=_COLLECTION),
+    "DescribeCollection": OperationSpec(_M, collection=_COLLECTION),
+    "ListCollections": OperationSpec(_M),
+    "ListFaces": OperationSpec(_M, collection=_COLLECTION),
+    "DeleteFaces": OperationSpec(_M, collection=_COLLECTION),
+    "RecognizeCelebrities": OperationSpec(_C, images=("Image",)),
+    "GetCelebrityInfo": OperationSpec(_C),
+    "StartFaceSearch": OperationSpec(
+        _S, collection=_COLLECTION, threshold="FaceMatchThreshold"
+    ),
+    "GetFaceSearch": OperationSpec(_S),
+    "StartFaceDetection": OperationSpec(_S),
+    "CreateStreamProcessor": OperationSpec(
+        _S,
+        collection=("Settings", "FaceSearch", "CollectionId"),
+        threshold="Settings.FaceSearch.FaceMatchThreshold",
+    ),
+    "StartStreamProcessor": OperationSpec(_S),
+}
+
+# Rekognition's attribute names, normalised for the policy.
+_ATTRIBUTE_NAMES = {
+    "AGE_RANGE": "age",
+    "EMOTIONS": "emotions",
+    "GENDER": "gender",
+}
+
+# How each error surfaces in Rekognition's protocol: (HTTP status, __type).
+_ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
+    (PayloadTooLarge, 400, "ImageTooLargeException"),
+    (UnsupportedOperation, 400, "UnknownOperationException"),
+    (MalformedRequest, 400, "InvalidParameterException"),
+    (MissingCredentials, 403, "MissingAuthenticationTokenException"),
+    (UnknownAccessKey, 400, "UnrecognizedClientException"),
+    (ExpiredCredentials, 400, "ExpiredTokenException"),
+    (ClockSkew, 400, "InvalidSignatureException"),
+    (InvalidSignature, 400, "InvalidSignatureException"),
+    (AuthenticationError, 400, "UnrecognizedClientException"),
+    (PolicyDenied, 400, "AccessDeniedException"),
+    (PolicyUnavailable, 400, "AccessDeniedException"),
+    (PermissionDenied, 400, "AccessDeniedException"),
+    (ServiceUnavailable, 503, "ServiceUnavailableException"),
+    (UpstreamError, 500, "InternalServerError"),
+]
+
+
+def normalise_attribute(name: str) -> str:
+    return _ATTRIBUTE_NAMES.get(name, name.lower())
+
+
+def _dig(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = payload
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+class RekognitionAdapter:
+    name = VENDOR
+
+    def __init__(
+        self,
+        *,
+        authenticator: SigV4Authenticator,
+        endpoint: str,
+        region: str,
+        access_key_id: str,
+        secret_access_key: str,
+        max_image_bytes: int,
+        timeout_seconds: float,
+    ) -> None:
+        self._authenticator = authenticator
+        self._endpoint = endpoint.rstrip("/")
+        self._signer = SigV4Auth(Credentials(access_key_id, secret_access_key), VENDOR, region)
+        self._max_image_bytes = max_image_bytes
+        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        return await self._authenticator.authenticate(
+            request, required_headers=REQUIRED_SIGNED_HEADERS
+        )
+
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        return claimed_access_key_id(request)
+
+    # -- parse ---------------------------------------------------------------------------
+
+    def parse(self, request: IncomingRequest) -> ParsedRequest:
+        if request.method != "POST" or request.path != "/":
+            raise UnsupportedOperation(
+                f"{request.method} {request.path}: Rekognition requests are POST /"
+            )
+        target = request.headers.get("x-amz-target", "")
+        if not target.startswith(TARGET_PREFIX):
+            raise UnsupportedOperation("missing or foreign X-Amz-Target header")
+        name = target[len(TARGET_PREFIX) :]
+        spec = OPERATIONS.get(name)
+        if spec is None:
+            # Never forwarded blindly: an operation we cannot classify cannot be judged.
+            raise UnsupportedOperation(f"operation {name!r} is not supported by facegate")
+        try:
+            payload = json.loads(request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedRequest(f"the request body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise MalformedRequest("the request body must be a JSON object")
+        operation = FaceOperation(
+            vendor=VENDOR,
+            name=name,
+            kind=spec.kind,
+            collection=self._string(payload, spec.collection),
+            threshold=self._number(payload, spec.threshold),
+            max_results=self._integer(payload, spec.max_results),
+            attributes=self._attributes(payload, spec.attributes),
+            probe_digests=[self._image_digest(payload, field) for field in spec.images],
+        )
+        return ParsedRequest(operation=operation, payload=payload, body=request.body)
+
+    @staticmethod
+    def _string(payload: dict[str, Any], path: tuple[str, ...]) -> str | None:
+        if not path:
+            return None
+        value = _dig(payload, path)
+        if value is not None and not isinstance(value, str):
+            raise MalformedRequest(f"{'.'.join(path)} must be a string")
+        return value
+
+    @staticmethod
+    def _number(payload: dict[str, Any], dotted: str | None) -> float | None:
+        if dotted is None:
+            return None
+        value = _dig(payload, tuple(dotted.split(".")))
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MalformedRequest(f"{dotted} must be a number")
+        if not 0 <= value <= 100:
+            raise MalformedRequest(f"{dotted} must be between 0 and 100")
+        return float(value)
+
+    @staticmethod
+    def _integer(payload: dict[str, Any], field: str | None) -> int | None:
+        if field is None or payload.get(field) is None:
+            return None
+        value = payload[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MalformedRequest(f"{field} must be a positive integer")
+        return value
+
+    @staticmethod
+    def _attributes(payload: dict[str, Any], field: str | None) -> list[str]:
+        if field is None or payload.get(field) is None:
+            return []
+        value = payload[field]
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise MalformedRequest(f"{field} must be a list of attribute names")
+        return sorted({normalise_attribute(a) for a in value})
+
+    def _image_digest(self, payload: dict[str, Any], field: str) -> str:
+        image = payload.get(field)
+        if not isinstance(image, dict):
+            raise MalformedRequest(f"{field} is required and must be an Image structure")
+        if "S3Object" in image and "Bytes" not in image:
+            raise MalformedRequest(
+                f"{field}.S3Object is not supported: facegate needs the image bytes to "
+                "record a digest of every probe"
+            )
+        encoded = image.get("Bytes")
+        if not isinstance(encoded, str):
+            raise MalformedRequest(f"{field}.Bytes must be base64-encoded image bytes")
+        # Cheap bound before decoding: base64 is 4 characters for every 3 bytes.
+        if len(encoded) // 4 * 3 > self._max_image_bytes + 2:
+            raise PayloadTooLarge(
+                f"{field} is larger than the {self._max_image_bytes} bytes Rekognition accepts"
+            )
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedRequest(f"{field}.Bytes is not valid base64") from exc
+        if not raw:
+            raise MalformedRequest(f"{field}.Bytes is empty")
+        if len(raw) > self._max_image_bytes:
+            raise PayloadTooLarge(
+                f"{field} is larger than the {self._max_image_bytes} bytes Rekognition accepts"
+            )
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    # -- forward -------------------------------------------------------------------------
+
+    def apply_obligations(
+        self, parsed: ParsedRequest, obligations: Obligations
+    ) -> dict[str, Any] | None:
+        """The payload rewritten to meet the obligations, or None when it already does."""
+        spec = OPERATIONS[parsed.operation.name]
+        payload = parsed.payload
+        changes: dict[str, Any] = {}
+        if spec.threshold and "." not in spec.threshold and obligations.min_threshold is not None:
+            current = parsed.operation.threshold
+            if current is None or current < obligations.min_threshold:
+                changes[spec.threshold] = obligations.min_threshold
+        if spec.max_results and obligations.max_results is not None:
+            current_max = parsed.operation.max_results
+            if current_max is None or current_max > obligations.max_results:
+                changes[spec.max_results] = obligations.max_results
+        if spec.attributes and obligations.remove_attributes and payload.get(spec.attributes):
+            removed = set(obligations.remove_attributes)
+            kept = [a for a in payload[spec.attributes] if normalise_attribute(a) not in removed]
+            if kept != payload[spec.attributes]:
+                changes[spec.attributes] = kept
+        return {**payload, **changes} if changes else None
+
+    async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
+        rewritten = self.apply_obligations(parsed, obligations)
+        body = parsed.body if rewritten is None else json.dumps(rewritten).encode()
+        request = AWSRequest(
+            method="POST",
+            url=f"{self._endpoint}/",
+            data=body,
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "X-Amz-Target": TARGET_PREFIX + parsed.operation.name,
+            },
+        )
+        # Signed with the gateway's vendor credentials: the caller's never reach the vendor.
+        self._signer.add_auth(request)
+        try:
+            response = await self._client.post(
+                request.url, content=body, headers=dict(request.headers.items())
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Rekognition could not be reached: {type(exc).__name__}") from exc
+        return UpstreamResponse(
+            status_code=response.status_code,
+            headers={
+                k: v for k, v in response.headers.items() if k.lower().startswith("x-amzn-")
+            },
+            body=response.content,
+        )
+
+    # -- filter --------------------------------------------------------------------------
+
+    def filter(
+        self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
+    ) -> Outcome:
+        spec = OPERATIONS[parsed.operation.name]
+        if spec.matches is None or response.status_code != 200:
+            return Outcome(response=response)
+        try:
+            document = json.loads(response.body)
+            matches = document.get(spec.matches) or []
+            similarities = [float(m.get("Similarity", 0.0)) for m in matches]
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+            raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
+
+        # The vendor is checked, not trusted: a match under the floor or past the cap is dropped.
+        floor = obligations.min_threshold
+        kept = [m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor]
+        dropped: dict[str, int] = {}
+        if len(kept) < len(matches):
+            dropped["below_threshold"] = len(matches) - len(kept)
+        if obligations.max_results is not None and len(kept) > obligations.max_results:
+            dropped["over_result_cap"] = len(kept) - obligations.max_results
+            kept = kept[: obligations.max_results]
+        if dropped:
+            document[spec.matches] = kept
+            response = UpstreamResponse(
+                status_code=response.status_code,
+                headers=response.headers,
+                body=json.dumps(document).encode(),
+            )
+        kept_similarities = [float(m.get("Similarity", 0.0)) for m in kept]
+        return Outcome(
+            response=response,
+            match_count=len(kept),
+            top_similarity=max(kept_similarities, default=None),
+            dropped=dropped,
+        )
+
+    # -- errors --------------------------------------------------------------------------
+
+    def error_response(self, error: FacegateError, *, request_id: str) -> Response:
+        status, error_type = 500, "InternalServerError"
+        for error_class, error_status, name in _ERROR_TYPES:
+            if isinstance(error, error_class):
+                status, error_type = error_status, name
+                break
+        headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
+        if isinstance(error, PolicyDenied):
+            headers["x-facegate-reasons"] = ",".join(r.code for r in error.reasons)
+        body = json.dumps({"__type": error_type, "Message": error.message})
+        return Response(body, status_code=status, media_type=CONTENT_TYPE, headers=headers)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
