@@ -1,0 +1,94 @@
+"""The ``audit_log`` table: one row per entry, every ``AuditRecord`` field a column.
+
+Rows are written only by ``gateway.audit.log.AuditLog.append`` and never changed: the
+database refuses UPDATE, DELETE and TRUNCATE (see ``gateway.audit.guards``). Migration 0001
+creates this table; a change here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Double, Index, Integer, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from gateway.db import Base
+
+HEX_SHA256_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware instant, stored in UTC and always read back aware in UTC.
+
+    SQLite has no time zone type and SQLAlchemy writes only the wall-clock digits there,
+    so converting to UTC before writing is what keeps the instant (and string order in
+    range filters) right. Naive values are refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("audit_log.time must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class AuditLogEntry(Base):
+    """One committed entry. ``seq`` comes from the log's sequencer, never from the database."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    request_id: Mapped[str] = mapped_column(String)
+    event_type: Mapped[str] = mapped_column(String)
+    agency: Mapped[str | None] = mapped_column(String)
+    officer: Mapped[str | None] = mapped_column(String)
+    key_id: Mapped[str | None] = mapped_column(String)
+    client_address: Mapped[str | None] = mapped_column(String)
+    vendor: Mapped[str | None] = mapped_column(String)
+    operation: Mapped[str | None] = mapped_column(String)
+    operation_kind: Mapped[str | None] = mapped_column(String)
+    collection: Mapped[str | None] = mapped_column(String)
+    purpose: Mapped[str | None] = mapped_column(String)
+    case_number: Mapped[str | None] = mapped_column(String)
+    offense: Mapped[str | None] = mapped_column(String)
+    legal_basis: Mapped[str | None] = mapped_column(String)
+    warrant_id: Mapped[str | None] = mapped_column(String)
+    decision: Mapped[str | None] = mapped_column(String)
+    reason_codes: Mapped[list[str]] = mapped_column(JSON)
+    obligations: Mapped[dict[str, Any]] = mapped_column(JSON)
+    policy_revision: Mapped[str | None] = mapped_column(String)
+    probe_digests: Mapped[list[str]] = mapped_column(JSON)
+    upstream_status: Mapped[int | None] = mapped_column(Integer)
+    match_count: Mapped[int | None] = mapped_column(Integer)
+    top_similarity: Mapped[float | None] = mapped_column(Double)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    prev_hash: Mapped[str] = mapped_column(String(HEX_SHA256_LENGTH))
+    record_hash: Mapped[str] = mapped_column(String(HEX_SHA256_LENGTH))
+
+    # The auditor filters by these and pages by seq: (column, seq) lets the database walk
+    # one index in page order instead of sorting every match.
+    __table_args__ = (
+        Index("ix_audit_log_case_number_seq", "case_number", "seq"),
+        Index("ix_audit_log_agency_seq", "agency", "seq"),
+        Index("ix_audit_log_officer_seq", "officer", "seq"),
+        Index("ix_audit_log_event_type_seq", "event_type", "seq"),
+        Index("ix_audit_log_time", "time"),
+    )

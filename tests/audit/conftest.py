@@ -1,0 +1,53 @@
+"""Fixtures for the audit log: an engine on a migrated database and the log over it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord, EventType
+from gateway.db import create_engine, session_factory
+
+BASE_TIME = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+
+
+def make_record(**overrides: Any) -> AuditRecord:
+    """A plausible decision record; any field can be overridden."""
+    fields: dict[str, Any] = {
+        "time": BASE_TIME,
+        "request_id": "req-0001",
+        "event_type": EventType.DECISION,
+        "agency": "metro-pd",
+        "officer": "officer-17",
+        "vendor": "rekognition",
+        "operation": "SearchFacesByImage",
+        "operation_kind": "identify",
+        "case_number": "2026-000123",
+        "decision": "allow",
+    }
+    fields.update(overrides)
+    return AuditRecord(**fields)
+
+
+@pytest.fixture
+def record_factory() -> Callable[..., AuditRecord]:
+    return make_record
+
+
+@pytest.fixture
+async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated_database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def audit_log(engine: AsyncEngine) -> AuditLog:
+    return AuditLog(session_factory(engine))
