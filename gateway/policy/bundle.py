@@ -1,0 +1,158 @@
+"""A policy bundle: the Rego module, its data and the revision that names them.
+
+A policy directory looks like this (decision cases live beside it but are not part of it):
+
+    policies/
+      facegate.rego      the one Rego module, package `facegate` (the embedded engine takes one)
+      data/*.yaml        lists and numbers, merged into the data document under `data.config`
+                         (also *.yml; dotfiles and subdirectories are ignored)
+      cases/*.yaml       decision cases (see cases.py); not hashed, not loaded here
+
+The revision is "sha256:" + the SHA-256 of a `sha256sum`-style manifest of the module and
+the data files, one line per file sorted by relative path, so an admin can reproduce it:
+
+    cd policies && ls facegate.rego data/*.yaml data/*.yml 2>/dev/null \\
+        | LC_ALL=C sort | xargs sha256sum | sha256sum
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import PolicyUnavailable
+
+MODULE_FILE = "facegate.rego"
+DATA_DIR = "data"
+DATA_SUFFIXES = (".yaml", ".yml")
+# OPA reserves data.facegate for the package itself, so the admin's data lives beside it.
+DATA_KEY = "config"
+DECISION_QUERY = "data.facegate.decision"
+
+
+class PolicyLoadError(PolicyUnavailable):
+    """A policy bundle or engine could not be loaded; the message names the file or setting."""
+
+    code = "policy_load_error"
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """One revision of the policy, read from disk once.
+
+    The module text and data here are the very bytes that were hashed, so an engine built
+    from a bundle evaluates exactly what `revision` names, whatever happens to the files later.
+    """
+
+    directory: Path
+    module_path: Path
+    module: str
+    config: Mapping[str, Any]  # the merged data files: what the policy reads as data.config
+    revision: str
+
+    def data_document(self) -> dict[str, Any]:
+        """The `data` document the engines evaluate against (besides the module's own rules)."""
+        return {DATA_KEY: dict(self.config)}
+
+
+def load_bundle(policy_dir: Path) -> PolicyBundle:
+    """Read, hash and parse a policy directory. Raises PolicyLoadError naming the bad file."""
+    files = _read_policy_files(policy_dir)
+    module_rel, module_bytes = files[0]
+    module_path = policy_dir / module_rel
+    try:
+        module = module_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyLoadError(f"policy module {module_path} is not UTF-8: {exc}") from exc
+
+    config: dict[str, Any] = {}
+    defined_in: dict[str, str] = {}
+    for rel, content in files[1:]:
+        for key, value in _parse_data_file(policy_dir / rel, content).items():
+            # Top-level keys are merged, so two files defining one key would silently shadow
+            # each other depending on their names; refuse instead.
+            if key in config:
+                raise PolicyLoadError(
+                    f"policy data key {key!r} is defined in both {policy_dir / defined_in[key]}"
+                    f" and {policy_dir / rel}"
+                )
+            config[key] = value
+            defined_in[key] = rel
+
+    return PolicyBundle(
+        directory=policy_dir,
+        module_path=module_path,
+        module=module,
+        config=config,
+        revision=_revision(files),
+    )
+
+
+def bundle_revision(policy_dir: Path) -> str:
+    """The revision of a policy directory as it is now, without parsing it (cheap to poll)."""
+    return _revision(_read_policy_files(policy_dir))
+
+
+def _read_policy_files(policy_dir: Path) -> list[tuple[str, bytes]]:
+    """The module first, then the data files sorted by relative path, as (path, bytes)."""
+    module_path = policy_dir / MODULE_FILE
+    try:
+        files = [(MODULE_FILE, module_path.read_bytes())]
+    except FileNotFoundError as exc:
+        raise PolicyLoadError(f"policy module {module_path} does not exist") from exc
+    except OSError as exc:
+        raise PolicyLoadError(f"policy module {module_path} cannot be read: {exc}") from exc
+
+    data_dir = policy_dir / DATA_DIR
+    if data_dir.is_dir():
+        data_paths = sorted(
+            path
+            for path in data_dir.iterdir()
+            # Dotfiles are editors' scratch copies, not data an admin meant to publish.
+            if path.suffix in DATA_SUFFIXES and not path.name.startswith(".") and path.is_file()
+        )
+        for path in data_paths:
+            try:
+                files.append((path.relative_to(policy_dir).as_posix(), path.read_bytes()))
+            except OSError as exc:
+                raise PolicyLoadError(f"policy data file {path} cannot be read: {exc}") from exc
+    return files
+
+
+def _revision(files: list[tuple[str, bytes]]) -> str:
+    manifest = "".join(
+        f"{hashlib.sha256(content).hexdigest()}  {rel}\n"
+        for rel, content in sorted(files, key=lambda item: item[0])
+    )
+    return "sha256:" + hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+
+
+def _parse_data_file(path: Path, content: bytes) -> dict[str, Any]:
+    try:
+        parsed = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        raise PolicyLoadError(f"policy data file {path} is not valid YAML: {exc}") from exc
+    if parsed is None:  # an empty or all-comment file contributes nothing
+        return {}
+    if not isinstance(parsed, dict):
+        raise PolicyLoadError(
+            f"policy data file {path} must hold a mapping of keys to values,"
+            f" not a {type(parsed).__name__}"
+        )
+    try:
+        # The engines take JSON: YAML dates, sets or non-string keys would not survive the
+        # trip, and are better refused here than turned into something else silently.
+        as_json: dict[str, Any] = json.loads(json.dumps(parsed, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise PolicyLoadError(
+            f"policy data file {path} holds a value JSON cannot carry (quote dates): {exc}"
+        ) from exc
+    if as_json != parsed:
+        raise PolicyLoadError(f"policy data file {path} has keys that are not strings; quote them")
+    return as_json

@@ -1,0 +1,282 @@
+"""The policy engine interface and the service the pipeline decides with.
+
+    PolicyEngine        evaluate(PolicyInput) -> the raw decision document, or None
+    ├── EmbeddedEngine  regorus in worker threads (embedded.py)
+    └── OpaServerEngine an OPA server over HTTP (opa_server.py)
+
+    PolicyService       decide(PolicyInput) -> Decision, never raises; reload_if_changed()
+
+An engine is built from one PolicyBundle and evaluates that revision for its whole life;
+a new revision gets a new engine. The service turns whatever an engine does into a
+Decision: anything but a well-formed decision document, on time, is a refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.config import Settings
+from gateway.errors import Reason
+from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
+from gateway.policy.contract import Decision, Obligations, PolicyInput
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.opa_server import OpaServerEngine
+
+log = logging.getLogger(__name__)
+
+# The reason codes of a refusal made because the policy could not decide.
+POLICY_ERROR = "policy_error"
+POLICY_TIMEOUT = "policy_timeout"
+POLICY_UNDEFINED = "policy_undefined"
+
+
+class PolicyEngine(Protocol):
+    """Evaluates `data.facegate.decision` of one bundle revision.
+
+    evaluate() returns the decision document as the policy produced it (not yet checked),
+    or None when the policy leaves it undefined for this input. It may raise anything and
+    may take any time: PolicyService bounds and translates both. close() releases the
+    engine's threads, connections or processes; it is called once no evaluation is running.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def revision(self) -> str: ...
+
+    async def evaluate(self, policy_input: PolicyInput) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+EngineFactory = Callable[[PolicyBundle], Awaitable[PolicyEngine]]
+
+
+async def open_engine(bundle: PolicyBundle, settings: Settings) -> PolicyEngine:
+    """The engine settings.policy_engine names, loaded with `bundle`. Raises PolicyLoadError."""
+    if settings.policy_engine == "embedded":
+        return EmbeddedEngine(bundle)
+    if settings.opa_url:
+        return await OpaServerEngine.connect(
+            bundle, url=settings.opa_url, timeout_seconds=settings.policy_timeout_seconds
+        )
+    opa_binary = shutil.which("opa")
+    if opa_binary is None:
+        raise PolicyLoadError(
+            "FACEGATE_POLICY_ENGINE=opa needs FACEGATE_OPA_URL or an `opa` binary on PATH"
+        )
+    return await OpaServerEngine.launch(
+        bundle, opa_binary=opa_binary, timeout_seconds=settings.policy_timeout_seconds
+    )
+
+
+class _RawReason(BaseModel):
+    code: str
+    message: str
+
+
+class _RawDecision(BaseModel):
+    """The decision document as the policy must produce it. Validated strictly: "true" is
+    not true, and an obligation of the wrong type is not silently converted."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    allow: bool
+    reasons: list[_RawReason]
+    obligations: Obligations
+
+
+def decision_from_result(result: Any, *, policy_revision: str, engine: str) -> Decision:
+    """Check a raw decision document. Raises ValidationError when it is not one."""
+    raw = _RawDecision.model_validate(result, strict=True)
+    return Decision(
+        allow=raw.allow,
+        reasons=[Reason(code=r.code, message=r.message) for r in raw.reasons],
+        obligations=raw.obligations,
+        policy_revision=policy_revision,
+        engine=engine,
+    )
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What reload_if_changed() found. `revision` is the one being served afterwards."""
+
+    revision: str
+    reloaded: bool = False
+    error: str | None = None  # why the directory's revision is not served; the old one is
+
+
+class _Serving:
+    """An engine and the evaluations running on it, so it is closed only when idle."""
+
+    def __init__(self, engine: PolicyEngine) -> None:
+        self.engine = engine
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
+class PolicyService:
+    """What the pipeline holds: decide() always returns a Decision and fails closed.
+
+    Open it with PolicyService.open(settings); the app calls reload_if_changed() now and
+    then so an admin's edit of the policy directory takes effect, and close() on shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: PolicyEngine,
+        policy_dir: Path,
+        engine_factory: EngineFactory,
+        timeout_seconds: float,
+    ) -> None:
+        self._serving = _Serving(engine)
+        self._policy_dir = policy_dir
+        self._engine_factory = engine_factory
+        self._timeout = timeout_seconds
+        self._reload_lock = asyncio.Lock()
+        # The last failed reload as (revision or None, why): a bundle that failed to load
+        # is not loaded again until its revision changes.
+        self._failed: tuple[str | None, str] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> PolicyService:
+        """Load settings.policy_dir on settings.policy_engine. Raises PolicyLoadError."""
+
+        async def factory(bundle: PolicyBundle) -> PolicyEngine:
+            return await open_engine(bundle, settings)
+
+        bundle = await asyncio.to_thread(load_bundle, settings.policy_dir)
+        return cls(
+            engine=await factory(bundle),
+            policy_dir=settings.policy_dir,
+            engine_factory=factory,
+            timeout_seconds=settings.policy_timeout_seconds,
+        )
+
+    @property
+    def revision(self) -> str:
+        return self._serving.engine.revision
+
+    @property
+    def engine_name(self) -> str:
+        return self._serving.engine.name
+
+    async def decide(self, policy_input: PolicyInput) -> Decision:
+        """The policy's decision on `policy_input`. Never raises (except on cancellation):
+        an engine that fails, overruns the timeout or gives no well-formed decision is a
+        refusal with code policy_error, policy_timeout or policy_undefined."""
+        # Read once: the revision on the Decision is the one of the engine that made it,
+        # even if a reload swaps engines while this evaluation runs.
+        serving = self._serving
+        engine = serving.engine
+        serving.in_flight += 1
+        serving.idle.clear()
+        try:
+            return await self._decide_on(engine, policy_input)
+        finally:
+            serving.in_flight -= 1
+            if serving.in_flight == 0:
+                serving.idle.set()
+
+    async def _decide_on(self, engine: PolicyEngine, policy_input: PolicyInput) -> Decision:
+        def refuse(code: str, message: str) -> Decision:
+            return Decision.deny(
+                code=code, message=message, policy_revision=engine.revision, engine=engine.name
+            )
+
+        try:
+            result = await asyncio.wait_for(engine.evaluate(policy_input), self._timeout)
+        except TimeoutError:
+            log.warning("policy engine %s gave no decision within %ss", engine.name, self._timeout)
+            return refuse(
+                POLICY_TIMEOUT,
+                f"the policy engine gave no decision within {self._timeout:g}s;"
+                " the request is refused",
+            )
+        except Exception as exc:
+            log.exception("policy engine %s failed", engine.name)
+            return refuse(
+                POLICY_ERROR,
+                f"the policy engine failed ({type(exc).__name__}); the request is refused",
+            )
+        if result is None:
+            log.warning("policy %s left data.facegate.decision undefined", engine.revision)
+            return refuse(
+                POLICY_UNDEFINED,
+                "the policy gave no decision for this request; the request is refused",
+            )
+        try:
+            return decision_from_result(result, policy_revision=engine.revision, engine=engine.name)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'decision'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            log.warning("policy %s gave a malformed decision: %s", engine.revision, problems)
+            return refuse(
+                POLICY_ERROR,
+                f"the policy's decision is malformed ({problems}); the request is refused",
+            )
+
+    async def reload_if_changed(self) -> ReloadResult:
+        """Serve the policy directory's current revision if it differs from the one served.
+
+        Cheap when nothing changed: the module and data files are read and hashed, nothing
+        is parsed. A bundle or engine that fails to load leaves the old engine serving, and
+        the result says why. The swap is one assignment, so each decision is made wholly by
+        the old engine or wholly by the new one; the old one is closed once it is idle.
+        """
+        async with self._reload_lock:
+            current = self._serving.engine.revision
+            try:
+                revision = await asyncio.to_thread(bundle_revision, self._policy_dir)
+            except PolicyLoadError as exc:
+                return self._failed_reload(current, revision=None, error=exc.message)
+            if revision == current:
+                self._failed = None
+                return ReloadResult(revision=current)
+            if self._failed is not None and self._failed[0] == revision:
+                return ReloadResult(revision=current, error=self._failed[1])
+
+            try:
+                bundle = await asyncio.to_thread(load_bundle, self._policy_dir)
+                engine = await self._engine_factory(bundle)
+            except PolicyLoadError as exc:
+                return self._failed_reload(current, revision=revision, error=exc.message)
+            except Exception as exc:
+                return self._failed_reload(
+                    current, revision=revision, error=f"{type(exc).__name__}: {exc}"
+                )
+
+            old, self._serving = self._serving, _Serving(engine)
+            log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
+            await self._retire(old)
+            return ReloadResult(revision=engine.revision, reloaded=True)
+
+    def _failed_reload(self, current: str, *, revision: str | None, error: str) -> ReloadResult:
+        # Logged once per distinct failure: this runs on every poll until the admin fixes it.
+        if self._failed != (revision, error):
+            log.error("policy not reloaded, still serving %s: %s", current, error)
+        self._failed = (revision, error)
+        return ReloadResult(revision=current, error=error)
+
+    async def close(self) -> None:
+        await self._retire(self._serving)
+
+    @staticmethod
+    async def _retire(serving: _Serving) -> None:
+        # Evaluations are bounded by the timeout, so this wait is too.
+        await serving.idle.wait()
+        await serving.engine.close()

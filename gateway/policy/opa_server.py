@@ -1,0 +1,191 @@
+"""The OPA-server engine: the same module and data, evaluated by an OPA server over HTTP.
+
+Either a server the admin runs (FACEGATE_OPA_URL, e.g. a sidecar) or, when none is
+configured, an `opa run --server` this engine starts on a free loopback port and stops.
+
+The policy and the data are two writes to OPA, so a server being pushed a new revision
+briefly holds the new module with the old data. To keep every decision labelled with the
+revision that made it, the pushed module and data each carry the revision as a marker, the
+query reads both markers in the same evaluation (one snapshot of OPA's store) and a result
+whose markers disagree with this engine's revision is refused, which fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from opa_client import AsyncOpaClient
+
+from gateway.policy.bundle import DATA_KEY, PolicyBundle, PolicyLoadError
+from gateway.policy.contract import PolicyInput
+
+POLICY_ID = "facegate"
+# The marker's name in both the module (a rule appended to package facegate) and the data.
+REVISION_MARKER = "facegate_pushed_revision"
+QUERY = (
+    "decision := data.facegate.decision;"
+    f" module_revision := data.facegate.{REVISION_MARKER};"
+    f" data_revision := data.{DATA_KEY}.{REVISION_MARKER}"
+)
+STARTUP_SECONDS = 10.0
+
+
+class RevisionMismatch(RuntimeError):
+    """The OPA server evaluated another revision than this engine was built from."""
+
+
+class OpaServerEngine:
+    """Evaluates `data.facegate.decision` on an OPA server. Open with connect() or launch()."""
+
+    name = "opa"
+
+    def __init__(self, *, revision: str, client: AsyncOpaClient, resources: AsyncExitStack):
+        self.revision = revision
+        self._client = client
+        self._resources = resources
+
+    @classmethod
+    async def connect(
+        cls, bundle: PolicyBundle, *, url: str, timeout_seconds: float
+    ) -> OpaServerEngine:
+        """Push the bundle to the OPA server at `url` (FACEGATE_OPA_URL) and use it."""
+        host, port, tls = _parse_url(url)
+        async with AsyncExitStack() as resources:
+            client = AsyncOpaClient(
+                host=host, port=port, ssl=tls, retries=0, timeout=timeout_seconds
+            )
+            await resources.enter_async_context(client)
+            await _push(client, bundle, where=url)
+            engine = cls(revision=bundle.revision, client=client, resources=resources.pop_all())
+        return engine
+
+    @classmethod
+    async def launch(
+        cls, bundle: PolicyBundle, *, opa_binary: str, timeout_seconds: float
+    ) -> OpaServerEngine:
+        """Start `opa run --server` on a free loopback port, push the bundle, and use it.
+
+        The server is stopped by close(). It listens on 127.0.0.1 without authentication,
+        like any OPA sidecar: anything on this host could push to it (the revision markers
+        make such a push fail closed rather than go unnoticed, unless it copies them).
+        """
+        async with AsyncExitStack() as resources:
+            port = _free_loopback_port()
+            # The stack closes it (SIM115 does not see enter_context as a context manager).
+            log = resources.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            process = await asyncio.create_subprocess_exec(
+                opa_binary,
+                *("run", "--server", "--addr", f"127.0.0.1:{port}"),
+                *("--disable-telemetry", "--log-level", "error"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+            resources.push_async_callback(_stop, process)
+            client = AsyncOpaClient(host="127.0.0.1", port=port, retries=0, timeout=timeout_seconds)
+            await resources.enter_async_context(client)
+            await _wait_until_healthy(client, process, log, binary=opa_binary)
+            await _push(client, bundle, where=f"{opa_binary} on 127.0.0.1:{port}")
+            engine = cls(revision=bundle.revision, client=client, resources=resources.pop_all())
+        return engine
+
+    async def evaluate(self, policy_input: PolicyInput) -> Any:
+        """The decision document, or None when the policy leaves it undefined."""
+        response = await self._client.ad_hoc_query(
+            QUERY, input_data=policy_input.model_dump(mode="json")
+        )
+        # OPA answers an undefined query with no rows (and omits "result" on some versions).
+        rows = response.get("result") or []
+        if not rows:
+            return None
+        row = rows[0]
+        served = (row.get("module_revision"), row.get("data_revision"))
+        if served != (self.revision, self.revision):
+            raise RevisionMismatch(
+                f"the OPA server evaluated module {served[0]} with data {served[1]},"
+                f" not {self.revision}: it is being pushed another policy"
+            )
+        return row.get("decision")
+
+    async def close(self) -> None:
+        # Closes the HTTP session and, for a launched server, stops it. A server the admin
+        # runs keeps the pushed policy: the engine replacing this one on a reload uses it.
+        await self._resources.aclose()
+
+
+async def _push(client: AsyncOpaClient, bundle: PolicyBundle, *, where: str) -> None:
+    marker = json.dumps(bundle.revision)
+    # Appended as a rule of the admin's package; a newline first in case the file has none.
+    module = f"{bundle.module}\n\n{REVISION_MARKER} := {marker}\n"
+    config = {**bundle.config, REVISION_MARKER: bundle.revision}
+    try:
+        # rego_compat=False: the client would otherwise rewrite a module OPA rejects, and
+        # the server would evaluate text that the revision does not name.
+        await client.update_policy_from_string(module, POLICY_ID, rego_compat=False)
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"OPA ({where}) refused policy module {bundle.module_path}: {exc}"
+        ) from exc
+    try:
+        await client.update_or_create_data(config, DATA_KEY)
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"OPA ({where}) refused the data of {bundle.directory / 'data'}: {exc}"
+        ) from exc
+
+
+def _parse_url(url: str) -> tuple[str, int, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PolicyLoadError(f"FACEGATE_OPA_URL must be http(s)://host[:port], not {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        # The client builds every URL from host and port, so a path would be dropped.
+        raise PolicyLoadError(f"FACEGATE_OPA_URL must not have a path or query: {url!r}")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host, port, tls
+
+
+def _free_loopback_port() -> int:
+    # Another process could take the port before OPA binds it; OPA then exits and
+    # _wait_until_healthy reports its log.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def _wait_until_healthy(
+    client: AsyncOpaClient, process: asyncio.subprocess.Process, log: IO[bytes], *, binary: str
+) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not await client.check_health():
+        if process.returncode is not None or time.monotonic() > deadline:
+            log.seek(0)
+            output = log.read().decode("utf-8", "replace").strip()
+            state = (
+                f"exited with status {process.returncode}"
+                if process.returncode is not None
+                else f"was not healthy after {STARTUP_SECONDS:.0f}s"
+            )
+            raise PolicyLoadError(f"{binary} run --server {state}: {output or 'no output'}")
+        await asyncio.sleep(0.05)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=5)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

@@ -1,0 +1,260 @@
+# facegate's policy: who may use face recognition, for what, and on what terms.
+#
+# The lists and numbers live in data/*.yaml (read here as data.config); this file holds
+# the rules. cases/*.yaml pin down what it decides: run them after every edit.
+#
+# Both the embedded engine (regorus) and OPA evaluate this file, so it keeps to what both
+# do alike: messages are built with concat and format_int, never sprintf (regorus' sprintf
+# drops the character after each verb), and no net.* builtins.
+#
+# Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
+#                     "obligations": {"min_threshold", "max_results",
+#                                     "remove_attributes", "flags"}}
+# allow is true exactly when no rule below adds a reason to `deny`.
+package facegate
+
+import rego.v1
+
+decision := {
+	"allow": count(deny) == 0,
+	"reasons": [r | some code in sort({d.code | some d in deny}); some r in deny; r.code == code],
+	"obligations": obligations,
+}
+
+cfg := data.config
+
+ctx := input.context
+
+op := input.operation
+
+warrant := input.context.warrant
+
+reason(code, message) := {"code": code, "message": message}
+
+normal(text) := lower(trim_space(text))
+
+# A context field counts as given only when it holds some text.
+given(field) if {
+	value := object.get(ctx, field, null)
+	is_string(value)
+	trim_space(value) != ""
+}
+
+basis := normal(ctx.legal_basis) if given("legal_basis")
+
+# --- Who: only officers make vendor calls ------------------------------------------------
+
+deny contains reason("not_an_officer", concat("", [
+	"only officers may use face recognition, and ", input.principal.id, " is not one",
+])) if {
+	not "officer" in input.principal.roles
+}
+
+# --- Why: every call states its purpose, case, offense and legal basis --------------------
+
+required := {
+	"purpose": reason("missing_purpose", "no purpose was given for this request"),
+	"case_number": reason("missing_case_number", "no case number was given for this request"),
+	"offense": reason("missing_offense", "no offense was given for this request"),
+	"legal_basis": reason("missing_legal_basis", "no legal basis was given for this request"),
+}
+
+deny contains missing if {
+	some field, missing in required
+	not given(field)
+}
+
+allowed_purposes := {normal(p) | some p in cfg.purposes}
+
+deny contains reason("purpose_not_allowed", concat("", [
+	"purpose \"", ctx.purpose, "\" is not one face recognition may be used for (allowed: ",
+	concat(", ", sort(allowed_purposes)), ")",
+])) if {
+	given("purpose")
+	not normal(ctx.purpose) in allowed_purposes
+}
+
+allowed_offenses := {normal(o) | some o in cfg.offenses}
+
+deny contains reason("offense_not_allowed", concat("", [
+	"offense \"", ctx.offense, "\" is not on the list of offenses face recognition may be used for",
+])) if {
+	given("offense")
+	not normal(ctx.offense) in allowed_offenses
+}
+
+serious_offenses := {normal(o) | some o in cfg.identification.serious_offenses}
+
+deny contains reason("offense_not_serious_enough", concat("", [
+	"identification is limited to serious violent offenses, and \"", ctx.offense,
+	"\" is not one of them",
+])) if {
+	op.kind == "identify"
+	given("offense")
+	normal(ctx.offense) in allowed_offenses
+	not normal(ctx.offense) in serious_offenses
+}
+
+# Headers may complete the case session the credentials are bound to, never contradict it.
+deny contains reason("context_conflict", concat("", [
+	"the X-Facegate headers contradict the case session on: ",
+	concat(", ", sort(ctx.conflicts)),
+])) if {
+	count(ctx.conflicts) > 0
+}
+
+# --- Identification (1:N) needs a warrant in force, or an exigent basis --------------------
+
+warrant_bases := {normal(b) | some b in cfg.identification.warrant_bases}
+
+# basis -> the flag an identification on it carries, e.g. exigent_needs_authorisation.
+warrantless_flags := {normal(b): flag | some b, flag in cfg.identification.without_warrant}
+
+warrantless_bases := {b | some b, _ in warrantless_flags}
+
+needs_warrant if {
+	op.kind == "identify"
+	basis in warrant_bases
+}
+
+warrant_noun := "court order" if {
+	warrant.kind == "court_order"
+} else := "warrant"
+
+warrant_name := concat(" ", [warrant_noun, warrant.id]) if {
+	is_string(warrant.id)
+} else := concat(" ", [warrant_noun, ctx.warrant_id]) if {
+	given("warrant_id")
+} else := concat(" ", ["the named", warrant_noun])
+
+deny contains reason("warrant_required", concat("", [
+	"identification on legal basis ", basis, " needs a warrant or court order, and none was named",
+])) if {
+	needs_warrant
+	# Any status other than the known ones is treated as no warrant, never as one.
+	not warrant.status in {"active", "unknown", "expired", "revoked", "out_of_scope"}
+}
+
+deny contains reason("warrant_required", concat("", [
+	"identification needs a warrant or court order, and legal basis ", basis,
+	" does not allow it",
+])) if {
+	op.kind == "identify"
+	given("legal_basis")
+	not basis in warrant_bases
+	not basis in warrantless_bases
+}
+
+# How a warrant that is not active is described, by registry status.
+warrant_states := {
+	"unknown": "is not in the warrant registry",
+	"expired": "is not in force now",
+	"revoked": "has been revoked",
+	"out_of_scope": "does not cover this search",
+}
+
+deny contains reason("warrant_unknown", concat(" ", [warrant_name, warrant_states.unknown])) if {
+	needs_warrant
+	warrant.status == "unknown"
+}
+
+deny contains reason("warrant_expired", concat(" ", [warrant_name, warrant_states.expired])) if {
+	needs_warrant
+	warrant.status == "expired"
+}
+
+deny contains reason("warrant_revoked", concat(" ", [warrant_name, warrant_states.revoked])) if {
+	needs_warrant
+	warrant.status == "revoked"
+}
+
+deny contains reason("warrant_out_of_scope", concat("", [
+	warrant_name, " ", warrant_states.out_of_scope, scope_detail,
+])) if {
+	needs_warrant
+	warrant.status == "out_of_scope"
+}
+
+# The registry decided the warrant is out of scope; say where, when the input shows it.
+scope_gaps contains concat("", ["it does not authorise ", op.kind]) if {
+	not op.kind in warrant.operations
+}
+
+scope_gaps contains concat("", ["it does not cover collection ", op.collection]) if {
+	count(warrant.collections) > 0
+	is_string(op.collection)
+	not op.collection in warrant.collections
+}
+
+scope_gaps contains concat("", ["it was issued for case ", warrant.case_number]) if {
+	is_string(warrant.case_number)
+	given("case_number")
+	warrant.case_number != ctx.case_number
+}
+
+scope_detail := concat("", [": ", concat("; ", sort(scope_gaps))]) if {
+	count(scope_gaps) > 0
+} else := ""
+
+flags contains warrantless_flags[basis] if {
+	op.kind == "identify"
+}
+
+# --- Real-time and video use needs a court order that says so -----------------------------
+
+realtime_authorised if {
+	basis == "court_order"
+	warrant.kind == "court_order"
+	warrant.status == "active"
+	warrant.realtime == true
+}
+
+realtime_gap := concat("", ["the legal basis given is ", basis]) if {
+	given("legal_basis")
+	basis != "court_order"
+} else := "no legal basis was given" if {
+	not given("legal_basis")
+} else := "no court order was named" if {
+	warrant.status == "none"
+} else := concat(" ", [warrant_name, object.get(warrant_states, warrant.status, "is not active")]) if {
+	warrant.status != "active"
+} else := concat("", [warrant_name, " is not a court order"]) if {
+	warrant.kind != "court_order"
+} else := concat("", [warrant_name, " does not authorise real-time use"])
+
+deny contains reason("realtime_requires_court_order", concat("", [
+	"real-time and video face recognition needs an active court order that authorises",
+	" real-time use: ", realtime_gap,
+])) if {
+	op.kind == "stream"
+	not realtime_authorised
+}
+
+# --- Never ---------------------------------------------------------------------------------
+
+deny contains reason(
+	"celebrity_recognition_refused",
+	"celebrity recognition is not an investigative tool and is never allowed",
+) if {
+	op.kind == "celebrity"
+}
+
+forbidden_attributes := {normal(a) | some a in cfg.attributes.forbidden}
+
+requested_forbidden := {a | some asked in op.attributes; a := normal(asked); a in forbidden_attributes}
+
+deny contains reason("forbidden_attributes", concat("", [
+	"face attributes refused: ", concat(", ", sort(requested_forbidden)), "; ",
+	cfg.attributes.why_forbidden,
+])) if {
+	count(requested_forbidden) > 0
+}
+
+# --- Obligations on an allowed call -------------------------------------------------------
+
+obligations := {
+	"min_threshold": object.get(cfg.obligations.min_threshold, op.kind, null),
+	"max_results": object.get(cfg.obligations.max_results, op.kind, null),
+	"remove_attributes": sort({normal(a) | some a in cfg.attributes.removed_from_responses}),
+	"flags": sort(flags),
+}
