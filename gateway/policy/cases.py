@@ -108,7 +108,8 @@ def check(case: DecisionCase, decision: Decision) -> CaseResult:
     missing, unexpected = expect.reasons - codes, codes - expect.reasons
     if missing or unexpected:
         problems.append(
-            f"reasons: missing {sorted(missing) or 'none'}, unexpected {sorted(unexpected) or 'none'}"
+            f"reasons: missing {sorted(missing) or 'none'},"
+            f" unexpected {sorted(unexpected) or 'none'}"
         )
 
     for code, text in expect.messages.items():
