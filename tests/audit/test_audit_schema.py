@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 import sqlalchemy as sa
@@ -19,9 +20,11 @@ from gateway.audit.records import AuditRecord
 from gateway.db import create_engine
 from gateway.migrate import alembic_config, upgrade_async
 
+AUDIT_LOG = cast(sa.Table, AuditLogEntry.__table__)
+
 
 def test_every_record_field_is_a_column() -> None:
-    columns = set(AuditLogEntry.__table__.columns.keys())
+    columns = set(AUDIT_LOG.columns.keys())
     assert set(AuditRecord.model_fields) <= columns
     assert columns - set(AuditRecord.model_fields) == {"seq", "prev_hash", "record_hash"}
 
@@ -30,7 +33,7 @@ async def test_migration_creates_the_table_the_model_describes(engine: AsyncEngi
     def differences(connection: sa.Connection) -> list[object]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         metadata = sa.MetaData()
-        AuditLogEntry.__table__.to_metadata(metadata)
+        AUDIT_LOG.to_metadata(metadata)
         return list(compare_metadata(context, metadata))
 
     async with engine.connect() as connection:
@@ -43,7 +46,7 @@ async def _seed_one(engine: AsyncEngine) -> None:
     # A row written straight through the table: these tests are about the table alone.
     async with engine.begin() as connection:
         await connection.execute(
-            sa.insert(AuditLogEntry.__table__).values(
+            sa.insert(AUDIT_LOG).values(
                 seq=1,
                 time=datetime.now(UTC),
                 request_id="r",
