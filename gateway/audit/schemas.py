@@ -20,9 +20,14 @@ class AppendedEntry:
 
 class AuditQuery(BaseModel):
     """The auditor's filters; every one given must match (AND). A FastAPI route can take
-    this as query parameters with ``Annotated[AuditQuery, Query()]``."""
+    this as query parameters with ``Annotated[AuditQuery, Query()]``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Unknown names are ignored rather than refused: FastAPI validates the whole query string
+    against this model, so forbidding extras would refuse the route's own ``cursor`` and
+    ``limit`` parameters too.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     agency: str | None = None
     officer: str | None = None
