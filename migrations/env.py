@@ -7,6 +7,9 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import gateway.audit.models
+import gateway.auth.models
+import gateway.context.warrants  # noqa: F401  (registers every table on Base.metadata)
 from gateway.db import Base, create_engine
 
 config = context.config

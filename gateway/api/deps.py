@@ -1,0 +1,109 @@
+"""FastAPI dependencies shared by the management API routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.records import AuditRecord, EventType
+from gateway.auth.api_keys import authenticate_api_key, key_id_of
+from gateway.auth.principals import Principal, Role
+from gateway.errors import AuthenticationError, MissingCredentials, PermissionDenied
+from gateway.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_db(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the route returns without error."""
+    async with services.sessions() as db, db.begin():
+        yield db
+
+
+DbDep = Annotated[AsyncSession, Depends(get_db)]
+
+
+async def current_principal(request: Request, services: ServicesDep) -> Principal:
+    """The caller of a management route, from `Authorization: Bearer fgk_...`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not presented:
+            raise MissingCredentials("send an API key as `Authorization: Bearer fgk_...`")
+        async with services.sessions() as db:
+            return await authenticate_api_key(db, presented.strip())
+    except AuthenticationError as exc:
+        await services.audit.append(
+            AuditRecord(
+                time=datetime.now(UTC),
+                request_id=request.state.request_id,
+                event_type=EventType.AUTH_FAILURE,
+                key_id=key_id_of(presented.strip()),
+                client_address=request.client.host if request.client else None,
+                decision="deny",
+                reason_codes=[exc.code],
+                detail={"route": request.url.path},
+            )
+        )
+        raise
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits principals holding any of `roles`."""
+
+    async def dependency(principal: PrincipalDep) -> Principal:
+        if not any(principal.has_role(role) for role in roles):
+            names = " or ".join(r.value for r in roles)
+            raise PermissionDenied(f"this route needs the {names} role")
+        return principal
+
+    return dependency
+
+
+Officer = Annotated[Principal, Depends(require_role(Role.OFFICER))]
+Auditor = Annotated[Principal, Depends(require_role(Role.AUDITOR))]
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+
+
+async def record_action(
+    services: Services,
+    request: Request,
+    *,
+    db: AsyncSession | None,
+    by: Principal,
+    event_type: EventType,
+    action: str,
+    **detail: Any,
+) -> None:
+    """Append an admin action or an auditor read; AuditUnavailable fails the route.
+
+    With the route's `db`, a change and its record commit together or not at all. A read has
+    nothing to commit alongside: pass None, so the record commits at once and the sequencer
+    is not held while the read runs.
+    """
+    await services.audit.append(
+        AuditRecord(
+            time=datetime.now(UTC),
+            request_id=request.state.request_id,
+            event_type=event_type,
+            agency=by.agency,
+            officer=by.id,
+            key_id=by.key_id,
+            client_address=request.client.host if request.client else None,
+            detail={"action": action, **detail},
+        ),
+        db=db,
+    )

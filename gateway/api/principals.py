@@ -1,0 +1,74 @@
+"""Admins enrol principals and issue their API keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import Admin, DbDep, ServicesDep, record_action
+from gateway.audit.records import EventType
+from gateway.auth.api_keys import issue_api_key, key_id_of
+from gateway.auth.principals import Principal, Role, create_principal, list_principals
+
+router = APIRouter(prefix="/facegate/v1/principals", tags=["principals"])
+
+
+class PrincipalCreate(BaseModel):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    agency: str = Field(min_length=1, max_length=200)
+    roles: list[Role] = Field(min_length=1)
+
+
+class IssuedApiKey(BaseModel):
+    principal_id: str
+    api_key: str  # shown once
+
+
+@router.post("", status_code=201)
+async def add_principal(
+    body: PrincipalCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
+) -> Principal:
+    principal = await create_principal(
+        db,
+        principal_id=body.id,
+        name=body.name,
+        agency=body.agency,
+        roles=body.roles,
+        now=datetime.now(UTC),
+    )
+    await record_action(
+        services,
+        request,
+        db=db,
+        by=admin,
+        event_type=EventType.ADMIN_ACTION,
+        action="principal.create",
+        principal=principal.model_dump(mode="json"),
+    )
+    return principal
+
+
+@router.get("")
+async def get_principals(admin: Admin, db: DbDep) -> list[Principal]:
+    return await list_principals(db)
+
+
+@router.post("/{principal_id}/keys", status_code=201)
+async def add_api_key(
+    principal_id: str, admin: Admin, db: DbDep, services: ServicesDep, request: Request
+) -> IssuedApiKey:
+    api_key = await issue_api_key(db, principal_id=principal_id, now=datetime.now(UTC))
+    await record_action(
+        services,
+        request,
+        db=db,
+        by=admin,
+        event_type=EventType.ADMIN_ACTION,
+        action="api_key.issue",
+        principal_id=principal_id,
+        api_key_id=key_id_of(api_key),
+    )
+    return IssuedApiKey(principal_id=principal_id, api_key=api_key)

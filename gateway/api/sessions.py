@@ -1,0 +1,75 @@
+"""Officers open case sessions and receive vendor-style credentials bound to the case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep, record_action
+from gateway.audit.records import EventType
+from gateway.auth.sessions import IssuedCredentials, open_case_session, revoke_case_session
+from gateway.context.case import CaseContext
+
+router = APIRouter(prefix="/facegate/v1/sessions", tags=["sessions"])
+
+
+class SessionOpen(CaseContext):
+    ttl_seconds: int | None = Field(default=None, gt=0)
+
+
+class SessionClosed(BaseModel):
+    access_key_id: str
+    revoked_at: datetime
+
+
+@router.post("", status_code=201)
+async def open_session(
+    body: SessionOpen, officer: Officer, db: DbDep, services: ServicesDep, request: Request
+) -> IssuedCredentials:
+    settings = services.settings
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else settings.session_ttl
+    issued = await open_case_session(
+        db,
+        master_key=services.master_key,
+        principal=officer,
+        context=CaseContext.model_validate(body.model_dump(exclude={"ttl_seconds"})),
+        ttl=ttl,
+        max_ttl=settings.session_max_ttl,
+        now=datetime.now(UTC),
+    )
+    await record_action(
+        services,
+        request,
+        db=db,
+        by=officer,
+        event_type=EventType.ADMIN_ACTION,
+        action="session.open",
+        access_key_id=issued.access_key_id,
+        expires_at=issued.expires_at.isoformat(),
+        **issued.context.model_dump(mode="json"),
+    )
+    return issued
+
+
+@router.delete("/{access_key_id}")
+async def close_session(
+    access_key_id: str,
+    principal: PrincipalDep,
+    db: DbDep,
+    services: ServicesDep,
+    request: Request,
+) -> SessionClosed:
+    now = datetime.now(UTC)
+    await revoke_case_session(db, access_key_id=access_key_id, by=principal, now=now)
+    await record_action(
+        services,
+        request,
+        db=db,
+        by=principal,
+        event_type=EventType.ADMIN_ACTION,
+        action="session.revoke",
+        access_key_id=access_key_id,
+    )
+    return SessionClosed(access_key_id=access_key_id, revoked_at=now)

@@ -1,0 +1,70 @@
+"""create_app(settings): wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway import __version__
+from gateway.api import audit, principals, sessions, vendor, warrants
+from gateway.api.middleware import RequestIdMiddleware
+from gateway.config import Settings
+from gateway.errors import FacegateError
+from gateway.services import Services
+
+log = logging.getLogger(__name__)
+
+POLICY_RELOAD_INTERVAL_SECONDS = 2.0
+
+
+async def _reload_policy_forever(services: Services) -> None:
+    """An admin's edit under policies/ takes effect within a couple of seconds."""
+    while True:
+        await asyncio.sleep(POLICY_RELOAD_INTERVAL_SECONDS)
+        try:
+            await services.policy.reload_if_changed()
+        except Exception:
+            log.exception("policy reload failed; still serving the previous revision")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.build(settings)
+        app.state.services = services
+        reloader = asyncio.create_task(_reload_policy_forever(services))
+        try:
+            yield
+        finally:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
+            await services.aclose()
+
+    app = FastAPI(title="facegate", version=__version__, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.exception_handler(FacegateError)
+    async def facegate_error(request: Request, exc: FacegateError) -> JSONResponse:
+        # Management routes only: vendor routes render errors in the vendor's own format.
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}},
+            status_code=exc.status_code,
+            headers={"x-facegate-request-id": request.state.request_id},
+        )
+
+    @app.get("/facegate/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        services: Services = app.state.services
+        return {"status": "ok", "policy_revision": services.policy.revision}
+
+    for module in (sessions, warrants, principals, audit):
+        app.include_router(module.router)
+    app.include_router(vendor.router)
+    return app

@@ -1,0 +1,89 @@
+"""Step 3: everything the policy needs besides the request itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth.sessions import BoundSession
+from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.warrants import find_warrant
+from gateway.errors import MalformedRequest, ServiceUnavailable
+from gateway.operations import FaceOperation
+from gateway.policy.contract import PolicyContext, PolicyInput
+
+# Clients that can add headers may state the case context per request.
+CONTEXT_HEADERS = {
+    "purpose": "x-facegate-purpose",
+    "case_number": "x-facegate-case",
+    "offense": "x-facegate-offense",
+    "legal_basis": "x-facegate-legal-basis",
+    "warrant_id": "x-facegate-warrant",
+}
+
+
+def merge_case_context(
+    bound: CaseContext, headers: Mapping[str, str]
+) -> tuple[CaseContext, list[str]]:
+    """The session's context completed by headers, and the fields where they disagree.
+
+    The session wins: its context was stated when the credentials were issued and is what
+    they are bound to. A header may fill a field the session left empty; a header that
+    contradicts the session is reported as a conflict for the policy to refuse.
+    """
+    values = bound.model_dump()
+    conflicts = []
+    for field, header in CONTEXT_HEADERS.items():
+        stated = headers.get(header, "").strip()
+        if not stated:
+            continue
+        if field == "legal_basis":
+            try:
+                stated = LegalBasis(stated)
+            except ValueError as exc:
+                allowed = ", ".join(b.value for b in LegalBasis)
+                raise MalformedRequest(f"X-Facegate-Legal-Basis must be one of: {allowed}") from exc
+        if values[field] is None:
+            values[field] = stated
+        elif values[field] != stated:
+            conflicts.append(field)
+    return CaseContext.model_validate(values), conflicts
+
+
+async def gather_policy_input(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    session: BoundSession,
+    operation: FaceOperation,
+    headers: Mapping[str, str],
+    now: datetime,
+) -> PolicyInput:
+    context, conflicts = merge_case_context(session.context, headers)
+    try:
+        async with sessions() as db:
+            warrant = await find_warrant(
+                db,
+                warrant_id=context.warrant_id,
+                operation=operation,
+                case_number=context.case_number,
+                now=now,
+            )
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailable("the warrant registry could not be read") from exc
+    return PolicyInput(
+        principal=session.principal,
+        operation=operation,
+        context=PolicyContext(
+            purpose=context.purpose,
+            case_number=context.case_number,
+            offense=context.offense,
+            legal_basis=context.legal_basis.value if context.legal_basis else None,
+            warrant_id=context.warrant_id,
+            warrant=warrant,
+            conflicts=conflicts,
+        ),
+        now=now.isoformat().replace("+00:00", "Z"),
+    )
