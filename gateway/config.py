@@ -1,4 +1,4 @@
-"""The one typed settings object. Built once by the entry point and passed in; never read at import."""
+"""The one typed settings object: built by the entry point, passed in, never read at import."""
 
 from __future__ import annotations
 

@@ -1,22 +1,22 @@
 """One exception tree for the gateway. Vendor adapters map it to each vendor's error format.
 
-    FacegateError
-    ├── RequestError              the caller sent something we cannot accept (HTTP 400)
-    │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
-    │   ├── PayloadTooLarge       body or image over the configured cap
-    │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
-    ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
-    │   ├── MissingCredentials
-    │   ├── UnknownAccessKey
-    │   ├── ExpiredCredentials
-    │   ├── InvalidSignature
-    │   └── ClockSkew
-    ├── PermissionDenied          an authenticated principal lacks the role for an action
-    ├── PolicyDenied              the policy decided no; carries the reasons
-    ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
-    ├── ServiceUnavailable        a store the gateway depends on failed: fail closed (HTTP 503)
-    │   └── AuditUnavailable      the audit log could not be written
-    └── UpstreamError             the vendor could not be reached or answered garbage
+FacegateError
+├── RequestError              the caller sent something we cannot accept (HTTP 400)
+│   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
+│   ├── PayloadTooLarge       body or image over the configured cap
+│   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
+├── AuthenticationError       no, unknown, expired or wrongly signed credentials
+│   ├── MissingCredentials
+│   ├── UnknownAccessKey
+│   ├── ExpiredCredentials
+│   ├── InvalidSignature
+│   └── ClockSkew
+├── PermissionDenied          an authenticated principal lacks the role for an action
+├── PolicyDenied              the policy decided no; carries the reasons
+├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
+├── ServiceUnavailable        a store the gateway depends on failed: fail closed (HTTP 503)
+│   └── AuditUnavailable      the audit log could not be written
+└── UpstreamError             the vendor could not be reached or answered garbage
 """
 
 from __future__ import annotations

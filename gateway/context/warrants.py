@@ -148,7 +148,13 @@ def _status(
         return WarrantStatus.EXPIRED
     covers_case = case_number == row.case_number
     covers_kind = operation.kind.value in row.operations
-    covers_collection = not row.collections or operation.collection in row.collections
+    # An operation naming no collection (e.g. starting a processor set up earlier, when its
+    # collection was checked) is not held to the warrant's collection list.
+    covers_collection = (
+        not row.collections
+        or operation.collection is None
+        or operation.collection in row.collections
+    )
     if covers_case and covers_kind and covers_collection:
         return WarrantStatus.ACTIVE
     return WarrantStatus.OUT_OF_SCOPE

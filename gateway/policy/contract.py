@@ -47,7 +47,9 @@ class PolicyContext(BaseModel):
     offense: str | None = None
     legal_basis: str | None = None
     warrant_id: str | None = None
-    warrant: WarrantFinding = Field(default_factory=lambda: WarrantFinding(status=WarrantStatus.NONE))
+    warrant: WarrantFinding = Field(
+        default_factory=lambda: WarrantFinding(status=WarrantStatus.NONE)
+    )
     conflicts: list[str] = Field(default_factory=list)  # header fields that contradict the session
     location: dict[str, float] | None = None  # {"lat": .., "lon": ..} when known
 

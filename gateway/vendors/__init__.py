@@ -1,1 +1,1 @@
-"""Vendor protocol adapters: parse a native request, forward it re-signed, render errors natively."""
+"""Vendor protocol adapters: parse native requests, forward them re-signed, answer natively."""

@@ -124,9 +124,7 @@ OPERATIONS: dict[str, OperationSpec] = {
     "DeleteFaces": OperationSpec(_M, collection=_COLLECTION),
     "RecognizeCelebrities": OperationSpec(_C, images=("Image",)),
     "GetCelebrityInfo": OperationSpec(_C),
-    "StartFaceSearch": OperationSpec(
-        _S, collection=_COLLECTION, threshold="FaceMatchThreshold"
-    ),
+    "StartFaceSearch": OperationSpec(_S, collection=_COLLECTION, threshold="FaceMatchThreshold"),
     "GetFaceSearch": OperationSpec(_S),
     "StartFaceDetection": OperationSpec(_S),
     "CreateStreamProcessor": OperationSpec(
@@ -352,9 +350,7 @@ class RekognitionAdapter:
             raise UpstreamError(f"Rekognition could not be reached: {type(exc).__name__}") from exc
         return UpstreamResponse(
             status_code=response.status_code,
-            headers={
-                k: v for k, v in response.headers.items() if k.lower().startswith("x-amzn-")
-            },
+            headers={k: v for k, v in response.headers.items() if k.lower().startswith("x-amzn-")},
             body=response.content,
         )
 
@@ -375,7 +371,9 @@ class RekognitionAdapter:
 
         # The vendor is checked, not trusted: a match under the floor or past the cap is dropped.
         floor = obligations.min_threshold
-        kept = [m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor]
+        kept = [
+            m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
+        ]
         dropped: dict[str, int] = {}
         if len(kept) < len(matches):
             dropped["below_threshold"] = len(matches) - len(kept)

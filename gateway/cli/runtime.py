@@ -1,0 +1,77 @@
+"""What CLI commands share: settings, a database session, and recording what they changed.
+
+The CLI talks to the database directly, as the operator of the gateway host. What it changes
+is recorded in the audit log like any admin action, attributed to the OS user who ran it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord, EventType
+from gateway.config import Settings
+from gateway.db import create_engine, session_factory
+from gateway.errors import FacegateError
+
+T = TypeVar("T")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a FacegateError becomes a one-line message and exit code 1."""
+    try:
+        return asyncio.run(coroutine)
+    except FacegateError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@dataclass
+class CliRuntime:
+    db: AsyncSession
+    audit: AuditLog
+    settings: Settings
+
+    async def record(self, action: str, **detail: Any) -> None:
+        """An admin action, committed with the command's own changes or not at all."""
+        await self.audit.append(self._record(EventType.ADMIN_ACTION, action, detail), db=self.db)
+
+    async def record_read(self, action: str, **detail: Any) -> None:
+        """An audit read, committed at once: the read that follows must not hold the log."""
+        await self.audit.append(self._record(EventType.AUDIT_READ, action, detail))
+
+    def _record(self, event_type: EventType, action: str, detail: dict[str, Any]) -> AuditRecord:
+        return AuditRecord(
+            time=datetime.now(UTC),
+            request_id=uuid.uuid4().hex,
+            event_type=event_type,
+            officer=f"cli:{getpass.getuser()}",
+            detail={"action": action, "via": "cli", **detail},
+        )
+
+
+@asynccontextmanager
+async def runtime(settings: Settings) -> AsyncIterator[CliRuntime]:
+    """A transaction that commits only if the command and its audit record both succeed."""
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as db, db.begin():
+            yield CliRuntime(db=db, audit=AuditLog(sessions), settings=settings)
+    finally:
+        await engine.dispose()
