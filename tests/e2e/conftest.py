@@ -1,0 +1,217 @@
+"""A real gateway in front of the real reference vendor, both on loopback sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from gateway.app import create_app
+from gateway.auth.api_keys import issue_api_key
+from gateway.auth.principals import Principal, Role, create_principal
+from gateway.auth.secrets import MasterKey
+from gateway.auth.sessions import IssuedCredentials, open_case_session
+from gateway.config import Settings
+from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
+from gateway.db import create_engine, session_factory
+from gateway.operations import OperationKind
+from gateway.serving import BackgroundServer
+from refvendor import samples
+from refvendor.app import create_app as create_refvendor
+
+REPO = Path(__file__).resolve().parents[2]
+VENDOR_KEY, VENDOR_SECRET = "refvendor", "refvendor-secret"
+CASE = "2026-HOM-0042"
+
+
+@pytest.fixture(scope="session")
+def vendor() -> Iterator[BackgroundServer]:
+    with BackgroundServer(
+        create_refvendor(access_key_id=VENDOR_KEY, secret_access_key=VENDOR_SECRET)
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mugshots(vendor: BackgroundServer) -> Iterator[None]:
+    """The agency's existing mugshot collection at the vendor: the astronaut and LFW faces."""
+    client = vendor_client(vendor)
+    client.create_collection(CollectionId="mugshots")
+    client.index_faces(
+        CollectionId="mugshots",
+        Image={"Bytes": samples.astronaut_jpeg()},
+        ExternalImageId="astronaut",
+    )
+    for index in samples.detectable_lfw_indices()[:4]:
+        client.index_faces(
+            CollectionId="mugshots",
+            Image={"Bytes": samples.lfw_face_jpeg(index)},
+            ExternalImageId=f"lfw-{index}",
+        )
+    yield
+    client.delete_collection(CollectionId="mugshots")
+
+
+def vendor_calls(vendor: BackgroundServer) -> int:
+    """How many requests have reached the vendor so far."""
+    counts = httpx.get(f"{vendor.url}/__refvendor/calls").json()
+    return sum(counts.values())
+
+
+def vendor_client(vendor: BackgroundServer) -> Any:
+    """A client talking to the vendor directly, as the agency's own set-up scripts would."""
+    return boto3.client(
+        "rekognition",
+        endpoint_url=vendor.url,
+        region_name="us-east-1",
+        aws_access_key_id=VENDOR_KEY,
+        aws_secret_access_key=VENDOR_SECRET,
+    )
+
+
+@dataclass
+class Stack:
+    """The gateway under test, and helpers to set up who may do what."""
+
+    settings: Settings
+    url: str
+    vendor: BackgroundServer
+
+    async def principal(self, principal_id: str, *roles: Role, agency: str = "Metro PD") -> str:
+        """Enrol a principal; return an API key for the management API."""
+        engine = create_engine(self.settings.database_url)
+        try:
+            async with session_factory(engine)() as db, db.begin():
+                now = datetime.now(UTC)
+                await create_principal(
+                    db,
+                    principal_id=principal_id,
+                    name=principal_id.title(),
+                    agency=agency,
+                    roles=roles,
+                    now=now,
+                )
+                return await issue_api_key(db, principal_id=principal_id, now=now)
+        finally:
+            await engine.dispose()
+
+    async def session(
+        self,
+        officer: str = "officer-1",
+        *,
+        ttl: timedelta = timedelta(hours=1),
+        purpose: str | None = "criminal_investigation",
+        case_number: str | None = CASE,
+        offense: str | None = "homicide",
+        legal_basis: LegalBasis | None = LegalBasis.WARRANT,
+        warrant_id: str | None = "W-1",
+    ) -> IssuedCredentials:
+        """Open a case session for an officer (enrolled on first use)."""
+        engine = create_engine(self.settings.database_url)
+        try:
+            async with session_factory(engine)() as db, db.begin():
+                now = datetime.now(UTC)
+                from gateway.auth.principals import get_principal
+
+                principal: Principal | None = await get_principal(db, officer)
+                if principal is None:
+                    principal = await create_principal(
+                        db,
+                        principal_id=officer,
+                        name=officer.title(),
+                        agency="Metro PD",
+                        roles=[Role.OFFICER],
+                        now=now,
+                    )
+                return await open_case_session(
+                    db,
+                    master_key=MasterKey.load_or_create(self.settings.master_key_file),
+                    principal=principal,
+                    context=CaseContext(
+                        purpose=purpose,
+                        case_number=case_number,
+                        offense=offense,
+                        legal_basis=legal_basis,
+                        warrant_id=warrant_id,
+                    ),
+                    ttl=ttl,
+                    max_ttl=timedelta(days=1),
+                    now=now,
+                )
+        finally:
+            await engine.dispose()
+
+    async def warrant(
+        self,
+        warrant_id: str = "W-1",
+        *,
+        kind: WarrantKind = WarrantKind.WARRANT,
+        case_number: str = CASE,
+        operations: tuple[OperationKind, ...] = (OperationKind.IDENTIFY,),
+        collections: tuple[str, ...] = ("mugshots",),
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+        realtime: bool = False,
+    ) -> None:
+        engine = create_engine(self.settings.database_url)
+        now = datetime.now(UTC)
+        try:
+            async with session_factory(engine)() as db, db.begin():
+                await create_warrant(
+                    db,
+                    warrant=WarrantCreate(
+                        id=warrant_id,
+                        kind=kind,
+                        issuing_court="Superior Court",
+                        case_number=case_number,
+                        operations=list(operations),
+                        collections=list(collections),
+                        realtime=realtime,
+                        valid_from=valid_from or now - timedelta(days=1),
+                        valid_until=valid_until or now + timedelta(days=30),
+                    ),
+                    created_by="test-admin",
+                    now=now,
+                )
+        finally:
+            await engine.dispose()
+
+    def rekognition(self, credentials: IssuedCredentials, **config: Any) -> Any:
+        """boto3's own Rekognition client, changed in nothing but endpoint and credentials."""
+        return boto3.client(
+            "rekognition",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+        )
+
+
+def gateway_settings(
+    database_url: str, tmp_path: Path, vendor_url: str, **overrides: Any
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        master_key_file=tmp_path / "master.key",
+        policy_dir=REPO / "policies",
+        rekognition_endpoint=vendor_url,
+        **overrides,
+    )
+
+
+@pytest.fixture
+async def stack(
+    migrated_database_url: str, tmp_path: Path, vendor: BackgroundServer
+) -> AsyncIterator[Stack]:
+    settings = gateway_settings(migrated_database_url, tmp_path, vendor.url)
+    with BackgroundServer(create_app(settings)) as gateway:
+        yield Stack(settings=settings, url=gateway.url, vendor=vendor)
