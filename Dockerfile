@@ -1,0 +1,21 @@
+# facegate gateway. The reference vendor extra is left out: production forwards to a real vendor.
+FROM python:3.11-slim
+
+RUN useradd --create-home --uid 10001 facegate
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY refvendor ./refvendor
+COPY migrations ./migrations
+COPY policies ./policies
+# Editable, so gateway.migrate finds migrations/ beside the package.
+RUN pip install --no-cache-dir -e .
+
+USER facegate
+ENV FACEGATE_HOST=0.0.0.0 \
+    FACEGATE_PORT=8080 \
+    FACEGATE_POLICY_DIR=/app/policies \
+    FACEGATE_DATABASE_URL=sqlite+aiosqlite:////home/facegate/facegate.db \
+    FACEGATE_MASTER_KEY_FILE=/home/facegate/master.key
+EXPOSE 8080
+CMD ["facegate", "serve"]
