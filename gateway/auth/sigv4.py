@@ -90,7 +90,9 @@ def verify_signature(
     """Raise InvalidSignature unless the request was signed with `secret_access_key`."""
     missing = required_headers - set(authorization.signed_headers)
     if missing:
-        raise InvalidSignature(f"the signature must cover the headers: {', '.join(sorted(missing))}")
+        raise InvalidSignature(
+            f"the signature must cover the headers: {', '.join(sorted(missing))}"
+        )
     amz_date = headers.get("x-amz-date", "")
     if amz_date[:8] != authorization.date:
         raise InvalidSignature("the credential scope date does not match X-Amz-Date")
