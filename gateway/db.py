@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,6 +16,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+# What a failing database raises: SQLAlchemy's errors, and the driver's OSError for a
+# connection refused before SQLAlchemy could wrap it (asyncpg does this).
+DATABASE_ERRORS: Final = (SQLAlchemyError, OSError)
 
 
 class Base(DeclarativeBase):

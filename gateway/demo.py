@@ -29,9 +29,8 @@ CASE, OLD_CASE = "2026-HOM-0042", "2025-ROB-0007"
 
 
 def run_demo(workdir: str) -> int:
-    from refvendor.app import create_app as create_refvendor
-
     from refvendor import samples
+    from refvendor.app import create_app as create_refvendor
 
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
@@ -23,6 +22,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.sessions import BoundSession
 from gateway.context.gather import gather_policy_input
+from gateway.db import DATABASE_ERRORS
 from gateway.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -89,7 +89,7 @@ class Pipeline:
                 record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
             )
             raise
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             raise ServiceUnavailable("the session store could not be read") from exc
         record.session = session
 

@@ -26,7 +26,6 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, insert, select, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain
@@ -40,6 +39,7 @@ from gateway.audit.schemas import (
     VerifyProblem,
     VerifyReport,
 )
+from gateway.db import DATABASE_ERRORS
 from gateway.errors import AuditUnavailable, MalformedRequest
 
 # The one PostgreSQL advisory lock every replica takes to append: "facegate" in ASCII.
@@ -51,7 +51,6 @@ VERIFY_BATCH_SIZE: Final = 1000
 _MAX_CURSOR_LENGTH: Final = 32
 
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
-_DATABASE_ERRORS: Final = (SQLAlchemyError, OSError)
 
 
 class AuditLog:
@@ -115,7 +114,7 @@ class AuditLog:
                 # 5. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
                 #    SQLite's for the fsync of its WAL (both ensured in step 1).
                 return entry
-            except _DATABASE_ERRORS as exc:
+            except DATABASE_ERRORS as exc:
                 raise AuditUnavailable(_failure("append to", exc)) from exc
 
     async def _append_in(self, session: AsyncSession, record: AuditRecord) -> AppendedEntry:
@@ -234,7 +233,7 @@ class AuditLog:
             async with self._sessions() as session:
                 rows = (await session.scalars(statement)).all()
                 entries = [AuditEntryRead.model_validate(row) for row in rows[:limit]]
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             raise AuditUnavailable(_failure("read", exc)) from exc
         more = len(rows) > limit
         return AuditPage(
@@ -281,7 +280,7 @@ class AuditLog:
                     session.expunge_all()
                     if len(batch) < batch_size:
                         break
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             raise AuditUnavailable(_failure("read", exc)) from exc
         return VerifyReport(
             ok=True,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.sessions import BoundSession
 from gateway.context.case import CaseContext, LegalBasis
 from gateway.context.warrants import find_warrant
+from gateway.db import DATABASE_ERRORS
 from gateway.errors import MalformedRequest, ServiceUnavailable
 from gateway.operations import FaceOperation
 from gateway.policy.contract import PolicyContext, PolicyInput
@@ -71,7 +71,7 @@ async def gather_policy_input(
                 case_number=context.case_number,
                 now=now,
             )
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         raise ServiceUnavailable("the warrant registry could not be read") from exc
     return PolicyInput(
         principal=session.principal,

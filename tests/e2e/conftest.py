@@ -199,13 +199,13 @@ class Stack:
 def gateway_settings(
     database_url: str, tmp_path: Path, vendor_url: str, **overrides: Any
 ) -> Settings:
-    return Settings(
-        database_url=database_url,
-        master_key_file=tmp_path / "master.key",
-        policy_dir=REPO / "policies",
-        rekognition_endpoint=vendor_url,
-        **overrides,
-    )
+    defaults: dict[str, Any] = {
+        "database_url": database_url,
+        "master_key_file": tmp_path / "master.key",
+        "policy_dir": REPO / "policies",
+        "rekognition_endpoint": vendor_url,
+    }
+    return Settings(**(defaults | overrides))
 
 
 @pytest.fixture

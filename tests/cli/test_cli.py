@@ -1,0 +1,179 @@
+"""The `facegate` command as an admin or auditor runs it on the gateway host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord, EventType
+from gateway.db import create_engine, session_factory
+
+FACEGATE = str(Path(sys.executable).with_name("facegate"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def facegate(database_url: str, tmp_path: Path, *args: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "FACEGATE_DATABASE_URL": database_url,
+        "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        FACEGATE, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
+
+
+async def append_decisions(database_url: str, count: int) -> None:
+    engine = create_engine(database_url)
+    try:
+        log = AuditLog(session_factory(engine))
+        for index in range(count):
+            await log.append(
+                AuditRecord(
+                    time=datetime.now(UTC),
+                    request_id=f"req-{index}",
+                    event_type=EventType.DECISION,
+                    case_number="2026-1",
+                    decision="allow",
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_verify_finds_a_row_altered_behind_the_triggers_back(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    await append_decisions(migrated_database_url, 5)
+    code, output = await facegate(migrated_database_url, tmp_path, "audit", "verify")
+    assert code == 0, output
+    # Five decisions, and the auditor's own verify, which is recorded before it runs.
+    assert output.startswith("ok: 6 records verified")
+
+    engine = create_engine(migrated_database_url)
+    try:
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # A superuser can switch triggers off for a session; the chain still holds.
+                await connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+                await connection.execute(
+                    sa.text("UPDATE audit_log SET decision = 'deny' WHERE seq = 3")
+                )
+            else:
+                triggers = (
+                    await connection.execute(
+                        sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                    )
+                ).all()
+                for name, _ in triggers:
+                    await connection.execute(sa.text(f'DROP TRIGGER "{name}"'))
+                await connection.execute(
+                    sa.text("UPDATE audit_log SET decision = 'deny' WHERE seq = 3")
+                )
+                for _, sql in triggers:
+                    await connection.execute(sa.text(sql))
+    finally:
+        await engine.dispose()
+
+    code, output = await facegate(migrated_database_url, tmp_path, "audit", "verify")
+    assert code == 1
+    assert "BROKEN at record 3" in output
+
+
+async def test_admin_commands_set_up_an_officer_and_record_it(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    code, api_key = await facegate(
+        url,
+        tmp_path,
+        "principals",
+        "add",
+        "officer-3",
+        "--name",
+        "Officer Three",
+        "--agency",
+        "Metro PD",
+        "--role",
+        "officer",
+    )
+    assert code == 0, api_key
+    assert api_key.startswith("fgk_")
+
+    code, output = await facegate(
+        url,
+        tmp_path,
+        "warrants",
+        "add",
+        "W-9",
+        "--kind",
+        "warrant",
+        "--court",
+        "District Court",
+        "--case",
+        "2026-9",
+        "--operation",
+        "identify",
+        "--valid-until",
+        "2030-01-01T00:00:00",
+    )
+    assert code == 0, output
+    assert json.loads(output)["operations"] == ["identify"]
+
+    code, output = await facegate(
+        url,
+        tmp_path,
+        "sessions",
+        "open",
+        "--officer",
+        "officer-3",
+        "--purpose",
+        "criminal_investigation",
+        "--case",
+        "2026-9",
+        "--offense",
+        "robbery",
+        "--legal-basis",
+        "warrant",
+        "--warrant",
+        "W-9",
+    )
+    assert code == 0, output
+    credentials = json.loads(output)
+    assert credentials["access_key_id"].startswith("FGAK")
+    assert len(credentials["secret_access_key"]) == 40
+
+    code, output = await facegate(url, tmp_path, "audit", "list", "--event-type", "admin_action")
+    assert code == 0, output
+    actions = [json.loads(line)["detail"]["action"] for line in output.splitlines()]
+    assert actions == ["principal.create", "warrant.create", "session.open"]
+    assert credentials["secret_access_key"] not in output
+    assert api_key.split(".")[1].strip() not in output
+
+
+async def test_a_bad_command_gets_a_one_line_error(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    code, output = await facegate(
+        migrated_database_url, tmp_path, "sessions", "open", "--officer", "nobody"
+    )
+    assert code == 1
+    assert output.strip() == "error: no principal 'nobody'"
+
+
+async def test_policy_test_runs_every_decision_case(tmp_path: Path) -> None:
+    code, output = await facegate(
+        f"sqlite+aiosqlite:///{tmp_path}/x.db", tmp_path, "policy", "test"
+    )
+    assert code == 0, output
+    assert " 0 failed on the embedded engine" in output

@@ -1,0 +1,144 @@
+"""An error in authentication, policy or audit refuses the request; nothing reaches the vendor."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from botocore.exceptions import ClientError
+from refvendor import samples
+
+from gateway.app import create_app
+from gateway.db import create_engine
+from gateway.serving import BackgroundServer
+from tests.e2e.conftest import REPO, Stack, gateway_settings, vendor_calls
+
+RAISING_POLICY = """package facegate
+
+import rego.v1
+
+# Evaluation fails at run time: division by zero.
+decision := {"allow": true, "reasons": [], "obligations": {}} if {
+\t1 / count([]) > 0
+}
+"""
+
+UNDEFINED_POLICY = """package facegate
+
+import rego.v1
+
+decision := {"allow": true, "reasons": [], "obligations": {}} if {
+\tinput.never_set == "never"
+}
+"""
+
+
+@asynccontextmanager
+async def gateway_with(stack: Stack, tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
+    """Another gateway on the same database and vendor, with different settings."""
+    database_url = overrides.pop("database_url", stack.settings.database_url)
+    settings = gateway_settings(database_url, tmp_path, stack.vendor.url, **overrides)
+    with BackgroundServer(create_app(settings)) as gateway:
+        yield Stack(settings=settings, url=gateway.url, vendor=stack.vendor)
+
+
+def search(client: Any) -> Callable[[], Any]:
+    return lambda: client.search_faces_by_image(
+        CollectionId="mugshots", Image={"Bytes": samples.astronaut_variant_jpeg()}
+    )
+
+
+def refused(stack: Stack, call: Callable[[], Any]) -> ClientError:
+    before = vendor_calls(stack.vendor)
+    with pytest.raises(ClientError) as raised:
+        call()
+    assert vendor_calls(stack.vendor) == before, "a refused request reached the vendor"
+    return raised.value
+
+
+def policy_dir_with(tmp_path: Path, module: str) -> Path:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "facegate.rego").write_text(module)
+    return policy_dir
+
+
+async def test_audit_log_that_cannot_be_written_refuses_with_503(stack: Stack) -> None:
+    await stack.warrant("W-1")
+    client = stack.rekognition(await stack.session())
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+        error = refused(stack, search(client))
+        assert error.response["Error"]["Code"] == "ServiceUnavailableException"
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+        await engine.dispose()
+    # Back to normal once the log can be written again.
+    assert search(client)()["FaceMatches"]
+
+
+async def test_unreachable_database_refuses_with_503(stack: Stack, tmp_path: Path) -> None:
+    client_credentials = await stack.session()
+    async with gateway_with(
+        stack, tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"
+    ) as broken:
+        error = refused(broken, search(broken.rekognition(client_credentials)))
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+
+@pytest.mark.parametrize(
+    ("module", "overrides", "code"),
+    [
+        (RAISING_POLICY, {}, "policy_error"),
+        (UNDEFINED_POLICY, {}, "policy_undefined"),
+        (None, {"policy_timeout_seconds": 1e-9}, "policy_timeout"),
+    ],
+    ids=["raising", "undefined", "timeout"],
+)
+async def test_policy_failures_are_denials(
+    stack: Stack, tmp_path: Path, module: str | None, overrides: dict[str, Any], code: str
+) -> None:
+    await stack.warrant("W-1")
+    credentials = await stack.session()
+    if module is not None:
+        overrides["policy_dir"] = policy_dir_with(tmp_path, module)
+    async with gateway_with(stack, tmp_path, **overrides) as gateway:
+        error = refused(gateway, search(gateway.rekognition(credentials)))
+    assert error.response["Error"]["Code"] == "AccessDeniedException"
+    assert code in error.response["Error"]["Message"]
+
+
+async def test_an_admins_policy_edit_changes_the_next_decision(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await stack.warrant("W-1")
+    policy_dir = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policy_dir)
+    credentials = await stack.session(offense="robbery")
+    async with gateway_with(stack, tmp_path, policy_dir=policy_dir) as gateway:
+        client = gateway.rekognition(credentials)
+        assert search(client)()["FaceMatches"]
+
+        # The admin takes robbery off the list of offenses identification may be used for.
+        data = policy_dir / "data" / "identification.yaml"
+        data.write_text(data.read_text().replace("    - robbery\n", "", 1))
+
+        for _ in range(50):  # the gateway re-reads policies/ every couple of seconds
+            try:
+                search(client)()
+            except ClientError as exc:
+                assert "offense_not_serious_enough" in exc.response["Error"]["Message"]
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the edited policy never took effect")
