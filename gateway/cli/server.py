@@ -40,9 +40,8 @@ def serve(
     upgrade(settings.database_url)
     with contextlib.ExitStack() as stack:
         if refvendor:
-            from refvendor.app import create_app as create_refvendor
-
             from gateway.serving import BackgroundServer
+            from refvendor.app import create_app as create_refvendor
 
             vendor = stack.enter_context(
                 BackgroundServer(

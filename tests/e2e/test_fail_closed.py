@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
-from refvendor import samples
 
 from gateway.app import create_app
 from gateway.db import create_engine
 from gateway.serving import BackgroundServer
+from refvendor import samples
 from tests.e2e.conftest import REPO, Stack, gateway_settings, vendor_calls
 
 RAISING_POLICY = """package facegate
