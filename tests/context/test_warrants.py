@@ -1,0 +1,128 @@
+"""The warrant registry, and the status the policy sees for each request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.context.warrants import (
+    WarrantCreate,
+    WarrantKind,
+    create_warrant,
+    find_warrant,
+    revoke_warrant,
+)
+from gateway.db import create_engine, session_factory
+from gateway.operations import FaceOperation, OperationKind
+from gateway.policy.contract import WarrantStatus
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+SEARCH = FaceOperation(
+    vendor="rekognition",
+    name="SearchFacesByImage",
+    kind=OperationKind.IDENTIFY,
+    collection="mugshots",
+)
+
+
+@pytest.fixture
+async def db(migrated_database_url: str) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(migrated_database_url)
+    async with session_factory(engine)() as session, session.begin():
+        await create_warrant(
+            session,
+            warrant=WarrantCreate(
+                id="W-1",
+                kind=WarrantKind.WARRANT,
+                issuing_court="Superior Court",
+                case_number="2026-1",
+                operations=[OperationKind.IDENTIFY],
+                collections=["mugshots"],
+                valid_from=NOW - timedelta(days=1),
+                valid_until=NOW + timedelta(days=1),
+            ),
+            created_by="admin",
+            now=NOW,
+        )
+        yield session
+    await engine.dispose()
+
+
+async def status(
+    db: AsyncSession,
+    *,
+    warrant_id: str | None = "W-1",
+    operation: FaceOperation = SEARCH,
+    case_number: str = "2026-1",
+    now: datetime = NOW,
+) -> WarrantStatus:
+    finding = await find_warrant(
+        db, warrant_id=warrant_id, operation=operation, case_number=case_number, now=now
+    )
+    return finding.status
+
+
+async def test_statuses(db: AsyncSession) -> None:
+    assert await status(db) is WarrantStatus.ACTIVE
+    assert await status(db, warrant_id=None) is WarrantStatus.NONE
+    assert await status(db, warrant_id="W-404") is WarrantStatus.UNKNOWN
+    assert await status(db, now=NOW + timedelta(days=2)) is WarrantStatus.EXPIRED
+    assert await status(db, now=NOW - timedelta(days=2)) is WarrantStatus.EXPIRED
+    assert await status(db, case_number="2026-2") is WarrantStatus.OUT_OF_SCOPE
+    other_collection = SEARCH.model_copy(update={"collection": "dmv"})
+    assert await status(db, operation=other_collection) is WarrantStatus.OUT_OF_SCOPE
+    enrolment = SEARCH.model_copy(update={"kind": OperationKind.ENROLL})
+    assert await status(db, operation=enrolment) is WarrantStatus.OUT_OF_SCOPE
+
+    await revoke_warrant(db, warrant_id="W-1", reason="quashed", now=NOW)
+    assert await status(db) is WarrantStatus.REVOKED
+
+
+async def test_the_finding_carries_the_warrant_for_the_policy(db: AsyncSession) -> None:
+    finding = await find_warrant(
+        db, warrant_id="W-1", operation=SEARCH, case_number="2026-1", now=NOW
+    )
+    assert finding.kind == "warrant"
+    assert finding.operations == ["identify"]
+    assert finding.valid_until == (NOW + timedelta(days=1)).isoformat()
+
+
+def test_only_court_orders_authorise_realtime_use() -> None:
+    with pytest.raises(ValidationError, match="only a court order"):
+        WarrantCreate(
+            id="W-2",
+            kind=WarrantKind.WARRANT,
+            issuing_court="c",
+            case_number="1",
+            operations=[OperationKind.STREAM],
+            realtime=True,
+            valid_from=NOW,
+            valid_until=NOW + timedelta(days=1),
+        )
+
+
+def test_validity_window_must_be_ordered_and_zoned() -> None:
+    with pytest.raises(ValidationError):
+        WarrantCreate(
+            id="W-3",
+            kind=WarrantKind.WARRANT,
+            issuing_court="c",
+            case_number="1",
+            operations=[OperationKind.IDENTIFY],
+            valid_from=NOW,
+            valid_until=NOW,
+        )
+    with pytest.raises(ValidationError):
+        WarrantCreate(
+            id="W-4",
+            kind=WarrantKind.WARRANT,
+            issuing_court="c",
+            case_number="1",
+            operations=[OperationKind.IDENTIFY],
+            valid_from=datetime(2026, 1, 1),
+            valid_until=datetime(2027, 1, 1),
+        )

@@ -1,0 +1,231 @@
+"""The Rekognition adapter: parsing to a FaceOperation, obligations, response filtering."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gateway.auth.authenticator import SigV4Authenticator
+from gateway.auth.secrets import MasterKey
+from gateway.errors import (
+    AuditUnavailable,
+    MalformedRequest,
+    PayloadTooLarge,
+    PolicyDenied,
+    Reason,
+    UnsupportedOperation,
+)
+from gateway.operations import OperationKind
+from gateway.policy.contract import Obligations
+from gateway.requests import IncomingRequest
+from gateway.vendors.base import UpstreamResponse
+from gateway.vendors.rekognition import OPERATIONS, RekognitionAdapter
+
+IMAGE = b"\xff\xd8\xff fake jpeg bytes"
+ENCODED = base64.b64encode(IMAGE).decode()
+DIGEST = "sha256:" + hashlib.sha256(IMAGE).hexdigest()
+OBLIGATIONS = Obligations(min_threshold=99, max_results=5)
+
+
+@pytest.fixture
+def adapter() -> RekognitionAdapter:
+    return RekognitionAdapter(
+        authenticator=SigV4Authenticator(
+            sessions=None,  # type: ignore[arg-type]  # parsing never authenticates
+            master_key=MasterKey(b"k" * 32),
+            max_clock_skew=timedelta(minutes=15),
+        ),
+        endpoint="http://vendor.invalid",
+        region="us-east-1",
+        access_key_id="gateway",
+        secret_access_key="gateway-secret",
+        max_image_bytes=1024,
+        timeout_seconds=1,
+    )
+
+
+def request(operation: str, body: Any) -> IncomingRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return IncomingRequest(
+        request_id="r1",
+        received_at=datetime.now(UTC),
+        method="POST",
+        path="/",
+        query="",
+        headers={"x-amz-target": f"RekognitionService.{operation}"},
+        body=raw,
+        client_address="127.0.0.1",
+    )
+
+
+def test_search_by_image_is_an_identification(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "SearchFacesByImage",
+            {
+                "CollectionId": "mugshots",
+                "Image": {"Bytes": ENCODED},
+                "FaceMatchThreshold": 80,
+                "MaxFaces": 50,
+            },
+        )
+    )
+    operation = parsed.operation
+    assert operation.kind is OperationKind.IDENTIFY
+    assert (operation.collection, operation.threshold, operation.max_results) == (
+        "mugshots",
+        80,
+        50,
+    )
+    assert operation.probe_digests == [DIGEST]
+
+
+def test_compare_faces_digests_both_images(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "CompareFaces", {"SourceImage": {"Bytes": ENCODED}, "TargetImage": {"Bytes": ENCODED}}
+        )
+    )
+    assert parsed.operation.kind is OperationKind.VERIFY
+    assert parsed.operation.probe_digests == [DIGEST, DIGEST]
+
+
+def test_attributes_are_normalised_for_the_policy(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "DetectFaces",
+            {"Image": {"Bytes": ENCODED}, "Attributes": ["AGE_RANGE", "EMOTIONS", "SMILE"]},
+        )
+    )
+    assert parsed.operation.attributes == ["age", "emotions", "smile"]
+
+
+def test_stream_processor_collection_is_found_in_its_settings(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "CreateStreamProcessor",
+            {
+                "Name": "cam",
+                "Settings": {"FaceSearch": {"CollectionId": "c", "FaceMatchThreshold": 90}},
+            },
+        )
+    )
+    assert parsed.operation.kind is OperationKind.STREAM
+    assert (parsed.operation.collection, parsed.operation.threshold) == ("c", 90)
+
+
+def test_every_operation_in_the_table_parses_with_its_kind(adapter: RekognitionAdapter) -> None:
+    for name, spec in OPERATIONS.items():
+        body = {field: {"Bytes": ENCODED} for field in spec.images}
+        assert adapter.parse(request(name, body)).operation.kind is spec.kind
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "error"),
+    [
+        ("DetectLabels", {}, UnsupportedOperation),
+        ("DetectFaces", b"{not json", MalformedRequest),
+        ("DetectFaces", b"[1, 2]", MalformedRequest),
+        ("DetectFaces", {"Image": {"Bytes": "%%%"}}, MalformedRequest),
+        ("DetectFaces", {"Image": {"Bytes": ""}}, MalformedRequest),
+        (
+            "DetectFaces",
+            {"Image": {"Bytes": base64.b64encode(b"x" * 2000).decode()}},
+            PayloadTooLarge,
+        ),
+        (
+            "SearchFacesByImage",
+            {"Image": {"Bytes": ENCODED}, "FaceMatchThreshold": 101},
+            MalformedRequest,
+        ),
+        ("SearchFacesByImage", {"Image": {"Bytes": ENCODED}, "MaxFaces": 0}, MalformedRequest),
+        ("SearchFacesByImage", {"Image": {"Bytes": ENCODED}, "CollectionId": 7}, MalformedRequest),
+        ("DetectFaces", {"Image": {"Bytes": ENCODED}, "Attributes": "ALL"}, MalformedRequest),
+    ],
+)
+def test_bad_requests_are_named(
+    adapter: RekognitionAdapter, operation: str, body: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        adapter.parse(request(operation, body))
+
+
+def test_obligations_raise_the_threshold_and_cap_results(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "SearchFacesByImage",
+            {
+                "CollectionId": "m",
+                "Image": {"Bytes": ENCODED},
+                "FaceMatchThreshold": 80,
+                "MaxFaces": 50,
+            },
+        )
+    )
+    rewritten = adapter.apply_obligations(parsed, OBLIGATIONS)
+    assert rewritten is not None
+    assert (rewritten["FaceMatchThreshold"], rewritten["MaxFaces"]) == (99, 5)
+
+
+def test_missing_threshold_and_cap_get_the_obligations(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    rewritten = adapter.apply_obligations(parsed, OBLIGATIONS)
+    assert rewritten is not None
+    assert (rewritten["FaceMatchThreshold"], rewritten["MaxFaces"]) == (99, 5)
+
+
+def test_a_request_already_within_obligations_is_forwarded_unchanged(
+    adapter: RekognitionAdapter,
+) -> None:
+    parsed = adapter.parse(
+        request(
+            "SearchFacesByImage",
+            {
+                "CollectionId": "m",
+                "Image": {"Bytes": ENCODED},
+                "FaceMatchThreshold": 99.5,
+                "MaxFaces": 3,
+            },
+        )
+    )
+    assert adapter.apply_obligations(parsed, OBLIGATIONS) is None
+
+
+def test_the_response_is_checked_against_the_obligations(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    matches = [
+        {"Similarity": s, "Face": {"FaceId": str(i)}}
+        for i, s in enumerate([99.9, 99.8, 99.7, 99.6, 99.5, 99.4, 50.0])
+    ]
+    upstream = UpstreamResponse(200, {}, json.dumps({"FaceMatches": matches}).encode())
+
+    outcome = adapter.filter(parsed, OBLIGATIONS, upstream)
+
+    kept = json.loads(outcome.response.body)["FaceMatches"]
+    assert [m["Face"]["FaceId"] for m in kept] == ["0", "1", "2", "3", "4"]
+    assert outcome.dropped == {"below_threshold": 1, "over_result_cap": 1}
+    assert (outcome.match_count, outcome.top_similarity) == (5, 99.9)
+
+
+def test_errors_use_rekognitions_shape(adapter: RekognitionAdapter) -> None:
+    denied = adapter.error_response(
+        PolicyDenied([Reason(code="warrant_expired", message="W-1 expired")]), request_id="r1"
+    )
+    assert denied.status_code == 400
+    assert json.loads(denied.body) == {
+        "__type": "AccessDeniedException",
+        "Message": "facegate policy denied this request: warrant_expired: W-1 expired",
+    }
+    assert denied.headers["x-facegate-reasons"] == "warrant_expired"
+    unavailable = adapter.error_response(AuditUnavailable("down"), request_id="r1")
+    assert unavailable.status_code == 503
+    assert json.loads(unavailable.body)["__type"] == "ServiceUnavailableException"
