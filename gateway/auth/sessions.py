@@ -86,11 +86,18 @@ async def open_case_session(
 
 async def load_case_session(db: AsyncSession, access_key_id: str) -> BoundSession | None:
     """The session and its principal, or None if the key or its principal is unknown/disabled."""
-    row = await db.get(CaseSessionRow, access_key_id)
-    if row is None:
+    # One query: this runs on every vendor request.
+    found = (
+        await db.execute(
+            select(CaseSessionRow, PrincipalRow)
+            .join(PrincipalRow, PrincipalRow.id == CaseSessionRow.principal_id)
+            .where(CaseSessionRow.access_key_id == access_key_id)
+        )
+    ).one_or_none()
+    if found is None:
         return None
-    principal_row = await db.get(PrincipalRow, row.principal_id)
-    if principal_row is None or principal_row.disabled_at is not None:
+    row, principal_row = found
+    if principal_row.disabled_at is not None:
         return None
     return BoundSession(
         access_key_id=row.access_key_id,

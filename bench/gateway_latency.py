@@ -1,0 +1,277 @@
+"""Added latency and throughput of the gateway, as a ratio against calling the upstream directly.
+
+In one run, on loopback: an upstream stub that answers at once; the gateway in front of it
+(SQLite, then PostgreSQL), each a separate process; open-loop load at a fixed rate from this
+process. The same signed SearchFacesByImage request (a 20 KB probe) goes to the gateway and,
+as the baseline, straight to the stub. Every gateway request commits its decision record
+before it is forwarded and its outcome record after.
+
+    .venv/bin/python bench/gateway_latency.py [--rate 200] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from gateway.auth.principals import Role, create_principal
+from gateway.auth.secrets import MasterKey
+from gateway.auth.sessions import IssuedCredentials, open_case_session
+from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
+from gateway.db import create_engine, session_factory
+from gateway.migrate import upgrade_async
+from gateway.operations import OperationKind
+from gateway.serving import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BODY = json.dumps(
+    {
+        "CollectionId": "mugshots",
+        "Image": {"Bytes": base64.b64encode(os.urandom(20_000)).decode()},
+        "FaceMatchThreshold": 99,
+        "MaxFaces": 5,
+    }
+).encode()
+
+
+@dataclass
+class Result:
+    name: str
+    latencies_ms: list[float]
+    errors: int
+    throughput: float
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def prepare(database_url: str, master_key_file: Path) -> IssuedCredentials:
+    """An officer with a session under an active warrant, as the gateway will see them."""
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with session_factory(engine)() as db, db.begin():
+            officer = await create_principal(
+                db, principal_id="bench", name="Bench", agency="Bench PD",
+                roles=[Role.OFFICER], now=now,
+            )
+            await create_warrant(
+                db,
+                warrant=WarrantCreate(
+                    id="W-BENCH", kind=WarrantKind.WARRANT, issuing_court="Bench Court",
+                    case_number="BENCH-1", operations=[OperationKind.IDENTIFY],
+                    collections=["mugshots"], valid_from=now - timedelta(days=1),
+                    valid_until=now + timedelta(days=1),
+                ),
+                created_by="bench",
+                now=now,
+            )
+            return await open_case_session(
+                db,
+                master_key=MasterKey.load_or_create(master_key_file),
+                principal=officer,
+                context=CaseContext(
+                    purpose="criminal_investigation", case_number="BENCH-1", offense="homicide",
+                    legal_basis=LegalBasis.WARRANT, warrant_id="W-BENCH",
+                ),
+                ttl=timedelta(hours=1),
+                max_ttl=timedelta(hours=2),
+                now=now,
+            )
+    finally:
+        await engine.dispose()
+
+
+def signed_headers(url: str, credentials: IssuedCredentials | None) -> dict[str, str]:
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=BODY,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+        },
+    )
+    if credentials is not None:
+        SigV4Auth(
+            Credentials(credentials.access_key_id, credentials.secret_access_key),
+            "rekognition",
+            "us-east-1",
+        ).add_auth(request)
+    return dict(request.headers.items())
+
+
+async def open_loop(name: str, url: str, headers: dict[str, str], rate: float, seconds: float) -> Result:
+    """Send at a fixed rate whatever the answers' speed, so queueing shows in the tail."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        for _ in range(20):  # warm connections and caches
+            await client.post(url + "/", headers=headers, content=BODY)
+
+        async def one() -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            response = await client.post(url + "/", headers=headers, content=BODY)
+            if response.status_code != 200:
+                errors += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        tasks = []
+        total = int(rate * seconds)
+        start = time.perf_counter()
+        for index in range(total):
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return Result(name, latencies, errors, len(latencies) / elapsed)
+
+
+async def closed_loop(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> float:
+    """Requests per second with `concurrency` callers each waiting for its answer."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def caller() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                response = await client.post(url + "/", headers=headers, content=BODY)
+                response.raise_for_status()
+                done += 1
+
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return done / seconds
+
+
+def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:  # a file, not a pipe: a full pipe would stall the server
+        process = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/facegate/health", timeout=1)
+            return process
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server died; see {log}")
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def report(baseline: Result, gateway: Result) -> None:
+    print(
+        f"  {gateway.name:<22} p50 {gateway.percentile(0.5):6.2f} ms  p99 {gateway.percentile(0.99):6.2f} ms"
+        f"  errors {gateway.errors}  achieved {gateway.throughput:6.1f}/s"
+    )
+    print(
+        f"  {'  added by the gateway':<22} p50 {gateway.percentile(0.5) - baseline.percentile(0.5):6.2f} ms"
+        f"  p99 {gateway.percentile(0.99) - baseline.percentile(0.99):6.2f} ms"
+        f"  (ratio p50 {gateway.percentile(0.5) / baseline.percentile(0.5):4.1f}x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    options = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="facegate-bench-"))
+    pg_name = f"facegate_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
+    databases = {
+        "sqlite": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        "postgresql": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}",
+    }
+
+    upstream_port = free_port()
+    upstream = subprocess.Popen(
+        [str(BIN / "uvicorn"), "--app-dir", str(REPO / "bench"), "upstream_stub:app",
+         "--port", str(upstream_port), "--log-level", "warning", "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+    )
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    processes = [upstream]
+    try:
+        time.sleep(1.5)
+        print(f"gateway latency: {options.rate:.0f} requests/s for {options.seconds:.0f} s, "
+              f"{len(BODY) // 1024} KB SearchFacesByImage, {os.cpu_count()} cores\n")
+        baseline = asyncio.run(
+            open_loop("upstream directly", upstream_url, signed_headers(upstream_url, None),
+                      options.rate, options.seconds)
+        )
+        direct_rps = asyncio.run(
+            closed_loop(upstream_url, signed_headers(upstream_url, None), options.concurrency, 5)
+        )
+        print(f"  {baseline.name:<22} p50 {baseline.percentile(0.5):6.2f} ms  "
+              f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n")
+        for kind, database_url in databases.items():
+            key_file = workdir / f"{kind}.key"
+            credentials = asyncio.run(prepare(database_url, key_file))
+            port = free_port()
+            gateway = start(
+                [str(BIN / "facegate"), "serve", "--port", str(port)],
+                {
+                    "FACEGATE_DATABASE_URL": database_url,
+                    "FACEGATE_MASTER_KEY_FILE": str(key_file),
+                    "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+                    "FACEGATE_REKOGNITION_ENDPOINT": upstream_url,
+                },
+                port,
+                workdir / f"gateway-{kind}.log",
+            )
+            processes.append(gateway)
+            url = f"http://127.0.0.1:{port}"
+            headers = signed_headers(url, credentials)
+            result = asyncio.run(open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds))
+            report(baseline, result)
+            rps = asyncio.run(closed_loop(url, headers, options.concurrency, 5))
+            print(f"  {'  closed-loop':<22} {rps:7.1f}/s with {options.concurrency} callers "
+                  f"({rps / direct_rps:.2f} of direct)\n")
+            gateway.terminate()
+            gateway.wait(timeout=30)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
