@@ -192,7 +192,7 @@ class Stack:
             region_name="us-east-1",
             aws_access_key_id=credentials.access_key_id,
             aws_secret_access_key=credentials.secret_access_key,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config),
         )
 
 

@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from gateway.app import create_app
-from gateway.db import create_engine
+from gateway.audit.log import AuditLog
+from gateway.audit.schemas import AuditQuery
+from gateway.db import create_engine, session_factory
 from gateway.serving import BackgroundServer
 from refvendor import samples
-from tests.e2e.conftest import REPO, Stack, gateway_settings, vendor_calls
+from tests.e2e.conftest import CASE, REPO, Stack, gateway_settings, vendor_calls
 
 RAISING_POLICY = """package facegate
 
@@ -142,3 +144,23 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
             await asyncio.sleep(0.2)
         else:
             pytest.fail("the edited policy never took effect")
+
+
+async def test_an_unreachable_vendor_is_an_error_on_record(stack: Stack, tmp_path: Path) -> None:
+    await stack.warrant("W-1")
+    credentials = await stack.session()
+    async with gateway_with(stack, tmp_path, rekognition_endpoint="http://127.0.0.1:9") as gateway:
+        with pytest.raises(ClientError) as raised:
+            search(gateway.rekognition(credentials))()
+    assert raised.value.response["Error"]["Code"] == "InternalServerError"
+
+    engine = create_engine(stack.settings.database_url)
+    try:
+        page = await AuditLog(session_factory(engine)).query(AuditQuery(case_number=CASE))
+    finally:
+        await engine.dispose()
+    assert [(e.event_type, e.decision) for e in page.entries] == [
+        ("decision", "allow"),
+        ("outcome", "error"),
+    ]
+    assert "could not be reached" in page.entries[1].detail["error"]
