@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
+import yaml
 from botocore.config import Config
 
 from gateway.app import create_app
@@ -29,13 +30,19 @@ from refvendor.app import create_app as create_refvendor
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_KEY, VENDOR_SECRET = "refvendor", "refvendor-secret"
+AZURE_KEY, COMPREFACE_KEY = "refvendor-azure-test-key", "refvendor-compreface-test-key"
 CASE = "2026-HOM-0042"
 
 
 @pytest.fixture(scope="session")
 def vendor() -> Iterator[BackgroundServer]:
     with BackgroundServer(
-        create_refvendor(access_key_id=VENDOR_KEY, secret_access_key=VENDOR_SECRET)
+        create_refvendor(
+            access_key_id=VENDOR_KEY,
+            secret_access_key=VENDOR_SECRET,
+            azure_key=AZURE_KEY,
+            compreface_key=COMPREFACE_KEY,
+        )
     ) as server:
         yield server
 
@@ -196,14 +203,61 @@ class Stack:
         )
 
 
+def write_inventory(
+    tmp_path: Path, vendor_url: str, *, attested_on: date | None = None
+) -> Path:
+    """A vendors file with the reference vendor behind all three protocols.
+
+    Attested (by default) on today's date: the reference vendor has no independent test, so
+    the attestation here exists only to let identification through in tests.
+    """
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    attestations = {}
+    if attested_on is not None:
+        attestations = {
+            "demographic_accuracy_test": {
+                "date": attested_on.isoformat(),
+                "source": "test fixture (the reference vendor has no independent test)",
+            }
+        }
+    backends = []
+    for name, protocol, secret, extra in (
+        ("refvendor-rekognition", "rekognition", VENDOR_SECRET, {"access_key_id": VENDOR_KEY}),
+        ("refvendor-azure", "azure", AZURE_KEY, {}),
+        ("refvendor-compreface", "compreface", COMPREFACE_KEY, {}),
+    ):
+        (secrets_dir / name).write_text(secret + "\n")
+        backend: dict[str, Any] = {
+            "name": name,
+            "protocol": protocol,
+            "base_url": vendor_url,
+            "credentials": {"secret_file": str(secrets_dir / name), **extra},
+            "attestations": attestations,
+        }
+        if protocol == "compreface":
+            backend["collection"] = "mugshots"
+        backends.append(backend)
+    path = tmp_path / "vendors.yaml"
+    path.write_text(yaml.safe_dump({"vendors": backends}))
+    return path
+
+
 def gateway_settings(
-    database_url: str, tmp_path: Path, vendor_url: str, **overrides: Any
+    database_url: str,
+    tmp_path: Path,
+    vendor_url: str,
+    *,
+    attested_on: date | None = None,
+    **overrides: Any,
 ) -> Settings:
     defaults: dict[str, Any] = {
         "database_url": database_url,
         "master_key_file": tmp_path / "master.key",
         "policy_dir": REPO / "policies",
-        "rekognition_endpoint": vendor_url,
+        "vendors_file": write_inventory(
+            tmp_path, vendor_url, attested_on=attested_on or datetime.now(UTC).date()
+        ),
     }
     return Settings(**(defaults | overrides))
 
