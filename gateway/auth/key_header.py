@@ -24,7 +24,7 @@ SEPARATOR = "."
 
 
 def vendor_key(access_key_id: str, secret_access_key: str) -> str:
-    """The key-header form of a case session's credentials."""
+    """The key-header form of a case session's credentials (IssuedCredentials.vendor_key)."""
     return f"{access_key_id}{SEPARATOR}{secret_access_key}"
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import yaml
 from botocore.config import Config
 
 from gateway.app import create_app
@@ -27,6 +26,7 @@ from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
+from gateway.vendors.inventory import write_reference_inventory
 from refvendor import samples
 from refvendor.app import create_app as create_refvendor
 
@@ -217,44 +217,6 @@ class Stack:
         )
 
 
-def write_inventory(tmp_path: Path, vendor_url: str, *, attested_on: date | None = None) -> Path:
-    """A vendors file with the reference vendor behind all three protocols.
-
-    Attested (by default) on today's date: the reference vendor has no independent test, so
-    the attestation here exists only to let identification through in tests.
-    """
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir(exist_ok=True)
-    attestations = {}
-    if attested_on is not None:
-        attestations = {
-            "demographic_accuracy_test": {
-                "date": attested_on.isoformat(),
-                "source": "test fixture (the reference vendor has no independent test)",
-            }
-        }
-    backends = []
-    for name, protocol, secret, extra in (
-        ("refvendor-rekognition", "rekognition", VENDOR_SECRET, {"access_key_id": VENDOR_KEY}),
-        ("refvendor-azure", "azure", AZURE_KEY, {}),
-        ("refvendor-compreface", "compreface", COMPREFACE_KEY, {}),
-    ):
-        (secrets_dir / name).write_text(secret + "\n")
-        backend: dict[str, Any] = {
-            "name": name,
-            "protocol": protocol,
-            "base_url": vendor_url,
-            "credentials": {"secret_file": str(secrets_dir / name), **extra},
-            "attestations": attestations,
-        }
-        if protocol == "compreface":
-            backend["collection"] = "mugshots"
-        backends.append(backend)
-    path = tmp_path / "vendors.yaml"
-    path.write_text(yaml.safe_dump({"vendors": backends}))
-    return path
-
-
 def compreface_sdk(url: str, key: str) -> SimpleNamespace:
     """compreface-sdk's recognition, detection and verification services for one key."""
     from compreface import CompreFace
@@ -322,8 +284,13 @@ def gateway_settings(
         "database_url": database_url,
         "master_key_file": tmp_path / "master.key",
         "policy_dir": REPO / "policies",
-        "vendors_file": write_inventory(
-            tmp_path, vendor_url, attested_on=attested_on or datetime.now(UTC).date()
+        "vendors_file": write_reference_inventory(
+            tmp_path / "vendors",
+            vendor_url,
+            rekognition=(VENDOR_KEY, VENDOR_SECRET),
+            azure_key=AZURE_KEY,
+            compreface_key=COMPREFACE_KEY,
+            attested_on=attested_on or datetime.now(UTC).date(),
         ),
     }
     return Settings(**(defaults | overrides))

@@ -200,3 +200,35 @@ async def test_an_auditor_lists_the_inventory_without_secrets(stack: Stack) -> N
     text = json.dumps(listed.json())
     assert "refvendor-azure-test-key" not in text and "refvendor-secret" not in text
     assert forbidden.status_code == 403
+
+
+async def test_the_session_api_hands_out_the_key_header_form_and_it_works(stack: Stack) -> None:
+    officer = await stack.principal("officer-api-key", Role.OFFICER)
+    opened = http(
+        "POST",
+        f"{stack.url}/facegate/v1/sessions",
+        headers={"Authorization": f"Bearer {officer}"},
+        json={
+            "purpose": "criminal_investigation",
+            "case_number": "2026-HOM-0042",
+            "offense": "homicide",
+            "legal_basis": "warrant",
+            "warrant_id": "W-1",
+        },
+    )
+    assert opened.status_code == 201, opened.text
+    issued = opened.json()
+    assert issued["vendor_key"] == f"{issued['access_key_id']}.{issued['secret_access_key']}"
+
+    answer = compreface_sdk(stack.url, issued["vendor_key"]).detection.detect(
+        samples.astronaut_jpeg()
+    )
+
+    assert len(answer["result"]) == 1
+    records = http(
+        "GET",
+        f"{stack.url}/facegate/v1/audit/records",
+        headers={"Authorization": f"Bearer {await stack.principal('aud-k', Role.AUDITOR)}"},
+        params={"event_type": "outcome", "vendor": "compreface"},
+    )
+    assert issued["secret_access_key"] not in records.text
