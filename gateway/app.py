@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.api import audit, principals, sessions, vendor, warrants
+from gateway.api import audit, principals, sessions, vendor, vendors, warrants
 from gateway.api.middleware import RequestIdMiddleware
 from gateway.config import Settings
 from gateway.errors import FacegateError
@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         services: Services = app.state.services
         return {"status": "ok", "policy_revision": services.policy.revision}
 
-    for module in (sessions, warrants, principals, audit):
+    for module in (sessions, warrants, principals, audit, vendors):
         app.include_router(module.router)
     app.include_router(vendor.router)
     return app

@@ -41,7 +41,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = REKOGNITION_MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
     max_image_bytes: int = REKOGNITION_MAX_IMAGE_BYTES
 
-    # The Rekognition backend. The URL is fixed here by the admin, never taken from a request.
+    # The vendor inventory (see gateway/vendors/inventory.py): every backend, its base URL,
+    # credentials source and attestations. Unset, the inventory is the one Rekognition
+    # backend below, with no attestations (so the starting policy refuses identification).
+    vendors_file: Path | None = None
+
+    # The Rekognition backend when there is no vendors file. The URL is fixed here by the
+    # admin, never taken from a request.
     rekognition_endpoint: str = "http://127.0.0.1:9090"
     rekognition_region: str = "us-east-1"
     rekognition_access_key_id: str = "refvendor"

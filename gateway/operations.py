@@ -30,7 +30,7 @@ class FaceOperation(BaseModel):
     name: str  # the vendor's native operation name, e.g. "SearchFacesByImage"
     kind: OperationKind
     collection: str | None = None  # the reference database searched or changed
-    threshold: float | None = None  # match threshold as requested, vendor scale 0-100
+    threshold: float | None = None  # match threshold as requested, normalised to 0-100
     max_results: int | None = None
     attributes: list[str] = Field(default_factory=list)  # requested face attributes
     probe_digests: list[str] = Field(default_factory=list)  # "sha256:<hex>" per image

@@ -32,7 +32,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from gateway.policy.contract import Decision, PolicyInput
+from gateway.policy.contract import Decision, PolicyInput, VendorFacts
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import Outcome, ParsedRequest, VendorAdapter
@@ -109,6 +109,8 @@ class Pipeline:
             headers=request.headers,
             now=request.received_at,
         )
+        # The backend's inventory entry (attestations included) is the policy's input.vendor.
+        policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
         record.policy_input = policy_input
 
         # 4 decide (PolicyService never raises: errors and timeouts come back as denials)

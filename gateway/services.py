@@ -4,16 +4,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
+from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.db import create_engine, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
+from gateway.vendors.azure import KEY_HEADER as AZURE_KEY_HEADER
+from gateway.vendors.azure import AzureFaceAdapter
+from gateway.vendors.base import VendorAdapter
+from gateway.vendors.compreface import KEY_HEADER as COMPREFACE_KEY_HEADER
+from gateway.vendors.compreface import CompreFaceAdapter
+from gateway.vendors.inventory import Credentials, Protocol, VendorBackend, VendorInventory
 from gateway.vendors.rekognition import RekognitionAdapter
+
+
+def load_inventory(settings: Settings) -> VendorInventory:
+    """The vendors file, or without one the single Rekognition backend of the settings."""
+    if settings.vendors_file is not None:
+        return VendorInventory.load(settings.vendors_file)
+    return VendorInventory(
+        [
+            VendorBackend(
+                name="rekognition",
+                protocol=Protocol.REKOGNITION,
+                base_url=settings.rekognition_endpoint,
+                region=settings.rekognition_region,
+                credentials=Credentials(
+                    access_key_id=settings.rekognition_access_key_id,
+                    secret_env="FACEGATE_REKOGNITION_SECRET_ACCESS_KEY",  # noqa: S106 (a name)
+                ),
+                secret=SecretStr(settings.rekognition_secret_access_key.get_secret_value()),
+            )
+        ]
+    )
 
 
 @dataclass
@@ -24,27 +53,49 @@ class Services:
     master_key: MasterKey
     audit: AuditLog
     policy: PolicyService
-    rekognition: RekognitionAdapter
+    inventory: VendorInventory
+    adapters: dict[Protocol, VendorAdapter]  # one per backend in the inventory
     pipeline: Pipeline
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
+        inventory = load_inventory(settings)  # first: a bad vendors file stops startup
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
         audit = AuditLog(sessions)
         policy = await PolicyService.open(settings)
-        rekognition = RekognitionAdapter(
-            authenticator=SigV4Authenticator(
-                sessions=sessions, master_key=master_key, max_clock_skew=settings.max_clock_skew
-            ),
-            endpoint=settings.rekognition_endpoint,
-            region=settings.rekognition_region,
-            access_key_id=settings.rekognition_access_key_id,
-            secret_access_key=settings.rekognition_secret_access_key.get_secret_value(),
-            max_image_bytes=settings.max_image_bytes,
-            timeout_seconds=settings.upstream_timeout_seconds,
-        )
+        adapters: dict[Protocol, VendorAdapter] = {}
+        for backend in inventory.backends:
+            if backend.protocol is Protocol.REKOGNITION:
+                adapters[backend.protocol] = RekognitionAdapter(
+                    authenticator=SigV4Authenticator(
+                        sessions=sessions,
+                        master_key=master_key,
+                        max_clock_skew=settings.max_clock_skew,
+                    ),
+                    backend=backend,
+                    max_image_bytes=settings.max_image_bytes,
+                    timeout_seconds=settings.upstream_timeout_seconds,
+                )
+            elif backend.protocol is Protocol.AZURE:
+                adapters[backend.protocol] = AzureFaceAdapter(
+                    authenticator=KeyHeaderAuthenticator(
+                        sessions=sessions, master_key=master_key, header=AZURE_KEY_HEADER
+                    ),
+                    backend=backend,
+                    max_image_bytes=settings.max_image_bytes,
+                    timeout_seconds=settings.upstream_timeout_seconds,
+                )
+            else:
+                adapters[backend.protocol] = CompreFaceAdapter(
+                    authenticator=KeyHeaderAuthenticator(
+                        sessions=sessions, master_key=master_key, header=COMPREFACE_KEY_HEADER
+                    ),
+                    backend=backend,
+                    max_image_bytes=settings.max_image_bytes,
+                    timeout_seconds=settings.upstream_timeout_seconds,
+                )
         pipeline = Pipeline(audit=audit, policy=policy, sessions=sessions)
         return cls(
             settings=settings,
@@ -53,11 +104,13 @@ class Services:
             master_key=master_key,
             audit=audit,
             policy=policy,
-            rekognition=rekognition,
+            inventory=inventory,
+            adapters=adapters,
             pipeline=pipeline,
         )
 
     async def aclose(self) -> None:
-        await self.rekognition.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
         await self.policy.close()
         await self.engine.dispose()

@@ -258,3 +258,47 @@ obligations := {
 	"remove_attributes": sort({normal(a) | some a in cfg.attributes.removed_from_responses}),
 	"flags": sort(flags),
 }
+
+# --- Which vendor: identification only through one with a recent accuracy attestation -------
+#
+# input.vendor is the backend's entry in the vendor inventory. The attestation named in
+# data/vendors.yaml (e.g. the date and source of the vendor's latest independent demographic
+# accuracy test, such as NIST FRTE) must be there, readable and recent enough.
+
+required_attestation := cfg.vendors.identification_attestation
+
+vendor_name := input.vendor.name if {
+	is_string(input.vendor.name)
+} else := "a vendor missing from the inventory"
+
+attestation := input.vendor.attestations[required_attestation]
+
+# An unreadable date counts as no attestation, never as a recent one. The shape is checked
+# first because engines differ on a failed parse (OPA: undefined; regorus: an error).
+rfc3339 := `^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
+
+attested_at := time.parse_rfc3339_ns(attestation.date) if {
+	is_string(attestation.date)
+	regex.match(rfc3339, attestation.date)
+	is_string(attestation.source)
+	trim_space(attestation.source) != ""
+}
+
+deny contains reason("vendor_attestation_missing", concat("", [
+	"identification through ", vendor_name, " needs a ", required_attestation,
+	" attestation in the vendor inventory, and there is none",
+])) if {
+	op.kind == "identify"
+	not attested_at
+}
+
+attestation_age_days := (time.parse_rfc3339_ns(input.now) - attested_at) / ((24 * 60) * 60e9)
+
+deny contains reason("vendor_attestation_stale", concat("", [
+	"identification through ", vendor_name, " needs a ", required_attestation,
+	" no older than ", format_int(cfg.vendors.max_attestation_age_days, 10),
+	" days, and the latest is dated ", substring(attestation.date, 0, 10),
+])) if {
+	op.kind == "identify"
+	attestation_age_days > cfg.vendors.max_attestation_age_days
+}

@@ -7,6 +7,10 @@ so that facegate's tests and demo have a vendor to forward to, offline. It is
 not Rekognition: its similarities come from a different model, and it keeps
 collections in memory only.
 
+It also speaks Azure Face (``refvendor.azure``) and CompreFace
+(``refvendor.compreface``) over the same engine, so that the vendor SDKs of
+those protocols can be tested offline too.
+
 - ``refvendor.app.create_app``: the FastAPI app (``python -m refvendor`` serves it)
 - ``refvendor.faces``: the dlib face engine
 - ``refvendor.samples``: face photos as JPEG bytes for tests and the demo

@@ -1,5 +1,9 @@
 """The reference vendor's HTTP app: Rekognition's JSON 1.1 protocol on ``POST /``.
 
+(Azure Face and CompreFace answer beside it; see ``refvendor.azure`` and
+``refvendor.compreface``. Their calls are counted as ``azure:<op>`` and
+``compreface:<op>``.)
+
 A request is ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>``
 and a JSON body, signed with SigV4. The app handles each one in this order:
 
@@ -30,6 +34,10 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from refvendor.azure import DEFAULT_KEY as DEFAULT_AZURE_KEY
+from refvendor.azure import AzureFace, azure_router
+from refvendor.compreface import DEFAULT_KEY as DEFAULT_COMPREFACE_KEY
+from refvendor.compreface import CompreFace, compreface_router
 from refvendor.errors import (
     ImageTooLargeException,
     InternalServerError,
@@ -65,8 +73,14 @@ def create_app(
     secret_access_key: str = DEFAULT_SECRET_ACCESS_KEY,
     region: str = "us-east-1",
     engine: FaceEngine | None = None,
+    azure_key: str = DEFAULT_AZURE_KEY,
+    compreface_key: str = DEFAULT_COMPREFACE_KEY,
 ) -> FastAPI:
     """The vendor, accepting requests signed with these credentials for ``region``.
+
+    It also speaks Azure Face (``/face/<version>/...``, see ``refvendor.azure``) with
+    ``azure_key`` and CompreFace (``/api/v1/...``, see ``refvendor.compreface``) with
+    ``compreface_key``, over the same face engine.
 
     ``engine`` shares already loaded face models (they are thread-safe);
     without it the app loads its own at startup.
@@ -79,11 +93,14 @@ def create_app(
     )
     store = CollectionStore(region=region)
     calls: Counter[str] = Counter()
+    azure = AzureFace(key=azure_key)
+    compreface = CompreFace(key=compreface_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = engine if engine is not None else await anyio.to_thread.run_sync(FaceEngine)
         app.state.rekognition = Rekognition(engine=loaded, store=store)
+        azure.engine = compreface.engine = loaded
         yield
 
     app = FastAPI(
@@ -93,6 +110,12 @@ def create_app(
     )
     app.state.calls = calls
     app.state.store = store
+
+    def count(name: str) -> None:
+        calls[name] += 1
+
+    app.include_router(azure_router(azure, count))
+    app.include_router(compreface_router(compreface, count))
 
     @app.post("/")
     async def rekognition_endpoint(request: Request) -> Response:

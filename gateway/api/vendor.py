@@ -6,12 +6,13 @@ import dataclasses
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import VendorAdapter
+from gateway.vendors.inventory import Protocol
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,7 +60,37 @@ async def handle_vendor_request(
     return await services.pipeline.handle(adapter, dataclasses.replace(incoming, body=body))
 
 
+async def handle_protocol(request: Request, services: ServicesDep, protocol: Protocol) -> Response:
+    adapter = services.adapters.get(protocol)
+    if adapter is None:
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "no_backend",
+                    "message": f"no {protocol.value} backend is configured",
+                }
+            },
+            status_code=404,
+        )
+    return await handle_vendor_request(request, services, adapter)
+
+
 @router.post("/")
 async def rekognition(request: Request, services: ServicesDep) -> Response:
     """Amazon Rekognition's JSON 1.1 protocol: boto3 with endpoint_url pointed here."""
-    return await handle_vendor_request(request, services, services.rekognition)
+    return await handle_protocol(request, services, Protocol.REKOGNITION)
+
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/face/{path:path}", methods=_METHODS)
+async def azure_face(request: Request, services: ServicesDep) -> Response:
+    """Azure AI Face (both SDKs' path families): the Face client's endpoint pointed here."""
+    return await handle_protocol(request, services, Protocol.AZURE)
+
+
+@router.api_route("/api/v1/{path:path}", methods=_METHODS)
+async def compreface(request: Request, services: ServicesDep) -> Response:
+    """CompreFace's REST API: compreface-sdk's domain and port pointed here."""
+    return await handle_protocol(request, services, Protocol.COMPREFACE)

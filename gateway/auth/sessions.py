@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,12 @@ class IssuedCredentials(BaseModel):
     expires_at: datetime
     principal_id: str
     context: CaseContext
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vendor_key(self) -> str:
+        """The same credentials for key-header vendors: Ocp-Apim-Subscription-Key, x-api-key."""
+        return f"{self.access_key_id}.{self.secret_access_key}"
 
 
 class BoundSession(BaseModel):

@@ -54,10 +54,25 @@ class PolicyContext(BaseModel):
     location: dict[str, float] | None = None  # {"lat": .., "lon": ..} when known
 
 
+class AttestationFacts(BaseModel):
+    date: str  # RFC 3339, midnight UTC of the attested day
+    source: str
+    url: str | None = None
+
+
+class VendorFacts(BaseModel):
+    """The backend a request goes to, from the vendor inventory (`input.vendor`)."""
+
+    name: str
+    protocol: str  # rekognition | azure | compreface
+    attestations: dict[str, AttestationFacts] = Field(default_factory=dict)
+
+
 class PolicyInput(BaseModel):
     principal: Principal
     operation: FaceOperation
     context: PolicyContext
+    vendor: VendorFacts | None = None  # None: no inventory entry, so nothing is attested
     activity: dict[str, Any] = Field(default_factory=dict)  # sliding-window counts
     now: str  # RFC 3339, UTC
 
@@ -67,7 +82,9 @@ class Obligations(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    min_threshold: float | None = None  # raise the match threshold to at least this (0-100)
+    # Raise the match threshold to at least this, on the normalised 0-100 scale; each adapter
+    # converts it to its vendor's own (see gateway/vendors/scale.py).
+    min_threshold: float | None = None
     max_results: int | None = None  # cap the number of matches asked for and returned
     remove_attributes: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)  # e.g. "exigent_needs_authorisation"

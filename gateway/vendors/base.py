@@ -17,6 +17,7 @@ from gateway.errors import FacegateError
 from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
+from gateway.vendors.inventory import VendorBackend
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,13 @@ class ParsedRequest:
     operation: FaceOperation
     payload: dict[str, Any]  # the native request body, decoded
     body: bytes  # as received: forwarded unchanged when no obligation rewrites it
+    # Where a REST request goes upstream: the method, a path built by the adapter from
+    # checked segments (never the client's URL), the query parameters it accepted, and the
+    # body's content type. Rekognition's defaults: POST / with a JSON 1.1 body.
+    method: str = "POST"
+    upstream_path: str = "/"
+    query: tuple[tuple[str, str], ...] = ()
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,12 +47,13 @@ class Outcome:
 
     response: UpstreamResponse
     match_count: int | None = None
-    top_similarity: float | None = None  # on the vendor's own scale
+    top_similarity: float | None = None  # normalised 0-100 (see vendors/scale.py)
     dropped: dict[str, int] = field(default_factory=dict)  # what filtering removed, by why
 
 
 class VendorAdapter(Protocol):
     name: str
+    backend: VendorBackend  # its inventory entry: where it forwards, what the policy reads
 
     async def authenticate(self, request: IncomingRequest) -> BoundSession:
         """The case session whose credentials signed the request; raises AuthenticationError."""

@@ -44,6 +44,7 @@ from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+from gateway.vendors.inventory import VendorBackend
 
 VENDOR = "rekognition"
 TARGET_PREFIX = "RekognitionService."
@@ -181,16 +182,18 @@ class RekognitionAdapter:
         self,
         *,
         authenticator: SigV4Authenticator,
-        endpoint: str,
-        region: str,
-        access_key_id: str,
-        secret_access_key: str,
+        backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
         self._authenticator = authenticator
-        self._endpoint = endpoint.rstrip("/")
-        self._signer = SigV4Auth(Credentials(access_key_id, secret_access_key), VENDOR, region)
+        self.backend = backend
+        self._endpoint = backend.base_url
+        self._signer = SigV4Auth(
+            Credentials(backend.credentials.access_key_id, backend.secret.get_secret_value()),
+            VENDOR,
+            backend.region,
+        )
         self._max_image_bytes = max_image_bytes
         self._client = httpx.AsyncClient(timeout=timeout_seconds)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -15,6 +16,7 @@ from botocore.config import Config
 
 from gateway.app import create_app
 from gateway.auth.api_keys import issue_api_key
+from gateway.auth.key_header import vendor_key
 from gateway.auth.principals import Principal, Role, create_principal
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import IssuedCredentials, open_case_session
@@ -24,18 +26,25 @@ from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
+from gateway.vendors.inventory import write_reference_inventory
 from refvendor import samples
 from refvendor.app import create_app as create_refvendor
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_KEY, VENDOR_SECRET = "refvendor", "refvendor-secret"
+AZURE_KEY, COMPREFACE_KEY = "refvendor-azure-test-key", "refvendor-compreface-test-key"
 CASE = "2026-HOM-0042"
 
 
 @pytest.fixture(scope="session")
 def vendor() -> Iterator[BackgroundServer]:
     with BackgroundServer(
-        create_refvendor(access_key_id=VENDOR_KEY, secret_access_key=VENDOR_SECRET)
+        create_refvendor(
+            access_key_id=VENDOR_KEY,
+            secret_access_key=VENDOR_SECRET,
+            azure_key=AZURE_KEY,
+            compreface_key=COMPREFACE_KEY,
+        )
     ) as server:
         yield server
 
@@ -184,6 +193,18 @@ class Stack:
         finally:
             await engine.dispose()
 
+    def compreface(self, credentials: IssuedCredentials) -> SimpleNamespace:
+        """compreface-sdk, pointed at the gateway with the session's key-header credentials."""
+        return compreface_sdk(
+            self.url, vendor_key(credentials.access_key_id, credentials.secret_access_key)
+        )
+
+    def azure(self, credentials: IssuedCredentials) -> tuple[Any, Any]:
+        """azure-ai-vision-face's (FaceClient, FaceAdministrationClient), pointed at the gateway."""
+        return azure_sdk(
+            self.url, vendor_key(credentials.access_key_id, credentials.secret_access_key)
+        )
+
     def rekognition(self, credentials: IssuedCredentials, **config: Any) -> Any:
         """boto3's own Rekognition client, changed in nothing but endpoint and credentials."""
         return boto3.client(
@@ -196,14 +217,81 @@ class Stack:
         )
 
 
+def compreface_sdk(url: str, key: str) -> SimpleNamespace:
+    """compreface-sdk's recognition, detection and verification services for one key."""
+    from compreface import CompreFace
+
+    domain, port = url.rsplit(":", 1)
+    sdk = CompreFace(domain, port)
+    return SimpleNamespace(
+        recognition=sdk.init_face_recognition(key),
+        detection=sdk.init_face_detection(key),
+        verification=sdk.init_face_verification(key),
+    )
+
+
+def azure_sdk(url: str, key: str) -> tuple[Any, Any]:
+    from azure.ai.vision.face import FaceAdministrationClient, FaceClient
+    from azure.core.credentials import AzureKeyCredential
+
+    credential = AzureKeyCredential(key)
+    return (
+        FaceClient(url, credential, retry_total=0),
+        FaceAdministrationClient(url, credential, retry_total=0),
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compreface_mugshots(vendor: BackgroundServer) -> None:
+    """The CompreFace service's collection, set up at the vendor: same faces as Rekognition's."""
+    collection = compreface_sdk(vendor.url, COMPREFACE_KEY).recognition.get_face_collection()
+    collection.add(samples.astronaut_jpeg(), "astronaut")
+    for index in samples.detectable_lfw_indices()[:4]:
+        collection.add(samples.lfw_face_jpeg(index), f"lfw-{index}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def azure_mugshots(vendor: BackgroundServer) -> dict[str, str]:
+    """The Azure large person group, set up at the vendor; returns person ids by name."""
+    from azure.ai.vision.face.models import FaceDetectionModel, FaceRecognitionModel
+
+    _, admin = azure_sdk(vendor.url, AZURE_KEY)
+    admin.large_person_group.create(
+        "mugshots", name="Mugshots", recognition_model=FaceRecognitionModel.RECOGNITION04
+    )
+    people = {"astronaut": samples.astronaut_jpeg()}
+    people |= {f"lfw-{i}": samples.lfw_face_jpeg(i) for i in samples.detectable_lfw_indices()[:4]}
+    ids = {}
+    for name, image in people.items():
+        person = admin.large_person_group.create_person("mugshots", name=name)
+        admin.large_person_group.add_face(
+            "mugshots", person.person_id, image, detection_model=FaceDetectionModel.DETECTION03
+        )
+        ids[name] = person.person_id
+    admin.large_person_group.begin_train("mugshots", polling_interval=0.01).result()
+    return ids
+
+
 def gateway_settings(
-    database_url: str, tmp_path: Path, vendor_url: str, **overrides: Any
+    database_url: str,
+    tmp_path: Path,
+    vendor_url: str,
+    *,
+    attested_on: date | None = None,
+    **overrides: Any,
 ) -> Settings:
     defaults: dict[str, Any] = {
         "database_url": database_url,
         "master_key_file": tmp_path / "master.key",
         "policy_dir": REPO / "policies",
-        "rekognition_endpoint": vendor_url,
+        "vendors_file": write_reference_inventory(
+            tmp_path / "vendors",
+            vendor_url,
+            rekognition=(VENDOR_KEY, VENDOR_SECRET),
+            azure_key=AZURE_KEY,
+            compreface_key=COMPREFACE_KEY,
+            attested_on=attested_on or datetime.now(UTC).date(),
+        ),
     }
     return Settings(**(defaults | overrides))
 

@@ -57,6 +57,16 @@ def an_identification(*, offense: str = "robbery", **activity: object) -> Policy
                 "collection": "mugshots",
                 "threshold": 80,
             },
+            "vendor": {
+                "name": "rekognition-main",
+                "protocol": "rekognition",
+                "attestations": {
+                    "demographic_accuracy_test": {
+                        "date": "2024-11-15T00:00:00Z",
+                        "source": "NIST FRTE 1:N, demographic differentials",
+                    }
+                },
+            },
             "context": {
                 "purpose": "criminal_investigation",
                 "case_number": "2025-000123",

@@ -1,0 +1,31 @@
+"""Auditors (and admins) list the vendor inventory: which systems staff can reach, and on
+what attestations. Secrets are never listed, only where each comes from."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from gateway.api.deps import ServicesDep, record_action, require_role
+from gateway.audit.records import EventType
+from gateway.auth.principals import Principal, Role
+
+router = APIRouter(prefix="/facegate/v1/vendors", tags=["vendors"])
+
+AuditorOrAdmin = Annotated[Principal, Depends(require_role(Role.AUDITOR, Role.ADMIN))]
+
+
+@router.get("")
+async def list_vendors(
+    reader: AuditorOrAdmin, services: ServicesDep, request: Request
+) -> dict[str, Any]:
+    await record_action(
+        services,
+        request,
+        db=None,
+        by=reader,
+        event_type=EventType.AUDIT_READ,
+        action="vendors.list",
+    )
+    return {"vendors": [backend.public_view() for backend in services.inventory.backends]}

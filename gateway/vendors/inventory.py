@@ -1,0 +1,247 @@
+"""The vendor inventory: every backend the gateway forwards to, as the admin configured it.
+
+One YAML file (Settings.vendors_file) lists each backend: its protocol, its base URL, where
+its credentials come from, and attestations the policy reads. It is the only place a vendor
+URL comes from; nothing in a request can name another host, so the gateway cannot be turned
+into a client of an address the caller chose (SSRF).
+
+    vendors:
+      - name: azure-face-east
+        protocol: azure                 # rekognition | azure | compreface
+        base_url: https://east.api.cognitive.microsoft.com
+        credentials: {secret_env: FACEGATE_AZURE_KEY}        # or {secret_file: /run/secrets/x}
+        attestations:
+          demographic_accuracy_test:
+            date: 2025-06-30
+            source: NIST FRTE 1:N identification, demographic differentials
+            url: https://pages.nist.gov/frvt/html/frvt_demographics.html
+
+Rekognition backends also name `region` and `credentials.access_key_id`; a CompreFace key
+belongs to one recognition service, whose face collection `collection` names. Secrets are
+read once, at load, and never listed: an auditor sees where a secret comes from, not what it is.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+
+class InventoryError(ValueError):
+    """The vendors file is missing, unreadable or wrong; the message names the key."""
+
+
+class Protocol(StrEnum):
+    REKOGNITION = "rekognition"
+    AZURE = "azure"
+    COMPREFACE = "compreface"
+
+
+class Credentials(BaseModel):
+    """Where a backend's secret comes from: an environment variable or a secrets file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    access_key_id: str | None = None  # Rekognition only; not secret
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    def source(self) -> str:
+        return f"env:{self.secret_env}" if self.secret_env else f"file:{self.secret_file}"
+
+
+class Attestation(BaseModel):
+    """A claim about a vendor's system, with where it comes from (e.g. NIST FRTE results)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    date: date
+    source: str = Field(min_length=1)
+    url: str | None = None
+    summary: str | None = None
+
+
+class VendorBackend(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    protocol: Protocol
+    base_url: str
+    region: str = "us-east-1"
+    collection: str | None = None
+    credentials: Credentials
+    attestations: dict[str, Attestation] = Field(default_factory=dict)
+    secret: SecretStr = Field(default=SecretStr(""), exclude=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value.rstrip("/")
+
+    def policy_view(self) -> dict[str, Any]:
+        """What the policy reads: `input.vendor`. Dates become RFC 3339 for time.parse_*."""
+        return {
+            "name": self.name,
+            "protocol": self.protocol.value,
+            "attestations": {
+                kind: {
+                    "date": f"{a.date.isoformat()}T00:00:00Z",
+                    "source": a.source,
+                    "url": a.url,
+                }
+                for kind, a in self.attestations.items()
+            },
+        }
+
+    def public_view(self) -> dict[str, Any]:
+        """What an auditor may list: everything but the secret itself."""
+        return {
+            "name": self.name,
+            "protocol": self.protocol.value,
+            "base_url": self.base_url,
+            "region": self.region if self.protocol is Protocol.REKOGNITION else None,
+            "collection": self.collection,
+            "credentials_source": self.credentials.source(),
+            "attestations": {
+                kind: a.model_dump(mode="json") for kind, a in self.attestations.items()
+            },
+        }
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vendors: list[VendorBackend]
+
+
+class VendorInventory:
+    """The configured backends, at most one per protocol (the protocol picks the route)."""
+
+    def __init__(self, backends: list[VendorBackend]) -> None:
+        self.backends = backends
+        self._by_protocol: dict[Protocol, VendorBackend] = {}
+        for backend in backends:
+            if backend.protocol in self._by_protocol:
+                raise InventoryError(
+                    f"vendors: two backends speak {backend.protocol.value}; "
+                    "facegate routes by protocol, so list at most one of each"
+                )
+            self._by_protocol[backend.protocol] = backend
+        if len({b.name for b in backends}) != len(backends):
+            raise InventoryError("vendors: backend names must be unique")
+
+    def get(self, protocol: Protocol) -> VendorBackend | None:
+        return self._by_protocol.get(protocol)
+
+    @classmethod
+    def load(cls, path: Path, *, environ: dict[str, str] | None = None) -> VendorInventory:
+        """Read and check the file and every secret it points at; InventoryError names the key."""
+        env = dict(os.environ) if environ is None else environ
+        try:
+            document = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InventoryError(f"vendors_file {path} cannot be read: {exc}") from exc
+        try:
+            parsed = _File.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InventoryError(f"{path}: {where}: {first['msg']}") from exc
+        backends = []
+        for index, backend in enumerate(parsed.vendors):
+            where = f"{path}: vendors.{index}.credentials"
+            secret = _read_secret(backend.credentials, env=env, where=where, base=path.parent)
+            if backend.protocol is Protocol.REKOGNITION and not backend.credentials.access_key_id:
+                raise InventoryError(f"{where}.access_key_id is required for rekognition")
+            if backend.protocol is Protocol.COMPREFACE and not backend.collection:
+                raise InventoryError(
+                    f"{path}: vendors.{index}.collection is required for compreface: "
+                    "it names the face collection the key's recognition service holds"
+                )
+            backends.append(backend.model_copy(update={"secret": SecretStr(secret)}))
+        return cls(backends)
+
+
+def _read_secret(credentials: Credentials, *, env: dict[str, str], where: str, base: Path) -> str:
+    if (credentials.secret_env is None) == (credentials.secret_file is None):
+        raise InventoryError(f"{where}: give exactly one of secret_env and secret_file")
+    if credentials.secret_env is not None:
+        value = env.get(credentials.secret_env)
+        if not value:
+            raise InventoryError(f"{where}.secret_env: {credentials.secret_env} is not set")
+        return value
+    assert credentials.secret_file is not None
+    secret_path = credentials.secret_file
+    if not secret_path.is_absolute():
+        secret_path = base / secret_path
+    try:
+        value = secret_path.read_text().strip()
+    except OSError as exc:
+        raise InventoryError(f"{where}.secret_file: {secret_path} cannot be read") from exc
+    if not value:
+        raise InventoryError(f"{where}.secret_file: {secret_path} is empty")
+    return value
+
+
+def write_reference_inventory(
+    directory: Path,
+    url: str,
+    *,
+    rekognition: tuple[str, str],
+    azure_key: str,
+    compreface_key: str,
+    attested_on: date | None = None,
+) -> Path:
+    """A vendors file with the local reference vendor behind all three protocols.
+
+    For the demo, benchmarks and tests only. With `attested_on`, each backend carries a
+    demographic accuracy attestation of that date whose source says plainly that it is not
+    an independent test: the reference vendor has none, and identification through it is
+    a demonstration, not evidence.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    attestations: dict[str, Any] = {}
+    if attested_on is not None:
+        attestations["demographic_accuracy_test"] = {
+            "date": attested_on.isoformat(),
+            "source": "facegate reference vendor: NOT an independent test (demo and tests only)",
+        }
+    access_key_id, secret_access_key = rekognition
+    backends: list[dict[str, Any]] = []
+    for protocol, secret in (
+        (Protocol.REKOGNITION, secret_access_key),
+        (Protocol.AZURE, azure_key),
+        (Protocol.COMPREFACE, compreface_key),
+    ):
+        name = f"refvendor-{protocol.value}"
+        secret_file = directory / f"{name}.secret"
+        secret_file.write_text(secret + "\n")
+        secret_file.chmod(0o600)
+        credentials: dict[str, Any] = {"secret_file": str(secret_file)}
+        backend: dict[str, Any] = {
+            "name": name,
+            "protocol": protocol.value,
+            "base_url": url,
+            "credentials": credentials,
+            "attestations": attestations,
+        }
+        if protocol is Protocol.REKOGNITION:
+            credentials["access_key_id"] = access_key_id
+        if protocol is Protocol.COMPREFACE:
+            backend["collection"] = "mugshots"
+        backends.append(backend)
+    path = directory / "vendors.yaml"
+    path.write_text(yaml.safe_dump({"vendors": backends}, sort_keys=False))
+    return path
