@@ -16,7 +16,6 @@ import asyncio
 import base64
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,15 +74,23 @@ async def prepare(database_url: str, master_key_file: Path) -> IssuedCredentials
     try:
         async with session_factory(engine)() as db, db.begin():
             officer = await create_principal(
-                db, principal_id="bench", name="Bench", agency="Bench PD",
-                roles=[Role.OFFICER], now=now,
+                db,
+                principal_id="bench",
+                name="Bench",
+                agency="Bench PD",
+                roles=[Role.OFFICER],
+                now=now,
             )
             await create_warrant(
                 db,
                 warrant=WarrantCreate(
-                    id="W-BENCH", kind=WarrantKind.WARRANT, issuing_court="Bench Court",
-                    case_number="BENCH-1", operations=[OperationKind.IDENTIFY],
-                    collections=["mugshots"], valid_from=now - timedelta(days=1),
+                    id="W-BENCH",
+                    kind=WarrantKind.WARRANT,
+                    issuing_court="Bench Court",
+                    case_number="BENCH-1",
+                    operations=[OperationKind.IDENTIFY],
+                    collections=["mugshots"],
+                    valid_from=now - timedelta(days=1),
                     valid_until=now + timedelta(days=1),
                 ),
                 created_by="bench",
@@ -94,8 +101,11 @@ async def prepare(database_url: str, master_key_file: Path) -> IssuedCredentials
                 master_key=MasterKey.load_or_create(master_key_file),
                 principal=officer,
                 context=CaseContext(
-                    purpose="criminal_investigation", case_number="BENCH-1", offense="homicide",
-                    legal_basis=LegalBasis.WARRANT, warrant_id="W-BENCH",
+                    purpose="criminal_investigation",
+                    case_number="BENCH-1",
+                    offense="homicide",
+                    legal_basis=LegalBasis.WARRANT,
+                    warrant_id="W-BENCH",
                 ),
                 ttl=timedelta(hours=1),
                 max_ttl=timedelta(hours=2),
@@ -124,7 +134,9 @@ def signed_headers(url: str, credentials: IssuedCredentials | None) -> dict[str,
     return dict(request.headers.items())
 
 
-async def open_loop(name: str, url: str, headers: dict[str, str], rate: float, seconds: float) -> Result:
+async def open_loop(
+    name: str, url: str, headers: dict[str, str], rate: float, seconds: float
+) -> Result:
     """Send at a fixed rate whatever the answers' speed, so queueing shows in the tail."""
     latencies: list[float] = []
     errors = 0
@@ -219,25 +231,43 @@ def main() -> None:
 
     upstream_port = free_port()
     upstream = subprocess.Popen(
-        [str(BIN / "uvicorn"), "--app-dir", str(REPO / "bench"), "upstream_stub:app",
-         "--port", str(upstream_port), "--log-level", "warning", "--no-access-log"],
+        [
+            str(BIN / "uvicorn"),
+            "--app-dir",
+            str(REPO / "bench"),
+            "upstream_stub:app",
+            "--port",
+            str(upstream_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         stdout=subprocess.DEVNULL,
     )
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     processes = [upstream]
     try:
         time.sleep(1.5)
-        print(f"gateway latency: {options.rate:.0f} requests/s for {options.seconds:.0f} s, "
-              f"{len(BODY) // 1024} KB SearchFacesByImage, {os.cpu_count()} cores\n")
+        print(
+            f"gateway latency: {options.rate:.0f} requests/s for {options.seconds:.0f} s, "
+            f"{len(BODY) // 1024} KB SearchFacesByImage, {os.cpu_count()} cores\n"
+        )
         baseline = asyncio.run(
-            open_loop("upstream directly", upstream_url, signed_headers(upstream_url, None),
-                      options.rate, options.seconds)
+            open_loop(
+                "upstream directly",
+                upstream_url,
+                signed_headers(upstream_url, None),
+                options.rate,
+                options.seconds,
+            )
         )
         direct_rps = asyncio.run(
             closed_loop(upstream_url, signed_headers(upstream_url, None), options.concurrency, 5)
         )
-        print(f"  {baseline.name:<22} p50 {baseline.percentile(0.5):6.2f} ms  "
-              f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n")
+        print(
+            f"  {baseline.name:<22} p50 {baseline.percentile(0.5):6.2f} ms  "
+            f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n"
+        )
         for kind, database_url in databases.items():
             key_file = workdir / f"{kind}.key"
             credentials = asyncio.run(prepare(database_url, key_file))
@@ -256,11 +286,15 @@ def main() -> None:
             processes.append(gateway)
             url = f"http://127.0.0.1:{port}"
             headers = signed_headers(url, credentials)
-            result = asyncio.run(open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds))
+            result = asyncio.run(
+                open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds)
+            )
             report(baseline, result)
             rps = asyncio.run(closed_loop(url, headers, options.concurrency, 5))
-            print(f"  {'  closed-loop':<22} {rps:7.1f}/s with {options.concurrency} callers "
-                  f"({rps / direct_rps:.2f} of direct)\n")
+            print(
+                f"  {'  closed-loop':<22} {rps:7.1f}/s with {options.concurrency} callers "
+                f"({rps / direct_rps:.2f} of direct)\n"
+            )
             gateway.terminate()
             gateway.wait(timeout=30)
     finally:

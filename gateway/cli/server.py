@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +15,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.cli.runtime import settings_of
 from gateway.migrate import upgrade
+from gateway.policy.bundle import PolicyLoadError, load_bundle
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -37,21 +41,35 @@ def serve(
         update={"host": host or settings.host, "port": port or settings.port}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        load_bundle(settings.policy_dir)  # a clear message now, not a traceback at startup
+    except PolicyLoadError as exc:
+        typer.secho(f"error: {exc.message} (FACEGATE_POLICY_DIR)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
     upgrade(settings.database_url)
     with contextlib.ExitStack() as stack:
         if refvendor:
             from gateway.serving import BackgroundServer
+            from gateway.vendors.inventory import write_reference_inventory
             from refvendor.app import create_app as create_refvendor
+            from refvendor.azure import DEFAULT_KEY as DEFAULT_AZURE_KEY
+            from refvendor.compreface import DEFAULT_KEY as DEFAULT_COMPREFACE_KEY
 
+            key_id = settings.rekognition_access_key_id
+            secret = settings.rekognition_secret_access_key.get_secret_value()
             vendor = stack.enter_context(
-                BackgroundServer(
-                    create_refvendor(
-                        access_key_id=settings.rekognition_access_key_id,
-                        secret_access_key=settings.rekognition_secret_access_key.get_secret_value(),
-                    )
-                )
+                BackgroundServer(create_refvendor(access_key_id=key_id, secret_access_key=secret))
             )
-            settings = settings.model_copy(update={"rekognition_endpoint": vendor.url})
+            # All three protocols go to the reference vendor, attested and labelled as a demo.
+            inventory = write_reference_inventory(
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facegate-"))),
+                vendor.url,
+                rekognition=(key_id, secret),
+                azure_key=DEFAULT_AZURE_KEY,
+                compreface_key=DEFAULT_COMPREFACE_KEY,
+                attested_on=datetime.now(UTC).date(),
+            )
+            settings = settings.model_copy(update={"vendors_file": inventory})
             typer.echo(f"reference vendor on {vendor.url}")
         uvicorn.run(
             create_app(settings),

@@ -45,7 +45,8 @@ decision := {"allow": true, "reasons": [], "obligations": {}} if {
 async def gateway_with(stack: Stack, tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
     """Another gateway on the same database and vendor, with different settings."""
     database_url = overrides.pop("database_url", stack.settings.database_url)
-    settings = gateway_settings(database_url, tmp_path, stack.vendor.url, **overrides)
+    vendor_url = overrides.pop("vendor_url", stack.vendor.url)
+    settings = gateway_settings(database_url, tmp_path, vendor_url, **overrides)
     with BackgroundServer(create_app(settings)) as gateway:
         yield Stack(settings=settings, url=gateway.url, vendor=stack.vendor)
 
@@ -149,7 +150,7 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
 async def test_an_unreachable_vendor_is_an_error_on_record(stack: Stack, tmp_path: Path) -> None:
     await stack.warrant("W-1")
     credentials = await stack.session()
-    async with gateway_with(stack, tmp_path, rekognition_endpoint="http://127.0.0.1:9") as gateway:
+    async with gateway_with(stack, tmp_path, vendor_url="http://127.0.0.1:9") as gateway:
         with pytest.raises(ClientError) as raised:
             search(gateway.rekognition(credentials))()
     assert raised.value.response["Error"]["Code"] == "InternalServerError"
