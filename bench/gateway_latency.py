@@ -195,20 +195,21 @@ def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subproc
             return process
         except httpx.TransportError:
             if process.poll() is not None:
-                raise RuntimeError(f"the server died; see {log}")
+                raise RuntimeError(f"the server died; see {log}") from None
             time.sleep(0.1)
     raise RuntimeError(f"nothing listening on {port}")
 
 
 def report(baseline: Result, gateway: Result) -> None:
+    p50, p99 = gateway.percentile(0.5), gateway.percentile(0.99)
+    base50, base99 = baseline.percentile(0.5), baseline.percentile(0.99)
     print(
-        f"  {gateway.name:<22} p50 {gateway.percentile(0.5):6.2f} ms  p99 {gateway.percentile(0.99):6.2f} ms"
+        f"  {gateway.name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
         f"  errors {gateway.errors}  achieved {gateway.throughput:6.1f}/s"
     )
     print(
-        f"  {'  added by the gateway':<22} p50 {gateway.percentile(0.5) - baseline.percentile(0.5):6.2f} ms"
-        f"  p99 {gateway.percentile(0.99) - baseline.percentile(0.99):6.2f} ms"
-        f"  (ratio p50 {gateway.percentile(0.5) / baseline.percentile(0.5):4.1f}x)"
+        f"  {'  added by the gateway':<22} p50 {p50 - base50:6.2f} ms  p99 {p99 - base99:6.2f} ms"
+        f"  (ratio p50 {p50 / base50:4.1f}x)"
     )
 
 
