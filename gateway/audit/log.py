@@ -33,6 +33,7 @@ import binascii
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -40,7 +41,7 @@ from sqlalchemy import ColumnElement, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
-from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, open_note
+from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier, open_note
 from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import (
@@ -53,8 +54,17 @@ from gateway.audit.schemas import (
     LogEntry,
     LogEntryPage,
     StoredCheckpoint,
+    TreeReport,
     VerifyProblem,
     VerifyReport,
+)
+from gateway.audit.verifier import (
+    CHECKPOINT_FILE,
+    ENTRIES_FILE,
+    LEAF_HASHES_FILE,
+    TreeVerifier,
+    bad_checkpoint,
+    open_checkpoint,
 )
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import AuditUnavailable, MalformedRequest
@@ -617,6 +627,81 @@ class AuditLog:
             raise AuditUnavailable(_failure("read", exc)) from exc
         return b"".join(chunks)
 
+    async def verify_tree(
+        self,
+        verifier: Verifier,
+        *,
+        checkpoint: str | bytes | None = None,
+        older: Sequence[str | bytes] = (),
+        all_checkpoints: bool = False,
+    ) -> TreeReport:
+        """Check the stored entries against ``checkpoint`` (default: the latest stored) and
+        ``verifier``, with ``gateway.audit.verifier.TreeVerifier``. ``older`` checkpoints,
+        and with ``all_checkpoints`` every stored one, must be prefixes of the same tree.
+        Bad input gives a report that says what is wrong, never an exception."""
+        if checkpoint is None:
+            latest = await self.latest_checkpoint()
+            if latest is None:
+                return TreeReport(
+                    ok=False,
+                    problem=VerifyProblem.BAD_CHECKPOINT,
+                    detail="the log has signed no checkpoint yet: nothing to verify against",
+                )
+            checkpoint = latest.note
+        try:
+            target = open_checkpoint(checkpoint, verifier, "checkpoint")
+            olders = [
+                open_checkpoint(n, verifier, f"older checkpoint {i + 1}")
+                for i, n in enumerate(older)
+            ]
+            if all_checkpoints:
+                olders.extend(
+                    [
+                        open_checkpoint(c.note, verifier, f"stored checkpoint {c.tree_size}")
+                        async for c in self.checkpoints()
+                        if c.tree_size <= target.size
+                    ]
+                )
+        except CheckpointError as exc:
+            return bad_checkpoint(exc)
+        tree = TreeVerifier(
+            target,
+            older=olders,
+            logged_leaf_hashes=await self.logged_leaf_hashes(end=target.size + 1),
+        )
+        try:
+            async for leaf in self.leaves(end=target.size + 1):
+                tree.add(leaf)
+        except (ValueError, TypeError) as exc:
+            bad = _next_seq(tree)
+            return TreeReport(
+                ok=False,
+                tree_size=target.size,
+                entries_checked=bad - 1,
+                first_bad_seq=bad,
+                problem=VerifyProblem.ALTERED,
+                detail=f"seq {bad} (or a row soon after) no longer makes a valid record:"
+                f" {str(exc).splitlines()[0]}",
+            )
+        return tree.finish()
+
+    async def export(self, directory: Path) -> StoredCheckpoint:
+        """Write the latest checkpoint and the entries it signs to ``directory`` (see
+        ``gateway.audit.verifier`` for the files). Raises AuditUnavailable before the first
+        checkpoint."""
+        latest = await self.latest_checkpoint()
+        if latest is None:
+            raise AuditUnavailable("the log has signed no checkpoint yet: nothing to export")
+        # Blocking file I/O on purpose: an export is a CLI job with a loop of its own.
+        directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+        with (directory / ENTRIES_FILE).open("wb") as handle:
+            async for leaf in self.leaves(end=latest.tree_size + 1):
+                handle.write(leaf + b"\n")
+        logged = await self.logged_leaf_hashes(end=latest.tree_size + 1)
+        (directory / LEAF_HASHES_FILE).write_bytes(logged)
+        (directory / CHECKPOINT_FILE).write_text(latest.note)
+        return latest
+
     async def _nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         try:
             async with self._sessions() as session:
@@ -822,3 +907,7 @@ def _record_of(row: AuditLogEntry) -> AuditRecord:
     return AuditRecord.model_validate(
         {name: getattr(row, name) for name in AuditRecord.model_fields}
     )
+
+
+def _next_seq(tree: TreeVerifier) -> int:
+    return tree.entries_added + 1
