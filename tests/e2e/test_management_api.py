@@ -92,8 +92,9 @@ async def test_admin_officer_auditor_round_trip(stack: Stack) -> None:
     reads = api(
         stack, "GET", "/facegate/v1/audit/records", auditor, params={"event_type": "audit_read"}
     ).json()["entries"]
-    # The read being served is committed with its response, so it is not in its own page.
-    assert [r["detail"]["action"] for r in reads] == ["audit.list", "audit.verify"]
+    # A read is committed before it is served (the route records it first), so the read
+    # being served is on its own page, last.
+    assert [r["detail"]["action"] for r in reads] == ["audit.list", "audit.verify", "audit.list"]
     actions = api(
         stack, "GET", "/facegate/v1/audit/records", auditor, params={"event_type": "admin_action"}
     ).json()["entries"]
