@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.secrets import MasterKey
@@ -32,7 +33,9 @@ class Services:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
-        audit = AuditLog(sessions)
+        audit = AuditLog(
+            sessions, signer=Signer.load_or_create(settings.log_key_file, settings.log_origin)
+        )
         policy = await PolicyService.open(settings)
         rekognition = RekognitionAdapter(
             authenticator=SigV4Authenticator(
@@ -60,4 +63,5 @@ class Services:
     async def aclose(self) -> None:
         await self.rekognition.aclose()
         await self.policy.close()
+        await self.audit.aclose()
         await self.engine.dispose()
