@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -282,9 +282,7 @@ def verify_export(
     tree = TreeVerifier(target, older=olders, logged_leaf_hashes=logged)
     try:
         with entries_path.open("rb") as handle:
-            for line in handle:
-                complete = line.endswith(b"\n")
-                tree.add(line[:-1] if complete else line, complete=complete)
+            feed_lines(tree, handle)
     except OSError as exc:
         return TreeReport(
             ok=False,
@@ -292,3 +290,10 @@ def verify_export(
             detail=f"cannot read {entries_path}: {exc.strerror}",
         )
     return tree.finish()
+
+
+def feed_lines(tree: TreeVerifier, lines: Iterable[bytes]) -> None:
+    """Feed an ``entries.jsonl`` stream, line by line, into ``tree``."""
+    for line in lines:
+        complete = line.endswith(b"\n")
+        tree.add(line[:-1] if complete else line, complete=complete)
