@@ -20,9 +20,10 @@ Contract:
   append at all rather than sign a fork.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
   the database URL. Callers fail closed.
-* Nothing is kept in memory between batches: each re-reads the head and the tree's edge
-  inside the lock, so a crash, a rollback or another replica's append can never leave this
-  process building on a stale tree.
+* What is kept in memory between batches is only a cache, checked inside the lock: each
+  batch re-reads the head (seq and chain hash) and reuses the tree's edge it committed last
+  only if the head is still the one it committed. Another replica's append, a db= append,
+  a crash or a rollback changes the head or empties the cache, and the edge is read again.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, insert, select, text, tuple_
+from sqlalchemy import ColumnElement, Table, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
@@ -79,6 +80,10 @@ VERIFY_BATCH_SIZE: Final = 1000
 _MAX_CURSOR_LENGTH: Final = 32
 
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
+# The tables, for Core inserts: the append path skips the ORM's per-row bookkeeping.
+_LOG_TABLE: Final = cast(Table, AuditLogEntry.__table__)
+_TREE_TABLE: Final = cast(Table, AuditTreeNode.__table__)
+_CHECKPOINT_TABLE: Final = cast(Table, AuditCheckpoint.__table__)
 
 
 @dataclass(slots=True)
@@ -126,6 +131,10 @@ class AuditLog:
         self._append_lock = asyncio.Lock()
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
+        # (head seq, head chain hash, tree edge) as of this process's last committed batch,
+        # and what the batch being written will leave if it commits.
+        self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
+        self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
 
     @property
     def signer(self) -> Signer | None:
@@ -203,9 +212,13 @@ class AuditLog:
                     pending.future.set_result(result)
 
     async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
+        self._committed, committed = None, self._committed  # unknown until this commits
         async with self._sessions() as session:
             async with session.begin():
-                results = await self._write(session, records, sign=self._signer is not None)
+                self._staged = None
+                results = await self._write(
+                    session, records, sign=self._signer is not None, cached=committed
+                )
                 # 7. COMMIT, on leaving this block. If the process dies or the connection
                 #    drops after COMMIT was sent but before it was acknowledged, the log
                 #    holds either the old tree with its old checkpoint or the new tree
@@ -216,6 +229,7 @@ class AuditLog:
             # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
             #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
             #    the callers learn their seq, and only then may a request be forwarded.
+            self._committed = self._staged
             await self._reached("committed")
             return results
 
@@ -223,7 +237,12 @@ class AuditLog:
         """A seam for fault-injection tests: raise here to crash at ``step``."""
 
     async def _write(
-        self, session: AsyncSession, records: list[AuditRecord], *, sign: bool
+        self,
+        session: AsyncSession,
+        records: list[AuditRecord],
+        *,
+        sign: bool,
+        cached: tuple[int, bytes, merkle.CompactRange] | None = None,
     ) -> list[AppendedEntry | ValueError]:
         # Crash safety, step by step. At every point the stored log is a valid tree of
         # 1..n with a checkpoint for some size <= n: the only writes are INSERTs of n+1..m
@@ -235,10 +254,9 @@ class AuditLog:
         #    frames that were never committed, and the OS drops a dead process's locks).
         await self._take_sequencer(session)
 
-        # 2. Read the head and the tree's right edge. Holding the sequencer, no one else
-        #    can add n+1 before we commit, and the reads come after the lock, so they see
-        #    every earlier commit. The edge is read, not remembered: another replica may
-        #    have appended since our last batch.
+        # 2. Read the head, and the tree's right edge unless it is the one this process
+        #    committed last. Holding the sequencer, no one else can add n+1 before we
+        #    commit, and the reads come after the lock, so they see every earlier commit.
         head = (
             await session.execute(
                 select(AuditLogEntry.seq, AuditLogEntry.record_hash)
@@ -250,13 +268,19 @@ class AuditLog:
             size, prev_hash = 0, chain.GENESIS_HASH
         else:
             size, prev_hash = head.seq, _head_hash(head.seq, head.record_hash)
-        compact = await _read_compact_range(session, size)
-
-        # 3. Before extending the tree, check it is the tree the latest checkpoint signed.
-        #    Were it not (rows changed behind the guards, a replica with another key), a
-        #    new checkpoint would contradict an old one that auditors may hold: refuse.
-        if sign:
-            await self._check_latest_checkpoint(session, compact)
+        if cached is not None and cached[0] == size and cached[1] == prev_hash:
+            # Nobody appended since our last commit (the head's chain hash covers every
+            # entry), so nobody signed since either: the latest checkpoint is ours, of
+            # exactly this edge.
+            compact = cached[2].copy()
+        else:
+            compact = await _read_compact_range(session, size)
+            # 3. Before extending a tree we did not just sign, check it is the tree the
+            #    latest checkpoint signed. Were it not (rows changed behind the guards, a
+            #    replica with another key), a new checkpoint would contradict an old one
+            #    that auditors may hold: refuse.
+            if sign:
+                await self._check_latest_checkpoint(session, compact)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
         #    refused alone and takes no seq, so the others keep contiguous ones.
@@ -289,8 +313,9 @@ class AuditLog:
         # 5. Insert the entries and every tree node they complete, visible to no one before
         #    COMMIT. Were the sequencer ever bypassed, the primary keys (seq; level, idx)
         #    would refuse a second n+1: the log cannot fork, the late append fails.
-        await session.execute(insert(AuditLogEntry), entry_rows)
-        await session.execute(insert(AuditTreeNode), node_rows)
+        connection = await session.connection()
+        await connection.execute(insert(_LOG_TABLE), entry_rows)
+        await connection.execute(insert(_TREE_TABLE), node_rows)
         await self._reached("inserted")
 
         # 6. Sign the new tree head and insert the checkpoint in the same transaction. A
@@ -299,8 +324,8 @@ class AuditLog:
         #    finds. So no two checkpoints anyone can see disagree.
         if sign and self._signer is not None:
             checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
-            await session.execute(
-                insert(AuditCheckpoint).values(
+            await connection.execute(
+                insert(_CHECKPOINT_TABLE).values(
                     tree_size=checkpoint.size,
                     root_hash=checkpoint.root_hash,
                     note=checkpoint.sign(self._signer),
@@ -308,6 +333,7 @@ class AuditLog:
                 )
             )
             await self._reached("signed")
+            self._staged = (compact.size, prev_hash, compact.copy())
         return results
 
     async def _check_latest_checkpoint(
@@ -349,21 +375,22 @@ class AuditLog:
         if self._dialect == "postgresql":
             # Transaction-scoped settings: the lock wait is bounded, and a server or role
             # configured with synchronous_commit=off cannot make this commit non-durable.
-            await session.execute(
-                text(
-                    "SELECT set_config('lock_timeout', :lock_timeout, true),"
-                    " set_config('synchronous_commit',"
-                    "  CASE current_setting('synchronous_commit')"
-                    "   WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
-                    "  true)"
-                ),
-                {"lock_timeout": f"{self._lock_timeout_ms}ms"},
-            )
-            # A statement of its own: under READ COMMITTED each statement takes a fresh
-            # snapshot, so the head read after this one sees the previous holder's commit.
+            # They are set in a subquery that OFFSET 0 keeps from being flattened, so they
+            # take effect before the lock is waited for, in the same round trip.
+            # The head is read by the next statement: under READ COMMITTED each statement
+            # takes a fresh snapshot, so it sees the previous holder's commit.
             # Re-entrant: a caller's transaction may append several times.
             await session.execute(
-                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": SEQUENCER_LOCK_ID}
+                text(
+                    "SELECT pg_advisory_xact_lock(:lock_id) FROM ("
+                    " SELECT set_config('lock_timeout', :lock_timeout, true),"
+                    "  set_config('synchronous_commit',"
+                    "   CASE current_setting('synchronous_commit')"
+                    "    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
+                    "   true)"
+                    " OFFSET 0) AS settings"
+                ),
+                {"lock_timeout": f"{self._lock_timeout_ms}ms", "lock_id": SEQUENCER_LOCK_ID},
             )
             return
 

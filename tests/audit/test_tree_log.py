@@ -157,17 +157,19 @@ async def test_an_altered_row_is_named_by_the_tree_verifier(
 
 
 async def test_the_log_refuses_to_sign_a_fork(
-    tree_log: AuditLog, engine: AsyncEngine, record_factory: RecordFactory
+    tree_log: AuditLog, engine: AsyncEngine, signer: Signer, record_factory: RecordFactory
 ) -> None:
     for i in range(4):
         await tree_log.append(record_factory(request_id=f"req-{i}"))
-    # The tree's right edge rewritten behind the guards: the next root would contradict
-    # the checkpoint already signed, so the log refuses to append at all.
+    # The tree's right edge rewritten behind the guards. A log that reads it (a restarted
+    # process, another replica) would compute a root contradicting the checkpoint already
+    # signed, so it refuses to append at all.
     await tamper_tree(
         engine, "UPDATE audit_tree SET hash = :h WHERE level = 2 AND idx = 0", h=bytes(32)
     )
+    restarted = AuditLog(session_factory(engine), signer=signer)
     with pytest.raises(AuditUnavailable, match="refusing to sign a fork"):
-        await tree_log.append(record_factory(request_id="after"))
+        await restarted.append(record_factory(request_id="after"))
 
 
 async def test_the_log_refuses_to_sign_after_another_key(
