@@ -77,9 +77,7 @@ async def main() -> None:
             url, appends=args.baseline_appends, concurrency=args.concurrency, max_batch=1
         )
     with fresh_database() as url:
-        batched = await run(
-            url, appends=args.appends, concurrency=args.concurrency, max_batch=512
-        )
+        batched = await run(url, appends=args.appends, concurrency=args.concurrency, max_batch=512)
     print(f"one transaction per append: {baseline:8.0f} appends/s")
     print(f"group commit:               {batched:8.0f} appends/s")
     print(f"ratio group/one-per-append: {batched / baseline:8.1f}x")
