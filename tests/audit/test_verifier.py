@@ -185,3 +185,21 @@ def test_any_changed_byte_fails(position: int, xor: int) -> None:
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 64, 65])
 def test_sizes_at_the_edges(tmp_path: Path, count: int) -> None:
     assert check(export(tmp_path, leaves(count))).ok
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_any_dropped_or_reordered_line_is_named(data: st.DataObject) -> None:
+    lines = list(FIXED)
+    position = data.draw(st.integers(0, len(lines) - 2), label="position")
+    if data.draw(st.booleans(), label="drop"):
+        del lines[position]
+    else:
+        lines[position], lines[position + 1] = lines[position + 1], lines[position]
+    tree = TreeVerifier(
+        Checkpoint.open(FIXED_NOTE, SIGNER.verifier), logged_leaf_hashes=FIXED_HASHES
+    )
+    feed_lines(tree, io.BytesIO(b"".join(line + b"\n" for line in lines)))
+    report = tree.finish()
+    assert not report.ok
+    assert report.first_bad_seq == position + 1
