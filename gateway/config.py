@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     # Secret material. The master key derives every session secret (see auth/secrets.py).
     master_key_file: Path = Path("facegate-master.key")
 
+    # The audit log: its Ed25519 signing key (made by `facegate keys init-log`, or on first
+    # start, mode 0600) and its origin, the name its checkpoints and key carry: a
+    # schema-less URL naming this deployment's log, e.g. "police.example.gov/facegate".
+    log_key_file: Path = Path("facegate-log.key")
+    log_origin: str = "facegate.local/audit"
+
     # Policy.
     policy_dir: Path = Path("policies")
     policy_engine: Literal["embedded", "opa"] = "embedded"

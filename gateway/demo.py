@@ -43,6 +43,7 @@ def run_demo(workdir: str) -> int:
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{database}",
         master_key_file=root / "master.key",
+        log_key_file=root / "log.key",
         policy_dir=Path(__file__).resolve().parent.parent / "policies",
         rekognition_access_key_id=VENDOR_KEY,
         rekognition_secret_access_key=SecretStr(VENDOR_SECRET),

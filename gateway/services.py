@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.key_header import KeyHeaderAuthenticator
@@ -63,7 +64,9 @@ class Services:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
-        audit = AuditLog(sessions)
+        audit = AuditLog(
+            sessions, signer=Signer.load_or_create(settings.log_key_file, settings.log_origin)
+        )
         policy = await PolicyService.open(settings)
         adapters: dict[Protocol, VendorAdapter] = {}
         for backend in inventory.backends:
@@ -113,4 +116,5 @@ class Services:
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.policy.close()
+        await self.audit.aclose()
         await self.engine.dispose()

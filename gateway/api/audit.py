@@ -1,14 +1,24 @@
-"""Auditors list and verify the audit log. Every read is itself recorded."""
+"""Auditors read the audit log: records, checkpoints, proofs, entries. Every read is itself
+recorded, before it is served. The public key is public: anyone may check a checkpoint."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from gateway.api.deps import Auditor, ServicesDep, record_action
 from gateway.audit.records import EventType
-from gateway.audit.schemas import AuditPage, AuditQuery, VerifyReport
+from gateway.audit.schemas import (
+    AuditPage,
+    AuditQuery,
+    ConsistencyProof,
+    InclusionProof,
+    LogEntryPage,
+    VerifyReport,
+)
+from gateway.errors import AuditUnavailable
 
 router = APIRouter(prefix="/facegate/v1/audit", tags=["audit"])
 
@@ -47,3 +57,98 @@ async def verify(auditor: Auditor, services: ServicesDep, request: Request) -> V
         action="audit.verify",
     )
     return await services.audit.verify()
+
+
+NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
+
+
+@router.get("/public-key", response_class=PlainTextResponse)
+async def public_key(services: ServicesDep) -> PlainTextResponse:
+    """The log's verifier key, ``<origin>+<key id>+<base64 key>`` (Go note format)."""
+    signer = services.audit.signer
+    if signer is None:
+        raise AuditUnavailable("this gateway has no log signing key")
+    return PlainTextResponse(str(signer.verifier) + "\n", media_type=NOTE_MEDIA_TYPE)
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse)
+async def checkpoint(
+    auditor: Auditor, services: ServicesDep, request: Request
+) -> PlainTextResponse:
+    """The latest signed checkpoint, as a C2SP signed note. It covers this read's record."""
+    await record_action(
+        services,
+        request,
+        db=None,
+        by=auditor,
+        event_type=EventType.AUDIT_READ,
+        action="audit.checkpoint",
+    )
+    latest = await services.audit.latest_checkpoint()
+    if latest is None:
+        raise AuditUnavailable("the log has signed no checkpoint yet")
+    return PlainTextResponse(latest.note, media_type=NOTE_MEDIA_TYPE)
+
+
+@router.get("/proofs/inclusion")
+async def inclusion_proof(
+    auditor: Auditor,
+    services: ServicesDep,
+    request: Request,
+    seq: Annotated[int, Query(description="the record, 1-based")],
+    tree_size: Annotated[int, Query(description="the size of the tree to prove it in")],
+) -> InclusionProof:
+    await record_action(
+        services,
+        request,
+        db=None,
+        by=auditor,
+        event_type=EventType.AUDIT_READ,
+        action="audit.inclusion_proof",
+        seq=seq,
+        tree_size=tree_size,
+    )
+    return await services.audit.inclusion_proof(seq, tree_size)
+
+
+@router.get("/proofs/consistency")
+async def consistency_proof(
+    auditor: Auditor,
+    services: ServicesDep,
+    request: Request,
+    first: Annotated[int, Query(description="the older tree size")],
+    second: Annotated[int, Query(description="the newer tree size")],
+) -> ConsistencyProof:
+    await record_action(
+        services,
+        request,
+        db=None,
+        by=auditor,
+        event_type=EventType.AUDIT_READ,
+        action="audit.consistency_proof",
+        first=first,
+        second=second,
+    )
+    return await services.audit.consistency_proof(first, second)
+
+
+@router.get("/entries")
+async def entries(
+    auditor: Auditor,
+    services: ServicesDep,
+    request: Request,
+    start: Annotated[int, Query(description="first seq, inclusive")],
+    end: Annotated[int, Query(description="last seq, exclusive; at most 1000 entries")],
+) -> LogEntryPage:
+    """Entries as the exact leaf bytes the tree hashes (RFC 8785 JSON)."""
+    await record_action(
+        services,
+        request,
+        db=None,
+        by=auditor,
+        event_type=EventType.AUDIT_READ,
+        action="audit.entries",
+        start=start,
+        end=end,
+    )
+    return await services.audit.entries(start, end)

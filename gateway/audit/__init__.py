@@ -1,9 +1,12 @@
-"""The append-only, hash-chained audit log.
+"""The append-only audit log: an RFC 6962 Merkle tree with signed checkpoints.
 
-records.py  what a record says (the contract the pipeline appends)
-chain.py    canonical bytes and the hash chain: pure functions
-models.py   the audit_log table
-guards.py   the DDL that makes the database refuse UPDATE, DELETE and TRUNCATE
-schemas.py  what the service takes and returns (query filters, pages, reports)
-log.py      AuditLog: append, query, verify
+records.py     what a record says (the contract the pipeline appends)
+chain.py       canonical bytes (the tree's leaves) and the older hash chain: pure functions
+merkle.py      RFC 6962/9162 hashing, proofs and their verification: pure functions
+checkpoint.py  C2SP signed notes and tlog-checkpoints, Ed25519 keys: pure functions
+verifier.py    checks entries against a signed checkpoint, offline: pure
+models.py      the audit_log, audit_tree and audit_checkpoint tables
+guards.py      the DDL that makes the database refuse UPDATE, DELETE and TRUNCATE
+schemas.py     what the service takes and returns (queries, pages, proofs, reports)
+log.py         AuditLog: group-commit append, checkpoints, proofs, query, verify, export
 """

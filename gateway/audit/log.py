@@ -1,17 +1,29 @@
-"""The audit log service: append entries to the hash chain, query them, verify the chain.
+"""The audit log service: append entries to the Merkle tree (and the hash chain), sign
+checkpoints, serve proofs, query entries, verify.
 
 Contract:
 
 * ``append`` returns only once the entry is committed and durable (PostgreSQL: commit
-  flushed to the WAL; SQLite: WAL with synchronous=FULL). Entries get contiguous ``seq``
-  from 1, each chained to the one before, even with several processes appending to one
-  database: a single sequencer (a PostgreSQL advisory lock, SQLite's write lock) is held
-  from reading the head to committing the new entry.
-* Every database failure in ``append``, ``query`` and ``verify`` is raised as
-  ``AuditUnavailable``, whose message never carries the database URL. Callers fail closed.
-* Nothing is kept in memory between calls: each append re-reads the head inside the lock,
-  so a crash, a rollback or another replica's append can never leave this process chaining
-  onto a stale hash.
+  flushed to the WAL; SQLite: WAL with synchronous=FULL), and, without ``db``, once a
+  checkpoint signing a tree that contains it is committed with it. Entries get contiguous
+  ``seq`` from 1, leaf index ``seq - 1`` of one RFC 6962 tree, each also chained to the
+  one before, even with several processes appending to one database: a single sequencer
+  (a PostgreSQL advisory lock, SQLite's write lock) is held from reading the head to
+  committing.
+* Group commit: appends without ``db`` that arrive while a batch is being written queue
+  for the next one, so a batch is whatever arrived during the previous commit (up to
+  ``max_batch``). One transaction, one fsync, one signature per batch; each caller still
+  gets back only its own entry, only after that commit.
+* The log never signs two checkpoints that disagree: it signs only while holding the
+  sequencer, and first checks that the tree it is about to extend still has the root of
+  the latest checkpoint (and that it was signed with this key). If not, it refuses to
+  append at all rather than sign a fork.
+* Every database failure is raised as ``AuditUnavailable``, whose message never carries
+  the database URL. Callers fail closed.
+* What is kept in memory between batches is only a cache, checked inside the lock: each
+  batch re-reads the head (seq and chain hash) and reuses the tree's edge it committed last
+  only if the head is still the one it committed. Another replica's append, a db= append,
+  a crash or a rollback changes the head or empties the cache, and the edge is read again.
 """
 
 from __future__ import annotations
@@ -19,25 +31,41 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, insert, select, text
+from sqlalchemy import ColumnElement, Table, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.audit import chain
-from gateway.audit.models import AuditLogEntry
+from gateway.audit import chain, merkle
+from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier, open_note
+from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import (
     AppendedEntry,
     AuditEntryRead,
     AuditPage,
     AuditQuery,
+    ConsistencyProof,
+    InclusionProof,
+    LogEntry,
+    LogEntryPage,
+    StoredCheckpoint,
+    TreeReport,
     VerifyProblem,
     VerifyReport,
+)
+from gateway.audit.verifier import (
+    CHECKPOINT_FILE,
+    ENTRIES_FILE,
+    LEAF_HASHES_FILE,
+    TreeVerifier,
+    bad_checkpoint,
+    open_checkpoint,
 )
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import AuditUnavailable, MalformedRequest
@@ -45,28 +73,44 @@ from gateway.errors import AuditUnavailable, MalformedRequest
 # The one PostgreSQL advisory lock every replica takes to append: "facegate" in ASCII.
 SEQUENCER_LOCK_ID: Final = 0x6661636567617465
 DEFAULT_LOCK_TIMEOUT: Final = timedelta(seconds=30)
+DEFAULT_MAX_BATCH: Final = 512
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
 VERIFY_BATCH_SIZE: Final = 1000
 _MAX_CURSOR_LENGTH: Final = 32
 
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
+# The tables, for Core inserts: the append path skips the ORM's per-row bookkeeping.
+_LOG_TABLE: Final = cast(Table, AuditLogEntry.__table__)
+_TREE_TABLE: Final = cast(Table, AuditTreeNode.__table__)
+_CHECKPOINT_TABLE: Final = cast(Table, AuditCheckpoint.__table__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: AuditRecord
+    future: asyncio.Future[AppendedEntry]
 
 
 class AuditLog:
-    """The append-only, hash-chained audit log over one database.
+    """The append-only audit log over one database: a Merkle tree with signed checkpoints.
 
     ``sessions`` must be bound to the AsyncEngine of that database (``gateway.db``); the
-    dialect, which decides how the sequencer is taken, is read from it. ``lock_timeout``
-    bounds how long an append waits for the sequencer before failing closed: a replica that
-    hangs while holding it makes the others refuse requests rather than hang with it.
+    dialect, which decides how the sequencer is taken, is read from it. ``signer`` signs a
+    checkpoint after each batch; without one (tools that only read, some tests) entries
+    are still sequenced into the tree, and the next log with a signer signs a checkpoint
+    covering them. ``lock_timeout`` bounds how long an append waits for the sequencer
+    before failing closed: a replica that hangs while holding it makes the others refuse
+    requests rather than hang with it.
     """
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
+        signer: Signer | None = None,
         lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         engine = sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
@@ -75,51 +119,134 @@ class AuditLog:
             raise ValueError(f"the audit log does not support {engine.dialect.name!r} databases")
         if lock_timeout <= timedelta(0):
             raise ValueError("lock_timeout must be positive")
+        if max_batch < 1:
+            raise ValueError("max_batch must be positive")
         self._sessions = sessions
         self._dialect = engine.dialect.name
         self._lock_timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
-        # Coroutines of this process queue here, in order, instead of all holding a
-        # connection while they wait on the database's lock.
+        self._signer = signer
+        self._max_batch = max_batch
+        # Appends with db= queue here, in order, instead of all holding a connection while
+        # they wait on the database's lock. Appends without db= queue in _pending.
         self._append_lock = asyncio.Lock()
+        self._pending: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+        # (head seq, head chain hash, tree edge) as of this process's last committed batch,
+        # and what the batch being written will leave if it commits.
+        self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
+        self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
+
+    @property
+    def signer(self) -> Signer | None:
+        return self._signer
 
     async def append(self, record: AuditRecord, *, db: AsyncSession | None = None) -> AppendedEntry:
         """Add ``record`` as the next entry.
 
-        Without ``db``, the entry gets a transaction of its own: when this returns it is
-        committed and durable.
+        Without ``db``, the entry joins the next group commit: when this returns it is
+        committed, durable, and covered by a signed checkpoint committed with it.
 
         With ``db``, it is written in that session's transaction, so that a change and its
         record commit together or not at all: it becomes durable when, and only if, the
-        caller commits. The sequencer stays held until then and every other append on the
-        database waits, so commit or roll back promptly, and do not call ``append``
-        without ``db`` before that (it would wait on the caller's own lock until
-        ``lock_timeout``). After AuditUnavailable the caller must roll back.
+        caller commits, and the next batch's checkpoint covers it. The sequencer stays
+        held until then and every other append on the database waits, so commit or roll
+        back promptly, and do not call ``append`` without ``db`` before that (it would
+        wait on the caller's own lock until ``lock_timeout``). After AuditUnavailable the
+        caller must roll back.
 
-        Raises AuditUnavailable if the database fails or the sequencer is not obtained in
-        time, and ValueError for a record that cannot be hashed (a naive ``time``, or a
-        value JSON cannot carry exactly). Nothing is written then, except that a failure
-        while committing leaves the outcome unknown (see step 4 below).
+        Raises AuditUnavailable if the database fails, the sequencer is not obtained in
+        time, or the stored tree no longer matches its latest checkpoint; ValueError for a
+        record that cannot be hashed (a naive ``time``, or a value JSON cannot carry
+        exactly). Nothing is written for that caller then, except that a failure while
+        committing leaves the outcome unknown (see step 7 below).
         """
-        async with self._append_lock:
-            try:
-                if db is not None:
-                    return await self._append_in(db, record)
-                async with self._sessions() as session, session.begin():
-                    entry = await self._append_in(session, record)
-                    # 4. COMMIT, on leaving this block. If the process dies or the connection
-                    #    drops after COMMIT was sent but before it was acknowledged, the log
-                    #    holds 1..n or 1..n+1, each a valid chain. The caller got no
-                    #    AppendedEntry, so it treats the record as not written and forwards
-                    #    nothing: the log may say more was asked than was done, never less.
-                # 5. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
-                #    SQLite's for the fsync of its WAL (both ensured in step 1).
-                return entry
-            except DATABASE_ERRORS as exc:
-                raise AuditUnavailable(_failure("append to", exc)) from exc
+        if db is not None:
+            async with self._append_lock:
+                try:
+                    (result,) = await self._write(db, [record], sign=False)
+                except DATABASE_ERRORS as exc:
+                    raise AuditUnavailable(_failure("append to", exc)) from exc
+            if isinstance(result, ValueError):
+                raise result
+            return result
+        future: asyncio.Future[AppendedEntry] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(record, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        # Cancelling the caller does not cancel the batch: the entry may still be written,
+        # which only ever makes the log say more was asked than was done.
+        return await future
 
-    async def _append_in(self, session: AsyncSession, record: AuditRecord) -> AppendedEntry:
-        # Crash safety, step by step. At every point the stored log is a valid chain 1..n:
-        # the only write is one INSERT of n+1, made visible by one COMMIT.
+    async def aclose(self) -> None:
+        """Wait for the batch being written, if any (call before disposing the engine)."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _write_batches(self) -> None:
+        # One writer per process at a time; it exits when nothing is pending, and append
+        # starts a new one. Whatever arrives while a batch commits forms the next batch.
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: len(batch)]
+            try:
+                results = await self._commit_batch([p.record for p in batch])
+            except BaseException as exc:
+                error: BaseException = exc
+                if isinstance(exc, DATABASE_ERRORS):
+                    error = AuditUnavailable(_failure("append to", exc))
+                    error.__cause__ = exc
+                elif not isinstance(exc, Exception):
+                    error = AuditUnavailable("the audit log writer was stopped")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled or exiting: the callers of this batch were told
+                continue
+            for pending, result in zip(batch, results, strict=True):
+                if pending.future.done():
+                    continue
+                if isinstance(result, ValueError):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+
+    async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
+        self._committed, committed = None, self._committed  # unknown until this commits
+        async with self._sessions() as session:
+            async with session.begin():
+                self._staged = None
+                results = await self._write(
+                    session, records, sign=self._signer is not None, cached=committed
+                )
+                # 7. COMMIT, on leaving this block. If the process dies or the connection
+                #    drops after COMMIT was sent but before it was acknowledged, the log
+                #    holds either the old tree with its old checkpoint or the new tree
+                #    with its new checkpoint: entries, nodes and checkpoint are one
+                #    transaction. The callers got no AppendedEntry, so they treat their
+                #    records as not written and forward nothing: the log may say more was
+                #    asked than was done, never less.
+            # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
+            #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
+            #    the callers learn their seq, and only then may a request be forwarded.
+            self._committed = self._staged
+            await self._reached("committed")
+            return results
+
+    async def _reached(self, step: str) -> None:
+        """A seam for fault-injection tests: raise here to crash at ``step``."""
+
+    async def _write(
+        self,
+        session: AsyncSession,
+        records: list[AuditRecord],
+        *,
+        sign: bool,
+        cached: tuple[int, bytes, merkle.CompactRange] | None = None,
+    ) -> list[AppendedEntry | ValueError]:
+        # Crash safety, step by step. At every point the stored log is a valid tree of
+        # 1..n with a checkpoint for some size <= n: the only writes are INSERTs of n+1..m
+        # (entries, their tree nodes, one checkpoint), made visible by one COMMIT.
 
         # 1. Take the sequencer. A crash from here until COMMIT leaves the log at n: the
         #    database rolls the transaction back and the lock dies with it (PostgreSQL
@@ -127,8 +254,9 @@ class AuditLog:
         #    frames that were never committed, and the OS drops a dead process's locks).
         await self._take_sequencer(session)
 
-        # 2. Read the head. Holding the sequencer, no one else can add n+1 before we
-        #    commit, and the read comes after the lock, so it sees every earlier commit.
+        # 2. Read the head, and the tree's right edge unless it is the one this process
+        #    committed last. Holding the sequencer, no one else can add n+1 before we
+        #    commit, and the reads come after the lock, so they see every earlier commit.
         head = (
             await session.execute(
                 select(AuditLogEntry.seq, AuditLogEntry.record_hash)
@@ -137,43 +265,132 @@ class AuditLog:
             )
         ).one_or_none()
         if head is None:
-            seq, prev_hash = 1, chain.GENESIS_HASH
+            size, prev_hash = 0, chain.GENESIS_HASH
         else:
-            seq, prev_hash = head.seq + 1, _head_hash(head.seq, head.record_hash)
+            size, prev_hash = head.seq, _head_hash(head.seq, head.record_hash)
+        if cached is not None and cached[0] == size and cached[1] == prev_hash:
+            # Nobody appended since our last commit (the head's chain hash covers every
+            # entry), so nobody signed since either: the latest checkpoint is ours, of
+            # exactly this edge.
+            compact = cached[2].copy()
+        else:
+            compact = await _read_compact_range(session, size)
+            # 3. Before extending a tree we did not just sign, check it is the tree the
+            #    latest checkpoint signed. Were it not (rows changed behind the guards, a
+            #    replica with another key), a new checkpoint would contradict an old one
+            #    that auditors may hold: refuse.
+            if sign:
+                await self._check_latest_checkpoint(session, compact)
 
-        # 3. Hash and insert n+1, visible to no one before COMMIT. Were the sequencer ever
-        #    bypassed, the seq primary key would still refuse a second n+1: the chain
-        #    cannot fork, the late append fails.
-        record_hash = chain.entry_hash(seq, record, prev_hash)
-        await session.execute(
-            insert(AuditLogEntry).values(
-                seq=seq,
-                prev_hash=prev_hash.hex(),
-                record_hash=record_hash.hex(),
-                **_column_values(record),
+        # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
+        #    refused alone and takes no seq, so the others keep contiguous ones.
+        results: list[AppendedEntry | ValueError] = []
+        entry_rows: list[dict[str, Any]] = []
+        node_rows: list[dict[str, Any]] = []
+        for record in records:
+            seq = size + len(entry_rows) + 1
+            try:
+                canonical = chain.canonical_bytes(seq, record)
+            except ValueError as exc:
+                results.append(exc)
+                continue
+            record_hash = chain.chain_hash(prev_hash, canonical)
+            entry_rows.append(
+                {
+                    "seq": seq,
+                    "prev_hash": prev_hash.hex(),
+                    "record_hash": record_hash.hex(),
+                    **_column_values(record),
+                }
             )
-        )
-        return AppendedEntry(seq=seq, record_hash=record_hash.hex())
+            for level, index, value in compact.append(merkle.leaf_hash(canonical)):
+                node_rows.append({"level": level, "idx": index, "hash": value})
+            prev_hash = record_hash
+            results.append(AppendedEntry(seq=seq, record_hash=record_hash.hex()))
+        if not entry_rows:
+            return results
+
+        # 5. Insert the entries and every tree node they complete, visible to no one before
+        #    COMMIT. Were the sequencer ever bypassed, the primary keys (seq; level, idx)
+        #    would refuse a second n+1: the log cannot fork, the late append fails.
+        connection = await session.connection()
+        await connection.execute(insert(_LOG_TABLE), entry_rows)
+        await connection.execute(insert(_TREE_TABLE), node_rows)
+        await self._reached("inserted")
+
+        # 6. Sign the new tree head and insert the checkpoint in the same transaction. A
+        #    signature made here and lost to a crash or rollback was never served: the
+        #    note exists only in this transaction, and the next batch signs the size it
+        #    finds. So no two checkpoints anyone can see disagree.
+        if sign and self._signer is not None:
+            checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
+            await connection.execute(
+                insert(_CHECKPOINT_TABLE).values(
+                    tree_size=checkpoint.size,
+                    root_hash=checkpoint.root_hash,
+                    note=checkpoint.sign(self._signer),
+                    created_at=datetime.now(UTC),
+                )
+            )
+            await self._reached("signed")
+            self._staged = (compact.size, prev_hash, compact.copy())
+        return results
+
+    async def _check_latest_checkpoint(
+        self, session: AsyncSession, compact: merkle.CompactRange
+    ) -> None:
+        assert self._signer is not None
+        latest = (
+            await session.execute(
+                select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash, AuditCheckpoint.note)
+                .order_by(AuditCheckpoint.tree_size.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        if latest is None:
+            return
+        try:
+            open_note(latest.note, self._signer.verifier)
+        except CheckpointError as exc:
+            raise AuditUnavailable(
+                f"the latest checkpoint (tree size {latest.tree_size}) is not one this log's key"
+                f" signed ({exc}); refusing to sign another"
+            ) from None
+        if latest.tree_size > compact.size:
+            raise AuditUnavailable(
+                f"the latest checkpoint signs {latest.tree_size} entries but the log holds"
+                f" {compact.size}: entries are missing; run `facegate audit verify`"
+            )
+        if latest.tree_size == compact.size:
+            root = compact.root()
+        else:
+            root = (await _read_compact_range(session, latest.tree_size)).root()
+        if root != latest.root_hash:
+            raise AuditUnavailable(
+                f"the stored tree no longer has the root the checkpoint of size"
+                f" {latest.tree_size} signed; refusing to sign a fork: run `facegate audit verify`"
+            )
 
     async def _take_sequencer(self, session: AsyncSession) -> None:
         if self._dialect == "postgresql":
             # Transaction-scoped settings: the lock wait is bounded, and a server or role
             # configured with synchronous_commit=off cannot make this commit non-durable.
-            await session.execute(
-                text(
-                    "SELECT set_config('lock_timeout', :lock_timeout, true),"
-                    " set_config('synchronous_commit',"
-                    "  CASE current_setting('synchronous_commit')"
-                    "   WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
-                    "  true)"
-                ),
-                {"lock_timeout": f"{self._lock_timeout_ms}ms"},
-            )
-            # A statement of its own: under READ COMMITTED each statement takes a fresh
-            # snapshot, so the head read after this one sees the previous holder's commit.
+            # They are set in a subquery that OFFSET 0 keeps from being flattened, so they
+            # take effect before the lock is waited for, in the same round trip.
+            # The head is read by the next statement: under READ COMMITTED each statement
+            # takes a fresh snapshot, so it sees the previous holder's commit.
             # Re-entrant: a caller's transaction may append several times.
             await session.execute(
-                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": SEQUENCER_LOCK_ID}
+                text(
+                    "SELECT pg_advisory_xact_lock(:lock_id) FROM ("
+                    " SELECT set_config('lock_timeout', :lock_timeout, true),"
+                    "  set_config('synchronous_commit',"
+                    "   CASE current_setting('synchronous_commit')"
+                    "    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
+                    "   true)"
+                    " OFFSET 0) AS settings"
+                ),
+                {"lock_timeout": f"{self._lock_timeout_ms}ms", "lock_id": SEQUENCER_LOCK_ID},
             )
             return
 
@@ -287,6 +504,240 @@ class AuditLog:
             entries_checked=expected_seq - 1,
             head_hash=_hex_or_none(expected_seq, prev_hash),
         )
+
+    # Reads for auditors: checkpoints, proofs, entries. None takes the sequencer: every
+    # row they read was committed with the nodes and checkpoint that cover it.
+
+    async def tree_size(self) -> int:
+        """The number of entries committed (the size of the current tree)."""
+        try:
+            async with self._sessions() as session:
+                size = await session.scalar(
+                    select(AuditLogEntry.seq).order_by(AuditLogEntry.seq.desc()).limit(1)
+                )
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+        return int(size or 0)
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree signed so far, None before the first."""
+        statement = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+        try:
+            async with self._sessions() as session:
+                row = (await session.scalars(statement)).one_or_none()
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+        return None if row is None else _stored_checkpoint(row)
+
+    async def checkpoints(self) -> AsyncIterator[StoredCheckpoint]:
+        """Every checkpoint ever signed, smallest tree first."""
+        last = -1
+        try:
+            async with self._sessions() as session:
+                while True:
+                    rows = (
+                        await session.scalars(
+                            select(AuditCheckpoint)
+                            .where(AuditCheckpoint.tree_size > last)
+                            .order_by(AuditCheckpoint.tree_size)
+                            .limit(VERIFY_BATCH_SIZE)
+                        )
+                    ).all()
+                    for row in rows:
+                        yield _stored_checkpoint(row)
+                        last = row.tree_size
+                    session.expunge_all()
+                    if len(rows) < VERIFY_BATCH_SIZE:
+                        return
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+
+    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
+        """The RFC 9162 inclusion proof of entry ``seq`` (leaf ``seq - 1``) in the tree of
+        ``tree_size`` entries. MalformedRequest if either is outside the log."""
+        current = await self.tree_size()
+        _check_size(tree_size, current, "tree_size")
+        if not 1 <= seq <= tree_size:
+            raise MalformedRequest(
+                f"seq {seq} is not in a tree of size {tree_size} (seqs 1..{tree_size})"
+            )
+        ranges = merkle.inclusion_ranges(seq - 1, tree_size)
+        nodes = await self._nodes(merkle.proof_node_ids([*ranges, (seq - 1, seq)]))
+        return InclusionProof(
+            seq=seq,
+            leaf_index=seq - 1,
+            tree_size=tree_size,
+            leaf_hash=_b64(nodes[(0, seq - 1)]),
+            hashes=[_b64(h) for h in merkle.hashes_for(ranges, nodes.__getitem__)],
+        )
+
+    async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        """The RFC 9162 consistency proof from the tree of ``first`` entries to the tree of
+        ``second``. MalformedRequest if the sizes are reversed or beyond the log."""
+        current = await self.tree_size()
+        _check_size(second, current, "second")
+        if not 0 <= first <= second:
+            raise MalformedRequest(f"first ({first}) must be between 0 and second ({second})")
+        ranges = merkle.consistency_ranges(first, second)
+        nodes = await self._nodes(merkle.proof_node_ids(ranges))
+        return ConsistencyProof(
+            first=first,
+            second=second,
+            hashes=[_b64(h) for h in merkle.hashes_for(ranges, nodes.__getitem__)],
+        )
+
+    async def entries(self, start: int, end: int) -> LogEntryPage:
+        """Entries ``start`` <= seq < ``end`` as their leaf bytes (at most MAX_PAGE_SIZE)."""
+        current = await self.tree_size()
+        if not 1 <= start < end:
+            raise MalformedRequest(f"need 1 <= start < end, got start={start} end={end}")
+        if end - start > MAX_PAGE_SIZE:
+            raise MalformedRequest(f"at most {MAX_PAGE_SIZE} entries per request")
+        if end - 1 > current:
+            raise MalformedRequest(f"end {end} is beyond the log ({current} entries)")
+        leaves = [leaf async for leaf in self.leaves(start=start, end=end)]
+        return LogEntryPage(
+            entries=[LogEntry(seq=start + i, leaf=leaf.decode()) for i, leaf in enumerate(leaves)]
+        )
+
+    async def leaves(
+        self, *, start: int = 1, end: int | None = None, batch_size: int = VERIFY_BATCH_SIZE
+    ) -> AsyncIterator[bytes]:
+        """The leaf bytes (``chain.canonical_bytes``) of entries start <= seq < end, in seq
+        order, recomputed from the stored fields. Stops at a gap; raises ValueError for a
+        row that no longer makes a valid record (verify names such rows)."""
+        last = start - 1
+        try:
+            async with self._sessions() as session:
+                while end is None or last + 1 < end:
+                    size = batch_size if end is None else min(batch_size, end - 1 - last)
+                    rows = (
+                        await session.scalars(
+                            select(AuditLogEntry)
+                            .where(AuditLogEntry.seq > last)
+                            .order_by(AuditLogEntry.seq)
+                            .limit(size)
+                        )
+                    ).all()
+                    for row in rows:
+                        if row.seq != last + 1:
+                            return
+                        yield chain.canonical_bytes(row.seq, _record_of(row))
+                        last = row.seq
+                    session.expunge_all()
+                    if len(rows) < size:
+                        return
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+
+    async def logged_leaf_hashes(self, *, end: int, batch_size: int = 10_000) -> bytes:
+        """The leaf hashes stored when entries 1..end-1 were appended, concatenated."""
+        chunks: list[bytes] = []
+        last = -1
+        try:
+            async with self._sessions() as session:
+                while last + 1 < end - 1:
+                    rows = (
+                        await session.execute(
+                            select(AuditTreeNode.idx, AuditTreeNode.hash)
+                            .where(AuditTreeNode.level == 0, AuditTreeNode.idx > last)
+                            .where(AuditTreeNode.idx < end - 1)
+                            .order_by(AuditTreeNode.idx)
+                            .limit(batch_size)
+                        )
+                    ).all()
+                    if not rows:
+                        break
+                    chunks.extend(row.hash for row in rows)
+                    last = rows[-1].idx
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+        return b"".join(chunks)
+
+    async def verify_tree(
+        self,
+        verifier: Verifier,
+        *,
+        checkpoint: str | bytes | None = None,
+        older: Sequence[str | bytes] = (),
+        all_checkpoints: bool = False,
+    ) -> TreeReport:
+        """Check the stored entries against ``checkpoint`` (default: the latest stored) and
+        ``verifier``, with ``gateway.audit.verifier.TreeVerifier``. ``older`` checkpoints,
+        and with ``all_checkpoints`` every stored one, must be prefixes of the same tree.
+        Bad input gives a report that says what is wrong, never an exception."""
+        if checkpoint is None:
+            latest = await self.latest_checkpoint()
+            if latest is None:
+                return TreeReport(
+                    ok=False,
+                    problem=VerifyProblem.BAD_CHECKPOINT,
+                    detail="the log has signed no checkpoint yet: nothing to verify against",
+                )
+            checkpoint = latest.note
+        try:
+            target = open_checkpoint(checkpoint, verifier, "checkpoint")
+            olders = [
+                open_checkpoint(n, verifier, f"older checkpoint {i + 1}")
+                for i, n in enumerate(older)
+            ]
+            if all_checkpoints:
+                olders.extend(
+                    [
+                        open_checkpoint(c.note, verifier, f"stored checkpoint {c.tree_size}")
+                        async for c in self.checkpoints()
+                        if c.tree_size <= target.size
+                    ]
+                )
+        except CheckpointError as exc:
+            return bad_checkpoint(exc)
+        tree = TreeVerifier(
+            target,
+            older=olders,
+            logged_leaf_hashes=await self.logged_leaf_hashes(end=target.size + 1),
+        )
+        try:
+            async for leaf in self.leaves(end=target.size + 1):
+                tree.add(leaf)
+        except (ValueError, TypeError) as exc:
+            bad = _next_seq(tree)
+            return TreeReport(
+                ok=False,
+                tree_size=target.size,
+                entries_checked=bad - 1,
+                first_bad_seq=bad,
+                problem=VerifyProblem.ALTERED,
+                detail=f"seq {bad} (or a row soon after) no longer makes a valid record:"
+                f" {str(exc).splitlines()[0]}",
+            )
+        return tree.finish()
+
+    async def export(self, directory: Path) -> StoredCheckpoint:
+        """Write the latest checkpoint and the entries it signs to ``directory`` (see
+        ``gateway.audit.verifier`` for the files). Raises AuditUnavailable before the first
+        checkpoint."""
+        latest = await self.latest_checkpoint()
+        if latest is None:
+            raise AuditUnavailable("the log has signed no checkpoint yet: nothing to export")
+        # Blocking file I/O on purpose: an export is a CLI job with a loop of its own.
+        directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+        with (directory / ENTRIES_FILE).open("wb") as handle:
+            async for leaf in self.leaves(end=latest.tree_size + 1):
+                handle.write(leaf + b"\n")
+        logged = await self.logged_leaf_hashes(end=latest.tree_size + 1)
+        (directory / LEAF_HASHES_FILE).write_bytes(logged)
+        (directory / CHECKPOINT_FILE).write_text(latest.note)
+        return latest
+
+    async def _nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        try:
+            async with self._sessions() as session:
+                nodes = await _read_nodes(session, ids)
+        except DATABASE_ERRORS as exc:
+            raise AuditUnavailable(_failure("read", exc)) from exc
+        if len(nodes) != len(ids):
+            raise AuditUnavailable("the audit tree is missing nodes: run `facegate audit verify`")
+        return nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,3 +881,60 @@ def _failure(action: str, exc: BaseException) -> str:
     # The cause stays chained (raise ... from exc) for the server log.
     cause = getattr(exc, "orig", None) or exc
     return f"the audit log could not {action} the database ({type(cause).__name__})"
+
+
+async def _read_nodes(session: AsyncSession, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    if not ids:
+        return {}
+    rows = (
+        await session.execute(
+            select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash).where(
+                tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(sorted(ids))
+            )
+        )
+    ).all()
+    return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+async def _read_compact_range(session: AsyncSession, size: int) -> merkle.CompactRange:
+    ids = merkle.CompactRange.node_ids(size)
+    nodes = await _read_nodes(session, set(ids))
+    if len(nodes) != len(ids):
+        # The entries say n, the tree lacks the nodes of n: building on it would sign a
+        # root nobody can reproduce. Fail closed.
+        raise AuditUnavailable(
+            f"the audit tree does not cover the {size} entries logged: run `facegate audit verify`"
+        )
+    return merkle.CompactRange(size, [nodes[i] for i in ids])
+
+
+def _check_size(size: int, current: int, name: str) -> None:
+    if not 1 <= size <= current:
+        raise MalformedRequest(
+            f"{name} {size} is outside the log: it holds {current} entries"
+            if size > current
+            else f"{name} must be at least 1"
+        )
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _stored_checkpoint(row: AuditCheckpoint) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        tree_size=row.tree_size,
+        root_hash=_b64(bytes(row.root_hash)),
+        note=row.note,
+        created_at=row.created_at,
+    )
+
+
+def _record_of(row: AuditLogEntry) -> AuditRecord:
+    return AuditRecord.model_validate(
+        {name: getattr(row, name) for name in AuditRecord.model_fields}
+    )
+
+
+def _next_seq(tree: TreeVerifier) -> int:
+    return tree.entries_added + 1

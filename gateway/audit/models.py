@@ -1,8 +1,12 @@
-"""The ``audit_log`` table: one row per entry, every ``AuditRecord`` field a column.
+"""The audit log's tables.
 
-Rows are written only by ``gateway.audit.log.AuditLog.append`` and never changed: the
-database refuses UPDATE, DELETE and TRUNCATE (see ``gateway.audit.guards``). Migration 0001
-creates this table; a change here needs a new migration.
+``audit_log``: one row per entry, every ``AuditRecord`` field a column (migration 0001).
+``audit_tree``: the Merkle tree's perfect nodes, leaf hashes at level 0 (migration 0003).
+``audit_checkpoint``: every signed checkpoint, one per tree size signed (migration 0003).
+
+Rows are written only by ``gateway.audit.log.AuditLog`` and never changed: the database
+refuses UPDATE, DELETE and TRUNCATE on all three (see ``gateway.audit.guards``). A change
+here needs a new migration.
 """
 
 from __future__ import annotations
@@ -10,7 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Double, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -92,3 +107,30 @@ class AuditLogEntry(Base):
         Index("ix_audit_log_event_type_seq", "event_type", "seq"),
         Index("ix_audit_log_time", "time"),
     )
+
+
+class AuditTreeNode(Base):
+    """A perfect subtree of the Merkle tree: leaves ``[idx * 2**level, (idx + 1) * 2**level)``.
+
+    Written in the transaction that appends its last leaf, so the tree in the database
+    always covers exactly the committed entries. Level 0 holds each entry's leaf hash as it
+    was when appended; verification recomputes leaves from the entries and compares.
+    """
+
+    __tablename__ = "audit_tree"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint in a signed note) of the first
+    ``tree_size`` entries. Committed with the entries it covers, never before them."""
+
+    __tablename__ = "audit_checkpoint"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -67,6 +68,13 @@ class VerifyProblem(StrEnum):
     MISSING = "missing"  # a seq is absent: a row was deleted, or the log does not start at 1
     OUT_OF_ORDER = "out_of_order"  # prev_hash does not name the entry before: reordered/replaced
     ALTERED = "altered"  # stored fields no longer hash to the stored record_hash
+    # Found by the tree verifier (gateway.audit.verifier):
+    INSERTED = "inserted"  # an entry the checkpoint does not have, or a seq given twice
+    TRUNCATED = "truncated"  # an export line cut short, or fewer entries than signed
+    MALFORMED = "malformed"  # a line that is not a JSON record with a seq
+    ROOT_MISMATCH = "root_mismatch"  # entries do not hash to the signed root; not pinpointed
+    INCONSISTENT = "inconsistent"  # an older checkpoint is not a prefix of this tree
+    BAD_CHECKPOINT = "bad_checkpoint"  # malformed, or not signed by the key given
 
 
 class VerifyReport(BaseModel):
@@ -80,6 +88,62 @@ class VerifyReport(BaseModel):
     ok: bool
     entries_checked: int
     head_hash: str | None = None
+    first_bad_seq: int | None = None
+    problem: VerifyProblem | None = None
+    detail: str | None = None
+
+
+class StoredCheckpoint(BaseModel):
+    """A checkpoint as the log keeps it: ``note`` is the signed note, byte for byte."""
+
+    tree_size: int
+    root_hash: str  # base64, as in the note
+    note: str
+    created_at: datetime
+
+
+class InclusionProof(BaseModel):
+    """RFC 9162 inclusion proof: hashes leaf first, base64."""
+
+    seq: int
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    hashes: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    """RFC 9162 consistency proof from tree size ``first`` to ``second``, base64."""
+
+    first: int
+    second: int
+    hashes: list[str]
+
+
+class LogEntry(BaseModel):
+    """One entry as a leaf: ``leaf`` is the exact RFC 8785 JSON the tree hashes."""
+
+    seq: int
+    leaf: str
+
+
+class LogEntryPage(BaseModel):
+    entries: list[LogEntry]
+
+
+class TreeReport(BaseModel):
+    """The result of checking entries against a signed checkpoint (gateway.audit.verifier).
+
+    ``ok`` only if every entry is well formed and in place, the entries hash to the
+    checkpoint's root, and every older checkpoint given is a prefix of the same tree.
+    ``first_bad_seq`` names the first entry found wrong, when it can be pinned down.
+    """
+
+    ok: bool
+    tree_size: int | None = None
+    root_hash: str | None = None
+    entries_checked: int = 0
+    older_checkpoints_checked: int = 0
     first_bad_seq: int | None = None
     problem: VerifyProblem | None = None
     detail: str | None = None

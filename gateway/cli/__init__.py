@@ -1,10 +1,10 @@
-"""The `facegate` command: serve, demo, db, principals, sessions, warrants, policy, audit."""
+"""The `facegate` command: serve, demo, db, keys, principals, sessions, warrants, policy, audit."""
 
 from __future__ import annotations
 
 import typer
 
-from gateway.cli import admin, audit, policy, server
+from gateway.cli import admin, audit, keys, policy, server
 from gateway.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -22,6 +22,7 @@ def main(ctx: typer.Context) -> None:
 app.command()(server.serve)
 app.command()(server.demo)
 app.add_typer(server.db_app, name="db")
+app.add_typer(keys.app, name="keys")
 app.add_typer(admin.principals_app, name="principals")
 app.add_typer(admin.sessions_app, name="sessions")
 app.add_typer(admin.warrants_app, name="warrants")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.checkpoint import CheckpointError, Signer
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.config import Settings
@@ -65,13 +66,24 @@ class CliRuntime:
         )
 
 
+def log_signer(settings: Settings) -> Signer:
+    """The audit log's signing key; a bad key file is a one-line error, not a traceback."""
+    try:
+        return Signer.load_or_create(settings.log_key_file, settings.log_origin)
+    except (CheckpointError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
 @asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[CliRuntime]:
     """A transaction that commits only if the command and its audit record both succeed."""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    audit = AuditLog(sessions, signer=log_signer(settings))
     try:
         async with sessions() as db, db.begin():
-            yield CliRuntime(db=db, audit=AuditLog(sessions), settings=settings)
+            yield CliRuntime(db=db, audit=audit, settings=settings)
     finally:
+        await audit.aclose()
         await engine.dispose()

@@ -24,6 +24,7 @@ async def facegate(database_url: str, tmp_path: Path, *args: str) -> tuple[int, 
         **os.environ,
         "FACEGATE_DATABASE_URL": database_url,
         "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
         "FACEGATE_POLICY_DIR": str(REPO / "policies"),
     }
     process = await asyncio.create_subprocess_exec(

@@ -283,6 +283,7 @@ def gateway_settings(
     defaults: dict[str, Any] = {
         "database_url": database_url,
         "master_key_file": tmp_path / "master.key",
+        "log_key_file": tmp_path / "log.key",
         "policy_dir": REPO / "policies",
         "vendors_file": write_reference_inventory(
             tmp_path / "vendors",

@@ -92,7 +92,8 @@ async def test_admin_officer_auditor_round_trip(stack: Stack) -> None:
     reads = api(
         stack, "GET", "/facegate/v1/audit/records", auditor, params={"event_type": "audit_read"}
     ).json()["entries"]
-    # Each read is committed before it runs, so this one is in its own page.
+    # A read is committed before it is served (the route records it first), so the read
+    # being served is on its own page, last.
     assert [r["detail"]["action"] for r in reads] == ["audit.list", "audit.verify", "audit.list"]
     actions = api(
         stack, "GET", "/facegate/v1/audit/records", auditor, params={"event_type": "admin_action"}

@@ -1,0 +1,97 @@
+"""The audit step's latency at a steady 500 requests per second on PostgreSQL, against the
+floor of any durable append: one INSERT + COMMIT of a row (no tree, no signature) at the
+same rate, in the same run.
+
+    .venv/bin/python bench/append_latency.py [--rate 500] [--seconds 10]
+
+Open loop: requests start on schedule whether or not earlier ones finished, as a gateway's
+do. Prints p50/p99/max of each and the p99 ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa
+
+from bench._pg import fresh_database
+from bench.append_throughput import record
+from gateway.audit.checkpoint import Signer
+from gateway.audit.log import AuditLog
+from gateway.db import create_engine, session_factory
+from gateway.migrate import upgrade_async
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[object]], *, rate: int, seconds: float
+) -> list[float]:
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        await call(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def summary(latencies: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(latencies)
+    p99 = ordered[int(len(ordered) * 0.99) - 1]
+    return statistics.median(ordered), p99, ordered[-1]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    with fresh_database() as url:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("CREATE TABLE floor (id bigint primary key, body text not null)")
+            )
+
+        async def floor(i: int) -> None:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    sa.text("INSERT INTO floor VALUES (:i, :b)"),
+                    {"i": i, "b": record(i).model_dump_json()},
+                )
+
+        log = AuditLog(session_factory(engine), signer=Signer.generate("bench/facegate"))
+
+        async def audit(i: int) -> None:
+            await log.append(record(i))
+
+        await audit(-1)
+        base = summary(await open_loop(floor, rate=args.rate, seconds=args.seconds))
+        ours = summary(await open_loop(audit, rate=args.rate, seconds=args.seconds))
+        await log.aclose()
+        await engine.dispose()
+    print(f"at {args.rate}/s for {args.seconds:.0f}s      p50 ms   p99 ms   max ms")
+    print(f"durable INSERT+COMMIT floor: {base[0]:7.2f}  {base[1]:7.2f}  {base[2]:7.2f}")
+    print(f"audit append (tree+signed):  {ours[0]:7.2f}  {ours[1]:7.2f}  {ours[2]:7.2f}")
+    print(f"p99 ratio audit/floor:       {ours[1] / base[1]:7.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

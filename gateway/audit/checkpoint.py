@@ -1,0 +1,281 @@
+"""Signed checkpoints: the C2SP tlog-checkpoint format inside a C2SP signed note, Ed25519.
+
+What this follows, detail by detail, so that a witness or Go's
+``golang.org/x/mod/sumdb/note`` reads our checkpoints (c2sp.org/signed-note,
+c2sp.org/tlog-checkpoint):
+
+* A note is UTF-8 text ending in a newline, a blank line, then signature lines. The text is
+  what is signed, including its final newline. Text lines carry no control characters.
+* A signature line is U+2014 EM DASH, U+0020 SPACE, the key name, a space, and the standard
+  (padded) base64 of the 4-byte key ID followed by the signature, then a newline.
+* A key name is non-empty and holds no Unicode whitespace and no ``+``.
+* Ed25519 key ID: the first 4 bytes of SHA-256(key name || 0x0A || 0x01 || public key),
+  0x01 being the Ed25519 signature type. Keys are written the way the Go package writes
+  them: verifier ``<name>+<key ID, 8 hex>+<base64(0x01 || public key)>`` and signer
+  ``PRIVATE+KEY+<name>+<key ID>+<base64(0x01 || 32-byte seed)>``.
+* Verifiers ignore signatures by keys they do not know, and reject a note that carries
+  none by the key they trust. More than 100 signatures is refused (Go's limit).
+* The checkpoint body is: origin line, tree size in ASCII decimal without leading zeros,
+  the root hash in standard base64, each ending in a newline; extension lines may follow
+  and are ignored here. The key name is the origin (the convention Sunlight and Tessera
+  logs follow, and what witnesses expect).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit.merkle import HASH_SIZE
+
+SIGNATURE_PREFIX: Final = "\u2014 "  # "— "
+ALG_ED25519: Final = 0x01
+MAX_SIGNATURES: Final = 100
+_PRIVATE_PREFIX: Final = "PRIVATE+KEY+"
+_DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+class CheckpointError(ValueError):
+    """A malformed key, note or checkpoint, or one whose signature does not verify. The
+    message says which, in words an auditor can act on."""
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:4]
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise CheckpointError(f"{what} is not valid base64") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """A log's public key, as the verifier key string ``name+keyid+base64``."""
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id(self.name, self.public_key)
+
+    def __str__(self) -> str:
+        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{encoded}"
+
+    @classmethod
+    def parse(cls, text: str) -> Verifier:
+        parts = text.strip().split("+", 2)
+        if len(parts) != 3 or not _valid_name(parts[0]):
+            raise CheckpointError("a public key must read <name>+<key id>+<base64 key>")
+        name, hash_hex, encoded = parts
+        raw = _b64decode(encoded, "the public key")
+        if len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise CheckpointError("the public key is not an Ed25519 note key")
+        verifier = cls(name=name, public_key=raw[1:])
+        if hash_hex != verifier.key_id.hex():
+            raise CheckpointError("the public key's key id does not match its name and key")
+        return verifier
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class Signer:
+    """A log's private key. Signs notes; never leaves the gateway host."""
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        if not _valid_name(name):
+            raise CheckpointError(f"{name!r} is not a valid key name (no spaces, no '+')")
+        if len(seed) != 32:
+            raise CheckpointError("an Ed25519 seed is 32 bytes")
+        self.name = name
+        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        self._seed = seed
+        public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.verifier = Verifier(name=name, public_key=public)
+
+    @classmethod
+    def generate(cls, name: str) -> Signer:
+        return cls(name, os.urandom(32))
+
+    @classmethod
+    def parse(cls, text: str) -> Signer:
+        if not text.startswith(_PRIVATE_PREFIX):
+            raise CheckpointError("a log signing key must start with PRIVATE+KEY+")
+        parts = text.strip()[len(_PRIVATE_PREFIX) :].split("+", 2)
+        if len(parts) != 3:
+            raise CheckpointError("a log signing key must read PRIVATE+KEY+<name>+<id>+<key>")
+        name, hash_hex, encoded = parts
+        raw = _b64decode(encoded, "the signing key")
+        if len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise CheckpointError("the signing key is not an Ed25519 note key")
+        signer = cls(name, raw[1:])
+        if hash_hex != signer.verifier.key_id.hex():
+            raise CheckpointError("the signing key's key id does not match its name and key")
+        return signer
+
+    def __str__(self) -> str:
+        encoded = base64.b64encode(bytes([ALG_ED25519]) + self._seed).decode()
+        return f"{_PRIVATE_PREFIX}{self.name}+{self.verifier.key_id.hex()}+{encoded}"
+
+    def __repr__(self) -> str:  # never the seed, not even in a traceback
+        return f"Signer({self.verifier})"
+
+    def sign_note(self, text: str) -> str:
+        """``text`` followed by a blank line and this key's signature line."""
+        _check_text(text)
+        signature = self._key.sign(text.encode())
+        encoded = base64.b64encode(self.verifier.key_id + signature).decode()
+        return f"{text}\n{SIGNATURE_PREFIX}{self.name} {encoded}\n"
+
+    @classmethod
+    def load_or_create(cls, path: Path, name: str) -> Signer:
+        """Read the key file, creating it (mode 0600, O_EXCL) if it does not exist.
+
+        Two processes starting at once cannot write two keys: the loser reads the
+        winner's. Raises CheckpointError naming the file if it holds no valid key, or a
+        key for another name (the log's origin changed under a key made for the old one).
+        """
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(str(cls.generate(name)) + "\n")
+        try:
+            signer = cls.parse(path.read_text())
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        if signer.name != name:
+            raise CheckpointError(
+                f"{path} holds a key for log {signer.name!r}, not for {name!r}"
+                " (FACEGATE_LOG_ORIGIN)"
+            )
+        return signer
+
+
+def _check_text(text: str) -> None:
+    if not text.endswith("\n"):
+        raise CheckpointError("a note's text must end with a newline")
+    if any(ord(c) < 0x20 and c != "\n" for c in text) or "\n\n" in text:
+        raise CheckpointError("a note's text holds control characters or a blank line")
+
+
+def open_note(note: str | bytes, verifier: Verifier) -> str:
+    """The text of ``note`` if it carries a valid signature by ``verifier``.
+
+    Raises CheckpointError saying what is wrong: not a note, a malformed signature line,
+    no signature by this key (naming the keys that did sign), or a bad signature.
+    """
+    if isinstance(note, bytes):
+        try:
+            note = note.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError("the checkpoint is not UTF-8 text") from None
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise CheckpointError(
+            "the checkpoint is not a signed note (text, a blank line, signature lines)"
+        )
+    text, signatures = note[: split + 1], note[split + 2 :]
+    _check_text(text)
+    lines = signatures.splitlines()
+    if not lines:
+        raise CheckpointError("the checkpoint carries no signature")
+    if len(lines) > MAX_SIGNATURES:
+        raise CheckpointError(f"the checkpoint carries more than {MAX_SIGNATURES} signatures")
+    signed_by: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.startswith(SIGNATURE_PREFIX):
+            raise CheckpointError(f"signature line {number} does not start with '— '")
+        name, _, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
+        if not _valid_name(name) or not encoded or " " in encoded:
+            raise CheckpointError(f"signature line {number} is not '— <key name> <base64>'")
+        raw = _b64decode(encoded, f"signature line {number}")
+        if len(raw) < 5:
+            raise CheckpointError(f"signature line {number} is too short")
+        signed_by.append(name)
+        if name != verifier.name or raw[:4] != verifier.key_id:
+            continue
+        if not verifier.verify(text.encode(), raw[4:]):
+            raise CheckpointError(
+                f"the signature by {verifier.name} does not verify: the checkpoint was altered"
+            )
+        return text
+    raise CheckpointError(
+        f"the checkpoint is not signed by the key {verifier} (signed by: {', '.join(signed_by)})"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head: the tree of ``size`` leaves has root ``root_hash``."""
+
+    origin: str
+    size: int
+    root_hash: bytes
+
+    def body(self) -> str:
+        root = base64.b64encode(self.root_hash).decode()
+        return f"{self.origin}\n{self.size}\n{root}\n"
+
+    def sign(self, signer: Signer) -> str:
+        if signer.name != self.origin:
+            raise CheckpointError("the log signs with a key named after its origin")
+        return signer.sign_note(self.body())
+
+    @classmethod
+    def parse_body(cls, text: str) -> Checkpoint:
+        lines = text.split("\n")
+        if len(lines) < 4 or lines[-1] != "":
+            raise CheckpointError("a checkpoint has an origin, a tree size and a root hash line")
+        origin, size, root = lines[0], lines[1], lines[2]
+        if not origin:
+            raise CheckpointError("the checkpoint's origin line is empty")
+        if not _DECIMAL.fullmatch(size):
+            raise CheckpointError(f"the checkpoint's tree size {size!r} is not a decimal number")
+        root_hash = _b64decode(root, "the checkpoint's root hash")
+        if len(root_hash) != HASH_SIZE:
+            raise CheckpointError("the checkpoint's root hash is not 32 bytes")
+        return cls(origin=origin, size=int(size), root_hash=root_hash)
+
+    @classmethod
+    def open(
+        cls, note: str | bytes, verifier: Verifier, *, origin: str | None = None
+    ) -> Checkpoint:
+        """Verify the note's signature, then parse the checkpoint it signs.
+
+        ``origin`` defaults to the key's name; a checkpoint for another log is refused.
+        """
+        checkpoint = cls.parse_body(open_note(note, verifier))
+        expected = origin or verifier.name
+        if checkpoint.origin != expected:
+            raise CheckpointError(
+                f"the checkpoint is for log {checkpoint.origin!r}, not {expected!r}"
+            )
+        return checkpoint
