@@ -24,7 +24,9 @@ from gateway.operations import OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import UpstreamResponse
+from gateway.vendors.inventory import Protocol
 from gateway.vendors.rekognition import OPERATIONS, RekognitionAdapter
+from tests.vendors.vendor_support import backend
 
 IMAGE = b"\xff\xd8\xff fake jpeg bytes"
 ENCODED = base64.b64encode(IMAGE).decode()
@@ -40,10 +42,7 @@ def adapter() -> RekognitionAdapter:
             master_key=MasterKey(b"k" * 32),
             max_clock_skew=timedelta(minutes=15),
         ),
-        endpoint="http://vendor.invalid",
-        region="us-east-1",
-        access_key_id="gateway",
-        secret_access_key="gateway-secret",
+        backend=backend(Protocol.REKOGNITION),
         max_image_bytes=1024,
         timeout_seconds=1,
     )
