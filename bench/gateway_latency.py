@@ -40,6 +40,7 @@ from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import free_port
+from gateway.vendors.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -272,6 +273,14 @@ def main() -> None:
         for kind, database_url in databases.items():
             key_file = workdir / f"{kind}.key"
             credentials = asyncio.run(prepare(database_url, key_file))
+            inventory = write_reference_inventory(
+                workdir / f"vendors-{kind}",
+                upstream_url,
+                rekognition=("stub", "stub-secret"),
+                azure_key="stub",
+                compreface_key="stub",
+                attested_on=datetime.now(UTC).date(),
+            )
             port = free_port()
             gateway = start(
                 [str(BIN / "facegate"), "serve", "--port", str(port)],
@@ -279,7 +288,8 @@ def main() -> None:
                     "FACEGATE_DATABASE_URL": database_url,
                     "FACEGATE_MASTER_KEY_FILE": str(key_file),
                     "FACEGATE_POLICY_DIR": str(REPO / "policies"),
-                    "FACEGATE_REKOGNITION_ENDPOINT": upstream_url,
+                    "FACEGATE_VENDORS_FILE": str(inventory),
+                    "FACEGATE_LOG_KEY_FILE": str(workdir / f"{kind}-log.key"),
                 },
                 port,
                 workdir / f"gateway-{kind}.log",

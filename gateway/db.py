@@ -30,10 +30,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+# Connections kept open. A request holds up to two at once (a read, and its turn in the audit
+# log's batch); connections past the pool are opened and closed per checkout, which costs a
+# thread and the pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for
+# the concurrency one process serves rather than the library's default of 5.
+POOL_SIZE = 32
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine. SQLite gets WAL with full fsync: an audit commit must survive power loss."""
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=POOL_SIZE, max_overflow=POOL_SIZE
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -46,7 +55,7 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     # No pre-ping: it costs a round trip on every checkout of the request path. A connection
     # gone stale after a database restart fails one request, closed (503), and is replaced.
-    return create_async_engine(url, pool_size=10, max_overflow=10)
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -92,6 +92,10 @@ class _Pending:
     future: asyncio.Future[AppendedEntry]
 
 
+# Marks a pooled SQLite connection whose busy_timeout and synchronous are set for appends.
+_SQLITE_SETTINGS_APPLIED: Final = "facegate_audit_sqlite_settings"
+
+
 class AuditLog:
     """The append-only audit log over one database: a Merkle tree with signed checkpoints.
 
@@ -403,12 +407,16 @@ class AuditLog:
         # BEGIN IMMEDIATE, which takes the write lock before the head is read. The driver's
         # commit() and rollback() act on whatever transaction SQLite has open.
         connection = await session.connection()
-        driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+        pooled = await connection.get_raw_connection()
+        driver_connection: Any = pooled.driver_connection
         if not driver_connection.in_transaction:
             # Connection settings, refused inside a transaction: they must precede BEGIN.
-            # busy_timeout stays on the pooled connection, as the engine's own would.
-            await session.execute(text(f"PRAGMA busy_timeout = {self._lock_timeout_ms:d}"))
-            await session.execute(text("PRAGMA synchronous = FULL"))
+            # They stay on the pooled connection, so each is set once per connection (its
+            # `info` lives as long as the connection does), not once per batch.
+            if not pooled.info.get(_SQLITE_SETTINGS_APPLIED):
+                await session.execute(text(f"PRAGMA busy_timeout = {self._lock_timeout_ms:d}"))
+                await session.execute(text("PRAGMA synchronous = FULL"))
+                pooled.info[_SQLITE_SETTINGS_APPLIED] = True
             await session.execute(text("BEGIN IMMEDIATE"))
             return
         # A caller's transaction is open (append with db=). Under legacy control it opened
