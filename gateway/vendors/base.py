@@ -24,6 +24,9 @@ class ParsedRequest:
     operation: FaceOperation
     payload: dict[str, Any]  # the native request body, decoded
     body: bytes  # as received: forwarded unchanged when no obligation rewrites it
+    # The probe images, decoded from the native encoding, for step 3's inspection. Held in
+    # memory for the request only: never logged, never recorded (digests are).
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from gateway.errors import (
     ClockSkew,
     ExpiredCredentials,
     FacegateError,
+    InvalidImage,
     InvalidSignature,
     MalformedRequest,
     MissingCredentials,
@@ -145,6 +146,7 @@ _ATTRIBUTE_NAMES = {
 # How each error surfaces in Rekognition's protocol: (HTTP status, __type).
 _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
     (PayloadTooLarge, 400, "ImageTooLargeException"),
+    (InvalidImage, 400, "InvalidImageFormatException"),
     (UnsupportedOperation, 400, "UnknownOperationException"),
     (MalformedRequest, 400, "InvalidParameterException"),
     (MissingCredentials, 403, "MissingAuthenticationTokenException"),
@@ -223,6 +225,7 @@ class RekognitionAdapter:
             raise MalformedRequest(f"the request body is not valid JSON: {exc}") from exc
         if not isinstance(payload, dict):
             raise MalformedRequest("the request body must be a JSON object")
+        images = [self._image_bytes(payload, field) for field in spec.images]
         operation = FaceOperation(
             vendor=VENDOR,
             name=name,
@@ -231,9 +234,11 @@ class RekognitionAdapter:
             threshold=self._number(payload, spec.threshold),
             max_results=self._integer(payload, spec.max_results),
             attributes=self._attributes(payload, spec.attributes),
-            probe_digests=[self._image_digest(payload, field) for field in spec.images],
+            probe_digests=["sha256:" + hashlib.sha256(raw).hexdigest() for raw in images],
         )
-        return ParsedRequest(operation=operation, payload=payload, body=request.body)
+        return ParsedRequest(
+            operation=operation, payload=payload, body=request.body, images=tuple(images)
+        )
 
     @staticmethod
     def _string(payload: dict[str, Any], path: tuple[str, ...]) -> str | None:
@@ -275,7 +280,7 @@ class RekognitionAdapter:
             raise MalformedRequest(f"{field} must be a list of attribute names")
         return sorted({normalise_attribute(a) for a in value})
 
-    def _image_digest(self, payload: dict[str, Any], field: str) -> str:
+    def _image_bytes(self, payload: dict[str, Any], field: str) -> bytes:
         image = payload.get(field)
         if not isinstance(image, dict):
             raise MalformedRequest(f"{field} is required and must be an Image structure")
@@ -302,7 +307,7 @@ class RekognitionAdapter:
             raise PayloadTooLarge(
                 f"{field} is larger than the {self._max_image_bytes} bytes Rekognition accepts"
             )
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return raw
 
     # -- forward -------------------------------------------------------------------------
 
