@@ -10,6 +10,8 @@ from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
+from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
+from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
@@ -26,6 +28,8 @@ class Services:
     policy: PolicyService
     rekognition: RekognitionAdapter
     pipeline: Pipeline
+    activity: ActivityStore
+    inspector: ProbeInspector | None
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
@@ -45,7 +49,25 @@ class Services:
             max_image_bytes=settings.max_image_bytes,
             timeout_seconds=settings.upstream_timeout_seconds,
         )
-        pipeline = Pipeline(audit=audit, policy=policy, sessions=sessions)
+        activity: ActivityStore = (
+            RedisActivityStore(
+                settings.redis_url,
+                key_prefix=settings.activity_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
+            if settings.redis_url
+            else MemoryActivityStore()
+        )
+        inspector = (
+            ProbeInspector(
+                max_pixels=settings.probe_max_pixels, workers=settings.probe_inspection_workers
+            )
+            if settings.probe_inspection
+            else None
+        )
+        pipeline = Pipeline(
+            audit=audit, policy=policy, sessions=sessions, inspector=inspector, activity=activity
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -55,9 +77,14 @@ class Services:
             policy=policy,
             rekognition=rekognition,
             pipeline=pipeline,
+            activity=activity,
+            inspector=inspector,
         )
 
     async def aclose(self) -> None:
         await self.rekognition.aclose()
+        await self.activity.aclose()
+        if self.inspector is not None:
+            self.inspector.close()
         await self.policy.close()
         await self.engine.dispose()
