@@ -163,6 +163,29 @@ _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
 ]
 
 
+# Where each normalised attribute appears in Rekognition's answers (FaceDetail fields).
+_RESPONSE_ATTRIBUTES = {"age": "AgeRange", "gender": "Gender", "emotions": "Emotions"}
+
+
+def _strip_keys(value: Any, keys: set[str]) -> int:
+    """Remove `keys` from every object nested in `value`, in place; how many were removed."""
+    if not keys:
+        return 0
+    removed = 0
+    if isinstance(value, dict):
+        for key in keys & value.keys():
+            del value[key]
+            removed += 1
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return 0
+    for child in children:
+        removed += _strip_keys(child, keys)
+    return removed
+
+
 def normalise_attribute(name: str) -> str:
     return _ATTRIBUTE_NAMES.get(name, name.lower())
 
@@ -365,33 +388,50 @@ class RekognitionAdapter:
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
         spec = OPERATIONS[parsed.operation.name]
-        if spec.matches is None or response.status_code != 200:
+        forbidden = {
+            _RESPONSE_ATTRIBUTES[a]
+            for a in obligations.remove_attributes
+            if a in _RESPONSE_ATTRIBUTES
+        }
+        if response.status_code != 200 or (spec.matches is None and not forbidden):
             return Outcome(response=response)
         try:
             document = json.loads(response.body)
-            matches = document.get(spec.matches) or []
+            if not isinstance(document, dict):
+                raise TypeError("not an object")
+            matches = (document.get(spec.matches) or []) if spec.matches else []
             similarities = [float(m.get("Similarity", 0.0)) for m in matches]
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
             raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
 
-        # The vendor is checked, not trusted: a match under the floor or past the cap is dropped.
-        floor = obligations.min_threshold
-        kept = [
-            m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
-        ]
         dropped: dict[str, int] = {}
-        if len(kept) < len(matches):
-            dropped["below_threshold"] = len(matches) - len(kept)
-        if obligations.max_results is not None and len(kept) > obligations.max_results:
-            dropped["over_result_cap"] = len(kept) - obligations.max_results
-            kept = kept[: obligations.max_results]
-        if dropped:
+        # Attributes the policy forbids are removed wherever they appear (FaceDetails,
+        # FaceRecords[].FaceDetail, ...), asked for or not: the vendor is checked, not trusted.
+        removed = _strip_keys(document, forbidden)
+        if removed:
+            dropped["forbidden_attributes"] = removed
+
+        kept: list[Any] = []
+        if spec.matches is not None:
+            # A match under the floor or past the cap is dropped.
+            floor = obligations.min_threshold
+            kept = [
+                m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
+            ]
+            if len(kept) < len(matches):
+                dropped["below_threshold"] = len(matches) - len(kept)
+            if obligations.max_results is not None and len(kept) > obligations.max_results:
+                dropped["over_result_cap"] = len(kept) - obligations.max_results
+                kept = kept[: obligations.max_results]
             document[spec.matches] = kept
+        if dropped:
             response = UpstreamResponse(
                 status_code=response.status_code,
                 headers=response.headers,
                 body=json.dumps(document).encode(),
             )
+        if spec.matches is None:
+            return Outcome(response=response, dropped=dropped)
         kept_similarities = [float(m.get("Similarity", 0.0)) for m in kept]
         return Outcome(
             response=response,
