@@ -167,7 +167,7 @@ def decode_probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(
-            f"the image declares more pixels than the {max_pixels} facegate decodes"
+            f"the image declares more pixels than the {max_pixels} facegate decodes at most"
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage("the image is not a JPEG or PNG image") from exc
