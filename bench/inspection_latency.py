@@ -59,7 +59,8 @@ RATES = {"640x480": 8.0, "1920x1080": 2.0}  # well under what one gateway inspec
 def probe(size: tuple[int, int]) -> bytes:
     astronaut = Image.fromarray(skimage.data.astronaut())
     buffer = io.BytesIO()
-    ImageOps.fit(astronaut, size).save(buffer, format="JPEG", quality=90)
+    # Anchored at the top: the astronaut's head is in the upper third of the photo.
+    ImageOps.fit(astronaut, size, centering=(0.5, 0.0)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 

@@ -27,8 +27,16 @@ that fails (Redis gone) leaves the request counted until it ages out of the day 
 on the side of refusing.
 
 Two implementations: `MemoryActivityStore`, the embedded default (one process; counts are lost
-on restart), and `RedisActivityStore`, which every replica shares. Both keep sorted sets of
-(time, member) per key and trim what is older than the longest window.
+on restart), and `RedisActivityStore`, which every replica shares. Both keep sorted sets
+scored by time in ms, trimmed to the longest window, so every count is one range count:
+
+- event streams (requests, probes, ...): one member per thing counted, "<request id>:<n>";
+- distinct streams: one member per value (a case, a probe digest) scored by when it was
+  last seen, so "distinct cases in the last day" counts members seen since a day ago.
+
+Taking back a distinct mark restores the score it had before, unless a later request has
+moved it on since (then that request's time stands). If that later request is itself taken
+back, it restores the refused request's time: again an error towards refusing.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -55,7 +63,6 @@ RETENTION_MS = max(WINDOWS.values()) * 1000
 EVENT_STREAMS = ("requests", "probes", "identifications", "enrolments")
 
 _SWEEP_EVERY = 1024  # reserves between sweeps of the in-memory store
-_DISTINCT_SEPARATOR = "|"  # distinct members are "<value>|<request id>:<n>"
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,14 @@ class ActivityEvent:
 class _Add:
     key: str
     member: str
+    latest: bool  # a distinct value: its score becomes the later of its old one and now
 
 
 @dataclass(frozen=True)
 class _Query:
     path: tuple[str, str, str]  # (scope, stream, window) in the counts document
     key: str
-    since_ms: int  # counts members with a time after this
-    distinct: bool
+    since_ms: int  # counts members scored after this
 
 
 @dataclass(frozen=True)
@@ -130,45 +137,48 @@ def plan(event: ActivityEvent) -> Plan:
     adds: list[_Add] = []
     for prefix in scopes.values():
         for stream, n in per_stream.items():
-            adds += [_Add(f"{prefix}:{stream}", f"{event.request_id}:{i}") for i in range(n)]
-
-    def distinct(key: str, values: Iterable[str]) -> None:
-        for i, value in enumerate(values):
-            adds.append(_Add(key, f"{value}{_DISTINCT_SEPARATOR}{event.request_id}:{i}"))
+            adds += [
+                _Add(f"{prefix}:{stream}", f"{event.request_id}:{i}", latest=False)
+                for i in range(n)
+            ]
 
     identifies_in_case = event.kind == OperationKind.IDENTIFY and event.case_number
     case_value = json.dumps([event.agency, event.case_number])
-    distinct_streams = {"distinct_probes": list(scopes)}
-    distinct_streams["distinct_cases"] = ["officer", "agency"]
     for scope, prefix in scopes.items():
-        distinct(f"{prefix}:distinct_probes", event.probe_digests)
+        adds += [_Add(f"{prefix}:distinct_probes", d, latest=True) for d in event.probe_digests]
         if identifies_in_case and scope in ("officer", "agency"):
-            distinct(f"{prefix}:distinct_cases", [case_value])
+            adds.append(_Add(f"{prefix}:distinct_cases", case_value, latest=True))
     if identifies_in_case:
-        for digest in event.probe_digests:
-            distinct(f"probe:{digest}:distinct_cases", [case_value])
+        adds += [
+            _Add(f"probe:{digest}:distinct_cases", case_value, latest=True)
+            for digest in event.probe_digests
+        ]
 
+    streams = {scope: [*EVENT_STREAMS, "distinct_probes"] for scope in scopes}
+    streams["officer"].append("distinct_cases")
+    streams["agency"].append("distinct_cases")
     queries: list[_Query] = []
     for window, seconds in WINDOWS.items():
         since = now_ms - seconds * 1000
         for scope, prefix in scopes.items():
-            for stream in EVENT_STREAMS:
-                queries.append(_Query((scope, stream, window), f"{prefix}:{stream}", since, False))
-            for stream, distinct_scopes in distinct_streams.items():
-                if scope in distinct_scopes:
-                    queries.append(
-                        _Query((scope, stream, window), f"{prefix}:{stream}", since, True)
-                    )
-        for digest in event.probe_digests:
-            queries.append(
-                _Query(
-                    ("probe", "distinct_cases", window),
-                    f"probe:{digest}:distinct_cases",
-                    since,
-                    True,
-                )
-            )
+            queries += [
+                _Query((scope, stream, window), f"{prefix}:{stream}", since)
+                for stream in streams[scope]
+            ]
+        queries += [
+            _Query(("probe", "distinct_cases", window), f"probe:{digest}:distinct_cases", since)
+            for digest in event.probe_digests
+        ]
     return Plan(now_ms=now_ms, adds=tuple(adds), queries=tuple(queries))
+
+
+@dataclass(frozen=True)
+class _Undo:
+    key: str
+    member: str
+    latest: bool
+    previous: int | None  # a distinct member's score before this request (None: new)
+    ours: int  # the score this request gave it
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,7 @@ class Reservation:
     """A request counted provisionally: its counts, and what to take back if it is refused."""
 
     counts: dict[str, Any]
-    added: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (key, member)
+    undo: tuple[_Undo, ...] = ()
 
 
 class ActivityStore(Protocol):
@@ -201,8 +211,41 @@ class ActivityUnavailable(Exception):
     """The activity store could not be read or written."""
 
 
-def _distinct_value(member: str) -> str:
-    return member.rsplit(_DISTINCT_SEPARATOR, 1)[0]
+def _score(entry: tuple[int, str]) -> int:
+    return entry[0]
+
+
+class _SortedSet:
+    """A Redis sorted set in miniature: members with integer scores, counted by range."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self.order: list[tuple[int, str]] = []  # (score, member), sorted
+
+    def add(self, member: str, score: int, *, latest: bool) -> int | None:
+        previous = self.scores.get(member)
+        if previous is not None:
+            if latest and previous >= score:
+                return previous
+            self.remove(member)
+        self.scores[member] = score
+        bisect.insort(self.order, (score, member))
+        return previous
+
+    def remove(self, member: str) -> None:
+        score = self.scores.pop(member, None)
+        if score is not None:
+            del self.order[bisect.bisect_left(self.order, (score, member))]
+
+    def count_after(self, since: int) -> int:
+        return len(self.order) - bisect.bisect_right(self.order, since, key=_score)
+
+    def trim(self, until: int) -> None:
+        """Drop every member scored at or before `until`."""
+        cut = bisect.bisect_right(self.order, until, key=_score)
+        for _, member in self.order[:cut]:
+            del self.scores[member]
+        del self.order[:cut]
 
 
 class MemoryActivityStore:
@@ -215,85 +258,103 @@ class MemoryActivityStore:
     name = "memory"
 
     def __init__(self) -> None:
-        # key -> [(time ms, member)] sorted by time, and the members present
-        self._sets: dict[str, list[tuple[int, str]]] = {}
+        self._sets: dict[str, _SortedSet] = {}
         self._lock = threading.Lock()  # held only for in-memory work, never across an await
         self._reserves = 0
 
     async def reserve(self, event: ActivityEvent) -> Reservation:
         steps = plan(event)
+        undo = []
         with self._lock:
             self._reserves += 1
             if self._reserves % _SWEEP_EVERY == 0:
                 self._sweep(steps.now_ms)
             for add in steps.adds:
-                entries = self._sets.setdefault(add.key, [])
-                bisect.insort(entries, (steps.now_ms, add.member))
-                cutoff = bisect.bisect_right(entries, (steps.now_ms - RETENTION_MS, "\uffff"))
-                del entries[:cutoff]
+                members = self._sets.setdefault(add.key, _SortedSet())
+                previous = members.add(add.member, steps.now_ms, latest=add.latest)
+                members.trim(steps.now_ms - RETENTION_MS)
+                undo.append(_Undo(add.key, add.member, add.latest, previous, steps.now_ms))
             results = [self._count(q) for q in steps.queries]
-        return Reservation(
-            counts=steps.counts(results), added=tuple((a.key, a.member) for a in steps.adds)
-        )
+        return Reservation(counts=steps.counts(results), undo=tuple(undo))
+
+    def _count(self, query: _Query) -> int:
+        members = self._sets.get(query.key)
+        return 0 if members is None else members.count_after(query.since_ms)
 
     def _sweep(self, now_ms: int) -> None:
         # Keys are trimmed when written; a key nobody writes again (one probe's digest) is
-        # dropped here once its newest entry has aged out, so memory stays bounded.
+        # dropped here once its newest member has aged out, so memory stays bounded.
         cutoff = now_ms - RETENTION_MS
-        for key in [
-            k for k, entries in self._sets.items() if not entries or entries[-1][0] <= cutoff
-        ]:
+        stale = [k for k, s in self._sets.items() if not s.order or s.order[-1][0] <= cutoff]
+        for key in stale:
             del self._sets[key]
-
-    def _count(self, query: _Query) -> int:
-        entries = self._sets.get(query.key, [])
-        start = bisect.bisect_right(entries, (query.since_ms, "\uffff"))
-        if not query.distinct:
-            return len(entries) - start
-        return len({_distinct_value(member) for _, member in entries[start:]})
 
     async def release(self, reservation: Reservation) -> None:
         with self._lock:
-            for key, member in reservation.added:
-                entries = self._sets.get(key)
-                if entries:
-                    self._sets[key] = [e for e in entries if e[1] != member]
+            for undo in reversed(reservation.undo):
+                members = self._sets.get(undo.key)
+                if members is None:
+                    continue
+                if not undo.latest:
+                    members.remove(undo.member)
+                elif members.scores.get(undo.member) == undo.ours:
+                    members.remove(undo.member)
+                    if undo.previous is not None:
+                        members.add(undo.member, undo.previous, latest=False)
 
     async def aclose(self) -> None:
         return None
 
 
 # One round trip, atomic: Redis runs a script to completion before any other command.
-# ARGV[1] is the plan as JSON: {"now", "retention", "adds": [[key index, member]],
-# "queries": [[key index, since, distinct]]}; KEYS holds every key it names (1-based).
+# ARGV[1] is the plan as JSON: {"now", "retention", "adds": [[key index, member, latest]],
+# "queries": [[key index, since]]}; KEYS holds every key it names (1-based). Returns the
+# counts, then each add's previous score (-1: none) for taking the reservation back.
 _RESERVE_LUA = """
 local plan = cjson.decode(ARGV[1])
+local previous = {}
 local touched = {}
-for _, add in ipairs(plan.adds) do
+for i, add in ipairs(plan.adds) do
   local key = KEYS[add[1]]
-  redis.call('ZADD', key, plan.now, add[2])
+  if add[3] then
+    local old = redis.call('ZSCORE', key, add[2])
+    previous[i] = old and tonumber(old) or -1
+    redis.call('ZADD', key, 'GT', plan.now, add[2])
+  else
+    previous[i] = -1
+    redis.call('ZADD', key, plan.now, add[2])
+  end
   touched[key] = true
 end
 for key, _ in pairs(touched) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', plan.now - plan.retention)
   redis.call('PEXPIRE', key, plan.retention + 60000)
 end
-local results = {}
+local counts = {}
 for i, q in ipairs(plan.queries) do
-  local key = KEYS[q[1]]
-  local since = '(' .. q[2]
-  if q[3] then
-    local seen, n = {}, 0
-    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, since, '+inf')) do
-      local value = string.match(member, '^(.*)|[^|]*$') or member
-      if not seen[value] then seen[value] = true; n = n + 1 end
-    end
-    results[i] = n
+  counts[i] = redis.call('ZCOUNT', KEYS[q[1]], '(' .. q[2], '+inf')
+end
+return {counts, previous}
+"""
+
+# ARGV[1]: [[key index, member, latest, previous (-1: none), ours]].
+_RELEASE_LUA = """
+for _, undo in ipairs(cjson.decode(ARGV[1])) do
+  local key = KEYS[undo[1]]
+  if not undo[3] then
+    redis.call('ZREM', key, undo[2])
   else
-    results[i] = redis.call('ZCOUNT', key, since, '+inf')
+    local current = redis.call('ZSCORE', key, undo[2])
+    if current and tonumber(current) == undo[5] then
+      if undo[4] >= 0 then
+        redis.call('ZADD', key, undo[4], undo[2])
+      else
+        redis.call('ZREM', key, undo[2])
+      end
+    end
   end
 end
-return results
+return 0
 """
 
 
@@ -301,7 +362,8 @@ class RedisActivityStore:
     """Counts every replica shares, in Redis sorted sets (score: time in ms).
 
     Keys are `<prefix><scope>:<id>:<stream>`; each expires a minute after the longest window
-    has passed since its last write. Members name request ids and probe digests, never images.
+    has passed since its last write. Members name request ids, case numbers and probe
+    digests, never images. Needs Redis 6.2 or later (ZADD GT).
     """
 
     name = "redis"
@@ -309,55 +371,70 @@ class RedisActivityStore:
     def __init__(
         self, url: str, *, key_prefix: str = "facegate:activity:", timeout_seconds: float = 1.0
     ) -> None:
-        # Imported here so that a gateway without Redis never needs the client loaded.
         import redis.asyncio as redis_asyncio
 
         self._redis = redis_asyncio.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
         )
         self._prefix = key_prefix
-        self._script = self._redis.register_script(_RESERVE_LUA)
+        self._reserve = self._redis.register_script(_RESERVE_LUA)
+        self._release = self._redis.register_script(_RELEASE_LUA)
 
     async def reserve(self, event: ActivityEvent) -> Reservation:
-        from redis.exceptions import RedisError
-
         steps = plan(event)
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def key_index(key: str) -> int:
-            if key not in index:
-                keys.append(self._prefix + key)
-                index[key] = len(keys)  # Lua's KEYS is 1-based
-            return index[key]
-
+        keys = _Keys(self._prefix)
         document = {
             "now": steps.now_ms,
             "retention": RETENTION_MS,
-            "adds": [[key_index(a.key), a.member] for a in steps.adds],
-            "queries": [[key_index(q.key), q.since_ms, q.distinct] for q in steps.queries],
+            "adds": [[keys.index(a.key), a.member, a.latest] for a in steps.adds],
+            "queries": [[keys.index(q.key), q.since_ms] for q in steps.queries],
         }
-        try:
-            results = await self._script(keys=keys, args=[json.dumps(document)])
-        except (RedisError, OSError) as exc:
-            raise ActivityUnavailable(f"Redis: {type(exc).__name__}") from exc
-        return Reservation(
-            counts=steps.counts(results),
-            added=tuple((self._prefix + a.key, a.member) for a in steps.adds),
+        counts, previous = await self._call(self._reserve, keys.names, document)
+        undo = tuple(
+            _Undo(a.key, a.member, a.latest, None if int(p) < 0 else int(p), steps.now_ms)
+            for a, p in zip(steps.adds, previous, strict=True)
         )
+        return Reservation(counts=steps.counts(counts), undo=undo)
 
     async def release(self, reservation: Reservation) -> None:
+        if not reservation.undo:
+            return
+        keys = _Keys(self._prefix)
+        document = [
+            [
+                keys.index(u.key),
+                u.member,
+                u.latest,
+                -1 if u.previous is None else u.previous,
+                u.ours,
+            ]
+            for u in reservation.undo
+        ]
+        await self._call(self._release, keys.names, document)
+
+    @staticmethod
+    async def _call(script: Any, keys: list[str], document: Any) -> Any:
         from redis.exceptions import RedisError
 
-        if not reservation.added:
-            return
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key, member in reservation.added:
-                    pipe.zrem(key, member)
-                await pipe.execute()
+            return await script(keys=keys, args=[json.dumps(document)])
         except (RedisError, OSError) as exc:
             raise ActivityUnavailable(f"Redis: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+class _Keys:
+    """The KEYS list of one script call, and each key's 1-based index in it."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._index: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def index(self, key: str) -> int:
+        if key not in self._index:
+            self.names.append(self._prefix + key)
+            self._index[key] = len(self.names)
+        return self._index[key]

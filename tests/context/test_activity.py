@@ -219,3 +219,24 @@ async def test_redis_keys_expire_after_the_longest_window(redis_prefix: str) -> 
     finally:
         await client.aclose()
         await store.aclose()
+
+
+async def test_taking_back_a_distinct_mark_restores_when_it_was_last_seen(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(event(1, at=T0, case="C-1"))
+    refused = await store.reserve(event(2, at=T0 + timedelta(hours=23), case="C-1"))
+    await store.release(refused)
+    # C-1 was last seen (by an allowed request) at T0, so a day later it has aged out.
+    counts = (await store.reserve(event(3, at=T0 + timedelta(days=1, hours=1), case="C-2"))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 1
+
+
+async def test_a_later_mark_is_not_undone_by_an_earlier_refusal(new_store: StoreFactory) -> None:
+    store = new_store()
+    refused = await store.reserve(event(1, at=T0, case="C-1"))
+    await store.reserve(event(2, at=T0 + timedelta(hours=1), case="C-1"))
+    await store.release(refused)
+    counts = (await store.reserve(event(3, at=T0 + timedelta(hours=2), case="C-2"))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 2

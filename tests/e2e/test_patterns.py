@@ -8,7 +8,6 @@ vendor's answer is cut down to the obligations; two gateways on one Redis share 
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
