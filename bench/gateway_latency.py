@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from bench_policy import lifted_policy
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -287,7 +288,11 @@ def main() -> None:
                 {
                     "FACEGATE_DATABASE_URL": database_url,
                     "FACEGATE_MASTER_KEY_FILE": str(key_file),
-                    "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+                    # The probe is random bytes and one officer sends hundreds a second: this
+                    # measures the core gateway, so no inspection and the pattern limits lifted
+                    # (bench/inspection_latency.py measures inspection and windows).
+                    "FACEGATE_POLICY_DIR": str(lifted_policy(workdir)),
+                    "FACEGATE_PROBE_INSPECTION": "false",
                     "FACEGATE_VENDORS_FILE": str(inventory),
                     "FACEGATE_LOG_KEY_FILE": str(workdir / f"{kind}-log.key"),
                 },

@@ -60,5 +60,15 @@ class Settings(BaseSettings):
     rekognition_secret_access_key: SecretStr = SecretStr("refvendor-secret")
     upstream_timeout_seconds: float = 30.0
 
+    # Probe inspection (step 3): every probe image is decoded and its faces counted.
+    probe_inspection: bool = True
+    probe_max_pixels: int = 25_000_000  # checked against the header, before decoding
+    probe_inspection_workers: int = 2
+
+    # Activity windows: in-process when unset (one replica only), else shared in Redis.
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
+    activity_key_prefix: str = "facegate:activity:"
+    redis_timeout_seconds: float = 1.0
+
     # Which addresses the gateway trusts to set X-Forwarded-For.
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -3,7 +3,8 @@
 FacegateError
 ├── RequestError              the caller sent something we cannot accept (HTTP 400)
 │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
-│   ├── PayloadTooLarge       body or image over the configured cap
+│   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
+│   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
 │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
 ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
 │   ├── MissingCredentials
@@ -47,6 +48,10 @@ class MalformedRequest(RequestError):
 class PayloadTooLarge(RequestError):
     status_code = 413
     code = "payload_too_large"
+
+
+class InvalidImage(RequestError):
+    code = "invalid_image"
 
 
 class UnsupportedOperation(RequestError):

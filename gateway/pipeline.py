@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,20 @@ from starlette.responses import Response
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.sessions import BoundSession
+from gateway.context.activity import (
+    ActivityEvent,
+    ActivityStore,
+    ActivityUnavailable,
+    MemoryActivityStore,
+    Reservation,
+)
 from gateway.context.gather import gather_policy_input
+from gateway.context.inspection import (
+    LOCATION_HEADER,
+    ProbeInspection,
+    ProbeInspector,
+    parse_location_header,
+)
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import (
     AuditUnavailable,
@@ -47,6 +60,9 @@ class Pipeline:
     audit: AuditLog
     policy: PolicyService
     sessions: async_sessionmaker[AsyncSession]
+    # Probe inspection (None: probes are not decoded, faces_in_probe stays unknown).
+    inspector: ProbeInspector | None = None
+    activity: ActivityStore = field(default_factory=MemoryActivityStore)
 
     async def handle(self, adapter: VendorAdapter, request: IncomingRequest) -> Response:
         started = time.perf_counter()
@@ -101,25 +117,41 @@ class Pipeline:
             raise
         record.parsed = parsed
 
-        # 3 gather
+        # 3 gather: the probes inspected (a probe that is no image is refused here, on
+        #   record), the warrant registry, then the activity windows, which count this
+        #   request provisionally until step 5 has allowed it.
+        try:
+            inspection = await self._inspect(parsed, request)
+        except RequestError as exc:
+            await self._append(record.refusal(EventType.REJECTED, exc))
+            raise
         policy_input = await gather_policy_input(
             self.sessions,
             session=session,
             operation=parsed.operation,
             headers=request.headers,
             now=request.received_at,
+            inspection=inspection,
         )
         # The backend's inventory entry (attestations included) is the policy's input.vendor.
         policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
+        reservation = await self._reserve(policy_input, request)
+        policy_input = policy_input.model_copy(update={"activity": reservation.counts})
         record.policy_input = policy_input
 
-        # 4 decide (PolicyService never raises: errors and timeouts come back as denials)
-        decision = await self.policy.decide(policy_input)
+        try:
+            # 4 decide (PolicyService never raises: errors and timeouts come back as denials)
+            decision = await self.policy.decide(policy_input)
 
-        # 5 record the decision. When append returns, the record is committed; if it cannot
-        #   be written, AuditUnavailable propagates and the request is refused with 503.
-        await self._append(record.decision(decision))
+            # 5 record the decision. When append returns, the record is committed; if it
+            #   cannot be written, AuditUnavailable propagates and the request is refused.
+            await self._append(record.decision(decision))
+        except BaseException:
+            await self._release(reservation)
+            raise
         if not decision.allow:
+            # Only allowed requests stay counted: a refused one never reached the vendor.
+            await self._release(reservation)
             raise PolicyDenied(decision.reasons)
 
         # 6 forward
@@ -144,6 +176,36 @@ class Pipeline:
             headers=headers,
             media_type=upstream.headers.get("content-type", "application/x-amz-json-1.1"),
         )
+
+    async def _inspect(self, parsed: ParsedRequest, request: IncomingRequest) -> ProbeInspection:
+        if self.inspector is not None:
+            return await self.inspector.inspect(parsed.images, request.headers)
+        header = request.headers.get(LOCATION_HEADER, "").strip()
+        return ProbeInspection(locations=(parse_location_header(header),) if header else ())
+
+    async def _reserve(self, policy_input: PolicyInput, request: IncomingRequest) -> Reservation:
+        principal, operation = policy_input.principal, policy_input.operation
+        event = ActivityEvent(
+            request_id=request.request_id,
+            at=request.received_at,
+            officer=principal.id,
+            agency=principal.agency,
+            case_number=policy_input.context.case_number,
+            kind=operation.kind,
+            probe_digests=tuple(operation.probe_digests),
+            faces_in_probe=operation.faces_in_probe,
+        )
+        try:
+            return await self.activity.reserve(event)
+        except ActivityUnavailable as exc:
+            raise ServiceUnavailable("the activity windows could not be read") from exc
+
+    async def _release(self, reservation: Reservation) -> None:
+        try:
+            await self.activity.release(reservation)
+        except ActivityUnavailable:
+            # Still counted until it ages out of the day window: errs towards refusing.
+            log.warning("could not release an activity reservation; it stays counted")
 
     async def _append(self, record: AuditRecord) -> None:
         try:
@@ -219,8 +281,18 @@ class _RecordBuilder:
             reason_codes=[r.code for r in decision.reasons],
             obligations=decision.obligations.model_dump(mode="json", exclude_defaults=True),
             policy_revision=decision.policy_revision,
-            detail={"engine": decision.engine},
+            detail=self._decision_detail(decision),
         )
+
+    def _decision_detail(self, decision: Decision) -> dict[str, Any]:
+        detail: dict[str, Any] = {"engine": decision.engine}
+        if self.policy_input is not None:
+            faces = self.policy_input.operation.faces_in_probe
+            if faces is not None:
+                detail["faces_in_probe"] = faces
+            if self.policy_input.context.locations:
+                detail["location_stated"] = True
+        return detail
 
     def outcome(
         self,

@@ -13,6 +13,8 @@ from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
+from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
+from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
@@ -57,6 +59,8 @@ class Services:
     inventory: VendorInventory
     adapters: dict[Protocol, VendorAdapter]  # one per backend in the inventory
     pipeline: Pipeline
+    activity: ActivityStore
+    inspector: ProbeInspector | None
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
@@ -99,7 +103,25 @@ class Services:
                     max_image_bytes=settings.max_image_bytes,
                     timeout_seconds=settings.upstream_timeout_seconds,
                 )
-        pipeline = Pipeline(audit=audit, policy=policy, sessions=sessions)
+        activity: ActivityStore = (
+            RedisActivityStore(
+                settings.redis_url,
+                key_prefix=settings.activity_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
+            if settings.redis_url
+            else MemoryActivityStore()
+        )
+        inspector = (
+            ProbeInspector(
+                max_pixels=settings.probe_max_pixels, workers=settings.probe_inspection_workers
+            )
+            if settings.probe_inspection
+            else None
+        )
+        pipeline = Pipeline(
+            audit=audit, policy=policy, sessions=sessions, inspector=inspector, activity=activity
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -110,11 +132,16 @@ class Services:
             inventory=inventory,
             adapters=adapters,
             pipeline=pipeline,
+            activity=activity,
+            inspector=inspector,
         )
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
             await adapter.aclose()
+        await self.activity.aclose()
+        if self.inspector is not None:
+            self.inspector.close()
         await self.policy.close()
         await self.audit.aclose()
         await self.engine.dispose()

@@ -302,3 +302,189 @@ deny contains reason("vendor_attestation_stale", concat("", [
 	op.kind == "identify"
 	attestation_age_days > cfg.vendors.max_attestation_age_days
 }
+
+# --- mass-surveillance patterns (issue 4) ---------------------------------------------------
+#
+# A single search can be lawful while the pattern of many is surveillance. These rules read
+# what step 3 gathered: operation.faces_in_probe (faces the gateway counted in the probe),
+# context.locations (EXIF GPS and X-Facegate-Location, each {"lat", "lon"}) and activity
+# (sliding-window counts that include this request; see gateway/context/activity.py). The
+# limits are data.config.patterns (data/patterns.yaml), the places data.config.zones
+# (data/zones.yaml, a GeoJSON FeatureCollection).
+
+patterns := cfg.patterns
+
+# A sliding-window count, 0 when the gateway sent none (e.g. a decision case without them).
+activity_count(scope, stream, window) := object.get(input.activity, [scope, stream, window], 0)
+
+window_words := {
+	"second": "one second",
+	"ten_seconds": "ten seconds",
+	"minute": "one minute",
+	"hour": "one hour",
+	"day": "one day",
+}
+
+window_text(window) := object.get(window_words, window, window)
+
+scope_text("officer") := concat(" ", ["officer", input.principal.id])
+
+scope_text("agency") := concat(" ", ["agency", input.principal.agency])
+
+scope_text("case") := concat(" ", ["case", ctx.case_number]) if {
+	given("case_number")
+} else := "this case"
+
+# Crowd scan: an identification whose probe holds more faces than one suspect and company.
+deny contains reason("crowd_scan", concat("", [
+	"the probe holds ", format_int(op.faces_in_probe, 10), " faces and an identification may",
+	" search at most ", format_int(patterns.crowd_scan.max_faces_in_probe, 10),
+	": searching a crowd photo against a database identifies everyone in it",
+])) if {
+	op.kind in {k | some k in patterns.crowd_scan.kinds}
+	is_number(op.faces_in_probe)
+	op.faces_in_probe > patterns.crowd_scan.max_faces_in_probe
+}
+
+# Burst: probes arriving faster than a person compares photos (frames of a video).
+deny contains reason("burst", concat("", [
+	scope_text(scope), " sent ", format_int(n, 10), " probe images within ",
+	window_text(patterns.burst.window), " (at most ", format_int(limit, 10),
+	"): frames of a video sent one by one are video surveillance",
+])) if {
+	count(op.probe_digests) > 0
+	some scope, limit in patterns.burst.max_probes
+	n := activity_count(scope, "probes", patterns.burst.window)
+	n > limit
+}
+
+# Sweep: one officer identifying across many unrelated cases.
+deny contains reason("sweep_across_cases", concat("", [
+	scope_text("officer"), " has searched in ", format_int(n, 10), " different cases within ",
+	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
+	"): identification is for the case at hand, not a sweep",
+])) if {
+	op.kind == "identify"
+	limit := patterns.sweep.max_cases_per_officer
+	n := activity_count("officer", "distinct_cases", patterns.sweep.window)
+	n > limit
+}
+
+# Sweep: one face searched under many cases, which tracks a person rather than a crime.
+deny contains reason("probe_across_cases", concat("", [
+	"this probe has been searched under ", format_int(n, 10), " different cases within ",
+	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
+	"): searching one face case after case is persistent tracking",
+])) if {
+	op.kind == "identify"
+	limit := patterns.sweep.max_cases_per_probe
+	n := activity_count("probe", "distinct_cases", patterns.sweep.window)
+	n > limit
+}
+
+# Watchlist building: enrolling faces beyond a case's needs, unless a warrant covers it.
+enrolment_authorised if {
+	warrant.status == "active"
+	"enroll" in warrant.operations
+}
+
+deny contains reason("watchlist_building", concat("", [
+	scope_text(scope), " has enrolled ", format_int(n, 10), " faces within ",
+	window_text(patterns.watchlist.window), " (at most ", format_int(limit, 10),
+	" without a warrant that covers enrolment): that builds a watchlist",
+])) if {
+	op.kind == "enroll"
+	not enrolment_authorised
+	some scope, limit in patterns.watchlist.max_enrolments
+	n := activity_count(scope, "enrolments", patterns.watchlist.window)
+	n > limit
+}
+
+# Rate limits on every vendor call, per officer and per agency.
+deny contains reason("rate_limit_exceeded", concat("", [
+	scope_text(scope), " has made ", format_int(n, 10), " requests within ",
+	window_text(window), " (at most ", format_int(limit, 10), ")",
+])) if {
+	some scope, limits in patterns.rate_limits
+	some window, limit in limits
+	n := activity_count(scope, "requests", window)
+	n > limit
+}
+
+# Protected places and times: a probe taken inside a configured zone (a protest while it
+# lasts, a place of worship, a clinic) is refused. Zones are GeoJSON Features, Polygon or
+# MultiPolygon ([lon, lat] as GeoJSON orders them); properties: name, category, why, and
+# optional windows [{from, until}] (RFC 3339); a zone without windows is always protected.
+
+stated_locations contains loc if {
+	some loc in object.get(ctx, "locations", [])
+}
+
+stated_locations contains ctx.location if {
+	is_object(ctx.location)
+}
+
+# Ray casting: a horizontal ray from the point crosses the ring's edges an odd number of
+# times when the point is inside. No division by zero: the two ends straddle the point's y.
+ring_crossings(ring, p) := count([i |
+	some i in numbers.range(0, count(ring) - 2)
+	a := ring[i]
+	b := ring[i + 1]
+	(a[1] > p[1]) != (b[1] > p[1])
+	p[0] < (((b[0] - a[0]) * (p[1] - a[1])) / (b[1] - a[1])) + a[0]
+])
+
+in_ring(ring, p) if ring_crossings(ring, p) % 2 == 1
+
+in_hole(rings, p) if {
+	some i, ring in rings
+	i > 0
+	in_ring(ring, p)
+}
+
+in_polygon(rings, p) if {
+	in_ring(rings[0], p)
+	not in_hole(rings, p)
+}
+
+in_zone(zone, p) if {
+	zone.geometry.type == "Polygon"
+	in_polygon(zone.geometry.coordinates, p)
+}
+
+in_zone(zone, p) if {
+	zone.geometry.type == "MultiPolygon"
+	some polygon in zone.geometry.coordinates
+	in_polygon(polygon, p)
+}
+
+now_ns := time.parse_rfc3339_ns(input.now)
+
+zone_windows(zone) := object.get(zone.properties, "windows", [])
+
+active_windows(zone) := [w |
+	some w in zone_windows(zone)
+	time.parse_rfc3339_ns(w.from) <= now_ns
+	now_ns < time.parse_rfc3339_ns(w.until)
+]
+
+zone_active(zone) if count(zone_windows(zone)) == 0
+
+zone_active(zone) if count(active_windows(zone)) > 0
+
+# The window in force, for the message; "" for a zone protected at all times.
+zone_window_text(zone) := "" if {
+	count(zone_windows(zone)) == 0
+} else := concat("", [" (protected from ", w.from, " until ", w.until, ")"]) if {
+	w := active_windows(zone)[0]
+}
+
+deny contains reason("protected_place", concat("", [
+	"the probe was taken at ", zone.properties.name, ", a ", zone.properties.category,
+	zone_window_text(zone), ": ", zone.properties.why,
+])) if {
+	some loc in stated_locations
+	some zone in cfg.zones.features
+	in_zone(zone, [loc.lon, loc.lat])
+	zone_active(zone)
+}

@@ -11,6 +11,8 @@
   ``distinct_lfw_indices()`` picks detectable faces that are pairwise at
   descriptor distance >= 0.6 (similarity <= 18): clearly different people.
 - ``no_face_jpeg()``: a cup of coffee.
+- ``crowd_jpeg(count)``: ``count`` faces of different people (LFW, see above) tiled
+  on a grey ground: a crowd photo whose true face count is known.
 
 The bytes are encoded once and cached; they are immutable, so sharing is safe.
 The index tuples were measured with the engine, and tests/refvendor measure
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -101,3 +104,22 @@ def lfw_face_jpeg(index: int) -> bytes:
 @functools.cache
 def no_face_jpeg() -> bytes:
     return _jpeg(Image.fromarray(skimage.data.coffee()))  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def crowd_jpeg(count: int, *, side: int = _LFW_SIDE, gap: int = 20, first: int = 0) -> bytes:
+    """``count`` distinct LFW faces, each ``side`` pixels square, in a grid on grey.
+
+    Faces are taken from ``distinct_lfw_indices()`` starting at position ``first`` and
+    wrapping around, so up to 36 faces are all of different people.
+    """
+    faces = distinct_lfw_indices()
+    columns = max(1, math.ceil(math.sqrt(count)))
+    rows = max(1, math.ceil(count / columns))
+    canvas = Image.new("RGB", (columns * (side + gap) + gap, rows * (side + gap) + gap), "#808080")
+    for position in range(count):
+        index = faces[(first + position) % len(faces)]
+        face = Image.open(io.BytesIO(lfw_face_jpeg(index))).resize((side, side))
+        column, row = position % columns, position // columns
+        canvas.paste(face, (gap + column * (side + gap), gap + row * (side + gap)))
+    return _jpeg(canvas)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.sessions import BoundSession
 from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.inspection import ProbeInspection
 from gateway.context.warrants import find_warrant
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import MalformedRequest, ServiceUnavailable
@@ -60,6 +61,7 @@ async def gather_policy_input(
     operation: FaceOperation,
     headers: Mapping[str, str],
     now: datetime,
+    inspection: ProbeInspection | None = None,
 ) -> PolicyInput:
     context, conflicts = merge_case_context(session.context, headers)
     try:
@@ -73,6 +75,9 @@ async def gather_policy_input(
             )
     except DATABASE_ERRORS as exc:
         raise ServiceUnavailable("the warrant registry could not be read") from exc
+    locations = [loc.as_policy() for loc in inspection.locations] if inspection else []
+    if inspection is not None and inspection.faces_in_probe is not None:
+        operation = operation.model_copy(update={"faces_in_probe": inspection.faces_in_probe})
     return PolicyInput(
         principal=session.principal,
         operation=operation,
@@ -84,6 +89,8 @@ async def gather_policy_input(
             warrant_id=context.warrant_id,
             warrant=warrant,
             conflicts=conflicts,
+            location=locations[0] if locations else None,
+            locations=locations,
         ),
         now=now.isoformat().replace("+00:00", "Z"),
     )

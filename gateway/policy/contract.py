@@ -52,6 +52,9 @@ class PolicyContext(BaseModel):
     )
     conflicts: list[str] = Field(default_factory=list)  # header fields that contradict the session
     location: dict[str, float] | None = None  # {"lat": .., "lon": ..} when known
+    # Every position stated for the probes (EXIF GPS first, then X-Facegate-Location);
+    # `location` is the first of them.
+    locations: list[dict[str, float]] = Field(default_factory=list)
 
 
 class AttestationFacts(BaseModel):

@@ -196,9 +196,14 @@ class AzureFaceAdapter:
 
         collection = segments.get("group")
         threshold = max_results = None
+        faces_in_probe: int | None = None
         if spec.name in ("Identify", "Verify", "FindSimilar"):
             collection = self._collection(payload, spec.name)
             digests = self._probe_digests(payload, spec.name)
+        if spec.name == "Identify":
+            # Azure identifies faces detected earlier, named by faceId: the faces searched
+            # at once are the faceIds, so a crowd is counted here rather than in an image.
+            faces_in_probe = len(payload["faceIds"])
         if spec.name == "Identify":
             confidence = payload.get("confidenceThreshold")
             if confidence is not None:
@@ -222,11 +227,13 @@ class AzureFaceAdapter:
             max_results=max_results,
             attributes=attributes,
             probe_digests=digests,
+            faces_in_probe=faces_in_probe,
         )
         return ParsedRequest(
             operation=operation,
             payload=payload,
             body=request.body,
+            images=(request.body,) if spec.images else (),
             method=request.method,
             upstream_path=self._upstream_path(found["version"], spec, segments),
             query=tuple(params.items()),

@@ -32,6 +32,9 @@ class ParsedRequest:
     upstream_path: str = "/"
     query: tuple[tuple[str, str], ...] = ()
     content_type: str | None = None
+    # The probe images, decoded from the native encoding, for step 3's inspection. Held in
+    # memory for the request only: never logged, never recorded (digests are).
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

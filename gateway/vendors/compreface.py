@@ -173,6 +173,7 @@ class CompreFaceAdapter:
             operation=operation,
             payload={"query": params},
             body=request.body,
+            images=tuple(images[field] for field in spec.images if field in images),
             method=request.method,
             upstream_path=upstream_path,
             query=tuple(params.items()),

@@ -28,6 +28,7 @@ from gateway.errors import (
     ClockSkew,
     ExpiredCredentials,
     FacegateError,
+    InvalidImage,
     InvalidSignature,
     MalformedRequest,
     MissingCredentials,
@@ -146,6 +147,7 @@ _ATTRIBUTE_NAMES = {
 # How each error surfaces in Rekognition's protocol: (HTTP status, __type).
 _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
     (PayloadTooLarge, 400, "ImageTooLargeException"),
+    (InvalidImage, 400, "InvalidImageFormatException"),
     (UnsupportedOperation, 400, "UnknownOperationException"),
     (MalformedRequest, 400, "InvalidParameterException"),
     (MissingCredentials, 403, "MissingAuthenticationTokenException"),
@@ -160,6 +162,29 @@ _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
     (ServiceUnavailable, 503, "ServiceUnavailableException"),
     (UpstreamError, 500, "InternalServerError"),
 ]
+
+
+# Where each normalised attribute appears in Rekognition's answers (FaceDetail fields).
+_RESPONSE_ATTRIBUTES = {"age": "AgeRange", "gender": "Gender", "emotions": "Emotions"}
+
+
+def _strip_keys(value: Any, keys: set[str]) -> int:
+    """Remove `keys` from every object nested in `value`, in place; how many were removed."""
+    if not keys:
+        return 0
+    removed = 0
+    if isinstance(value, dict):
+        for key in keys & value.keys():
+            del value[key]
+            removed += 1
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return 0
+    for child in children:
+        removed += _strip_keys(child, keys)
+    return removed
 
 
 def normalise_attribute(name: str) -> str:
@@ -226,6 +251,7 @@ class RekognitionAdapter:
             raise MalformedRequest(f"the request body is not valid JSON: {exc}") from exc
         if not isinstance(payload, dict):
             raise MalformedRequest("the request body must be a JSON object")
+        images = [self._image_bytes(payload, field) for field in spec.images]
         operation = FaceOperation(
             vendor=VENDOR,
             name=name,
@@ -234,9 +260,11 @@ class RekognitionAdapter:
             threshold=self._number(payload, spec.threshold),
             max_results=self._integer(payload, spec.max_results),
             attributes=self._attributes(payload, spec.attributes),
-            probe_digests=[self._image_digest(payload, field) for field in spec.images],
+            probe_digests=["sha256:" + hashlib.sha256(raw).hexdigest() for raw in images],
         )
-        return ParsedRequest(operation=operation, payload=payload, body=request.body)
+        return ParsedRequest(
+            operation=operation, payload=payload, body=request.body, images=tuple(images)
+        )
 
     @staticmethod
     def _string(payload: dict[str, Any], path: tuple[str, ...]) -> str | None:
@@ -278,7 +306,7 @@ class RekognitionAdapter:
             raise MalformedRequest(f"{field} must be a list of attribute names")
         return sorted({normalise_attribute(a) for a in value})
 
-    def _image_digest(self, payload: dict[str, Any], field: str) -> str:
+    def _image_bytes(self, payload: dict[str, Any], field: str) -> bytes:
         image = payload.get(field)
         if not isinstance(image, dict):
             raise MalformedRequest(f"{field} is required and must be an Image structure")
@@ -305,7 +333,7 @@ class RekognitionAdapter:
             raise PayloadTooLarge(
                 f"{field} is larger than the {self._max_image_bytes} bytes Rekognition accepts"
             )
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return raw
 
     # -- forward -------------------------------------------------------------------------
 
@@ -363,33 +391,50 @@ class RekognitionAdapter:
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
         spec = OPERATIONS[parsed.operation.name]
-        if spec.matches is None or response.status_code != 200:
+        forbidden = {
+            _RESPONSE_ATTRIBUTES[a]
+            for a in obligations.remove_attributes
+            if a in _RESPONSE_ATTRIBUTES
+        }
+        if response.status_code != 200 or (spec.matches is None and not forbidden):
             return Outcome(response=response)
         try:
             document = json.loads(response.body)
-            matches = document.get(spec.matches) or []
+            if not isinstance(document, dict):
+                raise TypeError("not an object")
+            matches = (document.get(spec.matches) or []) if spec.matches else []
             similarities = [float(m.get("Similarity", 0.0)) for m in matches]
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
             raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
 
-        # The vendor is checked, not trusted: a match under the floor or past the cap is dropped.
-        floor = obligations.min_threshold
-        kept = [
-            m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
-        ]
         dropped: dict[str, int] = {}
-        if len(kept) < len(matches):
-            dropped["below_threshold"] = len(matches) - len(kept)
-        if obligations.max_results is not None and len(kept) > obligations.max_results:
-            dropped["over_result_cap"] = len(kept) - obligations.max_results
-            kept = kept[: obligations.max_results]
-        if dropped:
+        # Attributes the policy forbids are removed wherever they appear (FaceDetails,
+        # FaceRecords[].FaceDetail, ...), asked for or not: the vendor is checked, not trusted.
+        removed = _strip_keys(document, forbidden)
+        if removed:
+            dropped["forbidden_attributes"] = removed
+
+        kept: list[Any] = []
+        if spec.matches is not None:
+            # A match under the floor or past the cap is dropped.
+            floor = obligations.min_threshold
+            kept = [
+                m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
+            ]
+            if len(kept) < len(matches):
+                dropped["below_threshold"] = len(matches) - len(kept)
+            if obligations.max_results is not None and len(kept) > obligations.max_results:
+                dropped["over_result_cap"] = len(kept) - obligations.max_results
+                kept = kept[: obligations.max_results]
             document[spec.matches] = kept
+        if dropped:
             response = UpstreamResponse(
                 status_code=response.status_code,
                 headers=response.headers,
                 body=json.dumps(document).encode(),
             )
+        if spec.matches is None:
+            return Outcome(response=response, dropped=dropped)
         kept_similarities = [float(m.get("Similarity", 0.0)) for m in kept]
         return Outcome(
             response=response,

@@ -158,3 +158,23 @@ async def test_the_v1_sdk_streams_chunked_images_and_identifies(
         refused.face.detect_with_stream(io.BytesIO(samples.astronaut_jpeg()))
     assert vendor_calls(stack.vendor) == before
     assert raised.value.error.error.code == "401"
+
+
+async def test_identifying_a_crowd_detected_earlier_is_a_crowd_scan(
+    stack: Stack, azure_mugshots: dict[str, str]
+) -> None:
+    await stack.warrant("W-1")
+    face, _ = stack.azure(await stack.session())
+    # Detection alone is allowed; identifying every face it found at once is not.
+    probes = face.detect(samples.crowd_jpeg(4), **DETECT)
+    assert len(probes) == 4
+    before = vendor_calls(stack.vendor)
+
+    with pytest.raises(HttpResponseError) as raised:
+        face.identify_from_large_person_group(
+            face_ids=[p.face_id for p in probes], large_person_group_id="mugshots"
+        )
+
+    assert vendor_calls(stack.vendor) == before
+    assert raised.value.error is not None
+    assert "crowd_scan: the probe holds 4 faces" in raised.value.error.message

@@ -96,3 +96,15 @@ async def test_a_key_that_is_not_a_case_session_is_refused(stack: Stack) -> None
 
     assert vendor_calls(stack.vendor) == before
     assert answer["code"] == 401
+
+
+async def test_a_crowd_photo_is_refused_whichever_vendor_it_goes_to(stack: Stack) -> None:
+    await stack.warrant("W-1")
+    recognition = stack.compreface(await stack.session()).recognition
+    before = vendor_calls(stack.vendor)
+
+    answer = recognition.recognize(samples.crowd_jpeg(16))
+
+    assert vendor_calls(stack.vendor) == before
+    assert answer["code"] == 403
+    assert "crowd_scan: the probe holds 16 faces" in answer["message"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from botocore.exceptions import ClientError
 
 from gateway.app import create_app
@@ -127,6 +128,13 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
     await stack.warrant("W-1")
     policy_dir = tmp_path / "policies"
     shutil.copytree(REPO / "policies", policy_dir)
+    # Polling the same search several times a second is a burst (data/patterns.yaml); this
+    # test is about the reload, so its copy lifts the pattern limits the polling would hit.
+    patterns_file = policy_dir / "data" / "patterns.yaml"
+    patterns = yaml.safe_load(patterns_file.read_text())
+    patterns["patterns"]["burst"]["max_probes"] = {"officer": 1000, "case": 1000}
+    patterns["patterns"]["rate_limits"] = {}
+    patterns_file.write_text(yaml.safe_dump(patterns))
     credentials = await stack.session(offense="robbery")
     async with gateway_with(stack, tmp_path, policy_dir=policy_dir) as gateway:
         client = gateway.rekognition(credentials)

@@ -228,3 +228,66 @@ def test_errors_use_rekognitions_shape(adapter: RekognitionAdapter) -> None:
     unavailable = adapter.error_response(AuditUnavailable("down"), request_id="r1")
     assert unavailable.status_code == 503
     assert json.loads(unavailable.body)["__type"] == "ServiceUnavailableException"
+
+
+def test_parse_keeps_the_probe_images_for_inspection(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(
+        request(
+            "CompareFaces",
+            {"SourceImage": {"Bytes": ENCODED}, "TargetImage": {"Bytes": ENCODED}},
+        )
+    )
+    assert parsed.images == (IMAGE, IMAGE)
+    assert parsed.operation.probe_digests == [DIGEST, DIGEST]
+
+
+STRIPPING = Obligations(remove_attributes=["age", "emotions", "gender"])
+
+
+def test_forbidden_attributes_are_stripped_from_every_face_detail(
+    adapter: RekognitionAdapter,
+) -> None:
+    parsed = adapter.parse(
+        request("IndexFaces", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    detail = {
+        "BoundingBox": {"Width": 0.5},
+        "AgeRange": {"Low": 20, "High": 30},
+        "Gender": {"Value": "Female"},
+        "Emotions": [{"Type": "FEAR", "Confidence": 90.0}],
+        "Smile": {"Value": False},
+    }
+    body = {"FaceRecords": [{"Face": {"FaceId": "f1"}, "FaceDetail": detail}] * 2}
+    upstream = UpstreamResponse(200, {}, json.dumps(body).encode())
+
+    outcome = adapter.filter(parsed, STRIPPING, upstream)
+
+    records = json.loads(outcome.response.body)["FaceRecords"]
+    assert [set(r["FaceDetail"]) for r in records] == [{"BoundingBox", "Smile"}] * 2
+    assert outcome.dropped == {"forbidden_attributes": 6}
+    assert outcome.match_count is None
+
+
+def test_a_clean_response_is_passed_on_byte_for_byte(adapter: RekognitionAdapter) -> None:
+    parsed = adapter.parse(request("DetectFaces", {"Image": {"Bytes": ENCODED}}))
+    raw = b'{"FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
+
+    outcome = adapter.filter(parsed, STRIPPING, UpstreamResponse(200, {}, raw))
+
+    assert outcome.response.body == raw
+    assert outcome.dropped == {}
+
+
+def test_an_unreadable_answer_is_an_upstream_error(adapter: RekognitionAdapter) -> None:
+    from gateway.errors import UpstreamError
+
+    parsed = adapter.parse(request("DetectFaces", {"Image": {"Bytes": ENCODED}}))
+    with pytest.raises(UpstreamError):
+        adapter.filter(parsed, STRIPPING, UpstreamResponse(200, {}, b"[1, 2]"))
+
+
+def test_an_image_that_is_not_one_is_invalid_image_format(adapter: RekognitionAdapter) -> None:
+    from gateway.errors import InvalidImage
+
+    response = adapter.error_response(InvalidImage("not a JPEG or PNG"), request_id="r1")
+    assert json.loads(response.body)["__type"] == "InvalidImageFormatException"

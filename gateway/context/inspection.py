@@ -1,0 +1,254 @@
+"""Probe inspection: how many faces a probe holds and where it was taken, seen by the gateway.
+
+The vendor is not asked: a crowd photo must be refused before it is searched, so the gateway
+decodes every probe image itself and counts its faces with dlib's HOG frontal face detector
+(it ships inside dlib, no model download). It also reads the EXIF GPS position, if any.
+
+Probes are untrusted bytes, so decoding is guarded in this order:
+
+1. the adapter has already capped the encoded size (`max_image_bytes`);
+2. only JPEG and PNG are opened, and `Image.open` reads the header only;
+3. the declared width x height is checked against `max_pixels` before a single pixel is
+   decoded, so a decompression bomb (a few KB of PNG declaring 20,000 x 20,000) stops there;
+4. pixels are decoded to 8-bit grey, the only thing the detector needs (a third of RGB);
+   a truncated or corrupt file fails here.
+
+A probe that fails any of these is refused (`InvalidImage`, `PayloadTooLarge`), and so is an
+EXIF GPS block that cannot be a position: a location the gateway cannot read cannot be
+checked against protected places, and refusing is the fail-closed answer.
+
+Detection runs in worker threads of the inspector's own, off the event loop: dlib's HOG scan
+releases the GIL. dlib's detector objects are not safe to share between threads, so each
+worker thread builds its own. Nothing here logs or keeps pixels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlib
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+from gateway.errors import InvalidImage, MalformedRequest, PayloadTooLarge
+
+ACCEPTED_FORMATS = ("JPEG", "PNG")  # what Rekognition reads; rarer decoders stay out of reach
+
+# 25 megapixels decode to 25 MB of grey; far beyond any camera a probe comes from.
+DEFAULT_MAX_PIXELS = 25_000_000
+
+# The detector's SVM score a detection needs. dlib's own cut is 0; at 0 JPEG artefacts on the
+# astronaut's suit (skimage.data.astronaut) pass as a second face, at 0.2 they do not. See
+# bench/inspection_accuracy.py and docs/patterns.md for what this costs on crowd images.
+DETECTION_THRESHOLD = 0.2
+
+# No upsampling: faces smaller than the HOG window (80 x 80 pixels) are not counted. Each
+# upsampling pass quadruples the time; see docs/patterns.md for what this misses.
+UPSAMPLE = 0
+
+LOCATION_HEADER = "x-facegate-location"
+
+
+@dataclass(frozen=True)
+class Location:
+    lat: float
+    lon: float
+    source: str  # "exif" | "header"
+
+    def as_policy(self) -> dict[str, float]:
+        return {"lat": self.lat, "lon": self.lon}
+
+
+@dataclass(frozen=True)
+class ImageFindings:
+    """What one probe image holds: a face count and, when its EXIF says, where it was taken."""
+
+    faces: int
+    width: int
+    height: int
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class ProbeInspection:
+    """What the policy learns about a request's probes.
+
+    `faces_in_probe` is the most faces any one image holds (None when nothing was inspected).
+    `locations` lists every position stated for the probes: EXIF positions first, then the
+    X-Facegate-Location header; the policy checks each of them.
+    """
+
+    faces_in_probe: int | None = None
+    locations: tuple[Location, ...] = ()
+    images: tuple[ImageFindings, ...] = field(default_factory=tuple)
+
+
+def parse_location_header(value: str) -> Location:
+    """`X-Facegate-Location: <lat>,<lon>` in decimal degrees (WGS 84)."""
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lat, lon = float(parts[0]), float(parts[1])
+    except ValueError as exc:
+        raise MalformedRequest(
+            "X-Facegate-Location must be '<latitude>,<longitude>' in decimal degrees"
+        ) from exc
+    return Location(*_checked_position(lat, lon, "X-Facegate-Location"), source="header")
+
+
+def _checked_position(lat: float, lon: float, where: str) -> tuple[float, float]:
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise MalformedRequest(f"{where} holds a position that is not a number")
+    if not -90 <= lat <= 90:
+        raise MalformedRequest(f"{where} latitude {lat} is outside -90..90")
+    if not -180 <= lon <= 180:
+        raise MalformedRequest(f"{where} longitude {lon} is outside -180..180")
+    return lat, lon
+
+
+def _degrees(value: Any, ref: Any, positive: str, negative: str, what: str) -> float:
+    """EXIF degrees/minutes/seconds (three rationals) and a hemisphere letter, in degrees."""
+    where = f"the image's EXIF GPS {what}"
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", "replace")
+    ref = ref.strip("\x00 ").upper() if isinstance(ref, str) else ref
+    if ref not in (positive, negative):
+        raise MalformedRequest(f"{where} has no valid hemisphere ({positive} or {negative})")
+    try:
+        d, m, s = (float(part) for part in value)
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise MalformedRequest(f"{where} is not three numbers (degrees, minutes, seconds)") from exc
+    if not all(math.isfinite(x) and x >= 0 for x in (d, m, s)) or m >= 60 or s >= 60:
+        raise MalformedRequest(f"{where} is not a valid degrees/minutes/seconds value")
+    degrees = d + m / 60 + s / 3600
+    return -degrees if ref == negative else degrees
+
+
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+
+
+def exif_location(image: Image.Image) -> Location | None:
+    """The EXIF GPS position, None when the image states none; MalformedRequest for nonsense."""
+    try:
+        gps: Mapping[int, Any] = image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    except Exception as exc:  # Pillow raises assorted errors on a corrupt EXIF block
+        raise MalformedRequest("the image's EXIF block cannot be read") from exc
+    if not gps or not ({_GPS_LAT, _GPS_LON} & set(gps)):
+        return None  # no position (a GPS block may hold only a time or an altitude)
+    if _GPS_LAT not in gps or _GPS_LON not in gps:
+        raise MalformedRequest("the image's EXIF GPS block has a latitude or longitude alone")
+    lat = _degrees(gps[_GPS_LAT], gps.get(_GPS_LAT_REF), "N", "S", "latitude")
+    lon = _degrees(gps[_GPS_LON], gps.get(_GPS_LON_REF), "E", "W", "longitude")
+    lat, lon = _checked_position(lat, lon, "the image's EXIF GPS position")
+    return Location(lat, lon, source="exif")
+
+
+@dataclass(frozen=True)
+class DecodedProbe:
+    grey: np.ndarray[Any, np.dtype[np.uint8]]  # (height, width), upright
+    location: Location | None
+
+
+def decode_probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedProbe:
+    """Decode JPEG or PNG bytes to upright 8-bit grey, refusing bombs and broken files."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and past twice its own limit, raises) on open; our cap decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(
+            f"the image declares more pixels than the {max_pixels} facegate decodes at most"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage("the image is not a JPEG or PNG image") from exc
+
+    with image:
+        # Only the header has been read: a decompression bomb stops here.
+        if image.width * image.height > max_pixels:
+            raise PayloadTooLarge(
+                f"the image is {image.width}x{image.height} pixels; facegate decodes at most"
+                f" {max_pixels} pixels"
+            )
+        location = exif_location(image)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                upright = ImageOps.exif_transpose(image.convert("L"))
+                grey = np.asarray(upright, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InvalidImage("the image data is corrupt or truncated") from exc
+    return DecodedProbe(grey=grey, location=location)
+
+
+class FaceCounter:
+    """dlib's HOG frontal face detector, one instance per thread (they are not thread-safe)."""
+
+    def __init__(self, *, threshold: float = DETECTION_THRESHOLD, upsample: int = UPSAMPLE):
+        self._threshold = threshold
+        self._upsample = upsample
+        self._local = threading.local()
+
+    def count(self, grey: np.ndarray[Any, np.dtype[np.uint8]]) -> int:
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = dlib.get_frontal_face_detector()
+        rects, _scores, _ = detector.run(grey, self._upsample, self._threshold)
+        return len(rects)
+
+
+class ProbeInspector:
+    """Inspects the probe images of a request in worker threads of its own."""
+
+    def __init__(
+        self,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        workers: int = 2,
+        counter: FaceCounter | None = None,
+    ) -> None:
+        self._max_pixels = max_pixels
+        self._counter = counter or FaceCounter()
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="facegate-probe"
+        )
+
+    def inspect_image(self, data: bytes) -> ImageFindings:
+        """Decode and count faces, in the calling thread. Raises RequestError subclasses."""
+        decoded = decode_probe(data, max_pixels=self._max_pixels)
+        height, width = decoded.grey.shape
+        return ImageFindings(
+            faces=self._counter.count(decoded.grey),
+            width=int(width),
+            height=int(height),
+            location=decoded.location,
+        )
+
+    async def inspect(self, images: Sequence[bytes], headers: Mapping[str, str]) -> ProbeInspection:
+        """Every probe image of one request, and the location header. Raises RequestError."""
+        header = headers.get(LOCATION_HEADER, "").strip()
+        stated = parse_location_header(header) if header else None
+        loop = asyncio.get_running_loop()
+        findings = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, self.inspect_image, data) for data in images)
+        )
+        locations = [f.location for f in findings if f.location is not None]
+        if stated is not None:
+            locations.append(stated)
+        return ProbeInspection(
+            faces_in_probe=max((f.faces for f in findings), default=None),
+            locations=tuple(locations),
+            images=tuple(findings),
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

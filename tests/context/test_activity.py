@@ -1,0 +1,242 @@
+"""Activity windows on both stores: in-process, and Redis at 127.0.0.1:6379 for real."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from gateway.context.activity import (
+    ActivityEvent,
+    ActivityStore,
+    ActivityUnavailable,
+    MemoryActivityStore,
+    RedisActivityStore,
+)
+from gateway.operations import OperationKind
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def _drop_keys(prefix: str) -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own, so parallel runs never see each other's counts."""
+    prefix = f"facegate:test:{uuid.uuid4().hex}:"
+    yield prefix
+    await _drop_keys(prefix)
+
+
+StoreFactory = Callable[[], ActivityStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def new_store(
+    request: pytest.FixtureRequest, redis_prefix: str
+) -> AsyncIterator[StoreFactory]:
+    """Makes stores that share one state: one process's store, or clients of one Redis."""
+    made: list[ActivityStore] = []
+    memory = MemoryActivityStore()
+
+    def make() -> ActivityStore:
+        store: ActivityStore = (
+            memory
+            if request.param == "memory"
+            else RedisActivityStore(REDIS_URL, key_prefix=redis_prefix)
+        )
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.aclose()
+
+
+def event(
+    n: int = 0,
+    *,
+    at: datetime = T0,
+    officer: str = "officer-1",
+    agency: str = "Metro PD",
+    case: str | None = "C-1",
+    kind: OperationKind = OperationKind.IDENTIFY,
+    probes: tuple[str, ...] = ("sha256:aa",),
+    faces: int | None = 1,
+) -> ActivityEvent:
+    return ActivityEvent(
+        request_id=f"r{n}-{uuid.uuid4().hex[:8]}",
+        at=at,
+        officer=officer,
+        agency=agency,
+        case_number=case,
+        kind=kind,
+        probe_digests=probes,
+        faces_in_probe=faces,
+    )
+
+
+def at(counts: dict[str, Any], scope: str, stream: str, window: str) -> int:
+    value: int = counts[scope][stream][window]
+    return value
+
+
+async def test_counts_include_the_request_being_decided(new_store: StoreFactory) -> None:
+    store = new_store()
+    counts = (await store.reserve(event())).counts
+    assert at(counts, "officer", "requests", "second") == 1
+    assert at(counts, "officer", "identifications", "day") == 1
+    assert at(counts, "case", "probes", "ten_seconds") == 1
+    assert at(counts, "agency", "distinct_cases", "day") == 1
+    assert at(counts, "probe", "distinct_cases", "day") == 1
+
+
+async def test_windows_slide(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.reserve(event(1, at=T0))
+    await store.reserve(event(2, at=T0 + timedelta(seconds=5)))
+    counts = (await store.reserve(event(3, at=T0 + timedelta(seconds=12)))).counts
+    assert at(counts, "officer", "probes", "second") == 1
+    assert at(counts, "officer", "probes", "ten_seconds") == 2  # T0 has slid out
+    assert at(counts, "officer", "probes", "minute") == 3
+    later = (await store.reserve(event(4, at=T0 + timedelta(hours=2)))).counts
+    assert at(later, "officer", "identifications", "hour") == 1
+    assert at(later, "officer", "identifications", "day") == 4
+    next_day = (await store.reserve(event(5, at=T0 + timedelta(days=1, seconds=6)))).counts
+    # the day now starts at T0 + 6 s: 3 (T0 + 12 s), 4 (T0 + 2 h) and 5 are in it
+    assert at(next_day, "officer", "identifications", "day") == 3
+
+
+async def test_scopes_are_separate(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.reserve(event(1, officer="officer-1"))
+    counts = (await store.reserve(event(2, officer="officer-2"))).counts
+    assert at(counts, "officer", "requests", "minute") == 1
+    assert at(counts, "agency", "requests", "minute") == 2
+    assert at(counts, "case", "requests", "minute") == 2
+    other_agency = (await store.reserve(event(3, agency="State Police"))).counts
+    # Case numbers are per agency: C-1 of another agency is another case.
+    assert at(other_agency, "case", "requests", "minute") == 1
+
+
+async def test_distinct_cases_and_probes(new_store: StoreFactory) -> None:
+    store = new_store()
+    for n, case in enumerate(["C-1", "C-1", "C-2", "C-3"]):
+        counts = (await store.reserve(event(n, case=case, probes=("sha256:same",)))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 3
+    assert at(counts, "probe", "distinct_cases", "day") == 3
+    assert at(counts, "officer", "distinct_probes", "day") == 1
+    assert at(counts, "officer", "identifications", "day") == 4
+    fresh = (await store.reserve(event(9, case="C-1", probes=("sha256:new",)))).counts
+    assert at(fresh, "probe", "distinct_cases", "day") == 1
+    assert at(fresh, "officer", "distinct_probes", "day") == 2
+
+
+async def test_the_probe_count_is_the_largest_over_the_requests_probes(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(event(1, case="C-1", probes=("sha256:a",)))
+    await store.reserve(event(2, case="C-2", probes=("sha256:a",)))
+    counts = (await store.reserve(event(3, case="C-3", probes=("sha256:b", "sha256:a")))).counts
+    assert at(counts, "probe", "distinct_cases", "day") == 3
+
+
+async def test_enrolments_count_faces(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.reserve(event(1, kind=OperationKind.ENROLL, faces=16))
+    counts = (await store.reserve(event(2, kind=OperationKind.ENROLL, faces=None))).counts
+    assert at(counts, "officer", "enrolments", "day") == 17  # an unknown count counts as 1
+    assert at(counts, "officer", "identifications", "day") == 0
+    assert at(counts, "officer", "distinct_cases", "day") == 0
+
+
+async def test_a_released_reservation_is_not_counted(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.reserve(event(1))
+    refused = await store.reserve(event(2, case="C-2"))
+    assert at(refused.counts, "officer", "distinct_cases", "day") == 2
+    await store.release(refused)
+    await store.release(refused)  # idempotent
+    counts = (await store.reserve(event(3))).counts
+    assert at(counts, "officer", "requests", "minute") == 2
+    assert at(counts, "officer", "distinct_cases", "day") == 1
+
+
+async def test_two_clients_see_one_count(new_store: StoreFactory) -> None:
+    first, second = new_store(), new_store()
+    await first.reserve(event(1))
+    await second.reserve(event(2))
+    counts = (await first.reserve(event(3))).counts
+    assert at(counts, "officer", "requests", "minute") == 3
+
+
+async def test_concurrent_reservations_each_see_a_different_count(
+    new_store: StoreFactory,
+) -> None:
+    stores = [new_store() for _ in range(4)]
+    reservations = await asyncio.gather(*(stores[n % 4].reserve(event(n)) for n in range(40)))
+    seen = sorted(at(r.counts, "officer", "requests", "minute") for r in reservations)
+    # Atomic: no two requests were told the same count, so none slips under a limit.
+    assert seen == list(range(1, 41))
+
+
+async def test_an_unreachable_redis_is_reported() -> None:
+    store = RedisActivityStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+    try:
+        with pytest.raises(ActivityUnavailable):
+            await store.reserve(event())
+    finally:
+        await store.aclose()
+
+
+async def test_redis_keys_expire_after_the_longest_window(redis_prefix: str) -> None:
+    store = RedisActivityStore(REDIS_URL, key_prefix=redis_prefix)
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await store.reserve(event())
+        keys = [key async for key in client.scan_iter(match=redis_prefix + "*")]
+        assert keys
+        ttls = [await client.pttl(key) for key in keys]
+        assert all(86_400_000 < ttl <= 86_460_000 for ttl in ttls)
+        # Members name requests and digests: no image bytes, no templates.
+        members = await client.zrange(keys[0], 0, -1)
+        assert all(len(member) < 200 for member in members)
+    finally:
+        await client.aclose()
+        await store.aclose()
+
+
+async def test_taking_back_a_distinct_mark_restores_when_it_was_last_seen(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(event(1, at=T0, case="C-1"))
+    refused = await store.reserve(event(2, at=T0 + timedelta(hours=23), case="C-1"))
+    await store.release(refused)
+    # C-1 was last seen (by an allowed request) at T0, so a day later it has aged out.
+    counts = (await store.reserve(event(3, at=T0 + timedelta(days=1, hours=1), case="C-2"))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 1
+
+
+async def test_a_later_mark_is_not_undone_by_an_earlier_refusal(new_store: StoreFactory) -> None:
+    store = new_store()
+    refused = await store.reserve(event(1, at=T0, case="C-1"))
+    await store.reserve(event(2, at=T0 + timedelta(hours=1), case="C-1"))
+    await store.release(refused)
+    counts = (await store.reserve(event(3, at=T0 + timedelta(hours=2), case="C-2"))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 2
