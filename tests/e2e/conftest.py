@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+import yaml
 from botocore.config import Config
 
 from gateway.app import create_app
@@ -297,10 +299,36 @@ def gateway_settings(
     return Settings(**(defaults | overrides))
 
 
+def policy_without_rate_limits(tmp_path: Path) -> Path:
+    """The repository's policy with the burst and rate limits out of reach, for tests of a
+    vendor protocol in which one officer makes many calls within seconds (the limits
+    themselves are tested in test_patterns.py)."""
+    copy = Path(shutil.copytree(REPO / "policies", tmp_path / "policies-unlimited"))
+    path = copy / "data" / "patterns.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["patterns"]["burst"]["window"] = "second"
+    data["patterns"]["burst"]["max_probes"] = {"officer": 1000, "case": 1000}
+    data["patterns"]["rate_limits"] = {"officer": {"second": 1000}}
+    path.write_text(yaml.safe_dump(data))
+    return copy
+
+
 @pytest.fixture
 async def stack(
     migrated_database_url: str, tmp_path: Path, vendor: BackgroundServer
 ) -> AsyncIterator[Stack]:
     settings = gateway_settings(migrated_database_url, tmp_path, vendor.url)
+    with BackgroundServer(create_app(settings)) as gateway:
+        yield Stack(settings=settings, url=gateway.url, vendor=vendor)
+
+
+@pytest.fixture
+async def unlimited_stack(
+    migrated_database_url: str, tmp_path: Path, vendor: BackgroundServer
+) -> AsyncIterator[Stack]:
+    """A gateway whose policy lifts the burst and rate limits (see policy_without_rate_limits)."""
+    settings = gateway_settings(
+        migrated_database_url, tmp_path, vendor.url, policy_dir=policy_without_rate_limits(tmp_path)
+    )
     with BackgroundServer(create_app(settings)) as gateway:
         yield Stack(settings=settings, url=gateway.url, vendor=vendor)

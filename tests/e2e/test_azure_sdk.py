@@ -18,6 +18,14 @@ from gateway.auth.sessions import IssuedCredentials
 from refvendor import samples
 from tests.e2e.conftest import Stack, vendor_calls
 
+
+@pytest.fixture
+def stack(unlimited_stack: Stack) -> Stack:
+    """One officer makes many calls within seconds here: these tests are about the protocol,
+    so the burst and rate limits are lifted (test_patterns.py tests those limits)."""
+    return unlimited_stack
+
+
 DETECT = {
     "detection_model": FaceDetectionModel.DETECTION03,
     "recognition_model": FaceRecognitionModel.RECOGNITION04,

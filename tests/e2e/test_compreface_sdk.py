@@ -6,8 +6,17 @@ CompreFace's `{"message", "code"}` shape.
 
 from __future__ import annotations
 
+import pytest
+
 from refvendor import samples
 from tests.e2e.conftest import Stack, vendor_calls
+
+
+@pytest.fixture
+def stack(unlimited_stack: Stack) -> Stack:
+    """One officer makes many calls within seconds here: these tests are about the protocol,
+    so the burst and rate limits are lifted (test_patterns.py tests those limits)."""
+    return unlimited_stack
 
 
 async def test_recognition_under_a_warrant_is_floored_and_capped(stack: Stack) -> None:

@@ -65,7 +65,8 @@ def gateway(
     database_url: str, tmp_path: Path, vendor: BackgroundServer, **overrides: Any
 ) -> Iterator[Stack]:
     overrides.setdefault("policy_dir", policy_with(tmp_path))
-    settings = gateway_settings(database_url, tmp_path, vendor.url, **overrides)
+    vendor_url = overrides.pop("vendor_url", vendor.url)
+    settings = gateway_settings(database_url, tmp_path, vendor_url, **overrides)
     with BackgroundServer(create_app(settings)) as server:
         yield Stack(settings=settings, url=server.url, vendor=vendor)
 
@@ -327,7 +328,7 @@ async def test_the_vendors_answer_is_held_to_the_obligations(
 ) -> None:
     with (
         BackgroundServer(misbehaving_vendor()) as bad_vendor,
-        gateway(sqlite_database, tmp_path, vendor, rekognition_endpoint=bad_vendor.url) as stack,
+        gateway(sqlite_database, tmp_path, vendor, vendor_url=bad_vendor.url) as stack,
     ):
         await stack.warrant("W-1")
         client = stack.rekognition(await stack.session())
