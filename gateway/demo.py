@@ -229,6 +229,14 @@ def _scenario(api: _Api, gateway_url: str, samples: Any, settings: Settings) -> 
                 RoleArn="arn:aws:iam::1:role/rekognition",
             ),
         ),
+        (
+            "a crowd photo (16 faces) searched against the mugshots, under the warrant",
+            lambda: client_for(
+                **serious, case_number=CASE, legal_basis="warrant", warrant_id="W-2026-118"
+            ).search_faces_by_image(
+                CollectionId="mugshots", Image={"Bytes": samples.crowd_jpeg(16)}
+            ),
+        ),
     ]
     for number, (title, call) in enumerate(steps, start=1):
         print(f"{number}. {title}")
