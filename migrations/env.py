@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import gateway.audit.models
@@ -27,9 +28,17 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Replicas that start together all run `facegate db upgrade`. On PostgreSQL (transactional
+# DDL) the first takes this lock and upgrades; the others wait for its commit, then find the
+# schema at head and do nothing, instead of racing to create the same tables.
+MIGRATION_LOCK_ID = 0x66616365_6D696772  # "facemigr"
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 
