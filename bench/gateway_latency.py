@@ -6,7 +6,7 @@ process. The same signed SearchFacesByImage request (a 20 KB probe) goes to the 
 as the baseline, straight to the stub. Every gateway request commits its decision record
 before it is forwarded and its outcome record after.
 
-    .venv/bin/python bench/gateway_latency.py [--rate 200] [--seconds 10]
+    .venv/bin/python bench/gateway_latency.py [--rate 200] [--seconds 10] [--workers 2]
 """
 
 from __future__ import annotations
@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="facegate-bench-"))
@@ -284,7 +285,14 @@ def main() -> None:
             )
             port = free_port()
             gateway = start(
-                [str(BIN / "facegate"), "serve", "--port", str(port)],
+                [
+                    str(BIN / "facegate"),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(options.workers),
+                ],
                 {
                     "FACEGATE_DATABASE_URL": database_url,
                     "FACEGATE_MASTER_KEY_FILE": str(key_file),

@@ -68,3 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(vendor.router)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app factory for `facegate serve --workers N`: each worker reads FACEGATE_*."""
+    return create_app(Settings())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,9 @@ def serve(
     refvendor: Annotated[
         bool, typer.Option(help="also run the local reference vendor and forward to it")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes; each takes a core (they share the log)")
+    ] = 1,
 ) -> None:
     """Run the gateway (migrating the database first)."""
     settings = settings_of(ctx)
@@ -41,6 +45,8 @@ def serve(
         update={"host": host or settings.host, "port": port or settings.port}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every forwarded request at INFO: noise, and work, on the request path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         load_bundle(settings.policy_dir)  # a clear message now, not a traceback at startup
     except PolicyLoadError as exc:
@@ -70,9 +76,14 @@ def serve(
                 attested_on=datetime.now(UTC).date(),
             )
             settings = settings.model_copy(update={"vendors_file": inventory})
+            # Worker processes build their Settings from the environment.
+            os.environ["FACEGATE_VENDORS_FILE"] = str(inventory)
             typer.echo(f"reference vendor on {vendor.url}")
         uvicorn.run(
-            create_app(settings),
+            # Several workers each build their own app in their own process.
+            "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings),
+            factory=workers > 1,
+            workers=workers,
             host=settings.host,
             port=settings.port,
             proxy_headers=bool(settings.trusted_proxies),
