@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from gateway.api.deps import Auditor, ServicesDep, record_action
-from gateway.audit.records import EventType
+from gateway.api.deps import Auditor, ServicesDep, record_read
 from gateway.audit.schemas import (
     AuditPage,
     AuditQuery,
@@ -33,12 +32,10 @@ async def list_records(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     # Recorded before the read is served: an auditor's look at the log is on the log.
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.list",
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
@@ -48,12 +45,10 @@ async def list_records(
 
 @router.get("/verify")
 async def verify(auditor: Auditor, services: ServicesDep, request: Request) -> VerifyReport:
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.verify",
     )
     return await services.audit.verify()
@@ -76,12 +71,10 @@ async def checkpoint(
     auditor: Auditor, services: ServicesDep, request: Request
 ) -> PlainTextResponse:
     """The latest signed checkpoint, as a C2SP signed note. It covers this read's record."""
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.checkpoint",
     )
     latest = await services.audit.latest_checkpoint()
@@ -98,12 +91,10 @@ async def inclusion_proof(
     seq: Annotated[int, Query(description="the record, 1-based")],
     tree_size: Annotated[int, Query(description="the size of the tree to prove it in")],
 ) -> InclusionProof:
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.inclusion_proof",
         seq=seq,
         tree_size=tree_size,
@@ -119,12 +110,10 @@ async def consistency_proof(
     first: Annotated[int, Query(description="the older tree size")],
     second: Annotated[int, Query(description="the newer tree size")],
 ) -> ConsistencyProof:
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.consistency_proof",
         first=first,
         second=second,
@@ -141,12 +130,10 @@ async def entries(
     end: Annotated[int, Query(description="last seq, exclusive; at most 1000 entries")],
 ) -> LogEntryPage:
     """Entries as the exact leaf bytes the tree hashes (RFC 8785 JSON)."""
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=auditor,
-        event_type=EventType.AUDIT_READ,
         action="audit.entries",
         start=start,
         end=end,

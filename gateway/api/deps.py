@@ -78,32 +78,42 @@ Auditor = Annotated[Principal, Depends(require_role(Role.AUDITOR))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
-async def record_action(
+async def record_change(
     services: Services,
     request: Request,
     *,
-    db: AsyncSession | None,
+    db: AsyncSession,
     by: Principal,
-    event_type: EventType,
     action: str,
     **detail: Any,
 ) -> None:
-    """Append an admin action or an auditor read; AuditUnavailable fails the route.
-
-    With the route's `db`, a change and its record commit together or not at all. A read has
-    nothing to commit alongside: pass None, so the record commits at once and the sequencer
-    is not held while the read runs.
-    """
+    """Record an admin action in the route's own transaction: the change and its record
+    commit together or not at all. AuditUnavailable fails the route."""
     await services.audit.append(
-        AuditRecord(
-            time=datetime.now(UTC),
-            request_id=request.state.request_id,
-            event_type=event_type,
-            agency=by.agency,
-            officer=by.id,
-            key_id=by.key_id,
-            client_address=request.client.host if request.client else None,
-            detail={"action": action, **detail},
-        ),
-        db=db,
+        _record(request, EventType.ADMIN_ACTION, by=by, action=action, detail=detail), db=db
+    )
+
+
+async def record_read(
+    services: Services, request: Request, *, by: Principal, action: str, **detail: Any
+) -> None:
+    """Record an auditor's read before it is served. It commits at once (a read has nothing
+    to commit alongside), so the sequencer is not held while the read runs."""
+    await services.audit.append(
+        _record(request, EventType.AUDIT_READ, by=by, action=action, detail=detail)
+    )
+
+
+def _record(
+    request: Request, event_type: EventType, *, by: Principal, action: str, detail: dict[str, Any]
+) -> AuditRecord:
+    return AuditRecord(
+        time=datetime.now(UTC),
+        request_id=request.state.request_id,
+        event_type=event_type,
+        agency=by.agency,
+        officer=by.id,
+        key_id=by.key_id,
+        client_address=request.client.host if request.client else None,
+        detail={"action": action, **detail},
     )

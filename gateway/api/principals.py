@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Admin, DbDep, ServicesDep, record_action
-from gateway.audit.records import EventType
+from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
 from gateway.auth.api_keys import issue_api_key, key_id_of
 from gateway.auth.principals import Principal, Role, create_principal, list_principals
 
@@ -39,12 +38,11 @@ async def add_principal(
         roles=body.roles,
         now=datetime.now(UTC),
     )
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=admin,
-        event_type=EventType.ADMIN_ACTION,
         action="principal.create",
         principal=principal.model_dump(mode="json"),
     )
@@ -61,12 +59,11 @@ async def add_api_key(
     principal_id: str, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> IssuedApiKey:
     api_key = await issue_api_key(db, principal_id=principal_id, now=datetime.now(UTC))
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=admin,
-        event_type=EventType.ADMIN_ACTION,
         action="api_key.issue",
         principal_id=principal_id,
         api_key_id=key_id_of(api_key),

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep, record_action
-from gateway.audit.records import EventType
+from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep, record_change
 from gateway.auth.sessions import IssuedCredentials, open_case_session, revoke_case_session
 from gateway.context.case import CaseContext
 
@@ -39,12 +38,11 @@ async def open_session(
         max_ttl=settings.session_max_ttl,
         now=datetime.now(UTC),
     )
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=officer,
-        event_type=EventType.ADMIN_ACTION,
         action="session.open",
         access_key_id=issued.access_key_id,
         expires_at=issued.expires_at.isoformat(),
@@ -63,12 +61,11 @@ async def close_session(
 ) -> SessionClosed:
     now = datetime.now(UTC)
     await revoke_case_session(db, access_key_id=access_key_id, by=principal, now=now)
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=principal,
-        event_type=EventType.ADMIN_ACTION,
         action="session.revoke",
         access_key_id=access_key_id,
     )

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from gateway.api.deps import ServicesDep, record_action, require_role
-from gateway.audit.records import EventType
+from gateway.api.deps import ServicesDep, record_read, require_role
 from gateway.auth.principals import Principal, Role
 
 router = APIRouter(prefix="/facegate/v1/vendors", tags=["vendors"])
@@ -20,12 +19,10 @@ AuditorOrAdmin = Annotated[Principal, Depends(require_role(Role.AUDITOR, Role.AD
 async def list_vendors(
     reader: AuditorOrAdmin, services: ServicesDep, request: Request
 ) -> dict[str, Any]:
-    await record_action(
+    await record_read(
         services,
         request,
-        db=None,
         by=reader,
-        event_type=EventType.AUDIT_READ,
         action="vendors.list",
     )
     return {"vendors": [backend.public_view() for backend in services.inventory.backends]}

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Admin, DbDep, ServicesDep, record_action
-from gateway.audit.records import EventType
+from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
 from gateway.context.warrants import (
     WarrantCreate,
     WarrantRead,
@@ -29,12 +28,11 @@ async def add_warrant(
     body: WarrantCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> WarrantRead:
     warrant = await create_warrant(db, warrant=body, created_by=admin.id, now=datetime.now(UTC))
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=admin,
-        event_type=EventType.ADMIN_ACTION,
         action="warrant.create",
         warrant=warrant.model_dump(mode="json", exclude={"subject_description"}),
     )
@@ -60,12 +58,11 @@ async def revoke(
     warrant = await revoke_warrant(
         db, warrant_id=warrant_id, reason=body.reason, now=datetime.now(UTC)
     )
-    await record_action(
+    await record_change(
         services,
         request,
         db=db,
         by=admin,
-        event_type=EventType.ADMIN_ACTION,
         action="warrant.revoke",
         warrant_id=warrant_id,
         reason=body.reason,
