@@ -1,4 +1,5 @@
-# facegate gateway. The reference vendor extra is left out: production forwards to a real vendor.
+# facegate gateway. Production forwards to real vendors listed in FACEGATE_VENDORS_FILE;
+# the reference vendor package is copied only because it ships in the same distribution.
 FROM python:3.11-slim
 
 RUN useradd --create-home --uid 10001 facegate
@@ -16,6 +17,7 @@ ENV FACEGATE_HOST=0.0.0.0 \
     FACEGATE_PORT=8080 \
     FACEGATE_POLICY_DIR=/app/policies \
     FACEGATE_DATABASE_URL=sqlite+aiosqlite:////home/facegate/facegate.db \
-    FACEGATE_MASTER_KEY_FILE=/home/facegate/master.key
+    FACEGATE_MASTER_KEY_FILE=/home/facegate/master.key \
+    FACEGATE_LOG_KEY_FILE=/home/facegate/log.key
 EXPOSE 8080
 CMD ["facegate", "serve"]
