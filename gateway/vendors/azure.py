@@ -49,7 +49,13 @@ from gateway.errors import (
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+from gateway.vendors.base import (
+    Outcome,
+    ParsedRequest,
+    UpstreamResponse,
+    native_error,
+    reason_headers,
+)
 from gateway.vendors.inventory import Protocol, VendorBackend
 from gateway.vendors.rest import (
     RestForwarder,
@@ -443,14 +449,9 @@ class AzureFaceAdapter:
     # -- errors --------------------------------------------------------------------------
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, code = 500, "InternalServerError"
-        for error_class, error_status, error_code in _ERROR_CODES:
-            if isinstance(error, error_class):
-                status, code = error_status, error_code
-                break
+        status, code = native_error(_ERROR_CODES, error, default=(500, "InternalServerError"))
         headers = {"x-facegate-request-id": request_id, "apim-request-id": request_id}
-        if isinstance(error, PolicyDenied):
-            headers["x-facegate-reasons"] = ",".join(r.code for r in error.reasons)
+        headers |= reason_headers(error)
         body = json.dumps({"error": {"code": code, "message": error.message}})
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 

@@ -8,12 +8,12 @@ FacegateError in the vendor's own error format. No httpx or SDK exception leaves
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.responses import Response
 
 from gateway.auth.sessions import BoundSession
-from gateway.errors import FacegateError
+from gateway.errors import FacegateError, PolicyDenied
 from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
@@ -83,3 +83,30 @@ class VendorAdapter(Protocol):
     def error_response(self, error: FacegateError, *, request_id: str) -> Response: ...
 
     async def aclose(self) -> None: ...
+
+
+NativeCode = TypeVar("NativeCode")
+
+
+def native_error(
+    table: list[tuple[type[FacegateError], int, NativeCode]],
+    error: FacegateError,
+    *,
+    default: tuple[int, NativeCode],
+) -> tuple[int, NativeCode]:
+    """The HTTP status and vendor error code of the first row whose class `error` is.
+
+    Each adapter's table lists subclasses before their parents, so the most specific
+    row wins.
+    """
+    for error_class, status, code in table:
+        if isinstance(error, error_class):
+            return status, code
+    return default
+
+
+def reason_headers(error: FacegateError) -> dict[str, str]:
+    """The reason codes of a policy refusal, for clients that read headers."""
+    if isinstance(error, PolicyDenied):
+        return {"x-facegate-reasons": ",".join(r.code for r in error.reasons)}
+    return {}

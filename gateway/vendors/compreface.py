@@ -36,7 +36,13 @@ from gateway.errors import (
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+from gateway.vendors.base import (
+    Outcome,
+    ParsedRequest,
+    UpstreamResponse,
+    native_error,
+    reason_headers,
+)
 from gateway.vendors.inventory import Protocol, VendorBackend
 from gateway.vendors.rest import (
     RestForwarder,
@@ -310,14 +316,9 @@ class CompreFaceAdapter:
     # -- errors --------------------------------------------------------------------------
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, code = 500, 500
-        for error_class, error_status, error_code in _ERROR_CODES:
-            if isinstance(error, error_class):
-                status, code = error_status, error_code
-                break
+        status, code = native_error(_ERROR_CODES, error, default=(500, 500))
         headers = {"x-facegate-request-id": request_id}
-        if isinstance(error, PolicyDenied):
-            headers["x-facegate-reasons"] = ",".join(r.code for r in error.reasons)
+        headers |= reason_headers(error)
         body = json.dumps({"message": error.message, "code": code})
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 

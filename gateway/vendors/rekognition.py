@@ -44,7 +44,13 @@ from gateway.errors import (
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+from gateway.vendors.base import (
+    Outcome,
+    ParsedRequest,
+    UpstreamResponse,
+    native_error,
+    reason_headers,
+)
 from gateway.vendors.inventory import VendorBackend
 
 VENDOR = "rekognition"
@@ -446,14 +452,9 @@ class RekognitionAdapter:
     # -- errors --------------------------------------------------------------------------
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, error_type = 500, "InternalServerError"
-        for error_class, error_status, name in _ERROR_TYPES:
-            if isinstance(error, error_class):
-                status, error_type = error_status, name
-                break
+        status, error_type = native_error(_ERROR_TYPES, error, default=(500, "InternalServerError"))
         headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
-        if isinstance(error, PolicyDenied):
-            headers["x-facegate-reasons"] = ",".join(r.code for r in error.reasons)
+        headers |= reason_headers(error)
         body = json.dumps({"__type": error_type, "Message": error.message})
         return Response(body, status_code=status, media_type=CONTENT_TYPE, headers=headers)
 
