@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
+from _pg import fresh_database
 from bench_policy import lifted_policy
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -45,7 +44,6 @@ from gateway.vendors.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BODY = json.dumps(
     {
         "CollectionId": "mugshots",
@@ -202,6 +200,48 @@ def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subproc
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
+    """The upstream stub in a process of its own, and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(BIN / "uvicorn"),
+            "--app-dir",
+            str(REPO / "bench"),
+            "upstream_stub:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def gateway_environment(
+    workdir: Path, name: str, database_url: str, upstream_url: str
+) -> dict[str, str]:
+    """FACEGATE_* for a benchmarked gateway: its own keys, and an attested inventory whose
+    one Rekognition backend is the stub (the stub checks no signature)."""
+    inventory = write_reference_inventory(
+        workdir / f"vendors-{name}",
+        upstream_url,
+        rekognition=("stub", "stub-secret"),
+        azure_key="stub",
+        compreface_key="stub",
+        attested_on=datetime.now(UTC).date(),
+    )
+    return {
+        "FACEGATE_DATABASE_URL": database_url,
+        "FACEGATE_MASTER_KEY_FILE": str(workdir / f"{name}.key"),
+        "FACEGATE_LOG_KEY_FILE": str(workdir / f"{name}-log.key"),
+        "FACEGATE_VENDORS_FILE": str(inventory),
+    }
+
+
 def report(baseline: Result, gateway: Result) -> None:
     p50, p99 = gateway.percentile(0.5), gateway.percentile(0.99)
     base50, base99 = baseline.percentile(0.5), baseline.percentile(0.99)
@@ -224,111 +264,79 @@ def main() -> None:
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="facegate-bench-"))
-    pg_name = f"facegate_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-    databases = {
-        "sqlite": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-        "postgresql": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}",
-    }
-
-    upstream_port = free_port()
-    upstream = subprocess.Popen(
-        [
-            str(BIN / "uvicorn"),
-            "--app-dir",
-            str(REPO / "bench"),
-            "upstream_stub:app",
-            "--port",
-            str(upstream_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    databases = {"sqlite": f"sqlite+aiosqlite:///{workdir / 'bench.db'}"}
+    upstream, upstream_url = start_upstream()
     processes = [upstream]
-    try:
-        time.sleep(1.5)
-        print(
-            f"gateway latency: {options.rate:.0f} requests/s for {options.seconds:.0f} s, "
-            f"{len(BODY) // 1024} KB SearchFacesByImage, {os.cpu_count()} cores\n"
-        )
-        baseline = asyncio.run(
-            open_loop(
-                "upstream directly",
-                upstream_url,
-                signed_headers(upstream_url, None),
-                options.rate,
-                options.seconds,
-            )
-        )
-        direct_rps = asyncio.run(
-            closed_loop(upstream_url, signed_headers(upstream_url, None), options.concurrency, 5)
-        )
-        print(
-            f"  {baseline.name:<22} p50 {baseline.percentile(0.5):6.2f} ms  "
-            f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n"
-        )
-        for kind, database_url in databases.items():
-            key_file = workdir / f"{kind}.key"
-            credentials = asyncio.run(prepare(database_url, key_file))
-            inventory = write_reference_inventory(
-                workdir / f"vendors-{kind}",
-                upstream_url,
-                rekognition=("stub", "stub-secret"),
-                azure_key="stub",
-                compreface_key="stub",
-                attested_on=datetime.now(UTC).date(),
-            )
-            port = free_port()
-            gateway = start(
-                [
-                    str(BIN / "facegate"),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(options.workers),
-                ],
-                {
-                    "FACEGATE_DATABASE_URL": database_url,
-                    "FACEGATE_MASTER_KEY_FILE": str(key_file),
-                    # The probe is random bytes and one officer sends hundreds a second: this
-                    # measures the core gateway, so no inspection and the pattern limits lifted
-                    # (bench/inspection_latency.py measures inspection and windows).
-                    "FACEGATE_POLICY_DIR": str(lifted_policy(workdir)),
-                    "FACEGATE_PROBE_INSPECTION": "false",
-                    "FACEGATE_VENDORS_FILE": str(inventory),
-                    "FACEGATE_LOG_KEY_FILE": str(workdir / f"{kind}-log.key"),
-                },
-                port,
-                workdir / f"gateway-{kind}.log",
-            )
-            processes.append(gateway)
-            url = f"http://127.0.0.1:{port}"
-            headers = signed_headers(url, credentials)
-            result = asyncio.run(
-                open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds)
-            )
-            report(baseline, result)
-            rps = asyncio.run(closed_loop(url, headers, options.concurrency, 5))
+    with fresh_database() as postgres_url:
+        databases["postgresql"] = postgres_url
+        try:
             print(
-                f"  {'  closed-loop':<22} {rps:7.1f}/s with {options.concurrency} callers "
-                f"({rps / direct_rps:.2f} of direct)\n"
+                f"gateway latency: {options.rate:.0f} requests/s for {options.seconds:.0f} s, "
+                f"{len(BODY) // 1024} KB SearchFacesByImage, {os.cpu_count()} cores\n"
             )
-            gateway.terminate()
-            gateway.wait(timeout=30)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-        admin.dispose()
+            baseline = asyncio.run(
+                open_loop(
+                    "upstream directly",
+                    upstream_url,
+                    signed_headers(upstream_url, None),
+                    options.rate,
+                    options.seconds,
+                )
+            )
+            direct_rps = asyncio.run(
+                closed_loop(
+                    upstream_url, signed_headers(upstream_url, None), options.concurrency, 5
+                )
+            )
+            print(
+                f"  {baseline.name:<22} p50 {baseline.percentile(0.5):6.2f} ms  "
+                f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n"
+            )
+            for kind, database_url in databases.items():
+                environment = gateway_environment(workdir, kind, database_url, upstream_url)
+                credentials = asyncio.run(
+                    prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"]))
+                )
+                port = free_port()
+                gateway = start(
+                    [
+                        str(BIN / "facegate"),
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        str(options.workers),
+                    ],
+                    {
+                        **environment,
+                        # The probe is random bytes and one officer sends hundreds a second: this
+                        # measures the core gateway, so no inspection and the pattern limits lifted
+                        # (bench/inspection_latency.py measures inspection and windows).
+                        "FACEGATE_POLICY_DIR": str(lifted_policy(workdir)),
+                        "FACEGATE_PROBE_INSPECTION": "false",
+                    },
+                    port,
+                    workdir / f"gateway-{kind}.log",
+                )
+                processes.append(gateway)
+                url = f"http://127.0.0.1:{port}"
+                headers = signed_headers(url, credentials)
+                result = asyncio.run(
+                    open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds)
+                )
+                report(baseline, result)
+                rps = asyncio.run(closed_loop(url, headers, options.concurrency, 5))
+                print(
+                    f"  {'  closed-loop':<22} {rps:7.1f}/s with {options.concurrency} callers "
+                    f"({rps / direct_rps:.2f} of direct)\n"
+                )
+                gateway.terminate()
+                gateway.wait(timeout=30)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import base64
 import io
 import json
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -37,7 +36,7 @@ from bench_policy import lifted_policy
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from gateway_latency import BIN, REPO, Result, prepare, start
+from gateway_latency import BIN, Result, gateway_environment, prepare, start, start_upstream
 from PIL import Image, ImageOps
 
 from gateway.auth.sessions import IssuedCredentials
@@ -175,21 +174,7 @@ def gateway_cost(seconds: float) -> None:
     print("3. the gateway in front of an instant upstream (SQLite audit log), fixed rate")
     workdir = Path(tempfile.mkdtemp(prefix="facegate-bench-"))
     policy = lifted_policy(workdir)
-    upstream_port = free_port()
-    upstream = subprocess.Popen(
-        [
-            str(BIN / "uvicorn"),
-            "--app-dir",
-            str(REPO / "bench"),
-            "upstream_stub:app",
-            "--port",
-            str(upstream_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    upstream, upstream_url = start_upstream()
     configurations = {
         "core (baseline)": {"FACEGATE_PROBE_INSPECTION": "false"},
         "inspection on": {"FACEGATE_PROBE_INSPECTION": "true"},
@@ -200,7 +185,6 @@ def gateway_cost(seconds: float) -> None:
         },
     }
     try:
-        time.sleep(1.5)
         for size_name, size in SIZES.items():
             body = json.dumps(
                 {
@@ -216,16 +200,18 @@ def gateway_cost(seconds: float) -> None:
             for config_name, env in configurations.items():
                 database = workdir / f"{uuid.uuid4().hex}.db"
                 database_url = f"sqlite+aiosqlite:///{database}"
-                key_file = workdir / f"{database.stem}.key"
-                credentials = asyncio.run(prepare(database_url, key_file))
+                environment = gateway_environment(
+                    workdir, database.stem, database_url, upstream_url
+                )
+                credentials = asyncio.run(
+                    prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"]))
+                )
                 port = free_port()
                 gateway = start(
                     [str(BIN / "facegate"), "serve", "--port", str(port)],
                     {
-                        "FACEGATE_DATABASE_URL": database_url,
-                        "FACEGATE_MASTER_KEY_FILE": str(key_file),
+                        **environment,
                         "FACEGATE_POLICY_DIR": str(policy),
-                        "FACEGATE_REKOGNITION_ENDPOINT": f"http://127.0.0.1:{upstream_port}",
                         **env,
                     },
                     port,
