@@ -39,7 +39,7 @@ from typing import Any, Final, cast
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Table, insert, select, text, tuple_
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
 from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier, open_note
@@ -85,6 +85,33 @@ _LOG_TABLE: Final = cast(Table, AuditLogEntry.__table__)
 _TREE_TABLE: Final = cast(Table, AuditTreeNode.__table__)
 _CHECKPOINT_TABLE: Final = cast(Table, AuditCheckpoint.__table__)
 
+# The append path's statements, built once: constructing them per batch cost as much CPU
+# as executing them. Core, not ORM, for the same reason.
+_READ_HEAD: Final = (
+    select(_LOG_TABLE.c.seq, _LOG_TABLE.c.record_hash).order_by(_LOG_TABLE.c.seq.desc()).limit(1)
+)
+_READ_LATEST_CHECKPOINT: Final = (
+    select(_CHECKPOINT_TABLE.c.tree_size, _CHECKPOINT_TABLE.c.root_hash, _CHECKPOINT_TABLE.c.note)
+    .order_by(_CHECKPOINT_TABLE.c.tree_size.desc())
+    .limit(1)
+)
+_INSERT_ENTRIES: Final = insert(_LOG_TABLE)
+_INSERT_NODES: Final = insert(_TREE_TABLE)
+_INSERT_CHECKPOINT: Final = insert(_CHECKPOINT_TABLE)
+# Transaction-scoped settings: the lock wait is bounded, and a server or role configured
+# with synchronous_commit=off cannot make this commit non-durable. They are set in a
+# subquery that OFFSET 0 keeps from being flattened, so they take effect before the lock
+# is waited for, in the same round trip.
+_PG_TAKE_SEQUENCER: Final = text(
+    "SELECT pg_advisory_xact_lock(:lock_id) FROM ("
+    " SELECT set_config('lock_timeout', :lock_timeout, true),"
+    "  set_config('synchronous_commit',"
+    "   CASE current_setting('synchronous_commit')"
+    "    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
+    "   true)"
+    " OFFSET 0) AS settings"
+)
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -126,6 +153,7 @@ class AuditLog:
         if max_batch < 1:
             raise ValueError("max_batch must be positive")
         self._sessions = sessions
+        self._engine = engine
         self._dialect = engine.dialect.name
         self._lock_timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
         self._signer = signer
@@ -167,7 +195,8 @@ class AuditLog:
         if db is not None:
             async with self._append_lock:
                 try:
-                    (result,) = await self._write(db, [record], sign=False)
+                    connection = await db.connection()
+                    (result,) = await self._write(connection, [record], sign=False)
                 except DATABASE_ERRORS as exc:
                     raise AuditUnavailable(_failure("append to", exc)) from exc
             if isinstance(result, ValueError):
@@ -217,32 +246,31 @@ class AuditLog:
 
     async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
         self._committed, committed = None, self._committed  # unknown until this commits
-        async with self._sessions() as session:
-            async with session.begin():
-                self._staged = None
-                results = await self._write(
-                    session, records, sign=self._signer is not None, cached=committed
-                )
-                # 7. COMMIT, on leaving this block. If the process dies or the connection
-                #    drops after COMMIT was sent but before it was acknowledged, the log
-                #    holds either the old tree with its old checkpoint or the new tree
-                #    with its new checkpoint: entries, nodes and checkpoint are one
-                #    transaction. The callers got no AppendedEntry, so they treat their
-                #    records as not written and forward nothing: the log may say more was
-                #    asked than was done, never less.
-            # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
-            #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
-            #    the callers learn their seq, and only then may a request be forwarded.
-            self._committed = self._staged
-            await self._reached("committed")
-            return results
+        async with self._engine.begin() as connection:
+            self._staged = None
+            results = await self._write(
+                connection, records, sign=self._signer is not None, cached=committed
+            )
+            # 7. COMMIT, on leaving this block. If the process dies or the connection
+            #    drops after COMMIT was sent but before it was acknowledged, the log
+            #    holds either the old tree with its old checkpoint or the new tree
+            #    with its new checkpoint: entries, nodes and checkpoint are one
+            #    transaction. The callers got no AppendedEntry, so they treat their
+            #    records as not written and forward nothing: the log may say more was
+            #    asked than was done, never less.
+        # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
+        #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
+        #    the callers learn their seq, and only then may a request be forwarded.
+        self._committed = self._staged
+        await self._reached("committed")
+        return results
 
     async def _reached(self, step: str) -> None:
         """A seam for fault-injection tests: raise here to crash at ``step``."""
 
     async def _write(
         self,
-        session: AsyncSession,
+        connection: AsyncConnection,
         records: list[AuditRecord],
         *,
         sign: bool,
@@ -256,18 +284,12 @@ class AuditLog:
         #    database rolls the transaction back and the lock dies with it (PostgreSQL
         #    ends the backend's transaction and its advisory lock; SQLite ignores WAL
         #    frames that were never committed, and the OS drops a dead process's locks).
-        await self._take_sequencer(session)
+        await self._take_sequencer(connection)
 
         # 2. Read the head, and the tree's right edge unless it is the one this process
         #    committed last. Holding the sequencer, no one else can add n+1 before we
         #    commit, and the reads come after the lock, so they see every earlier commit.
-        head = (
-            await session.execute(
-                select(AuditLogEntry.seq, AuditLogEntry.record_hash)
-                .order_by(AuditLogEntry.seq.desc())
-                .limit(1)
-            )
-        ).one_or_none()
+        head = (await connection.execute(_READ_HEAD)).one_or_none()
         if head is None:
             size, prev_hash = 0, chain.GENESIS_HASH
         else:
@@ -278,13 +300,13 @@ class AuditLog:
             # exactly this edge.
             compact = cached[2].copy()
         else:
-            compact = await _read_compact_range(session, size)
+            compact = await _read_compact_range(connection, size)
             # 3. Before extending a tree we did not just sign, check it is the tree the
             #    latest checkpoint signed. Were it not (rows changed behind the guards, a
             #    replica with another key), a new checkpoint would contradict an old one
             #    that auditors may hold: refuse.
             if sign:
-                await self._check_latest_checkpoint(session, compact)
+                await self._check_latest_checkpoint(connection, compact)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
         #    refused alone and takes no seq, so the others keep contiguous ones.
@@ -317,9 +339,8 @@ class AuditLog:
         # 5. Insert the entries and every tree node they complete, visible to no one before
         #    COMMIT. Were the sequencer ever bypassed, the primary keys (seq; level, idx)
         #    would refuse a second n+1: the log cannot fork, the late append fails.
-        connection = await session.connection()
-        await connection.execute(insert(_LOG_TABLE), entry_rows)
-        await connection.execute(insert(_TREE_TABLE), node_rows)
+        await connection.execute(_INSERT_ENTRIES, entry_rows)
+        await connection.execute(_INSERT_NODES, node_rows)
         await self._reached("inserted")
 
         # 6. Sign the new tree head and insert the checkpoint in the same transaction. A
@@ -329,28 +350,23 @@ class AuditLog:
         if sign and self._signer is not None:
             checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
             await connection.execute(
-                insert(_CHECKPOINT_TABLE).values(
-                    tree_size=checkpoint.size,
-                    root_hash=checkpoint.root_hash,
-                    note=checkpoint.sign(self._signer),
-                    created_at=datetime.now(UTC),
-                )
+                _INSERT_CHECKPOINT,
+                {
+                    "tree_size": checkpoint.size,
+                    "root_hash": checkpoint.root_hash,
+                    "note": checkpoint.sign(self._signer),
+                    "created_at": datetime.now(UTC),
+                },
             )
             await self._reached("signed")
             self._staged = (compact.size, prev_hash, compact.copy())
         return results
 
     async def _check_latest_checkpoint(
-        self, session: AsyncSession, compact: merkle.CompactRange
+        self, connection: AsyncConnection, compact: merkle.CompactRange
     ) -> None:
         assert self._signer is not None
-        latest = (
-            await session.execute(
-                select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash, AuditCheckpoint.note)
-                .order_by(AuditCheckpoint.tree_size.desc())
-                .limit(1)
-            )
-        ).one_or_none()
+        latest = (await connection.execute(_READ_LATEST_CHECKPOINT)).one_or_none()
         if latest is None:
             return
         try:
@@ -368,32 +384,20 @@ class AuditLog:
         if latest.tree_size == compact.size:
             root = compact.root()
         else:
-            root = (await _read_compact_range(session, latest.tree_size)).root()
+            root = (await _read_compact_range(connection, latest.tree_size)).root()
         if root != latest.root_hash:
             raise AuditUnavailable(
                 f"the stored tree no longer has the root the checkpoint of size"
                 f" {latest.tree_size} signed; refusing to sign a fork: run `facegate audit verify`"
             )
 
-    async def _take_sequencer(self, session: AsyncSession) -> None:
+    async def _take_sequencer(self, connection: AsyncConnection) -> None:
         if self._dialect == "postgresql":
-            # Transaction-scoped settings: the lock wait is bounded, and a server or role
-            # configured with synchronous_commit=off cannot make this commit non-durable.
-            # They are set in a subquery that OFFSET 0 keeps from being flattened, so they
-            # take effect before the lock is waited for, in the same round trip.
             # The head is read by the next statement: under READ COMMITTED each statement
             # takes a fresh snapshot, so it sees the previous holder's commit.
             # Re-entrant: a caller's transaction may append several times.
-            await session.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock(:lock_id) FROM ("
-                    " SELECT set_config('lock_timeout', :lock_timeout, true),"
-                    "  set_config('synchronous_commit',"
-                    "   CASE current_setting('synchronous_commit')"
-                    "    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
-                    "   true)"
-                    " OFFSET 0) AS settings"
-                ),
+            await connection.execute(
+                _PG_TAKE_SEQUENCER,
                 {"lock_timeout": f"{self._lock_timeout_ms}ms", "lock_id": SEQUENCER_LOCK_ID},
             )
             return
@@ -406,7 +410,6 @@ class AuditLog:
         # table's transactions. Instead the append alone opens its transaction with
         # BEGIN IMMEDIATE, which takes the write lock before the head is read. The driver's
         # commit() and rollback() act on whatever transaction SQLite has open.
-        connection = await session.connection()
         pooled = await connection.get_raw_connection()
         driver_connection: Any = pooled.driver_connection
         if not driver_connection.in_transaction:
@@ -414,10 +417,10 @@ class AuditLog:
             # They stay on the pooled connection, so each is set once per connection (its
             # `info` lives as long as the connection does), not once per batch.
             if not pooled.info.get(_SQLITE_SETTINGS_APPLIED):
-                await session.execute(text(f"PRAGMA busy_timeout = {self._lock_timeout_ms:d}"))
-                await session.execute(text("PRAGMA synchronous = FULL"))
+                await connection.exec_driver_sql(f"PRAGMA busy_timeout = {self._lock_timeout_ms:d}")
+                await connection.exec_driver_sql("PRAGMA synchronous = FULL")
                 pooled.info[_SQLITE_SETTINGS_APPLIED] = True
-            await session.execute(text("BEGIN IMMEDIATE"))
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
             return
         # A caller's transaction is open (append with db=). Under legacy control it opened
         # for a write, so it holds the write lock already. Were it opened otherwise (a
@@ -425,7 +428,7 @@ class AuditLog:
         # since it began (SQLITE_BUSY_SNAPSHOT), and the seq key refuses a duplicate: a
         # stale head fails the append, it never forks the chain. Durability can no longer
         # be set here, only checked (2 = FULL, 3 = EXTRA).
-        synchronous = await session.scalar(text("PRAGMA synchronous"))
+        synchronous = await connection.scalar(text("PRAGMA synchronous"))
         if not isinstance(synchronous, int) or synchronous < 2:
             raise AuditUnavailable(
                 "the audit log refuses to append on a SQLite connection whose commits are not"
@@ -891,11 +894,13 @@ def _failure(action: str, exc: BaseException) -> str:
     return f"the audit log could not {action} the database ({type(cause).__name__})"
 
 
-async def _read_nodes(session: AsyncSession, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+async def _read_nodes(
+    db: AsyncSession | AsyncConnection, ids: set[merkle.NodeId]
+) -> dict[merkle.NodeId, bytes]:
     if not ids:
         return {}
     rows = (
-        await session.execute(
+        await db.execute(
             select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash).where(
                 tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(sorted(ids))
             )
@@ -904,9 +909,9 @@ async def _read_nodes(session: AsyncSession, ids: set[merkle.NodeId]) -> dict[me
     return {(row.level, row.idx): bytes(row.hash) for row in rows}
 
 
-async def _read_compact_range(session: AsyncSession, size: int) -> merkle.CompactRange:
+async def _read_compact_range(connection: AsyncConnection, size: int) -> merkle.CompactRange:
     ids = merkle.CompactRange.node_ids(size)
-    nodes = await _read_nodes(session, set(ids))
+    nodes = await _read_nodes(connection, set(ids))
     if len(nodes) != len(ids):
         # The entries say n, the tree lacks the nodes of n: building on it would sign a
         # root nobody can reproduce. Fail closed.
