@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from gateway.audit.log import AuditLog
@@ -59,7 +59,7 @@ LEAD_NOTICE = "matches are investigative leads only and must be verified by a tr
 class Pipeline:
     audit: AuditLog
     policy: PolicyService
-    sessions: async_sessionmaker[AsyncSession]
+    reads: AsyncEngine  # gateway.db.request_reader: the warrant registry
     # Probe inspection (None: probes are not decoded, faces_in_probe stays unknown).
     inspector: ProbeInspector | None = None
     activity: ActivityStore = field(default_factory=MemoryActivityStore)
@@ -126,7 +126,7 @@ class Pipeline:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
         policy_input = await gather_policy_input(
-            self.sessions,
+            self.reads,
             session=session,
             operation=parsed.operation,
             headers=request.headers,

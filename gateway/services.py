@@ -15,7 +15,7 @@ from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
 from gateway.context.inspection import ProbeInspector
-from gateway.db import create_engine, session_factory
+from gateway.db import create_engine, request_reader, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
 from gateway.vendors.azure import KEY_HEADER as AZURE_KEY_HEADER
@@ -67,6 +67,7 @@ class Services:
         inventory = load_inventory(settings)  # first: a bad vendors file stops startup
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
+        reads = request_reader(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
         audit = AuditLog(
             sessions, signer=Signer.load_or_create(settings.log_key_file, settings.log_origin)
@@ -77,7 +78,7 @@ class Services:
             if backend.protocol is Protocol.REKOGNITION:
                 adapters[backend.protocol] = RekognitionAdapter(
                     authenticator=SigV4Authenticator(
-                        sessions=sessions,
+                        reads=reads,
                         master_key=master_key,
                         max_clock_skew=settings.max_clock_skew,
                     ),
@@ -88,7 +89,7 @@ class Services:
             elif backend.protocol is Protocol.AZURE:
                 adapters[backend.protocol] = AzureFaceAdapter(
                     authenticator=KeyHeaderAuthenticator(
-                        sessions=sessions, master_key=master_key, header=AZURE_KEY_HEADER
+                        reads=reads, master_key=master_key, header=AZURE_KEY_HEADER
                     ),
                     backend=backend,
                     max_image_bytes=settings.max_image_bytes,
@@ -97,7 +98,7 @@ class Services:
             else:
                 adapters[backend.protocol] = CompreFaceAdapter(
                     authenticator=KeyHeaderAuthenticator(
-                        sessions=sessions, master_key=master_key, header=COMPREFACE_KEY_HEADER
+                        reads=reads, master_key=master_key, header=COMPREFACE_KEY_HEADER
                     ),
                     backend=backend,
                     max_image_bytes=settings.max_image_bytes,
@@ -120,7 +121,7 @@ class Services:
             else None
         )
         pipeline = Pipeline(
-            audit=audit, policy=policy, sessions=sessions, inspector=inspector, activity=activity
+            audit=audit, policy=policy, reads=reads, inspector=inspector, activity=activity
         )
         return cls(
             settings=settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import BoundSession, load_case_session
@@ -22,7 +22,7 @@ from gateway.requests import IncomingRequest
 
 @dataclass(frozen=True)
 class SigV4Authenticator:
-    sessions: async_sessionmaker[AsyncSession]
+    reads: AsyncEngine  # gateway.db.request_reader
     master_key: MasterKey
     max_clock_skew: timedelta
 
@@ -33,7 +33,7 @@ class SigV4Authenticator:
         authorization = parse_authorization(request.headers.get("authorization"))
         signed_at = parse_amz_date(request.headers.get("x-amz-date"))
         check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
-        async with self.sessions() as db:
+        async with self.reads.connect() as db:
             session = await load_case_session(db, authorization.access_key_id)
         if session is None:
             raise UnknownAccessKey(

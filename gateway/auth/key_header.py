@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import BoundSession, load_case_session
@@ -37,7 +37,7 @@ def split_vendor_key(presented: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class KeyHeaderAuthenticator:
-    sessions: async_sessionmaker[AsyncSession]
+    reads: AsyncEngine  # gateway.db.request_reader
     master_key: MasterKey
     header: str  # lower case, as ASGI servers hand header names over
 
@@ -51,7 +51,7 @@ class KeyHeaderAuthenticator:
                 f"the {self.header} key is not of the form <access key id>.<secret>"
             )
         access_key_id, secret = parts
-        async with self.sessions() as db:
+        async with self.reads.connect() as db:
             session = await load_case_session(db, access_key_id)
         expected = self.master_key.session_secret(access_key_id)
         # Compared even when the session is unknown, so timing does not tell the two apart.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.models import PrincipalRow
@@ -74,7 +75,9 @@ async def list_principals(db: AsyncSession) -> list[Principal]:
     return [principal_from_row(row) for row in rows if row.disabled_at is None]
 
 
-def principal_from_row(row: PrincipalRow, *, key_id: str | None = None) -> Principal:
+def principal_from_row(
+    row: PrincipalRow | Row[*tuple[Any, ...]], *, key_id: str | None = None
+) -> Principal:
     return Principal(
         id=row.id,
         name=row.name,

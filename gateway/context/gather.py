@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.sessions import BoundSession
 from gateway.context.case import CaseContext, LegalBasis
@@ -55,7 +55,7 @@ def merge_case_context(
 
 
 async def gather_policy_input(
-    sessions: async_sessionmaker[AsyncSession],
+    reads: AsyncEngine,
     *,
     session: BoundSession,
     operation: FaceOperation,
@@ -65,7 +65,7 @@ async def gather_policy_input(
 ) -> PolicyInput:
     context, conflicts = merge_case_context(session.context, headers)
     try:
-        async with sessions() as db:
+        async with reads.connect() as db:
             warrant = await find_warrant(
                 db,
                 warrant_id=context.warrant_id,

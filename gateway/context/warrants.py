@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, Boolean, String, Text, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import JSON, Boolean, Row, String, Text, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -111,8 +112,23 @@ async def revoke_warrant(
     return WarrantRead.model_validate(row)
 
 
+# Built once, columns rather than an ORM object: it runs on every vendor request.
+_FIND_WARRANT = select(
+    WarrantRow.id,
+    WarrantRow.kind,
+    WarrantRow.issuing_court,
+    WarrantRow.case_number,
+    WarrantRow.operations,
+    WarrantRow.collections,
+    WarrantRow.realtime,
+    WarrantRow.valid_from,
+    WarrantRow.valid_until,
+    WarrantRow.revoked_at,
+).where(WarrantRow.id == bindparam("warrant_id"))
+
+
 async def find_warrant(
-    db: AsyncSession,
+    db: AsyncConnection | AsyncSession,
     *,
     warrant_id: str | None,
     operation: FaceOperation,
@@ -122,7 +138,7 @@ async def find_warrant(
     """The warrant a request names, as found: the policy decides what each status means."""
     if not warrant_id:
         return WarrantFinding(status=WarrantStatus.NONE)
-    row = await db.get(WarrantRow, warrant_id)
+    row = (await db.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
     if row is None:
         return WarrantFinding(status=WarrantStatus.UNKNOWN, id=warrant_id)
     return WarrantFinding(
@@ -140,7 +156,7 @@ async def find_warrant(
 
 
 def _status(
-    row: WarrantRow, *, operation: FaceOperation, case_number: str | None, now: datetime
+    row: Row[*tuple[Any, ...]], *, operation: FaceOperation, case_number: str | None, now: datetime
 ) -> WarrantStatus:
     if row.revoked_at is not None:
         return WarrantStatus.REVOKED

@@ -38,7 +38,7 @@ OBLIGATIONS = Obligations(min_threshold=99, max_results=5)
 def adapter() -> RekognitionAdapter:
     return RekognitionAdapter(
         authenticator=SigV4Authenticator(
-            sessions=None,  # type: ignore[arg-type]  # parsing never authenticates
+            reads=None,  # type: ignore[arg-type]  # parsing never authenticates
             master_key=MasterKey(b"k" * 32),
             max_clock_skew=timedelta(minutes=15),
         ),

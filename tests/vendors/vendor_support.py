@@ -37,7 +37,7 @@ def backend(protocol: Protocol) -> VendorBackend:
 
 def adapters() -> dict[Protocol, Any]:
     def key_auth(header: str) -> KeyHeaderAuthenticator:
-        return KeyHeaderAuthenticator(sessions=None, master_key=MASTER, header=header)  # type: ignore[arg-type]
+        return KeyHeaderAuthenticator(reads=None, master_key=MASTER, header=header)  # type: ignore[arg-type]
 
     limits = {"max_image_bytes": 1024 * 1024, "timeout_seconds": 1.0}
     return {
