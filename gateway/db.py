@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
+import asyncpg
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,9 +18,15 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-# What a failing database raises: SQLAlchemy's errors, and the driver's OSError for a
-# connection refused before SQLAlchemy could wrap it (asyncpg does this).
-DATABASE_ERRORS: Final = (SQLAlchemyError, OSError)
+# What a failing database raises: SQLAlchemy's errors, the driver's OSError for a
+# connection refused before SQLAlchemy could wrap it (asyncpg does this), and asyncpg's own
+# errors where facegate talks to the driver directly (the audit log's group commit).
+DATABASE_ERRORS: Final = (
+    SQLAlchemyError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 class Base(DeclarativeBase):

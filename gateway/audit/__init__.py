@@ -8,5 +8,6 @@ verifier.py    checks entries against a signed checkpoint, offline: pure
 models.py      the audit_log, audit_tree and audit_checkpoint tables
 guards.py      the DDL that makes the database refuse UPDATE, DELETE and TRUNCATE
 schemas.py     what the service takes and returns (queries, pages, proofs, reports)
+stores.py      where the append path reads and writes: SQLAlchemy (SQLite, db=) and asyncpg
 log.py         AuditLog: group-commit append, checkpoints, proofs, query, verify, export
 """

@@ -35,11 +35,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Table, insert, select, text, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
 from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier, open_note
@@ -59,6 +59,12 @@ from gateway.audit.schemas import (
     VerifyProblem,
     VerifyReport,
 )
+from gateway.audit.stores import (
+    AppendStore,
+    AsyncpgStore,
+    SQLAlchemyStore,
+    read_nodes,
+)
 from gateway.audit.verifier import (
     CHECKPOINT_FILE,
     ENTRIES_FILE,
@@ -70,8 +76,6 @@ from gateway.audit.verifier import (
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import AuditUnavailable, MalformedRequest
 
-# The one PostgreSQL advisory lock every replica takes to append: "facegate" in ASCII.
-SEQUENCER_LOCK_ID: Final = 0x6661636567617465
 DEFAULT_LOCK_TIMEOUT: Final = timedelta(seconds=30)
 DEFAULT_MAX_BATCH: Final = 512
 DEFAULT_PAGE_SIZE: Final = 100
@@ -80,47 +84,12 @@ VERIFY_BATCH_SIZE: Final = 1000
 _MAX_CURSOR_LENGTH: Final = 32
 
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
-# The tables, for Core inserts: the append path skips the ORM's per-row bookkeeping.
-_LOG_TABLE: Final = cast(Table, AuditLogEntry.__table__)
-_TREE_TABLE: Final = cast(Table, AuditTreeNode.__table__)
-_CHECKPOINT_TABLE: Final = cast(Table, AuditCheckpoint.__table__)
-
-# The append path's statements, built once: constructing them per batch cost as much CPU
-# as executing them. Core, not ORM, for the same reason.
-_READ_HEAD: Final = (
-    select(_LOG_TABLE.c.seq, _LOG_TABLE.c.record_hash).order_by(_LOG_TABLE.c.seq.desc()).limit(1)
-)
-_READ_LATEST_CHECKPOINT: Final = (
-    select(_CHECKPOINT_TABLE.c.tree_size, _CHECKPOINT_TABLE.c.root_hash, _CHECKPOINT_TABLE.c.note)
-    .order_by(_CHECKPOINT_TABLE.c.tree_size.desc())
-    .limit(1)
-)
-_INSERT_ENTRIES: Final = insert(_LOG_TABLE)
-_INSERT_NODES: Final = insert(_TREE_TABLE)
-_INSERT_CHECKPOINT: Final = insert(_CHECKPOINT_TABLE)
-# Transaction-scoped settings: the lock wait is bounded, and a server or role configured
-# with synchronous_commit=off cannot make this commit non-durable. They are set in a
-# subquery that OFFSET 0 keeps from being flattened, so they take effect before the lock
-# is waited for, in the same round trip.
-_PG_TAKE_SEQUENCER: Final = text(
-    "SELECT pg_advisory_xact_lock(:lock_id) FROM ("
-    " SELECT set_config('lock_timeout', :lock_timeout, true),"
-    "  set_config('synchronous_commit',"
-    "   CASE current_setting('synchronous_commit')"
-    "    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
-    "   true)"
-    " OFFSET 0) AS settings"
-)
 
 
 @dataclass(slots=True)
 class _Pending:
     record: AuditRecord
     future: asyncio.Future[AppendedEntry]
-
-
-# Marks a pooled SQLite connection whose busy_timeout and synchronous are set for appends.
-_SQLITE_SETTINGS_APPLIED: Final = "facegate_audit_sqlite_settings"
 
 
 class AuditLog:
@@ -195,8 +164,10 @@ class AuditLog:
         if db is not None:
             async with self._append_lock:
                 try:
-                    connection = await db.connection()
-                    (result,) = await self._write(connection, [record], sign=False)
+                    store = SQLAlchemyStore(
+                        await db.connection(), lock_timeout_ms=self._lock_timeout_ms
+                    )
+                    (result,) = await self._write(store, [record], sign=False)
                 except DATABASE_ERRORS as exc:
                     raise AuditUnavailable(_failure("append to", exc)) from exc
             if isinstance(result, ValueError):
@@ -246,18 +217,39 @@ class AuditLog:
 
     async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
         self._committed, committed = None, self._committed  # unknown until this commits
-        async with self._engine.begin() as connection:
-            self._staged = None
-            results = await self._write(
-                connection, records, sign=self._signer is not None, cached=committed
-            )
-            # 7. COMMIT, on leaving this block. If the process dies or the connection
-            #    drops after COMMIT was sent but before it was acknowledged, the log
-            #    holds either the old tree with its old checkpoint or the new tree
-            #    with its new checkpoint: entries, nodes and checkpoint are one
-            #    transaction. The callers got no AppendedEntry, so they treat their
-            #    records as not written and forward nothing: the log may say more was
-            #    asked than was done, never less.
+        self._staged = None
+        sign = self._signer is not None
+        # 7. COMMIT, when _write has returned. If the process dies or the connection drops
+        #    after COMMIT was sent but before it was acknowledged, the log holds either the
+        #    old tree with its old checkpoint or the new tree with its new checkpoint:
+        #    entries, nodes and checkpoint are one transaction. The callers got no
+        #    AppendedEntry, so they treat their records as not written and forward
+        #    nothing: the log may say more was asked than was done, never less.
+        if self._dialect == "postgresql":
+            async with self._engine.connect() as connection:
+                driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+                try:
+                    results = await self._write(
+                        AsyncpgStore(driver_connection, lock_timeout_ms=self._lock_timeout_ms),
+                        records,
+                        sign=sign,
+                        cached=committed,
+                    )
+                    await driver_connection.execute("COMMIT")
+                except BaseException:
+                    # Whatever failed, the transaction must not outlive this batch, nor the
+                    # connection go back to the pool inside it: closing the connection
+                    # ends both (the server rolls back and frees the sequencer).
+                    await connection.invalidate()
+                    raise
+        else:
+            async with self._engine.begin() as connection:
+                results = await self._write(
+                    SQLAlchemyStore(connection, lock_timeout_ms=self._lock_timeout_ms),
+                    records,
+                    sign=sign,
+                    cached=committed,
+                )
         # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
@@ -270,7 +262,7 @@ class AuditLog:
 
     async def _write(
         self,
-        connection: AsyncConnection,
+        store: AppendStore,
         records: list[AuditRecord],
         *,
         sign: bool,
@@ -284,29 +276,29 @@ class AuditLog:
         #    database rolls the transaction back and the lock dies with it (PostgreSQL
         #    ends the backend's transaction and its advisory lock; SQLite ignores WAL
         #    frames that were never committed, and the OS drops a dead process's locks).
-        await self._take_sequencer(connection)
+        await store.take_sequencer()
 
         # 2. Read the head, and the tree's right edge unless it is the one this process
         #    committed last. Holding the sequencer, no one else can add n+1 before we
         #    commit, and the reads come after the lock, so they see every earlier commit.
-        head = (await connection.execute(_READ_HEAD)).one_or_none()
+        head = await store.read_head()
         if head is None:
             size, prev_hash = 0, chain.GENESIS_HASH
         else:
-            size, prev_hash = head.seq, _head_hash(head.seq, head.record_hash)
+            size, prev_hash = head[0], _head_hash(*head)
         if cached is not None and cached[0] == size and cached[1] == prev_hash:
             # Nobody appended since our last commit (the head's chain hash covers every
             # entry), so nobody signed since either: the latest checkpoint is ours, of
             # exactly this edge.
             compact = cached[2].copy()
         else:
-            compact = await _read_compact_range(connection, size)
+            compact = await _read_compact_range(store, size)
             # 3. Before extending a tree we did not just sign, check it is the tree the
             #    latest checkpoint signed. Were it not (rows changed behind the guards, a
             #    replica with another key), a new checkpoint would contradict an old one
             #    that auditors may hold: refuse.
             if sign:
-                await self._check_latest_checkpoint(connection, compact)
+                await self._check_latest_checkpoint(store, compact)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
         #    refused alone and takes no seq, so the others keep contiguous ones.
@@ -336,39 +328,39 @@ class AuditLog:
         if not entry_rows:
             return results
 
-        # 5. Insert the entries and every tree node they complete, visible to no one before
-        #    COMMIT. Were the sequencer ever bypassed, the primary keys (seq; level, idx)
-        #    would refuse a second n+1: the log cannot fork, the late append fails.
-        await connection.execute(_INSERT_ENTRIES, entry_rows)
-        await connection.execute(_INSERT_NODES, node_rows)
-        await self._reached("inserted")
-
-        # 6. Sign the new tree head and insert the checkpoint in the same transaction. A
-        #    signature made here and lost to a crash or rollback was never served: the
-        #    note exists only in this transaction, and the next batch signs the size it
-        #    finds. So no two checkpoints anyone can see disagree.
+        # 5. Sign the new tree head, in memory. A signature made here and lost to a crash
+        #    or rollback was never served: the note exists only in this transaction, and
+        #    the next batch signs the size it finds. So no two checkpoints anyone can see
+        #    disagree.
+        checkpoint_row: dict[str, Any] | None = None
         if sign and self._signer is not None:
             checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
-            await connection.execute(
-                _INSERT_CHECKPOINT,
-                {
-                    "tree_size": checkpoint.size,
-                    "root_hash": checkpoint.root_hash,
-                    "note": checkpoint.sign(self._signer),
-                    "created_at": datetime.now(UTC),
-                },
-            )
+            checkpoint_row = {
+                "tree_size": checkpoint.size,
+                "root_hash": checkpoint.root_hash,
+                "note": checkpoint.sign(self._signer),
+                "created_at": datetime.now(UTC),
+            }
+
+        # 6. Insert the entries, every tree node they complete and the checkpoint, visible
+        #    to no one before COMMIT. Were the sequencer ever bypassed, the primary keys
+        #    (seq; level, idx; tree_size) would refuse a second n+1: the log cannot fork,
+        #    the late append fails.
+        await store.insert(entry_rows, node_rows, checkpoint_row)
+        await self._reached("inserted")
+        if checkpoint_row is not None:
             await self._reached("signed")
             self._staged = (compact.size, prev_hash, compact.copy())
         return results
 
     async def _check_latest_checkpoint(
-        self, connection: AsyncConnection, compact: merkle.CompactRange
+        self, store: AppendStore, compact: merkle.CompactRange
     ) -> None:
         assert self._signer is not None
-        latest = (await connection.execute(_READ_LATEST_CHECKPOINT)).one_or_none()
-        if latest is None:
+        found = await store.read_latest_checkpoint()
+        if found is None:
             return
+        latest = _LatestCheckpoint(*found)
         try:
             open_note(latest.note, self._signer.verifier)
         except CheckpointError as exc:
@@ -384,55 +376,11 @@ class AuditLog:
         if latest.tree_size == compact.size:
             root = compact.root()
         else:
-            root = (await _read_compact_range(connection, latest.tree_size)).root()
+            root = (await _read_compact_range(store, latest.tree_size)).root()
         if root != latest.root_hash:
             raise AuditUnavailable(
                 f"the stored tree no longer has the root the checkpoint of size"
                 f" {latest.tree_size} signed; refusing to sign a fork: run `facegate audit verify`"
-            )
-
-    async def _take_sequencer(self, connection: AsyncConnection) -> None:
-        if self._dialect == "postgresql":
-            # The head is read by the next statement: under READ COMMITTED each statement
-            # takes a fresh snapshot, so it sees the previous holder's commit.
-            # Re-entrant: a caller's transaction may append several times.
-            await connection.execute(
-                _PG_TAKE_SEQUENCER,
-                {"lock_timeout": f"{self._lock_timeout_ms}ms", "lock_id": SEQUENCER_LOCK_ID},
-            )
-            return
-
-        # SQLite. The sqlite3 driver's legacy transaction control, which SQLAlchemy keeps,
-        # opens a (deferred) transaction only before INSERT/UPDATE/DELETE, so a head SELECT
-        # would run outside any lock and two processes could read the same head.
-        # SQLAlchemy's documented recipe fixes that engine-wide with event hooks emitting
-        # BEGIN for every transaction; that belongs to gateway.db and would change every
-        # table's transactions. Instead the append alone opens its transaction with
-        # BEGIN IMMEDIATE, which takes the write lock before the head is read. The driver's
-        # commit() and rollback() act on whatever transaction SQLite has open.
-        pooled = await connection.get_raw_connection()
-        driver_connection: Any = pooled.driver_connection
-        if not driver_connection.in_transaction:
-            # Connection settings, refused inside a transaction: they must precede BEGIN.
-            # They stay on the pooled connection, so each is set once per connection (its
-            # `info` lives as long as the connection does), not once per batch.
-            if not pooled.info.get(_SQLITE_SETTINGS_APPLIED):
-                await connection.exec_driver_sql(f"PRAGMA busy_timeout = {self._lock_timeout_ms:d}")
-                await connection.exec_driver_sql("PRAGMA synchronous = FULL")
-                pooled.info[_SQLITE_SETTINGS_APPLIED] = True
-            await connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        # A caller's transaction is open (append with db=). Under legacy control it opened
-        # for a write, so it holds the write lock already. Were it opened otherwise (a
-        # driver in non-legacy mode), SQLite refuses our INSERT if another writer committed
-        # since it began (SQLITE_BUSY_SNAPSHOT), and the seq key refuses a duplicate: a
-        # stale head fails the append, it never forks the chain. Durability can no longer
-        # be set here, only checked (2 = FULL, 3 = EXTRA).
-        synchronous = await connection.scalar(text("PRAGMA synchronous"))
-        if not isinstance(synchronous, int) or synchronous < 2:
-            raise AuditUnavailable(
-                "the audit log refuses to append on a SQLite connection whose commits are not"
-                " durable (PRAGMA synchronous is below FULL)"
             )
 
     async def query(
@@ -743,12 +691,18 @@ class AuditLog:
     async def _nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         try:
             async with self._sessions() as session:
-                nodes = await _read_nodes(session, ids)
+                nodes = await read_nodes(session, ids)
         except DATABASE_ERRORS as exc:
             raise AuditUnavailable(_failure("read", exc)) from exc
         if len(nodes) != len(ids):
             raise AuditUnavailable("the audit tree is missing nodes: run `facegate audit verify`")
         return nodes
+
+
+class _LatestCheckpoint(NamedTuple):
+    tree_size: int
+    root_hash: bytes
+    note: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -894,24 +848,9 @@ def _failure(action: str, exc: BaseException) -> str:
     return f"the audit log could not {action} the database ({type(cause).__name__})"
 
 
-async def _read_nodes(
-    db: AsyncSession | AsyncConnection, ids: set[merkle.NodeId]
-) -> dict[merkle.NodeId, bytes]:
-    if not ids:
-        return {}
-    rows = (
-        await db.execute(
-            select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash).where(
-                tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(sorted(ids))
-            )
-        )
-    ).all()
-    return {(row.level, row.idx): bytes(row.hash) for row in rows}
-
-
-async def _read_compact_range(connection: AsyncConnection, size: int) -> merkle.CompactRange:
+async def _read_compact_range(store: AppendStore, size: int) -> merkle.CompactRange:
     ids = merkle.CompactRange.node_ids(size)
-    nodes = await _read_nodes(connection, set(ids))
+    nodes = await store.read_nodes(set(ids))
     if len(nodes) != len(ids):
         # The entries say n, the tree lacks the nodes of n: building on it would sign a
         # root nobody can reproduce. Fail closed.

@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit.log import SEQUENCER_LOCK_ID, AuditLog
+from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import AppendedEntry, AuditQuery
+from gateway.audit.stores import SEQUENCER_LOCK_ID
 from gateway.db import create_engine, session_factory
 from gateway.errors import AuditUnavailable
 
