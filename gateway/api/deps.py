@@ -16,7 +16,9 @@ from gateway.errors import AuthenticationError, MissingCredentials, PermissionDe
 from gateway.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop on every request for what is an attribute read.
     services: Services = request.app.state.services
     return services
 
