@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.api import audit, principals, sessions, vendor, vendors, warrants
+from gateway.api import audit, principals, sessions, vendors, warrants
 from gateway.api.middleware import RequestIdMiddleware
+from gateway.api.vendor import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
 from gateway.services import Services
@@ -48,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
             await services.aclose()
 
     app = FastAPI(title="facegate", version=__version__, lifespan=lifespan)
+    # The last added runs first: every request gets its id, then vendor protocols leave.
+    app.add_middleware(VendorRoutes)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(FacegateError)
@@ -66,7 +69,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (sessions, warrants, principals, audit, vendors):
         app.include_router(module.router)
-    app.include_router(vendor.router)
     return app
 
 

@@ -1,20 +1,19 @@
-"""Routes that speak vendor protocols. Each hands the request to the pipeline with its adapter."""
+"""The vendor protocols' routes: each request goes to the pipeline with its adapter."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.deps import ServicesDep
 from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError
 from gateway.requests import IncomingRequest
+from gateway.services import Services
 from gateway.vendors.base import VendorAdapter
 from gateway.vendors.inventory import Protocol
-
-router = APIRouter(include_in_schema=False)
 
 
 def describe(request: Request) -> IncomingRequest:
@@ -50,7 +49,7 @@ async def read_body(request: Request, *, max_body_bytes: int) -> bytes:
 
 
 async def handle_vendor_request(
-    request: Request, services: ServicesDep, adapter: VendorAdapter
+    request: Request, services: Services, adapter: VendorAdapter
 ) -> Response:
     incoming = describe(request)
     try:
@@ -60,7 +59,7 @@ async def handle_vendor_request(
     return await services.pipeline.handle(adapter, dataclasses.replace(incoming, body=body))
 
 
-async def handle_protocol(request: Request, services: ServicesDep, protocol: Protocol) -> Response:
+async def handle_protocol(request: Request, services: Services, protocol: Protocol) -> Response:
     adapter = services.adapters.get(protocol)
     if adapter is None:
         return JSONResponse(
@@ -75,22 +74,47 @@ async def handle_protocol(request: Request, services: ServicesDep, protocol: Pro
     return await handle_vendor_request(request, services, adapter)
 
 
-@router.post("/")
-async def rekognition(request: Request, services: ServicesDep) -> Response:
-    """Amazon Rekognition's JSON 1.1 protocol: boto3 with endpoint_url pointed here."""
-    return await handle_protocol(request, services, Protocol.REKOGNITION)
+# Which protocol a request speaks, by method and path: what the vendors' SDKs send.
+_KEY_HEADER_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_PATH_PREFIXES = (
+    # Azure AI Face (both SDKs' path families): the Face client's endpoint pointed here.
+    ("/face/", Protocol.AZURE),
+    # CompreFace's REST API: compreface-sdk's domain and port pointed here.
+    ("/api/v1/", Protocol.COMPREFACE),
+)
 
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+def vendor_protocol(method: str, path: str) -> Protocol | None:
+    """The vendor protocol a request speaks, or None for facegate's own routes."""
+    if path == "/":
+        # Amazon Rekognition's JSON 1.1 protocol: boto3 with endpoint_url pointed here.
+        return Protocol.REKOGNITION if method == "POST" else None
+    if method in _KEY_HEADER_METHODS:
+        for prefix, protocol in _PATH_PREFIXES:
+            if path.startswith(prefix):
+                return protocol
+    return None
 
 
-@router.api_route("/face/{path:path}", methods=_METHODS)
-async def azure_face(request: Request, services: ServicesDep) -> Response:
-    """Azure AI Face (both SDKs' path families): the Face client's endpoint pointed here."""
-    return await handle_protocol(request, services, Protocol.AZURE)
+class VendorRoutes:
+    """Pure ASGI middleware: vendor-protocol requests go straight to the pipeline.
 
+    They need none of FastAPI's routing, dependency solving or validation (the adapters
+    parse the native request themselves), and skipping them is a measured share of every
+    request's cost. Everything else passes through to the FastAPI app.
+    """
 
-@router.api_route("/api/v1/{path:path}", methods=_METHODS)
-async def compreface(request: Request, services: ServicesDep) -> Response:
-    """CompreFace's REST API: compreface-sdk's domain and port pointed here."""
-    return await handle_protocol(request, services, Protocol.COMPREFACE)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        protocol = (
+            vendor_protocol(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        )
+        if protocol is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        services: Services = request.app.state.services
+        response = await handle_protocol(request, services, protocol)
+        await response(scope, receive, send)
