@@ -18,6 +18,7 @@ from gateway.api.vendor import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
 from gateway.services import Services
+from gateway.serving import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.build(settings)
         app.state.services = services
+        freeze_startup_heap()
         reloader = asyncio.create_task(_reload_policy_forever(services))
         try:
             yield
