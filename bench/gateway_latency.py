@@ -260,7 +260,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gateway processes on PostgreSQL (SQLite: one)"
+    )
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="facegate-bench-"))
@@ -293,6 +295,9 @@ def main() -> None:
                 f"p99 {baseline.percentile(0.99):6.2f} ms  closed-loop {direct_rps:7.1f}/s\n"
             )
             for kind, database_url in databases.items():
+                # SQLite is the single-process default: a second process would wait for its
+                # file lock in SQLite's busy handler, which sleeps for milliseconds at a time.
+                workers = options.workers if kind == "postgresql" else 1
                 environment = gateway_environment(workdir, kind, database_url, upstream_url)
                 credentials = asyncio.run(
                     prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"]))
@@ -305,7 +310,7 @@ def main() -> None:
                         "--port",
                         str(port),
                         "--workers",
-                        str(options.workers),
+                        str(workers),
                     ],
                     {
                         **environment,
@@ -324,6 +329,7 @@ def main() -> None:
                 result = asyncio.run(
                     open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds)
                 )
+                print(f"  {kind}: {workers} gateway process(es)")
                 report(baseline, result)
                 rps = asyncio.run(closed_loop(url, headers, options.concurrency, 5))
                 print(

@@ -15,6 +15,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.cli.runtime import settings_of
+from gateway.db import is_sqlite
 from gateway.migrate import upgrade
 from gateway.policy.bundle import PolicyLoadError, load_bundle
 
@@ -52,6 +53,14 @@ def serve(
     except PolicyLoadError as exc:
         typer.secho(f"error: {exc.message} (FACEGATE_POLICY_DIR)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    if workers > 1 and is_sqlite(settings.database_url):
+        typer.secho(
+            "warning: SQLite serialises every audit append on one file lock, and a process"
+            " waiting for it sleeps in SQLite's busy handler; run one worker on SQLite, or"
+            " several on PostgreSQL",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     upgrade(settings.database_url)
     with contextlib.ExitStack() as stack:
         if refvendor:

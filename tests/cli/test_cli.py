@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.db import create_engine, session_factory
+from gateway.serving import free_port
 
 FACEGATE = str(Path(sys.executable).with_name("facegate"))
 REPO = Path(__file__).resolve().parents[2]
@@ -178,3 +179,26 @@ async def test_policy_test_runs_every_decision_case(tmp_path: Path) -> None:
     )
     assert code == 0, output
     assert " 0 failed on the embedded engine" in output
+
+
+async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
+        "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        FACEGATE,
+        *("serve", "--workers", "2", "--port", str(free_port())),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        first_line = await asyncio.wait_for(process.stderr.readline(), timeout=60)
+    finally:
+        process.terminate()
+        await process.wait()
+    assert first_line.decode().startswith("warning: SQLite serialises every audit append")
