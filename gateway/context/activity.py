@@ -211,10 +211,6 @@ class ActivityUnavailable(Exception):
     """The activity store could not be read or written."""
 
 
-def _score(entry: tuple[int, str]) -> int:
-    return entry[0]
-
-
 class _SortedSet:
     """A Redis sorted set in miniature: members with integer scores, counted by range."""
 
@@ -238,14 +234,19 @@ class _SortedSet:
             del self.order[bisect.bisect_left(self.order, (score, member))]
 
     def count_after(self, since: int) -> int:
-        return len(self.order) - bisect.bisect_right(self.order, since, key=_score)
+        return len(self.order) - self._first_after(since)
 
     def trim(self, until: int) -> None:
         """Drop every member scored at or before `until`."""
-        cut = bisect.bisect_right(self.order, until, key=_score)
+        cut = self._first_after(until)
         for _, member in self.order[:cut]:
             del self.scores[member]
         del self.order[:cut]
+
+    def _first_after(self, score: int) -> int:
+        # (score + 1,) sorts after every (score, member) and before every (score + 1, member):
+        # tuples compare in C, where a key= function would be a Python call per comparison.
+        return bisect.bisect_left(self.order, (score + 1,))
 
 
 class MemoryActivityStore:
