@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select
@@ -285,7 +285,7 @@ class AuditLog:
         if head is None:
             size, prev_hash = 0, chain.GENESIS_HASH
         else:
-            size, prev_hash = head[0], _head_hash(*head)
+            size, prev_hash = head.seq, _head_hash(head.seq, head.record_hash)
         if cached is not None and cached[0] == size and cached[1] == prev_hash:
             # Nobody appended since our last commit (the head's chain hash covers every
             # entry), so nobody signed since either: the latest checkpoint is ours, of
@@ -357,10 +357,9 @@ class AuditLog:
         self, store: AppendStore, compact: merkle.CompactRange
     ) -> None:
         assert self._signer is not None
-        found = await store.read_latest_checkpoint()
-        if found is None:
+        latest = await store.read_latest_checkpoint()
+        if latest is None:
             return
-        latest = _LatestCheckpoint(*found)
         try:
             open_note(latest.note, self._signer.verifier)
         except CheckpointError as exc:
@@ -697,12 +696,6 @@ class AuditLog:
         if len(nodes) != len(ids):
             raise AuditUnavailable("the audit tree is missing nodes: run `facegate audit verify`")
         return nodes
-
-
-class _LatestCheckpoint(NamedTuple):
-    tree_size: int
-    root_hash: bytes
-    note: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol, cast
 
 import asyncpg
 from sqlalchemy import JSON, Table, insert, select, text, tuple_
@@ -41,8 +41,17 @@ TREE_TABLE: Final = cast(Table, AuditTreeNode.__table__)
 CHECKPOINT_TABLE: Final = cast(Table, AuditCheckpoint.__table__)
 
 Row = dict[str, Any]
-Head = tuple[int, str]  # seq, record_hash (hex)
-LatestCheckpoint = tuple[int, bytes, str]  # tree_size, root_hash, signed note
+
+
+class Head(NamedTuple):
+    seq: int
+    record_hash: str  # hex
+
+
+class LatestCheckpoint(NamedTuple):
+    tree_size: int
+    root_hash: bytes
+    note: str  # the signed note
 
 
 class AppendStore(Protocol):
@@ -146,14 +155,16 @@ class SQLAlchemyStore:
 
     async def read_head(self) -> Head | None:
         row = (await self._connection.execute(_READ_HEAD)).one_or_none()
-        return None if row is None else (row.seq, row.record_hash)
+        return None if row is None else Head(row.seq, row.record_hash)
 
     async def read_nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         return await read_nodes(self._connection, ids)
 
     async def read_latest_checkpoint(self) -> LatestCheckpoint | None:
         row = (await self._connection.execute(_READ_LATEST_CHECKPOINT)).one_or_none()
-        return None if row is None else (row.tree_size, bytes(row.root_hash), row.note)
+        return (
+            None if row is None else LatestCheckpoint(row.tree_size, bytes(row.root_hash), row.note)
+        )
 
     async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
         await self._connection.execute(_INSERT_ENTRIES, entries)
@@ -248,7 +259,7 @@ class AsyncpgStore:
 
     async def read_head(self) -> Head | None:
         row = await self._connection.fetchrow(_PG_READ_HEAD)
-        return None if row is None else (row[0], row[1])
+        return None if row is None else Head(row["seq"], row["record_hash"])
 
     async def read_nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         if not ids:
@@ -261,7 +272,9 @@ class AsyncpgStore:
 
     async def read_latest_checkpoint(self) -> LatestCheckpoint | None:
         row = await self._connection.fetchrow(_PG_READ_LATEST_CHECKPOINT)
-        return None if row is None else (row[0], bytes(row[1]), row[2])
+        if row is None:
+            return None
+        return LatestCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"])
 
     async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
         arguments = [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
