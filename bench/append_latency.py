@@ -32,7 +32,6 @@ from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
-from gateway.serving import freeze_startup_heap
 
 VENDOR_SECONDS = 0.001
 
@@ -107,7 +106,6 @@ async def main() -> None:
             )
 
         await log.append(record(-1))
-        freeze_startup_heap()  # as the gateway does once it has started
         base = summary(await open_loop(floor, rate=args.rate, seconds=args.seconds))
         ours = summary(await open_loop(audit, rate=args.rate, seconds=args.seconds))
         await log.aclose()

@@ -18,7 +18,6 @@ from gateway.api.vendor import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
 from gateway.services import Services
-from gateway.serving import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.build(settings)
         app.state.services = services
-        freeze_startup_heap()
         reloader = asyncio.create_task(_reload_policy_forever(services))
         try:
             yield

@@ -3,7 +3,6 @@ the benchmarks and end-to-end tests (real sockets on loopback)."""
 
 from __future__ import annotations
 
-import gc
 import socket
 import threading
 import time
@@ -11,18 +10,6 @@ from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
-
-
-def freeze_startup_heap() -> None:
-    """Hide everything allocated so far from the garbage collector's full collections.
-
-    A gateway's startup objects (modules, SQLAlchemy metadata, compiled policy, pools) live
-    as long as the process, yet every full collection walked all of them: measured as p99
-    pauses of 10-15 ms on audit appends at 500/s, 2 ms once frozen (bench/append_latency.py).
-    Call once, when startup is done; garbage made before is collected first.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
