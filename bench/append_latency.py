@@ -58,14 +58,16 @@ async def open_loop(
     async def one(i: int) -> None:
         latencies.append(await call(i))
 
-    tasks = []
+    # A task group lets each finished request go, as a server does: holding thousands of
+    # finished tasks to gather at the end made this process's own garbage collections the
+    # p99 it measured.
     start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
+    async with asyncio.TaskGroup() as requests:
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            requests.create_task(one(i))
     return latencies
 
 
