@@ -51,6 +51,7 @@ from gateway.vendors.base import (
     native_error,
     reason_headers,
 )
+from gateway.vendors.http import upstream_client
 from gateway.vendors.inventory import VendorBackend
 
 VENDOR = "rekognition"
@@ -226,7 +227,7 @@ class RekognitionAdapter:
             backend.region,
         )
         self._max_image_bytes = max_image_bytes
-        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+        self._client = upstream_client(timeout_seconds=timeout_seconds)
 
     async def authenticate(self, request: IncomingRequest) -> BoundSession:
         return await self._authenticator.authenticate(

@@ -25,6 +25,7 @@ import httpx
 from gateway.errors import MalformedRequest, PayloadTooLarge, UnsupportedOperation, UpstreamError
 from gateway.operations import OperationKind
 from gateway.vendors.base import UpstreamResponse
+from gateway.vendors.http import upstream_client
 from gateway.vendors.inventory import VendorBackend
 
 # A captured path segment: no separators, no dot segments, nothing a URL would reinterpret.
@@ -165,7 +166,7 @@ class RestForwarder:
         self._base_url = backend.base_url
         self._key_header = key_header
         self._secret = backend.secret
-        self._client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        self._client = upstream_client(timeout_seconds=timeout_seconds)
 
     async def send(
         self,
