@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,20 +197,28 @@ class PolicyService:
                 code=code, message=message, policy_revision=engine.revision, engine=engine.name
             )
 
+        started = time.monotonic()
         try:
             result = await asyncio.wait_for(engine.evaluate(policy_input), self._timeout)
         except TimeoutError:
-            log.warning("policy engine %s gave no decision within %ss", engine.name, self._timeout)
-            return refuse(
-                POLICY_TIMEOUT,
-                f"the policy engine gave no decision within {self._timeout:g}s;"
-                " the request is refused",
-            )
+            late = True
         except Exception as exc:
             log.exception("policy engine %s failed", engine.name)
             return refuse(
                 POLICY_ERROR,
                 f"the policy engine failed ({type(exc).__name__}); the request is refused",
+            )
+        else:
+            # A decision that comes too late is refused too: wait_for returns a result that
+            # is ready when it resumes, even past the timeout, and the embedded engine holds
+            # the GIL while it evaluates, so the timer may only run once that result is in.
+            late = time.monotonic() - started > self._timeout
+        if late:
+            log.warning("policy engine %s gave no decision within %ss", engine.name, self._timeout)
+            return refuse(
+                POLICY_TIMEOUT,
+                f"the policy engine gave no decision within {self._timeout:g}s;"
+                " the request is refused",
             )
         if result is None:
             log.warning("policy %s left data.facegate.decision undefined", engine.revision)
