@@ -6,7 +6,7 @@ process. The same signed SearchFacesByImage request (a 20 KB probe) goes to the 
 as the baseline, straight to the stub. Every gateway request commits its decision record
 before it is forwarded and its outcome record after.
 
-    .venv/bin/python bench/gateway_latency.py [--rate 200] [--seconds 10] [--workers 2]
+    .venv/bin/python bench/gateway_latency.py [--rate 200] [--seconds 10] [--workers 1]
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
-        "--workers", type=int, default=2, help="gateway processes on PostgreSQL (SQLite: one)"
+        "--workers", type=int, default=1, help="gateway processes on PostgreSQL (SQLite: one)"
     )
     options = parser.parse_args()
 
