@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     probe_inspection: bool = True
     probe_max_pixels: int = 25_000_000  # checked against the header, before decoding
     probe_inspection_workers: int = 2
+    # auto: libfacedetection's CNN where its wheel installs (Linux x86_64), else dlib's HOG.
+    probe_detector: Literal["auto", "cnn", "hog"] = "auto"
 
     # Activity windows: in-process when unset (one replica only), else shared in Redis.
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0

@@ -14,6 +14,7 @@ from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
+from gateway.context.face_detection import face_counter
 from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, request_reader, session_factory
 from gateway.pipeline import Pipeline
@@ -115,7 +116,9 @@ class Services:
         )
         inspector = (
             ProbeInspector(
-                max_pixels=settings.probe_max_pixels, workers=settings.probe_inspection_workers
+                max_pixels=settings.probe_max_pixels,
+                workers=settings.probe_inspection_workers,
+                counter=face_counter(settings.probe_detector),
             )
             if settings.probe_inspection
             else None

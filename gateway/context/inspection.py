@@ -1,8 +1,9 @@
 """Probe inspection: how many faces a probe holds and where it was taken, seen by the gateway.
 
 The vendor is not asked: a crowd photo must be refused before it is searched, so the gateway
-decodes every probe image itself and counts its faces with dlib's HOG frontal face detector
-(it ships inside dlib, no model download). It also reads the EXIF GPS position, if any.
+decodes every probe image itself and counts its faces (`gateway.context.face_detection`:
+libfacedetection's CNN by default, dlib's HOG where that does not install). It also reads the
+EXIF GPS position, if any.
 
 Probes are untrusted bytes, so decoding is guarded in this order:
 
@@ -10,16 +11,16 @@ Probes are untrusted bytes, so decoding is guarded in this order:
 2. only JPEG and PNG are opened, and `Image.open` reads the header only;
 3. the declared width x height is checked against `max_pixels` before a single pixel is
    decoded, so a decompression bomb (a few KB of PNG declaring 20,000 x 20,000) stops there;
-4. pixels are decoded to 8-bit grey, the only thing the detector needs (a third of RGB);
-   a truncated or corrupt file fails here.
+4. pixels are decoded to 8-bit grey, the only thing the detectors need (a third of RGB),
+   and at no more than the detector scans (libjpeg decodes at 1/2, 1/4 or 1/8 scale for
+   less); a truncated or corrupt file fails here.
 
 A probe that fails any of these is refused (`InvalidImage`, `PayloadTooLarge`), and so is an
 EXIF GPS block that cannot be a position: a location the gateway cannot read cannot be
 checked against protected places, and refusing is the fail-closed answer.
 
-Detection runs in worker threads of the inspector's own, off the event loop: dlib's HOG scan
-releases the GIL. dlib's detector objects are not safe to share between threads, so each
-worker thread builds its own. Nothing here logs or keeps pixels.
+Detection runs in worker threads of the inspector's own, off the event loop: both detectors
+release the GIL while they scan. Nothing here logs or keeps pixels.
 """
 
 from __future__ import annotations
@@ -27,32 +28,22 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import dlib
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from gateway.context.face_detection import FaceCounter, GreyImage, face_counter, scan_size
 from gateway.errors import InvalidImage, MalformedRequest, PayloadTooLarge
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")  # what Rekognition reads; rarer decoders stay out of reach
 
 # 25 megapixels decode to 25 MB of grey; far beyond any camera a probe comes from.
 DEFAULT_MAX_PIXELS = 25_000_000
-
-# The detector's SVM score a detection needs. dlib's own cut is 0; at 0 JPEG artefacts on the
-# astronaut's suit (skimage.data.astronaut) pass as a second face, at 0.2 they do not. See
-# bench/inspection_accuracy.py and docs/patterns.md for what this costs on crowd images.
-DETECTION_THRESHOLD = 0.2
-
-# No upsampling: faces smaller than the HOG window (80 x 80 pixels) are not counted. Each
-# upsampling pass quadruples the time; see docs/patterns.md for what this misses.
-UPSAMPLE = 0
 
 LOCATION_HEADER = "x-facegate-location"
 
@@ -154,12 +145,19 @@ def exif_location(image: Image.Image) -> Location | None:
 
 @dataclass(frozen=True)
 class DecodedProbe:
-    grey: np.ndarray[Any, np.dtype[np.uint8]]  # (height, width), upright
+    grey: GreyImage  # (height, width), upright; scaled down to `scan_pixels` if asked
+    width: int  # the image's own size, as stored (before EXIF orientation)
+    height: int
     location: Location | None
 
 
-def decode_probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedProbe:
-    """Decode JPEG or PNG bytes to upright 8-bit grey, refusing bombs and broken files."""
+def decode_probe(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, scan_pixels: int | None = None
+) -> DecodedProbe:
+    """Decode JPEG or PNG bytes to upright 8-bit grey, refusing bombs and broken files.
+
+    With `scan_pixels`, a larger image comes back scaled down to fit it, keeping its shape.
+    """
     try:
         with warnings.catch_warnings():
             # Pillow warns (and past twice its own limit, raises) on open; our cap decides.
@@ -173,41 +171,30 @@ def decode_probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         raise InvalidImage("the image is not a JPEG or PNG image") from exc
 
     with image:
+        width, height = image.size
         # Only the header has been read: a decompression bomb stops here.
-        if image.width * image.height > max_pixels:
+        if width * height > max_pixels:
             raise PayloadTooLarge(
-                f"the image is {image.width}x{image.height} pixels; facegate decodes at most"
+                f"the image is {width}x{height} pixels; facegate decodes at most"
                 f" {max_pixels} pixels"
             )
         location = exif_location(image)
+        target = scan_size(width, height, scan_pixels)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 if image.format == "JPEG":
                     # libjpeg then decodes the luma plane alone, never building colour
-                    # (1920x1080: 5.3 -> 2.9 ms); the size stays as it is.
-                    image.draft("L", image.size)
-                upright = ImageOps.exif_transpose(image.convert("L"))
-                grey = np.asarray(upright, dtype=np.uint8)
+                    # (1920x1080: 5.3 -> 2.9 ms), at the smallest of 1, 1/2, 1/4 and 1/8
+                    # scale that still covers the target.
+                    image.draft("L", target)
+                grey_image = image.convert("L")
+                if grey_image.size != target:
+                    grey_image = grey_image.resize(target, Image.Resampling.BILINEAR)
+                grey = np.asarray(ImageOps.exif_transpose(grey_image), dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImage("the image data is corrupt or truncated") from exc
-    return DecodedProbe(grey=grey, location=location)
-
-
-class FaceCounter:
-    """dlib's HOG frontal face detector, one instance per thread (they are not thread-safe)."""
-
-    def __init__(self, *, threshold: float = DETECTION_THRESHOLD, upsample: int = UPSAMPLE):
-        self._threshold = threshold
-        self._upsample = upsample
-        self._local = threading.local()
-
-    def count(self, grey: np.ndarray[Any, np.dtype[np.uint8]]) -> int:
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            detector = self._local.detector = dlib.get_frontal_face_detector()
-        rects, _scores, _ = detector.run(grey, self._upsample, self._threshold)
-        return len(rects)
+    return DecodedProbe(grey=grey, width=width, height=height, location=location)
 
 
 class ProbeInspector:
@@ -221,19 +208,20 @@ class ProbeInspector:
         counter: FaceCounter | None = None,
     ) -> None:
         self._max_pixels = max_pixels
-        self._counter = counter or FaceCounter()
+        self._counter = counter or face_counter()
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="facegate-probe"
         )
 
     def inspect_image(self, data: bytes) -> ImageFindings:
         """Decode and count faces, in the calling thread. Raises RequestError subclasses."""
-        decoded = decode_probe(data, max_pixels=self._max_pixels)
-        height, width = decoded.grey.shape
+        decoded = decode_probe(
+            data, max_pixels=self._max_pixels, scan_pixels=self._counter.scan_pixels
+        )
         return ImageFindings(
             faces=self._counter.count(decoded.grey),
-            width=int(width),
-            height=int(height),
+            width=decoded.width,
+            height=decoded.height,
             location=decoded.location,
         )
 
