@@ -2,15 +2,16 @@
 
 In one run, on loopback:
 
-1. inspection per probe, in process (decode + HOG face count), p50 and p99, for a 640x480
-   and a 1920x1080 JPEG of a real face (scikit-image's astronaut, fitted to the frame);
+1. inspection per probe, in process (decode + face count), p50 and p99, for a 640x480
+   and a 1920x1080 JPEG of a real face (scikit-image's astronaut, fitted to the frame), with
+   each detector: libfacedetection's CNN (the default) and dlib's HOG (the fallback);
 2. activity windows per request, in process: `reserve` on the in-memory store and on Redis
    at 127.0.0.1:6379;
 3. the gateway (a separate process, SQLite) in front of an upstream stub that answers at
-   once, sent the same signed SearchFacesByImage at a fixed rate, in three configurations:
-   the core gateway (no inspection, in-process windows) as the baseline, with inspection,
-   and with windows in Redis. Pattern limits are lifted (bench/bench_policy.py) so that
-   nothing is refused.
+   once, sent the same signed SearchFacesByImage at a fixed rate, in four configurations:
+   the core gateway (no inspection, in-process windows) as the baseline, with inspection
+   (each detector), and with windows in Redis. Pattern limits are lifted
+   (bench/bench_policy.py) so that nothing is refused.
 
     .venv/bin/python bench/inspection_latency.py [--seconds 20] [--samples 200]
 """
@@ -46,12 +47,14 @@ from gateway.context.activity import (
     MemoryActivityStore,
     RedisActivityStore,
 )
+from gateway.context.face_detection import face_counter
 from gateway.context.inspection import ProbeInspector
 from gateway.operations import OperationKind
 from gateway.serving import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+DETECTORS = ("cnn", "hog")
 RATES = {"640x480": 8.0, "1920x1080": 2.0}  # well under what one gateway inspects per second
 
 
@@ -69,22 +72,23 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def inspection_cost(samples: int) -> None:
-    inspector = ProbeInspector()
     print("1. inspection per probe, in process (decode + face count)")
     for name, size in SIZES.items():
         data = probe(size)
-        faces = inspector.inspect_image(data).faces  # warm the thread's detector
-        timings = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            inspector.inspect_image(data)
-            timings.append((time.perf_counter() - started) * 1000)
-        p50, p99 = percentiles(timings)
-        print(
-            f"   {name:>9} ({len(data) // 1024} KB, {faces} face): p50 {p50:6.1f} ms  "
-            f"p99 {p99:6.1f} ms"
-        )
-    inspector.close()
+        for detector in DETECTORS:
+            inspector = ProbeInspector(counter=face_counter(detector))
+            faces = inspector.inspect_image(data).faces  # warm the thread's detector
+            timings = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                inspector.inspect_image(data)
+                timings.append((time.perf_counter() - started) * 1000)
+            inspector.close()
+            p50, p99 = percentiles(timings)
+            print(
+                f"   {name:>9} ({len(data) // 1024} KB, {faces} face), {detector}: "
+                f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+            )
 
 
 async def reserve_cost(store: ActivityStore, samples: int) -> tuple[float, float]:
@@ -177,7 +181,8 @@ def gateway_cost(seconds: float) -> None:
     upstream, upstream_url = start_upstream()
     configurations = {
         "core (baseline)": {"FACEGATE_PROBE_INSPECTION": "false"},
-        "inspection on": {"FACEGATE_PROBE_INSPECTION": "true"},
+        "inspection, cnn": {"FACEGATE_PROBE_INSPECTION": "true", "FACEGATE_PROBE_DETECTOR": "cnn"},
+        "inspection, hog": {"FACEGATE_PROBE_INSPECTION": "true", "FACEGATE_PROBE_DETECTOR": "hog"},
         "windows in Redis": {
             "FACEGATE_PROBE_INSPECTION": "false",
             "FACEGATE_REDIS_URL": REDIS_URL,
