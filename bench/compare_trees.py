@@ -2,13 +2,13 @@
 
 On a shared 2-core machine the same code measures differently from one minute to the next,
 so a change is judged against its parent in the same run: each tree's gateway runs as its
-own process (PYTHONPATH picks the tree; PostgreSQL, pattern limits lifted, no
-inspection), and the rounds alternate A, B, B, A, ... so drift hits both alike. Each round
-sends one load and reads the gateway process's CPU time from /proc.
+own process (PYTHONPATH picks the tree; PostgreSQL or a SQLite file of its own, pattern
+limits lifted, no inspection), and the rounds alternate A, B, B, A, ... so drift hits both
+alike. Each round sends one load and reads the gateway process's CPU time from /proc.
 
     git worktree add /tmp/before HEAD~3
     .venv/bin/python bench/compare_trees.py /tmp/before . [--load sequential|rate|closed]
-        [--rate 150] [--rounds 6] [--seconds 5]
+        [--rate 150] [--rounds 6] [--seconds 5] [--database postgresql|sqlite]
 
 Loads: `sequential` (one request at a time: the latency a lone request pays), `rate` (open
 loop at --rate requests/s), `closed` (16 callers, each waiting for its answer). Prints per
@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,6 +84,16 @@ def one_round(
     return {"requests/s": rps}, int(rps * options.seconds)
 
 
+@contextlib.contextmanager
+def two_databases(kind: str, workdir: Path) -> Iterator[tuple[str, str]]:
+    """A database for each tree: fresh PostgreSQL databases, or SQLite files."""
+    if kind == "sqlite":
+        yield (f"sqlite+aiosqlite:///{workdir / 'a.db'}", f"sqlite+aiosqlite:///{workdir / 'b.db'}")
+        return
+    with fresh_database() as database_a, fresh_database() as database_b:
+        yield database_a, database_b
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs=2, type=Path, help="two source trees (A, B)")
@@ -89,13 +101,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="facegate-compare-"))
     upstream, upstream_url = start_upstream()
     gateways = []
     try:
-        with fresh_database() as database_a, fresh_database() as database_b:
+        with two_databases(options.database, workdir) as (database_a, database_b):
             for name, tree, database_url in zip(
                 "AB", options.trees, (database_a, database_b), strict=True
             ):
@@ -128,7 +141,10 @@ def main() -> None:
                     cpu[name].append((cpu_seconds(process.pid) - before) * 1000 / sent)
                     for unit, value in values.items():
                         figures[name].setdefault(unit, []).append(value)
-            print(f"{options.load} load, {options.rounds} rounds of {options.seconds:g} s, medians")
+            print(
+                f"{options.load} load, {options.database}, {options.rounds} rounds of"
+                f" {options.seconds:g} s, medians"
+            )
             for name, tree, *_ in gateways:
                 print(f"  {name} {tree}: CPU {statistics.median(cpu[name]):.2f} ms/request")
                 for unit, values in figures[name].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Final
 
@@ -23,6 +24,7 @@ from sqlalchemy.types import TypeDecorator
 # errors where facegate talks to the driver directly (the audit log's group commit).
 DATABASE_ERRORS: Final = (
     SQLAlchemyError,
+    sqlite3.Error,  # the audit log's own SQLite connection (gateway.audit.stores.SqliteStore)
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,

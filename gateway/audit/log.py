@@ -63,6 +63,7 @@ from gateway.audit.stores import (
     AppendStore,
     AsyncpgStore,
     SQLAlchemyStore,
+    SqliteStore,
     read_nodes,
 )
 from gateway.audit.verifier import (
@@ -136,6 +137,18 @@ class AuditLog:
         # and what the batch being written will leave if it commits.
         self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
+        # A SQLite file gets group commits on a connection of the log's own (SqliteStore);
+        # an in-memory or URI database is reachable only through the engine.
+        database = engine.url.database
+        self._sqlite_store = (
+            SqliteStore(database, dialect=engine.dialect, lock_timeout_ms=self._lock_timeout_ms)
+            if self._dialect == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+            and not engine.url.query
+            else None
+        )
 
     @property
     def signer(self) -> Signer | None:
@@ -182,9 +195,12 @@ class AuditLog:
         return await future
 
     async def aclose(self) -> None:
-        """Wait for the batch being written, if any (call before disposing the engine)."""
+        """Wait for the batch being written, if any, and close the log's own connection (call
+        before disposing the engine)."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._sqlite_store is not None:
+            await self._sqlite_store.aclose()
 
     async def _write_batches(self) -> None:
         # One writer per process at a time; it exits when nothing is pending, and append
@@ -242,6 +258,16 @@ class AuditLog:
                     # ends both (the server rolls back and frees the sequencer).
                     await connection.invalidate()
                     raise
+        elif self._sqlite_store is not None:
+            store = self._sqlite_store
+            try:
+                results = await self._write(store, records, sign=sign, cached=committed)
+                await store.commit()
+            except BaseException:
+                # Queued behind whatever the store's thread is still running, so it runs
+                # even if this task was cancelled mid-batch: no transaction outlives it.
+                await asyncio.shield(store.rollback())
+                raise
         else:
             async with self._engine.begin() as connection:
                 results = await self._write(

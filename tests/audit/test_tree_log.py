@@ -214,6 +214,31 @@ class FaultyLog(AuditLog):
             raise Injected(f"fault injected at {step}")
 
 
+class CancelledLog(AuditLog):
+    cancel_at: str | None = None
+
+    async def _reached(self, step: str) -> None:
+        if step == self.cancel_at:
+            self.cancel_at = None
+            raise asyncio.CancelledError  # the writer task cancelled mid-batch (shutdown)
+
+
+async def test_a_batch_cancelled_before_commit_is_rolled_back_and_the_log_goes_on(
+    engine: AsyncEngine, signer: Signer, record_factory: RecordFactory
+) -> None:
+    log = CancelledLog(session_factory(engine), signer=signer)
+    await log.append(record_factory(request_id="before"))
+    log.cancel_at = "inserted"
+    with pytest.raises(AuditUnavailable, match="writer was stopped"):
+        await log.append(record_factory(request_id="cancelled"))
+    # The cancelled batch's transaction is gone and the write lock with it: the next batch
+    # takes the sequencer at once and finds the log as it was.
+    after = await log.append(record_factory(request_id="after"))
+    assert after.seq == 2
+    await check_everything(log, signer)
+    await log.aclose()
+
+
 @pytest.mark.parametrize(
     ("step", "persisted"), [("inserted", False), ("signed", False), ("committed", True)]
 )
