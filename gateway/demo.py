@@ -271,7 +271,12 @@ def _scenario(api: _Api, gateway_url: str, samples: Any, settings: Settings) -> 
     report = api.call("GET", "/facegate/v1/audit/verify", auditor_key)
     print(f"\nauditor: verify -> ok={report['ok']}, {report['entries_checked']} records checked")
     print(f"\nthe audit database is kept at {settings.database_url.split('///')[-1]}; try:")
-    print(f"  FACEGATE_DATABASE_URL={settings.database_url} facegate audit verify")
+    # The demo's own log key too: the CLI records the auditor's read, and a log refuses to
+    # append under a key other than the one that signed its checkpoints.
+    print(
+        f"  FACEGATE_DATABASE_URL={settings.database_url}"
+        f" FACEGATE_LOG_KEY_FILE={Path(settings.log_key_file).resolve()} facegate audit verify"
+    )
     return 0 if report["ok"] else 1
 
 
