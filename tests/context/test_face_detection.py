@@ -167,3 +167,25 @@ def test_a_scan_reuses_its_memory_instead_of_faulting_it_in_again() -> None:
     worker.start()
     worker.join()
     assert faults[0] < 500
+
+
+@pytest.mark.parametrize("scan_pixels", [None, CNN_SCAN_PIXELS])
+def test_exif_orientation_is_applied_whether_or_not_the_probe_is_scaled(
+    scan_pixels: int | None,
+) -> None:
+    # A camera held sideways stores the pixels on their side and says so in EXIF
+    # (orientation 6: rotate 90 degrees clockwise to view). The detector must see it upright.
+    upright = Image.open(io.BytesIO(framed(samples.astronaut_jpeg(), (1080, 1920))))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the sensor recorded
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", quality=90, exif=exif)
+    decoded = decode_probe(buffer.getvalue(), scan_pixels=scan_pixels)
+    assert (decoded.width, decoded.height) == (1920, 1080)  # as stored
+    height, width = decoded.grey.shape
+    assert height > width  # upright: portrait
+    if scan_pixels is not None:
+        assert (width, height) == scan_size(1080, 1920, scan_pixels)
+    counter = face_counter("cnn" if cnn_available() else "hog")
+    assert counter.count(decoded.grey) == 1
