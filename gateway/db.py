@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 from sqlalchemy import DateTime, event
@@ -54,17 +54,23 @@ def create_engine(url: str) -> AsyncEngine:
         )
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+        def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            apply_sqlite_pragmas(dbapi_connection)
 
         return engine
     # No pre-ping: it costs a round trip on every checkout of the request path. A connection
     # gone stale after a database restart fails one request, closed (503), and is replaced.
     return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
+
+
+def apply_sqlite_pragmas(connection: Any) -> None:
+    """What every SQLite connection facegate opens needs: WAL, a full fsync per commit (an
+    audit commit must survive power loss), foreign keys. `connection` is a DB-API one."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def request_reader(engine: AsyncEngine) -> AsyncEngine:

