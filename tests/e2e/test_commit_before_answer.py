@@ -8,6 +8,7 @@ request (16 of 60 fresh credentials were unknown when used at once).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from gateway.auth.principals import Role
 from gateway.auth.sessions import IssuedCredentials
 from refvendor import samples
 from tests.e2e.conftest import CASE, Stack
+from tests.e2e.test_fail_closed import gateway_with
 
 ROUNDS = 25
 
@@ -152,3 +154,17 @@ async def test_a_commit_that_fails_is_the_answer(stack: Stack) -> None:
     # Nothing was left half-done: with the constraint gone, the next change commits.
     again = api(stack, "POST", "/facegate/v1/sessions", officer, json=session_body())
     assert again.status_code == 201, again.text
+
+
+async def test_a_database_outage_is_a_503_in_the_management_api_shape(
+    stack: Stack, tmp_path: Path
+) -> None:
+    officer = await stack.principal("officer-1", Role.OFFICER)
+    async with gateway_with(
+        stack, tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"
+    ) as broken:
+        for method, path in (("POST", "/facegate/v1/sessions"), ("GET", "/facegate/v1/warrants")):
+            response = api(broken, method, path, officer, json=session_body())
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "service_unavailable"
+            assert "127.0.0.1:9" not in response.text
