@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.audit.checkpoint import Signer
+from gateway.audit.checkpoint import SignedTreeState, Signer
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.key_header import KeyHeaderAuthenticator
@@ -71,7 +71,9 @@ class Services:
         reads = request_reader(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
         audit = AuditLog(
-            sessions, signer=Signer.load_or_create(settings.log_key_file, settings.log_origin)
+            sessions,
+            signer=Signer.load_or_create(settings.log_key_file, settings.log_origin),
+            signed_state=SignedTreeState.beside(settings.log_key_file),
         )
         policy = await PolicyService.open(settings)
         adapters: dict[Protocol, VendorAdapter] = {}

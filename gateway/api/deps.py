@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -12,8 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.api_keys import authenticate_api_key, key_id_of
 from gateway.auth.principals import Principal, Role
-from gateway.errors import AuthenticationError, MissingCredentials, PermissionDenied
+from gateway.db import DATABASE_ERRORS
+from gateway.errors import (
+    AuthenticationError,
+    MissingCredentials,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from gateway.services import Services
+
+log = logging.getLogger(__name__)
 
 
 async def get_services(request: Request) -> Services:
@@ -27,12 +36,30 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_db(services: ServicesDep) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits when the route returns without error."""
-    async with services.sessions() as db, db.begin():
-        yield db
+    """A session whose transaction commits when the route returns without error.
+
+    Contract: the commit, and with it the change's audit record (``record_change``), is
+    done before the answer is sent, and a commit that fails is the answer. This holds
+    because ``DbDep`` gives this dependency ``scope="function"``: FastAPI runs its exit
+    when the route function returns, before the response, and an exception raised there
+    goes to the app's error handlers. With the default scope the exit runs after the
+    response is sent: fresh credentials were refused as unknown, revoked sessions and
+    warrants still worked, right after a 201 or 200, and a failed commit was never told.
+
+    A database error in the route or in its commit becomes ServiceUnavailable (503, the
+    management API's error shape); the database's own words stay in the server log.
+    """
+    try:
+        async with services.sessions() as db, db.begin():
+            yield db
+    except DATABASE_ERRORS as exc:
+        log.error("a management change was rolled back: the database failed", exc_info=exc)
+        raise ServiceUnavailable(
+            "the database failed: the request was not completed and nothing was saved"
+        ) from exc
 
 
-DbDep = Annotated[AsyncSession, Depends(get_db)]
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
@@ -44,6 +71,8 @@ async def current_principal(request: Request, services: ServicesDep) -> Principa
             raise MissingCredentials("send an API key as `Authorization: Bearer fgk_...`")
         async with services.sessions() as db:
             return await authenticate_api_key(db, presented.strip())
+    except DATABASE_ERRORS as exc:
+        raise ServiceUnavailable("the database failed: the caller could not be checked") from exc
     except AuthenticationError as exc:
         await services.audit.append(
             AuditRecord(

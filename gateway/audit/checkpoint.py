@@ -25,18 +25,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.audit.merkle import HASH_SIZE
+from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 SIGNATURE_PREFIX: Final = "\u2014 "  # "— "
 ALG_ED25519: Final = 0x01
@@ -155,8 +164,11 @@ class Signer:
         """Read the key file, creating it (mode 0600, O_EXCL) if it does not exist.
 
         Two processes starting at once cannot write two keys: the loser reads the
-        winner's. Raises CheckpointError naming the file if it holds no valid key, or a
-        key for another name (the log's origin changed under a key made for the old one).
+        winner's. A key created here has signed nothing, and says so: its
+        ``SignedTreeState`` is created beside it, recording the empty tree (copy both
+        files to another host). Raises CheckpointError naming the file if it holds no valid
+        key, or a key for another name (the log's origin changed under a key made for the
+        old one).
         """
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +179,7 @@ class Signer:
             else:
                 with os.fdopen(fd, "w") as handle:
                     handle.write(str(cls.generate(name)) + "\n")
+                SignedTreeState.beside(path).record(Checkpoint(name, 0, EMPTY_ROOT))
         try:
             signer = cls.parse(path.read_text())
         except CheckpointError as exc:
@@ -279,3 +292,101 @@ class Checkpoint:
                 f"the checkpoint is for log {checkpoint.origin!r}, not {expected!r}"
             )
         return checkpoint
+
+
+class SignedTreeState:
+    """The last tree this log's key signed (size and root), in a small file beside the key.
+
+    Why here: the checkpoints in the database are only as trustworthy as the database. Its
+    owner cannot forge a signature, but without the key can empty or cut back
+    ``audit_checkpoint``, rebuild ``audit_log`` and ``audit_tree`` (a log without a signer
+    still sequences entries), and the gateway's next append would sign the rewritten tree:
+    a checkpoint that contradicts the ones auditors already hold, made with the real key.
+    This file sits where the key sits, which the database owner cannot write (the host's
+    file system, mode 0600 like the key), so the key never signs a tree that is not a
+    consistent extension of the last one it signed (``AuditLog`` checks a consistency
+    proof against it before every signature, and refuses to append otherwise).
+
+    The file is created with the key (``Signer.load_or_create``), recording the empty
+    tree, and travels with it: a host given the key gets the file too. Lost (or a key from
+    a version that kept none), the log refuses to sign once the database holds a
+    checkpoint, until an operator checks the log and pins one (``facegate audit pin-head``):
+    trusting whatever the database holds then is exactly what a rewrite needs.
+
+    What it does not protect against: whoever can write the key's directory (they hold the
+    key, so they can sign anything); a copy of the file restored from an older backup; and
+    replicas on other hosts, each of which only knows what it signed itself, so a rewrite
+    after another host's last signature and before this host's goes unseen here. An
+    outside witness that co-signs or keeps every checkpoint (README, "Outside witnesses")
+    closes those gaps.
+
+    The file holds a checkpoint body (origin, size, base64 root: ``Checkpoint.body``). It
+    is replaced atomically (written to a temporary file, fsync'd, renamed over, and the
+    directory fsync'd), so a crash leaves the old or the new record, never a torn one.
+    ``record`` only ever moves it forward: several processes on one host share the file
+    and finish their batches in any order, under an advisory lock where the OS has one.
+    """
+
+    SUFFIX: Final = ".signed-tree"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def beside(cls, key_file: Path) -> SignedTreeState:
+        return cls(key_file.with_name(key_file.name + cls.SUFFIX))
+
+    def read(self) -> Checkpoint | None:
+        """The recorded tree, or None if the file does not exist. Raises CheckpointError
+        naming the file if it holds anything else, and OSError if it cannot be read."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return Checkpoint.parse_body(text)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
+
+    def record(self, checkpoint: Checkpoint) -> None:
+        """Make ``checkpoint`` the recorded tree unless a larger one is recorded already.
+        Durable when it returns. Raises OSError if the file cannot be written."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            current = self.read()
+            if current is not None and current.size >= checkpoint.size:
+                return
+            temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, checkpoint.body().encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+            _fsync_directory(self.path.parent)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if fcntl is None:  # no advisory locks (Windows): one process per key file there
+            yield
+            return
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory entry is (POSIX); Windows cannot open
+    # a directory, and its rename is already durable on return.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -18,6 +18,11 @@ Contract:
   sequencer, and first checks that the tree it is about to extend still has the root of
   the latest checkpoint (and that it was signed with this key). If not, it refuses to
   append at all rather than sign a fork.
+* With a ``SignedTreeState`` (the record beside the key of the last tree it signed), it
+  also signs only a tree that a consistency proof shows to extend that record, so a
+  database owner who cuts back or empties the checkpoint table and rebuilds the tree
+  cannot make the key sign the rewrite. The record moves forward after each signed
+  batch commits.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
   the database URL. Callers fail closed.
 * What is kept in memory between batches is only a cache, checked inside the lock: each
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +48,14 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
-from gateway.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier, open_note
+from gateway.audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    SignedTreeState,
+    Signer,
+    Verifier,
+    open_note,
+)
 from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import (
@@ -103,6 +116,14 @@ class AuditLog:
     covering them. ``lock_timeout`` bounds how long an append waits for the sequencer
     before failing closed: a replica that hangs while holding it makes the others refuse
     requests rather than hang with it.
+
+    ``signed_state`` is where the last tree ``signer`` signed is kept, out of the
+    database's reach (``SignedTreeState.beside(key file)``; the gateway and the CLI always
+    pass it). A missing file is deliberate only for a log that has never signed: if the
+    database holds checkpoints and the file is gone (lost, or a gateway upgraded from a
+    version without it), the log refuses to sign until an operator checks the log and
+    pins a checkpoint (``facegate audit pin-head``), because trusting whatever the
+    database now holds is exactly what a rewrite would need.
     """
 
     def __init__(
@@ -112,6 +133,7 @@ class AuditLog:
         signer: Signer | None = None,
         lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
         max_batch: int = DEFAULT_MAX_BATCH,
+        signed_state: SignedTreeState | None = None,
     ) -> None:
         engine = sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
@@ -127,6 +149,7 @@ class AuditLog:
         self._dialect = engine.dialect.name
         self._lock_timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
         self._signer = signer
+        self._signed_state = signed_state
         self._max_batch = max_batch
         # Appends with db= queue here, in order, instead of all holding a connection while
         # they wait on the database's lock. Appends without db= queue in _pending.
@@ -137,6 +160,7 @@ class AuditLog:
         # and what the batch being written will leave if it commits.
         self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
+        self._staged_checkpoint: Checkpoint | None = None  # signed in the batch being written
         # A SQLite file gets group commits on a connection of the log's own (SqliteStore);
         # an in-memory or URI database is reachable only through the engine.
         database = engine.url.database
@@ -153,6 +177,10 @@ class AuditLog:
     @property
     def signer(self) -> Signer | None:
         return self._signer
+
+    @property
+    def signed_state(self) -> SignedTreeState | None:
+        return self._signed_state
 
     async def append(self, record: AuditRecord, *, db: AsyncSession | None = None) -> AppendedEntry:
         """Add ``record`` as the next entry.
@@ -234,6 +262,7 @@ class AuditLog:
     async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
         self._committed, committed = None, self._committed  # unknown until this commits
         self._staged = None
+        self._staged_checkpoint = None
         sign = self._signer is not None
         # 7. COMMIT, when _write has returned. If the process dies or the connection drops
         #    after COMMIT was sent but before it was acknowledged, the log holds either the
@@ -280,6 +309,20 @@ class AuditLog:
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
         self._committed = self._staged
+        # 9. Move the record of the last signed tree forward. A crash before this leaves
+        #    the record one batch behind, which is still a tree the key signed: the next
+        #    batch proves consistency from there. Were the file unwritable, the callers
+        #    hear AuditUnavailable though their entries are committed (the log says more
+        #    was asked than was done, never less), and the record stays behind.
+        signed = self._staged_checkpoint
+        if signed is not None and self._signed_state is not None:
+            try:
+                await asyncio.to_thread(self._signed_state.record, signed)
+            except OSError as exc:
+                raise AuditUnavailable(
+                    f"the record of the last signed tree ({self._signed_state.path}) could not"
+                    f" be written: {exc.strerror}"
+                ) from exc
         await self._reached("committed")
         return results
 
@@ -325,6 +368,11 @@ class AuditLog:
             #    that auditors may hold: refuse.
             if sign:
                 await self._check_latest_checkpoint(store, compact)
+        # 3b. And check it extends the last tree this key signed, as recorded beside the key:
+        #    the database's own checkpoints may have been cut back with the tree. Every
+        #    signing batch checks; after our own batch the sizes match and it is a compare.
+        if sign and self._signed_state is not None:
+            await self._check_signed_state(store, compact)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
         #    refused alone and takes no seq, so the others keep contiguous ones.
@@ -367,6 +415,7 @@ class AuditLog:
                 "note": checkpoint.sign(self._signer),
                 "created_at": datetime.now(UTC),
             }
+            self._staged_checkpoint = checkpoint
 
         # 6. Insert the entries, every tree node they complete and the checkpoint, visible
         #    to no one before COMMIT. Were the sequencer ever bypassed, the primary keys
@@ -378,6 +427,63 @@ class AuditLog:
             await self._reached("signed")
             self._staged = (compact.size, prev_hash, compact.copy())
         return results
+
+    async def _check_signed_state(self, store: AppendStore, compact: merkle.CompactRange) -> None:
+        """Raise AuditUnavailable unless the stored tree ``compact`` (the one about to be
+        extended and signed) is a consistent extension of the last tree the key signed."""
+        assert self._signed_state is not None and self._signer is not None
+        state = self._signed_state
+        refusing = "refusing to sign: run `facegate audit verify`"
+        try:
+            # A read of a few dozen bytes, from the page cache: not worth a thread hop.
+            recorded = state.read()
+        except (CheckpointError, OSError) as exc:
+            raise AuditUnavailable(
+                f"the record of the last signed tree cannot be read ({exc}); {refusing}"
+            ) from None
+        if recorded is None:
+            latest = await store.read_latest_checkpoint()
+            if latest is None:
+                return  # this log has never signed: its first signature starts the record
+            raise AuditUnavailable(
+                f"there is no record of the last tree this key signed ({state.path}), yet the"
+                f" database holds a checkpoint of {latest.tree_size} entries; refusing to sign"
+                " until an operator checks the log and pins a checkpoint"
+                " (`facegate audit pin-head`)"
+            )
+        if recorded.origin != self._signer.name:
+            raise AuditUnavailable(
+                f"{state.path} records a tree of log {recorded.origin!r}, not"
+                f" {self._signer.name!r}; {refusing}"
+            )
+        if recorded.size > compact.size:
+            raise AuditUnavailable(
+                f"this key signed a tree of {recorded.size} entries but the database holds"
+                f" {compact.size}: entries were removed; {refusing}"
+            )
+        if recorded.size == compact.size:
+            consistent = compact.root() == recorded.root_hash
+        else:
+            ranges = merkle.consistency_ranges(recorded.size, compact.size)
+            ids = merkle.proof_node_ids(ranges)
+            nodes = await store.read_nodes(ids)
+            consistent = len(nodes) == len(ids)
+            if consistent:
+                try:
+                    merkle.verify_consistency(
+                        recorded.size,
+                        compact.size,
+                        recorded.root_hash,
+                        compact.root(),
+                        merkle.hashes_for(ranges, nodes.__getitem__),
+                    )
+                except merkle.ProofError:
+                    consistent = False
+        if not consistent:
+            raise AuditUnavailable(
+                f"the stored tree of {compact.size} entries does not extend the tree of"
+                f" {recorded.size} this key last signed: the log was rewritten; {refusing}"
+            )
 
     async def _check_latest_checkpoint(
         self, store: AppendStore, compact: merkle.CompactRange
@@ -699,13 +805,18 @@ class AuditLog:
     async def export(self, directory: Path) -> StoredCheckpoint:
         """Write the latest checkpoint and the entries it signs to ``directory`` (see
         ``gateway.audit.verifier`` for the files). Raises AuditUnavailable before the first
-        checkpoint."""
+        checkpoint. Reads only: a damaged log is exported as found, up to a row that no
+        longer makes a record (``verify_tree`` names it), so that an auditor gets the
+        evidence."""
         latest = await self.latest_checkpoint()
         if latest is None:
             raise AuditUnavailable("the log has signed no checkpoint yet: nothing to export")
         # Blocking file I/O on purpose: an export is a CLI job with a loop of its own.
         directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        with (directory / ENTRIES_FILE).open("wb") as handle:
+        with (
+            (directory / ENTRIES_FILE).open("wb") as handle,
+            contextlib.suppress(ValueError, TypeError),  # an unreadable row: stop there
+        ):
             async for leaf in self.leaves(end=latest.tree_size + 1):
                 handle.write(leaf + b"\n")
         logged = await self.logged_leaf_hashes(end=latest.tree_size + 1)

@@ -3,17 +3,19 @@ with an export, anywhere else."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gateway.audit.checkpoint import CheckpointError, Verifier
+from gateway.audit.checkpoint import Checkpoint, CheckpointError, Verifier
 from gateway.audit.records import EventType
-from gateway.audit.schemas import AuditQuery, TreeReport
+from gateway.audit.schemas import AuditQuery, TreeReport, VerifyReport
 from gateway.audit.verifier import verify_export
-from gateway.cli.runtime import run, runtime, settings_of
+from gateway.cli.runtime import CliRuntime, run, runtime, settings_of
 
 app = typer.Typer(no_args_is_help=True, help="Read, export and verify the audit log.")
 
@@ -92,23 +94,25 @@ def verify(
 
     async def _run() -> bool:
         async with runtime(settings_of(ctx)) as rt:
-            await rt.record_read("audit.verify")
-            chain = await rt.audit.verify()
-            assert rt.audit.signer is not None
-            verifier = _verifier(public_key) if public_key else rt.audit.signer.verifier
-            tree = await rt.audit.verify_tree(
-                verifier, checkpoint=note, older=older, all_checkpoints=True
-            )
-        if chain.ok:
-            typer.echo(f"ok: {chain.entries_checked} records verified, head {chain.head_hash}")
-        else:
-            typer.secho(
-                f"BROKEN at record {chain.first_bad_seq}: {chain.problem} ({chain.detail}); "
-                f"{chain.entries_checked} records before it verified",
-                fg=typer.colors.RED,
-            )
-        _echo_tree(tree)
-        return chain.ok and tree.ok
+            verifier = _verifier(public_key) if public_key else _log_verifier(rt)
+            chain, tree = await _check(rt, verifier, checkpoint=note, older=older)
+            if await _unsigned_but_sound(rt, chain, note):
+                # Nothing signed yet (entries from before the first checkpoint): the read's
+                # record signs the first one, then the tree is checked against it.
+                await rt.record_read("audit.verify")
+                chain, tree = await _check(rt, verifier, checkpoint=note, older=older)
+                recorded = True
+            else:
+                recorded = False
+            _echo_chain(chain)
+            _echo_tree(tree)
+            if not (chain.ok and tree.ok):
+                _echo_left_as_found()
+                return False
+            if not recorded:
+                # Sound: only now is the read recorded, after the report it gave.
+                await rt.record_read("audit.verify")
+        return True
 
     if not run(_run()):
         raise typer.Exit(1)
@@ -120,17 +124,133 @@ def export(
     out: Annotated[Path, typer.Argument(help="directory to write entries.jsonl, checkpoint")],
 ) -> None:
     """Write the latest signed checkpoint and every entry it covers, for offline checking
-    with `facegate audit verify --export DIR --public-key FILE`."""
+    with `facegate audit verify --export DIR --public-key FILE`. The log is checked first,
+    without writing to it: a damaged log is exported as found, its first bad record named,
+    and the command exits 1."""
 
-    async def _run() -> None:
+    async def _run() -> bool:
         async with runtime(settings_of(ctx)) as rt:
-            await rt.record_read("audit.export")
-            stored = await rt.audit.export(out)
-            assert rt.audit.signer is not None
-            (out / "log.pub").write_text(str(rt.audit.signer.verifier) + "\n")
+            verifier = _log_verifier(rt)
+            chain, tree = await _check(rt, verifier)
+            if await _unsigned_but_sound(rt, chain, None):
+                await rt.record_read("audit.export")
+                chain, tree = await _check(rt, verifier)
+            sound = chain.ok and tree.ok
+            stored = None
+            if await rt.audit.latest_checkpoint() is not None:
+                stored = await rt.audit.export(out)
+                (out / "log.pub").write_text(str(verifier) + "\n")
+            if sound:
+                await rt.record_read("audit.export")
+        if not sound or stored is None:
+            _echo_chain(chain)
+            _echo_tree(tree)
+            if stored is not None:
+                typer.secho(f"exported the damaged log as found to {out}", fg=typer.colors.RED)
+            _echo_left_as_found()
+            return False
         typer.echo(f"exported {stored.tree_size} entries and their checkpoint to {out}")
+        return True
 
-    run(_run())
+    if not run(_run()):
+        raise typer.Exit(1)
+
+
+@app.command("pin-head")
+def pin_head(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="a checkpoint held outside the database (a witness's or an auditor's copy);"
+            " default: the latest the database holds, which trusts the database"
+        ),
+    ] = None,
+) -> None:
+    """Check the log against a checkpoint and record it as the last tree the log's key
+    signed (the file beside the key). For a lost record, or a gateway upgraded from a
+    version that kept none: the log refuses to sign until one is pinned."""
+    note = _read(checkpoint, "the checkpoint") if checkpoint else None
+
+    async def _run() -> bool:
+        async with runtime(settings_of(ctx)) as rt:
+            verifier = _log_verifier(rt)
+            chain, tree = await _check(rt, verifier, checkpoint=note)
+            if not (chain.ok and tree.ok):
+                _echo_chain(chain)
+                _echo_tree(tree)
+                typer.secho("nothing pinned: the log does not verify", fg=typer.colors.RED)
+                return False
+            assert tree.tree_size is not None and tree.root_hash is not None  # tree.ok
+            pinned = Checkpoint(verifier.name, tree.tree_size, base64.b64decode(tree.root_hash))
+            state = rt.audit.signed_state
+            assert state is not None  # the CLI's log always has one
+            state.record(pinned)
+            recorded = state.read()
+            await rt.record_read("audit.pin_head", tree_size=pinned.size)
+        if recorded != pinned:
+            typer.secho(
+                f"{state.path} already records a larger tree ({recorded.size if recorded else 0}"
+                " entries); left as it was",
+                fg=typer.colors.YELLOW,
+            )
+        else:
+            typer.echo(f"pinned the tree of {pinned.size} entries in {state.path}")
+        if note is None:
+            typer.secho(
+                "note: pinned the database's own latest checkpoint; compare it with a copy"
+                " held outside the database",
+                fg=typer.colors.YELLOW,
+            )
+        return True
+
+    if not run(_run()):
+        raise typer.Exit(1)
+
+
+async def _check(
+    rt: CliRuntime,
+    verifier: Verifier,
+    *,
+    checkpoint: bytes | None = None,
+    older: Sequence[bytes] = (),
+) -> tuple[VerifyReport, TreeReport]:
+    """The chain and the tree, read only: nothing is appended before the log is known sound
+    (an append would fail on a damaged log, or build on the damage)."""
+    chain = await rt.audit.verify()
+    tree = await rt.audit.verify_tree(
+        verifier, checkpoint=checkpoint, older=older, all_checkpoints=True
+    )
+    return chain, tree
+
+
+async def _unsigned_but_sound(rt: CliRuntime, chain: VerifyReport, note: bytes | None) -> bool:
+    """A sound chain that no checkpoint covers yet (appended before the key's first
+    signature, e.g. just after `facegate db upgrade`): nothing to check the tree against."""
+    return chain.ok and note is None and await rt.audit.latest_checkpoint() is None
+
+
+def _log_verifier(rt: CliRuntime) -> Verifier:
+    assert rt.audit.signer is not None  # the CLI's log always has the key
+    return rt.audit.signer.verifier
+
+
+def _echo_chain(chain: VerifyReport) -> None:
+    if chain.ok:
+        typer.echo(f"ok: {chain.entries_checked} records verified, head {chain.head_hash}")
+        return
+    typer.secho(
+        f"BROKEN at record {chain.first_bad_seq}: {chain.problem} ({chain.detail}); "
+        f"{chain.entries_checked} records before it verified",
+        fg=typer.colors.RED,
+    )
+
+
+def _echo_left_as_found() -> None:
+    typer.secho(
+        "the log was left as found: this read was not recorded, nothing was appended",
+        fg=typer.colors.RED,
+    )
 
 
 @app.command("list")

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.audit.checkpoint import CheckpointError, Signer
+from gateway.audit.checkpoint import CheckpointError, SignedTreeState, Signer
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.config import Settings
@@ -75,12 +75,22 @@ def log_signer(settings: Settings) -> Signer:
         raise typer.Exit(1) from exc
 
 
+def log_of(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> AuditLog:
+    """The audit log as the gateway opens it: its key, and the record beside the key of the
+    last tree that key signed."""
+    return AuditLog(
+        sessions,
+        signer=log_signer(settings),
+        signed_state=SignedTreeState.beside(settings.log_key_file),
+    )
+
+
 @asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[CliRuntime]:
     """A transaction that commits only if the command and its audit record both succeed."""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    audit = AuditLog(sessions, signer=log_signer(settings))
+    audit = log_of(sessions, settings)
     try:
         async with sessions() as db, db.begin():
             yield CliRuntime(db=db, audit=audit, settings=settings)

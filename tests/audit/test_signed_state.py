@@ -1,0 +1,220 @@
+"""The log's key signs only trees that extend the last tree it signed, as recorded beside the
+key: a database owner without the key who cuts back or empties the checkpoint table and
+rebuilds the tree (both verifiers then say ok) cannot make the gateway sign the rewrite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit import guards, merkle
+from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
+from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord
+from gateway.db import session_factory
+from gateway.errors import AuditUnavailable
+from tests.audit.test_tree_log import ORIGIN, check_everything
+
+RecordFactory = Callable[..., AuditRecord]
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer.generate(ORIGIN)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SignedTreeState:
+    return SignedTreeState.beside(tmp_path / "log.key")
+
+
+def gateway_log(engine: AsyncEngine, signer: Signer, state: SignedTreeState) -> AuditLog:
+    """The log as a (re)started gateway opens it."""
+    return AuditLog(session_factory(engine), signer=signer, signed_state=state)
+
+
+async def as_database_owner(engine: AsyncEngine, *statements: str) -> None:
+    """Run SQL as the database's owner may: with the append-only guards out of the way."""
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        else:
+            for ddl in (
+                *guards.remove_statements("sqlite"),
+                *guards.tree_remove_statements("sqlite"),
+            ):
+                await connection.exec_driver_sql(ddl)
+        for statement in statements:
+            await connection.execute(sa.text(statement))
+        if engine.dialect.name != "postgresql":
+            for ddl in (
+                *guards.install_statements("sqlite"),
+                *guards.tree_install_statements("sqlite"),
+            ):
+                await connection.exec_driver_sql(ddl)
+
+
+def cut_back_to(size: int) -> tuple[str, ...]:
+    """The log, its tree and its checkpoints as they were at ``size`` entries."""
+    return (
+        f"DELETE FROM audit_log WHERE seq > {size}",
+        f"DELETE FROM audit_tree WHERE ((idx + 1) << level) > {size}",
+        f"DELETE FROM audit_checkpoint WHERE tree_size > {size}",
+    )
+
+
+EMPTIED = ("DELETE FROM audit_log", "DELETE FROM audit_tree", "DELETE FROM audit_checkpoint")
+
+
+async def count(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(sa.text("SELECT count(*) FROM audit_log")) or 0)
+
+
+async def append_each(log: AuditLog, make: RecordFactory, prefix: str, n: int) -> None:
+    for i in range(n):
+        await log.append(make(request_id=f"{prefix}-{i}"))
+
+
+async def test_a_log_cut_back_with_its_checkpoints_is_not_signed(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    await append_each(gateway_log(engine, signer, state), record_factory, "kept", 6)
+    await as_database_owner(engine, *cut_back_to(3))
+    restarted = gateway_log(engine, signer, state)
+    # What the database now holds is self-consistent: both verifiers accept it...
+    assert (await restarted.verify()).ok
+    assert (await restarted.verify_tree(signer.verifier, all_checkpoints=True)).ok
+
+    # ...but the key signed 6 entries, and will not sign a tree that forgot three of them.
+    with pytest.raises(AuditUnavailable, match="signed a tree of 6 entries but the database"):
+        await restarted.append(record_factory(request_id="after the cut"))
+    assert await count(engine) == 3
+
+
+async def test_an_emptied_checkpoint_table_and_a_rebuilt_tree_are_not_signed(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    await append_each(gateway_log(engine, signer, state), record_factory, "real", 4)
+    await as_database_owner(engine, *EMPTIED)
+    # A log without the key still sequences entries into a tree: the owner rebuilds one,
+    # longer than the one signed, with other records in it.
+    await append_each(AuditLog(session_factory(engine)), record_factory, "forged", 7)
+    restarted = gateway_log(engine, signer, state)
+    assert (await restarted.verify()).ok
+
+    with pytest.raises(AuditUnavailable, match="does not extend the tree of 4"):
+        await restarted.append(record_factory(request_id="next"))
+    assert await count(engine) == 7
+
+
+async def test_a_rebuilt_tree_of_the_same_size_is_not_signed(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    await append_each(gateway_log(engine, signer, state), record_factory, "real", 5)
+    await as_database_owner(engine, *EMPTIED)
+    await append_each(AuditLog(session_factory(engine)), record_factory, "forged", 5)
+    with pytest.raises(AuditUnavailable, match="does not extend the tree of 5"):
+        await gateway_log(engine, signer, state).append(record_factory(request_id="next"))
+
+
+async def test_appends_across_restarts_and_replicas_go_on(
+    engine: AsyncEngine,
+    signer: Signer,
+    state: SignedTreeState,
+    record_factory: RecordFactory,
+    tmp_path: Path,
+) -> None:
+    # The key as the gateway creates it, its record beside it, and another replica on
+    # another host given a copy of both: one database, one key, a record per host.
+    signer = Signer.load_or_create(tmp_path / "log.key", ORIGIN)
+    (tmp_path / "other-host").mkdir()
+    for name in ("log.key", "log.key.signed-tree"):
+        (tmp_path / "other-host" / name).write_bytes((tmp_path / name).read_bytes())
+    other_state = SignedTreeState.beside(tmp_path / "other-host" / "log.key")
+    assert state.read() == other_state.read() == Checkpoint(ORIGIN, 0, merkle.EMPTY_ROOT)
+    for restart in range(3):
+        here = gateway_log(engine, signer, state)
+        there = gateway_log(engine, signer, other_state)
+        await asyncio.gather(
+            *(here.append(record_factory(request_id=f"h{restart}-{i}")) for i in range(8)),
+            *(there.append(record_factory(request_id=f"t{restart}-{i}")) for i in range(8)),
+        )
+        # Unsigned appends in a caller's transaction (admin actions) join in between.
+        async with session_factory(engine)() as db, db.begin():
+            await here.append(record_factory(request_id=f"db-{restart}"), db=db)
+        await here.aclose()
+        await there.aclose()
+    last = gateway_log(engine, signer, state)
+    await last.append(record_factory(request_id="last"))
+    assert await count(engine) == 3 * 17 + 1
+    await check_everything(last, signer)
+    recorded = state.read()
+    assert recorded is not None and recorded.size == 3 * 17 + 1
+    latest = await last.latest_checkpoint()
+    assert latest is not None
+    assert recorded == Checkpoint.open(latest.note, signer.verifier)
+
+
+async def test_a_lost_record_refuses_to_sign_until_a_checkpoint_is_pinned(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    await append_each(gateway_log(engine, signer, state), record_factory, "a", 3)
+    state.path.unlink()  # lost: or a gateway upgraded from a version that kept no record
+    restarted = gateway_log(engine, signer, state)
+    with pytest.raises(AuditUnavailable, match=r"no record of the last tree.*pin-head"):
+        await restarted.append(record_factory(request_id="b"))
+    assert await count(engine) == 3
+
+    # What `facegate audit pin-head` does once the operator has checked the log.
+    latest = await restarted.latest_checkpoint()
+    assert latest is not None
+    state.record(Checkpoint.open(latest.note, signer.verifier))
+    await restarted.append(record_factory(request_id="c"))
+    assert await count(engine) == 4
+
+
+async def test_a_log_that_never_signed_starts_its_record(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    # Entries from before the first signature (a keyless tool, `facegate db upgrade`).
+    await append_each(AuditLog(session_factory(engine)), record_factory, "early", 2)
+    assert state.read() is None
+    await gateway_log(engine, signer, state).append(record_factory(request_id="first signed"))
+    recorded = state.read()
+    assert recorded is not None and recorded.size == 3
+
+
+async def test_a_record_of_another_log_or_garbage_refuses(
+    engine: AsyncEngine, signer: Signer, state: SignedTreeState, record_factory: RecordFactory
+) -> None:
+    await append_each(gateway_log(engine, signer, state), record_factory, "a", 2)
+    saved = state.path.read_bytes()
+    state.path.write_text("not a checkpoint\n")
+    with pytest.raises(AuditUnavailable, match="cannot be read"):
+        await gateway_log(engine, signer, state).append(record_factory(request_id="b"))
+    other = Checkpoint("other.example/log", 2, Checkpoint.parse_body(saved.decode()).root_hash)
+    state.path.write_text(other.body())
+    with pytest.raises(AuditUnavailable, match=r"records a tree of log .other\.example/log."):
+        await gateway_log(engine, signer, state).append(record_factory(request_id="c"))
+
+
+def test_the_record_only_moves_forward_and_is_replaced_whole(tmp_path: Path) -> None:
+    state = SignedTreeState.beside(tmp_path / "keys" / "log.key")
+    assert state.path == tmp_path / "keys" / "log.key.signed-tree"
+    assert state.read() is None
+    five = Checkpoint(ORIGIN, 5, bytes(range(32)))
+    state.record(five)
+    state.record(Checkpoint(ORIGIN, 3, bytes(32)))  # a batch that finished late
+    assert state.read() == five
+    assert state.path.read_text() == five.body()
+    assert sorted(p.name for p in state.path.parent.iterdir()) == [
+        "log.key.signed-tree",
+        "log.key.signed-tree.lock",
+    ]  # no temporary file left behind
+    assert state.path.stat().st_mode & 0o777 == 0o600
