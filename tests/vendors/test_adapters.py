@@ -98,7 +98,11 @@ def test_compreface_recognition_answers_are_floored_capped_and_stripped() -> Non
     [result] = json.loads(outcome.response.body)["result"]
     assert [s["subject"] for s in result["subjects"]] == ["s0", "s1"]
     assert "age" not in result and "gender" not in result
-    assert outcome.dropped == {"below_threshold": 2, "over_result_cap": 1}
+    assert outcome.dropped == {
+        "below_threshold": 2,
+        "over_result_cap": 1,
+        "forbidden_attributes": 2,
+    }
     assert outcome.top_similarity == pytest.approx(99.9)
 
 
@@ -115,8 +119,12 @@ def test_compreface_verification_keeps_only_matches_over_the_floor() -> None:
 
     outcome = adapter.filter(parsed, OBLIGED, ok({"result": [{"face_matches": matches}]}))
 
-    # Verification has no result cap: every match over the floor is kept.
-    assert outcome.match_count == 3 and outcome.dropped == {"below_threshold": 2}
+    # Over the floor, the best matches up to the cap are kept (data: one for a verification).
+    [pair] = json.loads(outcome.response.body)["result"]
+    assert [m["similarity"] for m in pair["face_matches"]] == pytest.approx([0.999, 0.995])
+    assert outcome.match_count == 2
+    assert outcome.dropped == {"below_threshold": 2, "over_result_cap": 1}
+    assert outcome.faces == 5
 
 
 @pytest.mark.parametrize(

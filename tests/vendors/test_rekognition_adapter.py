@@ -268,14 +268,15 @@ def test_forbidden_attributes_are_stripped_from_every_face_detail(
     assert outcome.match_count is None
 
 
-def test_a_clean_response_is_passed_on_byte_for_byte(adapter: RekognitionAdapter) -> None:
+def test_a_clean_response_is_passed_on_as_it_was_checked(adapter: RekognitionAdapter) -> None:
     parsed = adapter.parse(request("DetectFaces", {"Image": {"Bytes": ENCODED}}))
-    raw = b'{"FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
+    # A duplicate key: the client gets the one value that was checked, not both.
+    raw = b'{"FaceDetails": [], "FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
 
     outcome = adapter.filter(parsed, STRIPPING, UpstreamResponse(200, {}, raw))
 
-    assert outcome.response.body == raw
-    assert outcome.dropped == {}
+    assert outcome.response.body == b'{"FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
+    assert outcome.dropped == {} and outcome.faces == 1
 
 
 def test_an_unreadable_answer_is_an_upstream_error(adapter: RekognitionAdapter) -> None:
