@@ -117,6 +117,18 @@ async def outcome_of(stack: Stack) -> Any:
     return outcome
 
 
+def raw_answers(client: Any) -> list[bytes]:
+    """The bodies the gateway sent to `client`, as received: botocore drops members its
+    service model does not know, so what was stripped is checked on the wire."""
+    bodies: list[bytes] = []
+
+    def keep(http_response: Any, **_: Any) -> None:
+        bodies.append(http_response.content)
+
+    client.meta.events.register("after-call.rekognition.*", keep)
+    return bodies
+
+
 def match(i: int, similarity: float) -> dict[str, Any]:
     face = {
         "FaceId": f"f-{i}",
@@ -144,10 +156,13 @@ async def test_a_203_answer_is_held_to_the_obligations_like_a_200(
     stub = StubVendor({"SearchFacesByImage": (203, {"FaceMatches": matches})})
     with stubbed(sqlite_database, tmp_path, vendor, stub) as stack:
         await stack.warrant("W-1")
-        found = search(stack.rekognition(await stack.session()))
+        client = stack.rekognition(await stack.session())
+        raw = raw_answers(client)
+        found = search(client)
 
         assert [m["Face"]["FaceId"] for m in found["FaceMatches"]] == [f"f-{i}" for i in range(5)]
-        assert all(set(m["Face"]) == {"FaceId", "ExternalImageId"} for m in found["FaceMatches"])
+        [body] = raw
+        assert b"AgeRange" not in body and b"Gender" not in body and b"Emotions" not in body
         outcome = await outcome_of(stack)
     assert outcome.decision == "allow" and outcome.upstream_status == 203
     assert outcome.match_count == 5
@@ -287,10 +302,11 @@ async def test_templates_are_stripped_from_every_vendors_answer(
     )
     with stubbed(sqlite_database, tmp_path, vendor, stub) as stack:
         credentials = await stack.session()
-        [detail] = stack.rekognition(credentials).detect_faces(
-            Image={"Bytes": samples.astronaut_jpeg()}
-        )["FaceDetails"]
+        client = stack.rekognition(credentials)
+        raw = raw_answers(client)
+        [detail] = client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]
         assert set(detail) == {"BoundingBox"}
+        assert json.loads(raw[0]) == {"FaceDetails": [{"BoundingBox": box}]}
 
         face, _ = stack.azure(credentials)
         [detected] = face.detect(samples.astronaut_jpeg(), **DETECT)
@@ -330,6 +346,39 @@ async def test_a_verification_against_a_crowd_answer_is_withheld(
         outcome = await outcome_of(stack)
     assert outcome.decision == "error" and outcome.detail["withheld"] == "too_many_faces"
     assert outcome.detail["faces_in_answer"] == 40 and outcome.match_count is None
+
+
+async def test_a_crowd_as_the_comparison_target_is_withheld_at_the_reference_vendor(
+    sqlite_database: str, tmp_path: Path, vendor: BackgroundServer
+) -> None:
+    """Detour 3 on the answer side: with probe inspection off, nothing counts the target's
+    faces before the forward; the vendor's answer shows the crowd, and is withheld."""
+    crowd = samples.crowd_jpeg(16)
+    with gateway(sqlite_database, tmp_path, vendor.url, vendor, probe_inspection=False) as stack:
+        credentials = await stack.session(legal_basis=LegalBasis.CONSENT, offense="burglary")
+        with pytest.raises(ClientError) as raised:
+            stack.rekognition(credentials).compare_faces(
+                SourceImage={"Bytes": samples.lfw_face_jpeg(samples.distinct_lfw_indices()[0])},
+                TargetImage={"Bytes": crowd},
+                SimilarityThreshold=0,
+            )
+        code, message, _ = error_of(raised.value)
+        assert code == "AccessDeniedException" and "too_many_faces" not in message
+        assert "at most 3 may be returned" in message
+
+        answer = stack.compreface(credentials).verification.verify(
+            samples.lfw_face_jpeg(samples.distinct_lfw_indices()[0]), crowd
+        )
+        # Asked for limit=4; the reference vendor compares every face of the target anyway.
+        assert answer["code"] == 403 and "at most 3 may be returned" in answer["message"]
+        assert "result" not in answer
+
+        outcomes = await records_of(stack, event_type="outcome")
+    assert [(o.vendor, o.decision, o.detail["withheld"]) for o in outcomes] == [
+        ("rekognition", "error", "too_many_faces"),
+        ("compreface", "error", "too_many_faces"),
+    ]
+    assert outcomes[0].detail["faces_in_answer"] >= 12  # what the vendor's detector found
 
 
 async def test_a_verification_keeps_its_one_best_match(
