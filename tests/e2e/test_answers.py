@@ -25,11 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.app import create_app
+from gateway.context.activity import ActivityEvent, ActivityUnavailable, MemoryActivityStore
 from gateway.context.case import LegalBasis
 from gateway.context.warrants import WarrantKind
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
+from gateway.vendors.inventory import Protocol
 from refvendor import samples
 from tests.e2e.conftest import (
     Stack,
@@ -493,6 +495,63 @@ async def test_faces_the_vendor_enrolled_count_towards_the_watchlist_limit(
         assert len(stub.received) == 2, "the refused enrolment reached the vendor"
         outcomes = await records_of(stack, event_type="outcome")
     assert [o.detail["faces_enrolled"] for o in outcomes] == [16, 16]
+
+
+class EnrolmentsUncountable(MemoryActivityStore):
+    """Counts as usual until the faces an enrolment added are to be counted: then fails, as
+    a Redis that went away between the decision and the answer would."""
+
+    async def record_after(self, event: ActivityEvent, *, stream: str, count: int) -> None:
+        raise ActivityUnavailable("injected: the store went away")
+
+
+async def test_enrolled_faces_that_cannot_be_counted_withhold_the_answer_on_record(
+    sqlite_database: str, tmp_path: Path, vendor: BackgroundServer
+) -> None:
+    collection = f"enrol-{uuid.uuid4().hex[:8]}"
+    vendor_client(vendor).create_collection(CollectionId=collection)
+    settings = gateway_settings(
+        sqlite_database, tmp_path, vendor.url, policy_dir=policy_without_rate_limits(tmp_path)
+    )
+    app = create_app(settings)
+    with BackgroundServer(app) as server:
+        app.state.services.pipeline.activity = EnrolmentsUncountable()
+        stack = Stack(settings=settings, url=server.url, vendor=vendor)
+        client = stack.rekognition(await stack.session())
+        with pytest.raises(ClientError) as raised:
+            client.index_faces(CollectionId=collection, Image={"Bytes": samples.astronaut_jpeg()})
+        code, message, status = error_of(raised.value)
+        assert (code, status) == ("ServiceUnavailableException", 503)
+        assert "could not be counted" in message
+        outcome = await outcome_of(stack)
+    assert outcome.decision == "error" and outcome.detail["withheld"] == "service_unavailable"
+    assert outcome.detail["faces_enrolled"] == 1
+
+
+async def test_a_check_that_fails_withholds_the_answer_on_record(
+    sqlite_database: str, tmp_path: Path, vendor: BackgroundServer
+) -> None:
+    """A bug in a filter (here: one that raises KeyError) is not a 500 without a record."""
+    settings = gateway_settings(
+        sqlite_database, tmp_path, vendor.url, policy_dir=policy_without_rate_limits(tmp_path)
+    )
+    app = create_app(settings)
+    with BackgroundServer(app) as server:
+
+        def broken(*_: Any) -> Any:
+            raise KeyError("a field no check foresaw")
+
+        app.state.services.adapters[Protocol.REKOGNITION].filter = broken
+        stack = Stack(settings=settings, url=server.url, vendor=vendor)
+        client = stack.rekognition(await stack.session())
+        with pytest.raises(ClientError) as raised:
+            client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
+        code, message, status = error_of(raised.value)
+        assert (code, status) == ("InternalServerError", 500)
+        assert message == "facegate could not check the vendor's answer"
+        outcome = await outcome_of(stack)
+    assert (outcome.decision, outcome.upstream_status) == ("error", 200)
+    assert outcome.detail["withheld"] == "upstream_error"
 
 
 # -- streams get their floor, and their answers are filtered -------------------------------
