@@ -153,9 +153,12 @@ def over_faces(faces: int | None, cap: int | None, *, what: str) -> AnswerWithhe
 def rendered(response: UpstreamResponse, document: Any) -> UpstreamResponse:
     """The response re-rendered from the checked document, so that what the client parses
     is exactly what was checked (a duplicate key read one way here and another way by the
-    client's parser cannot slip through)."""
+    client's parser cannot slip through). Of the vendor's headers only the content type is
+    kept."""
     body = b"" if document is None else json.dumps(document).encode()
-    return UpstreamResponse(status_code=response.status_code, headers=response.headers, body=body)
+    # Only the content type goes on: a vendor's own headers could carry text too.
+    headers = {k: v for k, v in response.headers.items() if k.lower() == "content-type"}
+    return UpstreamResponse(status_code=response.status_code, headers=headers, body=body)
 
 
 def is_success(response: UpstreamResponse) -> bool:
