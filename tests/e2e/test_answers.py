@@ -497,6 +497,37 @@ async def test_faces_the_vendor_enrolled_count_towards_the_watchlist_limit(
     assert [o.detail["faces_enrolled"] for o in outcomes] == [16, 16]
 
 
+async def test_azure_and_compreface_enrolments_are_counted_from_the_answer(
+    sqlite_database: str, tmp_path: Path, vendor: BackgroundServer
+) -> None:
+    from azure.ai.vision.face.models import FaceDetectionModel, FaceRecognitionModel
+
+    group = f"enrol-{uuid.uuid4().hex[:8]}"
+    face_image = samples.lfw_face_jpeg(samples.detectable_lfw_indices()[6])
+    with gateway(sqlite_database, tmp_path, vendor.url, vendor, probe_inspection=False) as stack:
+        credentials = await stack.session()
+        _, admin = stack.azure(credentials)
+        admin.large_person_group.create(
+            group, name="Case", recognition_model=FaceRecognitionModel.RECOGNITION04
+        )
+        person = admin.large_person_group.create_person(group, name="suspect")
+        admin.large_person_group.add_face(
+            group, person.person_id, face_image, detection_model=FaceDetectionModel.DETECTION03
+        )
+        collection = stack.compreface(credentials).recognition.get_face_collection()
+        added = collection.add(face_image, f"suspect-{group}")
+        assert added["image_id"]
+        outcomes = [
+            o for o in await records_of(stack, event_type="outcome") if o.operation_kind == "enroll"
+        ]
+        collection.delete(added["image_id"])
+        admin.large_person_group.delete(group)
+    assert [(o.vendor, o.detail["faces_enrolled"]) for o in outcomes] == [
+        ("azure", 1),
+        ("compreface", 1),
+    ]
+
+
 class EnrolmentsUncountable(MemoryActivityStore):
     """Counts as usual until the faces an enrolment added are to be counted: then fails, as
     a Redis that went away between the decision and the answer would."""
