@@ -421,9 +421,10 @@ class RekognitionAdapter:
                 path = spec.threshold.split(".")
                 if len(path) == 1:
                     changes[spec.threshold] = obligations.min_threshold
-                else:
-                    # A nested threshold (a stream processor's Settings.FaceSearch): the
-                    # objects on its path are copied, never changed in place.
+                elif isinstance(_dig(payload, tuple(path[:-1])), dict):
+                    # A nested threshold (a stream processor's Settings.FaceSearch), where the
+                    # request has a face search to floor: the objects on its path are copied,
+                    # never changed in place.
                     changes[path[0]] = _with_value(
                         payload.get(path[0]), path[1:], obligations.min_threshold
                     )

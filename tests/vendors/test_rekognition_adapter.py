@@ -118,6 +118,21 @@ def test_stream_processor_collection_is_found_in_its_settings(adapter: Rekogniti
     assert (parsed.operation.collection, parsed.operation.threshold) == ("c", 90)
 
 
+def test_a_stream_processors_nested_threshold_gets_the_floor(adapter: RekognitionAdapter) -> None:
+    settings = {"FaceSearch": {"CollectionId": "c", "FaceMatchThreshold": 50}}
+    payload = {"Name": "cam", "Settings": settings}
+    parsed = adapter.parse(request("CreateStreamProcessor", payload))
+
+    rewritten = adapter.apply_obligations(parsed, Obligations(min_threshold=99))
+
+    assert rewritten is not None
+    assert rewritten["Settings"] == {"FaceSearch": {"CollectionId": "c", "FaceMatchThreshold": 99}}
+    assert settings["FaceSearch"]["FaceMatchThreshold"] == 50  # the parsed request is unchanged
+    # A processor with no face search has no threshold to floor: nothing is added.
+    other = adapter.parse(request("CreateStreamProcessor", {"Name": "cam", "Settings": {}}))
+    assert adapter.apply_obligations(other, Obligations(min_threshold=99)) is None
+
+
 def test_every_operation_in_the_table_parses_with_its_kind(adapter: RekognitionAdapter) -> None:
     for name, spec in OPERATIONS.items():
         body = {field: {"Bytes": ENCODED} for field in spec.images}
