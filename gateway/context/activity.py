@@ -11,7 +11,8 @@ sliding-window counts beside each request:
     }                                                   #   request was searched under
 
     streams: requests (every vendor call), probes (images sent), identifications,
-             enrolments (faces sent to IndexFaces), distinct_cases (cases identified in;
+             enrolments (faces sent to enrolment, or as many as the vendor says it
+             enrolled when that is more), distinct_cases (cases identified in;
              officer and agency), distinct_probes (distinct probe digests)
     windows: second, ten_seconds, minute, hour, day (sliding, ending at the request)
 
