@@ -17,7 +17,9 @@ FacegateError
 ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
 ├── ServiceUnavailable        a store the gateway depends on failed: fail closed (HTTP 503)
 │   └── AuditUnavailable      the audit log could not be written
-└── UpstreamError             the vendor could not be reached or answered garbage
+├── UpstreamError             the vendor could not be reached or answered garbage
+│   └── VendorRefused         the vendor answered with an error (its own text is not passed on)
+└── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
 """
 
 from __future__ import annotations
@@ -123,3 +125,29 @@ class AuditUnavailable(ServiceUnavailable):
 class UpstreamError(FacegateError):
     status_code = 502
     code = "upstream_error"
+
+
+class VendorRefused(UpstreamError):
+    """The vendor answered with an error status. What the client sees is facegate's message
+    in the vendor's shape: the vendor's status, and its error code only when it is one the
+    vendor documents (`vendor_code`, else None); the vendor's own text never passes."""
+
+    code = "vendor_refused"
+
+    def __init__(self, message: str, *, status: int, vendor_code: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.vendor_code = vendor_code
+
+
+class AnswerWithheld(FacegateError):
+    """The vendor answered, but its answer holds more faces than the policy allowed, and
+    cutting it would mislead (it would hide a crowd): the client gets this instead, on record.
+    `reason` is the stable code the outcome record and the x-facegate-reasons header carry."""
+
+    status_code = 403
+    code = "answer_withheld"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -5,13 +5,17 @@
 
 Steps 1-5 fail closed: any error there refuses the request in the vendor's own format, and
 nothing reaches the vendor. The decision record is durable (committed) before step 6 starts.
+Steps 6-8 never answer without an outcome record: a vendor that cannot be reached, an
+answer that cannot be read or checked, a vendor's error and an answer the policy does not
+allow are each recorded as the outcome, and the client gets facegate's error in the
+vendor's format instead of the answer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,11 +48,12 @@ from gateway.errors import (
     RequestError,
     ServiceUnavailable,
     UpstreamError,
+    VendorRefused,
 )
 from gateway.policy.contract import Decision, PolicyInput, VendorFacts
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
-from gateway.vendors.base import Outcome, ParsedRequest, VendorAdapter
+from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, VendorAdapter
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +140,8 @@ class Pipeline:
         )
         # The backend's inventory entry (attestations included) is the policy's input.vendor.
         policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
-        reservation = await self._reserve(policy_input, request)
+        event = self._event(policy_input, request)
+        reservation = await self._reserve(event)
         policy_input = policy_input.model_copy(update={"activity": reservation.counts})
         record.policy_input = policy_input
 
@@ -161,12 +167,18 @@ class Pipeline:
             await self._append(record.outcome(None, decision, started, error=exc))
             raise
 
-        # 7 filter
-        outcome = adapter.filter(parsed, decision.obligations, upstream)
+        # 7 filter. The vendor has answered, so from here on whatever happens is recorded as
+        #   this request's outcome before the client hears of it: an answer that cannot be
+        #   checked (or a check that fails) is withheld, never passed on unchecked.
+        outcome = self._filter(adapter, parsed, decision, upstream, request.request_id)
+        if outcome.enrolled is not None:
+            outcome = await self._count_enrolled(event, outcome)
 
         # 8 record the outcome. If this fails the vendor has answered, but the answer is
         #   withheld: a match nobody can account for is not handed out.
         await self._append(record.outcome(outcome, decision, started))
+        if outcome.withheld is not None:
+            raise outcome.withheld  # rendered in the vendor's shape by handle()
         headers = {**outcome.response.headers, "x-amzn-RequestId": request.request_id}
         if outcome.match_count is not None:
             headers["x-facegate-lead-notice"] = LEAD_NOTICE
@@ -183,9 +195,47 @@ class Pipeline:
         header = request.headers.get(LOCATION_HEADER, "").strip()
         return ProbeInspection(locations=(parse_location_header(header),) if header else ())
 
-    async def _reserve(self, policy_input: PolicyInput, request: IncomingRequest) -> Reservation:
+    @staticmethod
+    def _filter(
+        adapter: VendorAdapter,
+        parsed: ParsedRequest,
+        decision: Decision,
+        upstream: UpstreamResponse,
+        request_id: str,
+    ) -> Outcome:
+        """The filtered answer; any failure to check it withholds it (never raises)."""
+        try:
+            return adapter.filter(parsed, decision.obligations, upstream)
+        except FacegateError as exc:
+            return Outcome(response=upstream, withheld=exc)
+        except Exception:
+            # A bug, or an answer shaped in a way no check foresaw: not passed on unchecked.
+            log.exception("could not check the vendor's answer to request %s", request_id)
+            error = UpstreamError("facegate could not check the vendor's answer")
+            return Outcome(response=upstream, withheld=error)
+
+    async def _count_enrolled(self, event: ActivityEvent, outcome: Outcome) -> Outcome:
+        """Count the faces the vendor says it enrolled, beside those step 3 reserved.
+
+        The reservation counted the faces facegate saw in the image (or 1); the vendor's own
+        count may be higher (a detector that missed faces, an image facegate did not inspect).
+        If it cannot be recorded, the limits would undercount: the answer is withheld.
+        """
+        try:
+            await self.activity.record_after(
+                event, stream="enrolments", count=outcome.enrolled or 0
+            )
+        except ActivityUnavailable:
+            log.error("could not count the faces enrolled by request %s", event.request_id)
+            if outcome.withheld is None:
+                error = ServiceUnavailable("the faces enrolled could not be counted")
+                return replace(outcome, withheld=error)
+        return outcome
+
+    @staticmethod
+    def _event(policy_input: PolicyInput, request: IncomingRequest) -> ActivityEvent:
         principal, operation = policy_input.principal, policy_input.operation
-        event = ActivityEvent(
+        return ActivityEvent(
             request_id=request.request_id,
             at=request.received_at,
             officer=principal.id,
@@ -195,6 +245,8 @@ class Pipeline:
             probe_digests=tuple(operation.probe_digests),
             faces_in_probe=operation.faces_in_probe,
         )
+
+    async def _reserve(self, event: ActivityEvent) -> Reservation:
         try:
             return await self.activity.reserve(event)
         except ActivityUnavailable as exc:
@@ -303,18 +355,30 @@ class _RecordBuilder:
         error: FacegateError | None = None,
     ) -> AuditRecord:
         detail: dict[str, Any] = {}
+        if outcome is not None and outcome.withheld is not None:
+            error = outcome.withheld
+            # Why the client got an error rather than the answer: a stable code.
+            detail["withheld"] = getattr(error, "reason", error.code)
+            if isinstance(error, VendorRefused) and error.vendor_code is not None:
+                detail["vendor_error"] = error.vendor_code
         if error is not None:
             detail["error"] = error.message
-        if outcome is not None and outcome.dropped:
-            detail["dropped"] = outcome.dropped
+        if outcome is not None:
+            if outcome.dropped:
+                detail["dropped"] = outcome.dropped
+            if outcome.faces is not None:
+                detail["faces_in_answer"] = outcome.faces
+            if outcome.enrolled is not None:
+                detail["faces_enrolled"] = outcome.enrolled
+        answered = outcome is not None and outcome.withheld is None
         return AuditRecord(
             **self._common(),
             event_type=EventType.OUTCOME,
             decision="allow" if error is None else "error",
             policy_revision=decision.policy_revision,
             upstream_status=outcome.response.status_code if outcome else None,
-            match_count=outcome.match_count if outcome else None,
-            top_similarity=outcome.top_similarity if outcome else None,
+            match_count=outcome.match_count if answered and outcome else None,
+            top_similarity=outcome.top_similarity if answered and outcome else None,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             detail=detail,
         )

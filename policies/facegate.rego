@@ -8,7 +8,7 @@
 # drops the character after each verb), and no net.* builtins.
 #
 # Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
-#                     "obligations": {"min_threshold", "max_results",
+#                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
 # allow is true exactly when no rule below adds a reason to `deny`.
 package facegate
@@ -255,6 +255,7 @@ deny contains reason("forbidden_attributes", concat("", [
 obligations := {
 	"min_threshold": object.get(cfg.obligations.min_threshold, op.kind, null),
 	"max_results": object.get(cfg.obligations.max_results, op.kind, null),
+	"max_faces": object.get(cfg.obligations.max_faces, op.kind, null),
 	"remove_attributes": sort({normal(a) | some a in cfg.attributes.removed_from_responses}),
 	"flags": sort(flags),
 }
@@ -487,4 +488,22 @@ deny contains reason("protected_place", concat("", [
 	some zone in cfg.zones.features
 	in_zone(zone, [loc.lon, loc.lat])
 	zone_active(zone)
+}
+
+# --- Answers: no face template leaves facegate (issue 10) -----------------------------------
+#
+# A template (an embedding) matched offline identifies outside the log. The options that ask
+# a vendor for templates are listed in data/templates.yaml, by the adapters' normalised names;
+# adapters also strip templates from every answer, whatever this rule says. The most faces
+# and matches an answer may hold are the obligations max_faces and max_results above.
+
+template_options := {normal(o) | some o in cfg.templates.options}
+
+requested_templates := {a | some asked in op.attributes; a := normal(asked); a in template_options}
+
+deny contains reason("face_template_requested", concat("", [
+	"face templates refused: ", concat(", ", sort(requested_templates)), "; ",
+	cfg.templates.why,
+])) if {
+	count(requested_templates) > 0
 }

@@ -11,12 +11,17 @@ sliding-window counts beside each request:
     }                                                   #   request was searched under
 
     streams: requests (every vendor call), probes (images sent), identifications,
-             enrolments (faces sent to IndexFaces), distinct_cases (cases identified in;
+             enrolments (faces sent to enrolment, or as many as the vendor says it
+             enrolled when that is more), distinct_cases (cases identified in;
              officer and agency), distinct_probes (distinct probe digests)
     windows: second, ten_seconds, minute, hour, day (sliding, ending at the request)
 
 **The counts include the request being decided**, as if it were allowed, so a limit reads
 naturally in the policy ("more than 5 probes in ten seconds" is `> 5`).
+
+**What the vendor did is counted too.** After an enrolment, `record_after` adds the faces
+the vendor says it enrolled to `enrolments`, beside the faces step 3 counted in the image:
+members are named alike, so the window holds the larger of the two, never their sum.
 
 **Only allowed requests stay counted.** `reserve` records the request and returns the counts
 in one atomic step (one lock in process; one Lua script in Redis), so two replicas deciding
@@ -117,11 +122,35 @@ def _case_id(agency: str, case_number: str) -> str:
     return hashlib.sha256(json.dumps([agency, case_number]).encode()).hexdigest()[:32]
 
 
-def plan(event: ActivityEvent) -> Plan:
-    now_ms = int(event.at.timestamp() * 1000)
+def _scopes(event: ActivityEvent) -> dict[str, str]:
     scopes = {"officer": f"officer:{event.officer}", "agency": f"agency:{event.agency}"}
     if event.case_number:
         scopes["case"] = f"case:{_case_id(event.agency, event.case_number)}"
+    return scopes
+
+
+# Most members one after-the-fact count adds: far past any limit a policy sets, and it keeps
+# one Redis call bounded whatever number a vendor's answer claims.
+MAX_RECORDED_AFTER = 10_000
+
+
+def plan_after(event: ActivityEvent, *, stream: str, count: int) -> tuple[_Add, ...]:
+    """The members an after-the-fact count adds: "<request id>:<n>" for n below `count`, in
+    every scope of the event. The reservation added "<request id>:0".. for what it counted,
+    so a member both add is counted once: the stream keeps the larger of the two counts."""
+    if stream not in EVENT_STREAMS:
+        raise ValueError(f"{stream!r} is not an event stream")
+    count = max(0, min(count, MAX_RECORDED_AFTER))
+    return tuple(
+        _Add(f"{prefix}:{stream}", f"{event.request_id}:{i}", latest=False)
+        for prefix in _scopes(event).values()
+        for i in range(count)
+    )
+
+
+def plan(event: ActivityEvent) -> Plan:
+    now_ms = int(event.at.timestamp() * 1000)
+    scopes = _scopes(event)
 
     per_stream = {
         "requests": 1,
@@ -203,6 +232,15 @@ class ActivityStore(Protocol):
     async def reserve(self, event: ActivityEvent) -> Reservation: ...
 
     async def release(self, reservation: Reservation) -> None: ...
+
+    async def record_after(self, event: ActivityEvent, *, stream: str, count: int) -> None:
+        """Count `count` things of `stream` for an event already reserved, learnt after the
+        fact (the faces a vendor says it enrolled), at the event's time.
+
+        Members the reservation added are not added twice, so the stream holds the larger
+        of the two counts. When this returns, later `reserve`s see the count. Idempotent.
+        """
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -303,6 +341,15 @@ class MemoryActivityStore:
                     if undo.previous is not None:
                         members.add(undo.member, undo.previous, latest=False)
 
+    async def record_after(self, event: ActivityEvent, *, stream: str, count: int) -> None:
+        adds = plan_after(event, stream=stream, count=count)
+        at_ms = int(event.at.timestamp() * 1000)
+        with self._lock:
+            for add in adds:
+                members = self._sets.setdefault(add.key, _SortedSet())
+                if add.member not in members.scores:
+                    members.add(add.member, at_ms, latest=False)
+
     async def aclose(self) -> None:
         return None
 
@@ -359,6 +406,22 @@ return 0
 """
 
 
+# ARGV[1]: {"at", "retention", "adds": [[key index, member]]}. NX: a member the reservation
+# added keeps its place, so nothing is counted twice.
+_RECORD_AFTER_LUA = """
+local plan = cjson.decode(ARGV[1])
+local touched = {}
+for _, add in ipairs(plan.adds) do
+  redis.call('ZADD', KEYS[add[1]], 'NX', plan.at, add[2])
+  touched[KEYS[add[1]]] = true
+end
+for key, _ in pairs(touched) do
+  redis.call('PEXPIRE', key, plan.retention + 60000)
+end
+return 0
+"""
+
+
 class RedisActivityStore:
     """Counts every replica shares, in Redis sorted sets (score: time in ms).
 
@@ -380,6 +443,7 @@ class RedisActivityStore:
         self._prefix = key_prefix
         self._reserve = self._redis.register_script(_RESERVE_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
+        self._record_after = self._redis.register_script(_RECORD_AFTER_LUA)
 
     async def reserve(self, event: ActivityEvent) -> Reservation:
         steps = plan(event)
@@ -412,6 +476,18 @@ class RedisActivityStore:
             for u in reservation.undo
         ]
         await self._call(self._release, keys.names, document)
+
+    async def record_after(self, event: ActivityEvent, *, stream: str, count: int) -> None:
+        adds = plan_after(event, stream=stream, count=count)
+        if not adds:
+            return
+        keys = _Keys(self._prefix)
+        document = {
+            "at": int(event.at.timestamp() * 1000),
+            "retention": RETENTION_MS,
+            "adds": [[keys.index(a.key), a.member] for a in adds],
+        }
+        await self._call(self._record_after, keys.names, document)
 
     @staticmethod
     async def _call(script: Any, keys: list[str], document: Any) -> Any:

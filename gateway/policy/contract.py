@@ -89,6 +89,8 @@ class Obligations(BaseModel):
     # converts it to its vendor's own (see gateway/vendors/scale.py).
     min_threshold: float | None = None
     max_results: int | None = None  # cap the number of matches asked for and returned
+    # The most faces an answer may hold (searched, compared, enrolled); more withholds it.
+    max_faces: int | None = None
     remove_attributes: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)  # e.g. "exigent_needs_authorisation"
 

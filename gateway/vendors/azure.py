@@ -34,6 +34,7 @@ from starlette.responses import Response
 from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.sessions import BoundSession
 from gateway.errors import (
+    AnswerWithheld,
     AuthenticationError,
     FacegateError,
     MalformedRequest,
@@ -45,10 +46,22 @@ from gateway.errors import (
     ServiceUnavailable,
     UnsupportedOperation,
     UpstreamError,
+    VendorRefused,
 )
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
+from gateway.vendors.answers import (
+    is_success,
+    keep_best,
+    over_faces,
+    read_answer,
+    refused,
+    rendered,
+    score,
+    strip_keys,
+    strip_templates,
+)
 from gateway.vendors.base import (
     Outcome,
     ParsedRequest,
@@ -63,7 +76,6 @@ from gateway.vendors.rest import (
     add_counts,
     image_digest,
     json_object,
-    keep_scored,
     match_route,
     parse_query,
     quoted,
@@ -150,7 +162,40 @@ _ERROR_CODES: list[tuple[type[FacegateError], int, str]] = [
     (PermissionDenied, 403, "PermissionDenied"),
     (ServiceUnavailable, 503, "ServiceUnavailable"),
     (UpstreamError, 502, "BadGateway"),
+    (AnswerWithheld, 403, "PermissionDenied"),
 ]
+
+
+# The error codes Azure Face documents: a vendor's error code is passed on only when it is
+# one of these, never its message.
+_KNOWN_ERRORS = frozenset(
+    {
+        "BadArgument", "InvalidImage", "InvalidImageSize", "InvalidURL", "InvalidRequest",
+        "NotFound", "FaceNotFound", "PersonNotFound", "PersistedFaceNotFound",
+        "PersonGroupNotFound", "LargePersonGroupNotFound", "FaceListNotFound",
+        "LargeFaceListNotFound", "PersonGroupNotTrained", "LargePersonGroupNotTrained",
+        "LargeFaceListNotTrained", "PersonGroupTrainingNotFinished",
+        "LargePersonGroupTrainingNotFinished", "PersonGroupExists", "LargePersonGroupExists",
+        "FaceListExists", "LargeFaceListExists", "QuotaExceeded", "RateLimitExceeded",
+        "ConcurrentOperationConflict", "MethodNotAllowed", "UnsupportedMediaType",
+        "Unspecified", "PermissionDenied", "InternalServerError", "ServiceUnavailable",
+    }
+)  # fmt: skip
+
+
+def _error_code(document: Any) -> object:
+    error = document.get("error") if isinstance(document, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _confidence(item: dict[str, Any]) -> float:
+    return score(item["confidence"], maximum=1.0)
+
+
+def _faces_list(document: Any) -> list[Any]:
+    if not isinstance(document, list) or not all(isinstance(f, dict) for f in document):
+        raise TypeError("the answer is not a list of faces")
+    return document
 
 
 def normalise_attribute(name: str) -> str:
@@ -361,84 +406,90 @@ class AzureFaceAdapter:
     def filter(
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
-        name = parsed.operation.name
-        if response.status_code != 200 or name not in (
-            "Detect", "Identify", "FindSimilar", "Verify"
-        ):  # fmt: skip
+        if not is_success(response):
+            return refused(
+                response, "Azure Face", code_of=_error_code, known=_KNOWN_ERRORS.__contains__
+            )
+        document = read_answer(response, "Azure Face")
+        if document is None:
             return Outcome(response=response)
+        try:
+            return self._check(parsed, obligations, response, document)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError("Azure Face answered with a body facegate cannot read") from exc
+
+    def _check(
+        self,
+        parsed: ParsedRequest,
+        obligations: Obligations,
+        response: UpstreamResponse,
+        document: Any,
+    ) -> Outcome:
+        name = parsed.operation.name
         floor = None
         if obligations.min_threshold is not None:
             floor = to_wire(obligations.min_threshold, Protocol.AZURE)
-        try:
-            document = json.loads(response.body)
-            document, scores, dropped = self._filter_document(
-                name, document, parsed, obligations, floor
-            )
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
-            raise UpstreamError("Azure Face answered with a body facegate cannot read") from exc
-        return Outcome(
-            response=UpstreamResponse(
-                status_code=response.status_code,
-                headers=response.headers,
-                body=json.dumps(document).encode(),
-            ),
-            match_count=None if name == "Detect" else len(scores),
-            top_similarity=max((from_wire(s, Protocol.AZURE) for s in scores), default=None),
-            dropped=dropped,
-        )
-
-    def _filter_document(
-        self,
-        name: str,
-        document: Any,
-        parsed: ParsedRequest,
-        obligations: Obligations,
-        floor: float | None,
-    ) -> tuple[Any, list[float], dict[str, int]]:
         dropped: dict[str, int] = {}
+        removed = {
+            _RESPONSE_FIELDS[a] for a in obligations.remove_attributes if a in _RESPONSE_FIELDS
+        }
+        # Attributes the policy forbids are removed wherever they appear, asked for or not.
+        add_counts(dropped, {"forbidden_attributes": strip_keys(document, removed)})
+        add_counts(dropped, {"face_template": strip_templates(document)})
+
         scores: list[float] = []
-
-        def confidence(item: dict[str, Any]) -> float:
-            return float(item["confidence"])
-
+        faces: int | None = None
+        enrolled: int | None = None
         if name == "Detect":
-            removed = {
-                _RESPONSE_FIELDS[a] for a in obligations.remove_attributes if a in _RESPONSE_FIELDS
-            }
+            faces = len(_faces_list(document))
             for face in document:
-                attributes = face.get("faceAttributes")
-                if isinstance(attributes, dict):
-                    face["faceAttributes"] = {
-                        k: v for k, v in attributes.items() if k not in removed
-                    }
-                if isinstance(face.get("faceId"), str):
+                if isinstance(face.get("faceId"), str) and parsed.operation.probe_digests:
                     self._remember(face["faceId"], parsed.operation.probe_digests[0])
         elif name == "Identify":
+            faces = len(_faces_list(document))
             for result in document:
-                kept, why = keep_scored(
+                kept, why = keep_best(
                     list(result.get("candidates") or []),
-                    confidence,
+                    _confidence,
                     floor=floor,
                     cap=obligations.max_results,
                 )
                 result["candidates"] = kept
                 add_counts(dropped, why)
-                scores += [confidence(c) for c in kept]
+                scores += [_confidence(c) for c in kept]
         elif name == "FindSimilar":
-            document, why = keep_scored(
-                list(document), confidence, floor=floor, cap=obligations.max_results
+            faces = 1
+            document, why = keep_best(
+                _faces_list(document), _confidence, floor=floor, cap=obligations.max_results
             )
             add_counts(dropped, why)
-            scores += [confidence(c) for c in document]
+            scores += [_confidence(c) for c in document]
         elif name == "Verify":
             if not isinstance(document, dict):
                 raise TypeError("a verification is an object")
-            if document.get("isIdentical") and floor is not None and confidence(document) < floor:
+            faces = 1
+            confidence = _confidence(document)
+            if document.get("isIdentical") and floor is not None and confidence < floor:
                 document["isIdentical"] = False
                 dropped["below_threshold"] = 1
             if document.get("isIdentical"):
-                scores.append(confidence(document))
-        return document, scores, dropped
+                scores.append(confidence)
+        elif name.endswith("PersonFace") and name.startswith("Add"):
+            if not isinstance(document, dict):
+                raise TypeError("an added face is an object")
+            faces = enrolled = 1 if isinstance(document.get("persistedFaceId"), str) else 0
+        withheld = over_faces(
+            faces, obligations.max_faces, what="faces enrolled" if enrolled is not None else "faces"
+        )
+        return Outcome(
+            response=rendered(response, document),
+            match_count=len(scores) if name in ("Identify", "FindSimilar", "Verify") else None,
+            top_similarity=max((from_wire(s, Protocol.AZURE) for s in scores), default=None),
+            dropped={k: v for k, v in dropped.items() if v},
+            faces=faces,
+            enrolled=enrolled,
+            withheld=withheld,
+        )
 
     def _remember(self, face_id: str, digest: str) -> None:
         self._probes[face_id] = (digest, time.monotonic())
@@ -450,6 +501,8 @@ class AzureFaceAdapter:
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
         status, code = native_error(_ERROR_CODES, error, default=(500, "InternalServerError"))
+        if isinstance(error, VendorRefused):
+            status, code = error.status, error.vendor_code or code
         headers = {"x-facegate-request-id": request_id, "apim-request-id": request_id}
         headers |= reason_headers(error)
         body = json.dumps({"error": {"code": code, "message": error.message}})

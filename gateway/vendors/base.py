@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from starlette.responses import Response
 
 from gateway.auth.sessions import BoundSession
-from gateway.errors import FacegateError, PolicyDenied
+from gateway.errors import AnswerWithheld, FacegateError, PolicyDenied
 from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
@@ -52,6 +52,13 @@ class Outcome:
     match_count: int | None = None
     top_similarity: float | None = None  # normalised 0-100 (see vendors/scale.py)
     dropped: dict[str, int] = field(default_factory=dict)  # what filtering removed, by why
+    # Faces the answer holds, before any cut: detected (detect), searched (identify), in the
+    # comparison target (verify), enrolled (enroll). None where an answer holds no faces.
+    faces: int | None = None
+    enrolled: int | None = None  # faces the vendor says it enrolled (enrolment operations)
+    # Set when the client must not get the answer: the error it gets instead, in the
+    # vendor's shape (an unreadable answer, a vendor's error, too many faces).
+    withheld: FacegateError | None = None
 
 
 class VendorAdapter(Protocol):
@@ -109,4 +116,6 @@ def reason_headers(error: FacegateError) -> dict[str, str]:
     """The reason codes of a policy refusal, for clients that read headers."""
     if isinstance(error, PolicyDenied):
         return {"x-facegate-reasons": ",".join(r.code for r in error.reasons)}
+    if isinstance(error, AnswerWithheld):
+        return {"x-facegate-reasons": error.reason}
     return {}

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.sessions import BoundSession
 from gateway.errors import (
+    AnswerWithheld,
     AuthenticationError,
     FacegateError,
     MalformedRequest,
@@ -32,10 +33,22 @@ from gateway.errors import (
     ServiceUnavailable,
     UnsupportedOperation,
     UpstreamError,
+    VendorRefused,
 )
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
+from gateway.vendors.answers import (
+    is_success,
+    keep_best,
+    over_faces,
+    read_answer,
+    refused,
+    rendered,
+    score,
+    strip_keys,
+    strip_templates,
+)
 from gateway.vendors.base import (
     Outcome,
     ParsedRequest,
@@ -50,7 +63,6 @@ from gateway.vendors.rest import (
     b64_image,
     image_digest,
     json_object,
-    keep_scored,
     match_route,
     multipart_files,
     parse_query,
@@ -93,6 +105,7 @@ ROUTES = (
     route("PUT", f"/recognition/subjects/{_SUBJECT}", "RenameSubject", _M),
     route("DELETE", f"/recognition/subjects/{_SUBJECT}", "DeleteSubject", _M),
 )  # fmt: skip
+_ROUTES_BY_NAME = {r.name: r for r in ROUTES}
 # Operations on the service's own collection; detection and 1:1 verification use none.
 _ON_COLLECTION = {"Recognize", "VerifyExample", "AddExample"} | {
     r.name for r in ROUTES if r.kind is _M
@@ -114,7 +127,21 @@ _ERROR_CODES: list[tuple[type[FacegateError], int, int]] = [
     (PermissionDenied, 403, 403),
     (ServiceUnavailable, 503, 503),
     (UpstreamError, 502, 502),
+    (AnswerWithheld, 403, 403),
 ]
+
+
+def _similarity(item: dict[str, Any]) -> float:
+    return score(item["similarity"], maximum=1.0)
+
+
+def _error_code(document: Any) -> object:
+    return document.get("code") if isinstance(document, dict) else None
+
+
+def _known_error(code: str) -> bool:
+    # CompreFace's error codes are small numbers; nothing else is passed on.
+    return code.isdigit() and len(code) <= 3
 
 
 def normalise_plugin(name: str) -> str:
@@ -217,6 +244,16 @@ class CompreFaceAdapter:
         if parsed.operation.name == "Recognize" and obligations.max_results is not None:
             asked = parsed.operation.max_results or 1  # CompreFace's default
             params["prediction_count"] = str(min(asked, obligations.max_results))
+        if (
+            obligations.max_faces is not None
+            and "limit" in _ROUTES_BY_NAME[parsed.operation.name].params
+        ):
+            # One more than allowed, so that a crowd comes back as one (and is withheld)
+            # rather than cut by the vendor to faces that look like a lawful answer.
+            most = obligations.max_faces + 1
+            limit = params.get("limit", "0")
+            if not limit.isdigit() or int(limit) == 0 or int(limit) > most:
+                params["limit"] = str(most)
         if "face_plugins" in params and obligations.remove_attributes:
             removed = set(obligations.remove_attributes)
             kept = [
@@ -244,79 +281,108 @@ class CompreFaceAdapter:
     def filter(
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
-        name = parsed.operation.name
-        if response.status_code != 200 or name not in (
-            "Recognize", "Verify", "VerifyExample", "Detect"
-        ):  # fmt: skip
+        if not is_success(response):
+            return refused(response, "CompreFace", code_of=_error_code, known=_known_error)
+        document = read_answer(response, "CompreFace")
+        if document is None:
             return Outcome(response=response)
         try:
-            document = json.loads(response.body)
-            faces = document["result"]
-            if not isinstance(faces, list) or not all(isinstance(f, dict) for f in faces):
-                raise TypeError("result is not a list of faces")
-            outcome = self._filter_faces(name, faces, obligations)
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
+            if not isinstance(document, dict):
+                raise TypeError("an answer is an object")
+            return self._check(parsed.operation.name, obligations, response, document)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise UpstreamError("CompreFace answered with a body facegate cannot read") from exc
-        kept, scores, dropped = outcome
-        document["result"] = kept
-        return Outcome(
-            response=UpstreamResponse(
-                status_code=response.status_code,
-                headers=response.headers,
-                body=json.dumps(document).encode(),
-            ),
-            match_count=None if name == "Detect" else len(scores),
-            top_similarity=max(scores, default=None),
-            dropped=dropped,
-        )
 
-    def _filter_faces(
-        self, name: str, faces: list[dict[str, Any]], obligations: Obligations
-    ) -> tuple[list[dict[str, Any]], list[float], dict[str, int]]:
-        floor = None
-        if obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.COMPREFACE)
+    def _check(
+        self,
+        name: str,
+        obligations: Obligations,
+        response: UpstreamResponse,
+        document: dict[str, Any],
+    ) -> Outcome:
         removed = {
             _RESPONSE_FIELDS[a] for a in obligations.remove_attributes if a in _RESPONSE_FIELDS
         }
         dropped: dict[str, int] = {}
+        # Removed attributes and templates go wherever they appear (each face, a
+        # verification's source face and matches), asked for or not.
+        add_counts(dropped, {"forbidden_attributes": strip_keys(document, removed)})
+        add_counts(dropped, {"face_template": strip_templates(document)})
+
+        faces: int | None = None
+        enrolled: int | None = None
         scores: list[float] = []
+        if name in ("Recognize", "Verify", "VerifyExample", "Detect"):
+            results = document["result"]
+            if not isinstance(results, list) or not all(isinstance(f, dict) for f in results):
+                raise TypeError("result is not a list of faces")
+            faces, scores = self._check_faces(name, results, obligations, dropped)
+        elif name == "AddExample":
+            faces = enrolled = 1 if isinstance(document.get("image_id"), str) else 0
+        withheld = over_faces(
+            faces, obligations.max_faces, what="faces enrolled" if enrolled is not None else "faces"
+        )
+        return Outcome(
+            response=rendered(response, document),
+            match_count=None if name in ("Detect", "AddExample") or faces is None else len(scores),
+            top_similarity=max((from_wire(s, Protocol.COMPREFACE) for s in scores), default=None),
+            dropped={k: v for k, v in dropped.items() if v},
+            faces=faces,
+            enrolled=enrolled,
+            withheld=withheld,
+        )
 
-        def similarity(item: dict[str, Any]) -> float:
-            return float(item["similarity"])
+    @staticmethod
+    def _check_faces(
+        name: str,
+        results: list[dict[str, Any]],
+        obligations: Obligations,
+        dropped: dict[str, int],
+    ) -> tuple[int, list[float]]:
+        """Floor and cap the matches in `results` in place; (faces counted, scores kept).
 
-        kept_faces = []
-        for face in faces:
-            face = {k: v for k, v in face.items() if k not in removed}
-            if name == "Recognize":
-                subjects, why = keep_scored(
-                    list(face.get("subjects") or []), similarity,
-                    floor=floor, cap=obligations.max_results,
-                )  # fmt: skip
+        Faces: searched (Recognize), in the target (Verify), in the probe compared with the
+        example (VerifyExample), detected (Detect).
+        """
+        floor = None
+        if obligations.min_threshold is not None:
+            floor = to_wire(obligations.min_threshold, Protocol.COMPREFACE)
+        cap = obligations.max_results
+        scores: list[float] = []
+        if name == "Recognize":
+            for face in results:
+                subjects, why = keep_best(
+                    list(face.get("subjects") or []), _similarity, floor=floor, cap=cap
+                )
                 face["subjects"] = subjects
                 add_counts(dropped, why)
-                scores += [similarity(s) for s in subjects]
-            elif name == "Verify":
-                matches, why = keep_scored(
-                    list(face.get("face_matches") or []), similarity, floor=floor, cap=None
-                )
-                face["face_matches"] = [
-                    {k: v for k, v in m.items() if k not in removed} for m in matches
-                ]
+                scores += [_similarity(s) for s in subjects]
+            return len(results), scores
+        if name == "Verify":
+            faces = 0
+            for pair in results:
+                matches = list(pair.get("face_matches") or [])
+                faces += len(matches)
+                matches, why = keep_best(matches, _similarity, floor=floor, cap=cap)
+                pair["face_matches"] = matches
                 add_counts(dropped, why)
-                scores += [similarity(m) for m in matches]
-            elif name == "VerifyExample":
-                if floor is not None and similarity(face) < floor:
-                    add_counts(dropped, {"below_threshold": 1})
-                    continue
-                scores.append(similarity(face))
-            kept_faces.append(face)
-        return kept_faces, [from_wire(s, Protocol.COMPREFACE) for s in scores], dropped
+                scores += [_similarity(m) for m in matches]
+            return faces, scores
+        if name == "VerifyExample":
+            faces = len(results)
+            kept, why = keep_best(list(results), _similarity, floor=floor, cap=cap)
+            results[:] = kept
+            add_counts(dropped, why)
+            return faces, [_similarity(f) for f in kept]
+        return len(results), scores
 
     # -- errors --------------------------------------------------------------------------
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
         status, code = native_error(_ERROR_CODES, error, default=(500, 500))
+        if isinstance(error, VendorRefused):
+            status = error.status
+            code = int(error.vendor_code) if error.vendor_code is not None else code
         headers = {"x-facegate-request-id": request_id}
         headers |= reason_headers(error)
         body = json.dumps({"message": error.message, "code": code})

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.session
 import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -24,6 +26,7 @@ from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
 from gateway.auth.sigv4 import ALWAYS_SIGNED
 from gateway.errors import (
+    AnswerWithheld,
     AuthenticationError,
     ClockSkew,
     ExpiredCredentials,
@@ -40,10 +43,22 @@ from gateway.errors import (
     UnknownAccessKey,
     UnsupportedOperation,
     UpstreamError,
+    VendorRefused,
 )
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
+from gateway.vendors.answers import (
+    is_success,
+    keep_best,
+    over_faces,
+    read_answer,
+    refused,
+    rendered,
+    score,
+    strip_keys,
+    strip_templates,
+)
 from gateway.vendors.base import (
     Outcome,
     ParsedRequest,
@@ -53,6 +68,7 @@ from gateway.vendors.base import (
 )
 from gateway.vendors.http import upstream_client
 from gateway.vendors.inventory import VendorBackend
+from gateway.vendors.rest import add_counts
 
 VENDOR = "rekognition"
 TARGET_PREFIX = "RekognitionService."
@@ -71,6 +87,7 @@ class OperationSpec:
     images: tuple[str, ...] = ()  # fields holding an Image structure
     attributes: str | None = None  # field listing requested face attributes
     matches: str | None = None  # response field listing matches
+    max_faces: str | None = None  # field capping the faces acted on (IndexFaces: enrolled)
 
 
 _I, _V, _D, _E, _M, _S, _C = (
@@ -123,7 +140,11 @@ OPERATIONS: dict[str, OperationSpec] = {
         matches="UserMatches",
     ),
     "IndexFaces": OperationSpec(
-        _E, collection=_COLLECTION, images=("Image",), attributes="DetectionAttributes"
+        _E,
+        collection=_COLLECTION,
+        images=("Image",),
+        attributes="DetectionAttributes",
+        max_faces="MaxFaces",
     ),
     "CreateCollection": OperationSpec(_M, collection=_COLLECTION),
     "DeleteCollection": OperationSpec(_M, collection=_COLLECTION),
@@ -134,7 +155,7 @@ OPERATIONS: dict[str, OperationSpec] = {
     "RecognizeCelebrities": OperationSpec(_C, images=("Image",)),
     "GetCelebrityInfo": OperationSpec(_C),
     "StartFaceSearch": OperationSpec(_S, collection=_COLLECTION, threshold="FaceMatchThreshold"),
-    "GetFaceSearch": OperationSpec(_S),
+    "GetFaceSearch": OperationSpec(_S, matches="Persons"),
     "StartFaceDetection": OperationSpec(_S),
     "CreateStreamProcessor": OperationSpec(
         _S,
@@ -167,7 +188,9 @@ _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
     (PolicyUnavailable, 400, "AccessDeniedException"),
     (PermissionDenied, 400, "AccessDeniedException"),
     (ServiceUnavailable, 503, "ServiceUnavailableException"),
+    (VendorRefused, 500, "InternalServerError"),
     (UpstreamError, 500, "InternalServerError"),
+    (AnswerWithheld, 400, "AccessDeniedException"),
 ]
 
 
@@ -175,27 +198,68 @@ _ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
 _RESPONSE_ATTRIBUTES = {"age": "AgeRange", "gender": "Gender", "emotions": "Emotions"}
 
 
-def _strip_keys(value: Any, keys: set[str]) -> int:
-    """Remove `keys` from every object nested in `value`, in place; how many were removed."""
-    if not keys:
-        return 0
-    removed = 0
-    if isinstance(value, dict):
-        for key in keys & value.keys():
-            del value[key]
-            removed += 1
-        children: Any = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return 0
-    for child in children:
-        removed += _strip_keys(child, keys)
-    return removed
+def _list(document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list")
+    return value
+
+
+def _similarity(match: dict[str, Any]) -> float:
+    return score(match["Similarity"], maximum=100.0)
+
+
+def _faces(operation: str, document: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(faces the answer holds, faces enrolled) for the operations whose answers hold faces.
+
+    Faces are those the policy's max_faces counts for the operation's kind: detected,
+    searched (Rekognition searches the largest face only), in the comparison target, or
+    enrolled. Unindexed faces of an IndexFaces were detected but not enrolled.
+    """
+    if operation == "DetectFaces":
+        return len(_list(document, "FaceDetails")), None
+    if operation == "CompareFaces":
+        return len(_list(document, "FaceMatches")) + len(_list(document, "UnmatchedFaces")), None
+    if operation in ("SearchFacesByImage", "SearchFaces", "SearchUsersByImage", "SearchUsers"):
+        return 1, None
+    if operation == "IndexFaces":
+        enrolled = len(_list(document, "FaceRecords"))
+        return enrolled, enrolled
+    if operation == "GetFaceSearch":
+        return len(_list(document, "Persons")), None
+    return None, None
+
+
+# The error types Rekognition documents (botocore's service model): a vendor's error code is
+# passed on only when it is one of these, never its message.
+@functools.cache
+def _known_errors() -> frozenset[str]:
+    model = botocore.session.get_session().get_service_model("rekognition")
+    return frozenset(shape.name for shape in model.error_shapes) | {"ServiceUnavailableException"}
+
+
+def _error_type(document: Any) -> object:
+    return document.get("__type", "").rsplit("#", 1)[-1] if isinstance(document, dict) else None
+
+
+def _known_error(code: str) -> bool:
+    return code in _known_errors()
 
 
 def normalise_attribute(name: str) -> str:
     return _ATTRIBUTE_NAMES.get(name, name.lower())
+
+
+def _with_value(container: object, path: list[str], value: object) -> dict[str, Any]:
+    """A copy of `container` (an object, or a new one) with `value` at `path`."""
+    copy = dict(container) if isinstance(container, dict) else {}
+    if len(path) == 1:
+        copy[path[0]] = value
+    else:
+        copy[path[0]] = _with_value(copy.get(path[0]), path[1:], value)
+    return copy
 
 
 def _dig(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -351,10 +415,27 @@ class RekognitionAdapter:
         spec = OPERATIONS[parsed.operation.name]
         payload = parsed.payload
         changes: dict[str, Any] = {}
-        if spec.threshold and "." not in spec.threshold and obligations.min_threshold is not None:
+        if spec.threshold and obligations.min_threshold is not None:
             current = parsed.operation.threshold
             if current is None or current < obligations.min_threshold:
-                changes[spec.threshold] = obligations.min_threshold
+                path = spec.threshold.split(".")
+                if len(path) == 1:
+                    changes[spec.threshold] = obligations.min_threshold
+                elif isinstance(_dig(payload, tuple(path[:-1])), dict):
+                    # A nested threshold (a stream processor's Settings.FaceSearch), where the
+                    # request has a face search to floor: the objects on its path are copied,
+                    # never changed in place.
+                    changes[path[0]] = _with_value(
+                        payload.get(path[0]), path[1:], obligations.min_threshold
+                    )
+        if spec.max_faces and obligations.max_faces is not None:
+            asked = payload.get(spec.max_faces)
+            if (
+                not isinstance(asked, int)
+                or isinstance(asked, bool)
+                or asked > obligations.max_faces
+            ):
+                changes[spec.max_faces] = obligations.max_faces
         if spec.max_results and obligations.max_results is not None:
             current_max = parsed.operation.max_results
             if current_max is None or current_max > obligations.max_results:
@@ -397,63 +478,85 @@ class RekognitionAdapter:
     def filter(
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
+        if not is_success(response):
+            return refused(response, "Rekognition", code_of=_error_type, known=_known_error)
         spec = OPERATIONS[parsed.operation.name]
+        document = read_answer(response, "Rekognition")
+        if document is None:
+            return Outcome(response=response)
+        try:
+            if not isinstance(document, dict):
+                raise TypeError("an answer is an object")
+            return self._check(parsed, spec, obligations, response, document)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
+
+    def _check(
+        self,
+        parsed: ParsedRequest,
+        spec: OperationSpec,
+        obligations: Obligations,
+        response: UpstreamResponse,
+        document: dict[str, Any],
+    ) -> Outcome:
+        dropped: dict[str, int] = {}
+        # Attributes the policy forbids are removed wherever they appear (FaceDetails,
+        # FaceRecords[].FaceDetail, ...), asked for or not: the vendor is checked, not trusted.
         forbidden = {
             _RESPONSE_ATTRIBUTES[a]
             for a in obligations.remove_attributes
             if a in _RESPONSE_ATTRIBUTES
         }
-        if response.status_code != 200 or (spec.matches is None and not forbidden):
-            return Outcome(response=response)
-        try:
-            document = json.loads(response.body)
-            if not isinstance(document, dict):
-                raise TypeError("not an object")
-            matches = (document.get(spec.matches) or []) if spec.matches else []
-            similarities = [float(m.get("Similarity", 0.0)) for m in matches]
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
-            raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
+        add_counts(dropped, {"forbidden_attributes": strip_keys(document, forbidden)})
+        add_counts(dropped, {"face_template": strip_templates(document)})
 
-        dropped: dict[str, int] = {}
-        # Attributes the policy forbids are removed wherever they appear (FaceDetails,
-        # FaceRecords[].FaceDetail, ...), asked for or not: the vendor is checked, not trusted.
-        removed = _strip_keys(document, forbidden)
-        if removed:
-            dropped["forbidden_attributes"] = removed
-
-        kept: list[Any] = []
-        if spec.matches is not None:
-            # A match under the floor or past the cap is dropped.
-            floor = obligations.min_threshold
-            kept = [
-                m for m, s in zip(matches, similarities, strict=True) if floor is None or s >= floor
-            ]
-            if len(kept) < len(matches):
-                dropped["below_threshold"] = len(matches) - len(kept)
-            if obligations.max_results is not None and len(kept) > obligations.max_results:
-                dropped["over_result_cap"] = len(kept) - obligations.max_results
-                kept = kept[: obligations.max_results]
-            document[spec.matches] = kept
-        if dropped:
-            response = UpstreamResponse(
-                status_code=response.status_code,
-                headers=response.headers,
-                body=json.dumps(document).encode(),
+        # Counted before any match is cut: the faces the vendor found, not those kept.
+        faces, enrolled = _faces(parsed.operation.name, document)
+        kept: list[float] = []
+        if spec.matches == "Persons":
+            # GetFaceSearch: the people tracked in a video, each with its own matches.
+            for person in _list(document, "Persons"):
+                matches, why = keep_best(
+                    _list(person, "FaceMatches"),
+                    _similarity,
+                    floor=obligations.min_threshold,
+                    cap=obligations.max_results,
+                )
+                person["FaceMatches"] = matches
+                add_counts(dropped, why)
+                kept += [_similarity(m) for m in matches]
+        elif spec.matches is not None:
+            matches, why = keep_best(
+                _list(document, spec.matches),
+                _similarity,
+                floor=obligations.min_threshold,
+                cap=obligations.max_results,
             )
-        if spec.matches is None:
-            return Outcome(response=response, dropped=dropped)
-        kept_similarities = [float(m.get("Similarity", 0.0)) for m in kept]
+            document[spec.matches] = matches
+            add_counts(dropped, why)
+            kept = [_similarity(m) for m in matches]
+
+        withheld = over_faces(
+            enrolled if enrolled is not None else faces,
+            obligations.max_faces,
+            what="faces enrolled" if enrolled is not None else "faces",
+        )
         return Outcome(
-            response=response,
-            match_count=len(kept),
-            top_similarity=max(kept_similarities, default=None),
-            dropped=dropped,
+            response=rendered(response, document),
+            match_count=None if spec.matches is None else len(kept),
+            top_similarity=max(kept, default=None),
+            dropped={k: v for k, v in dropped.items() if v},
+            faces=faces,
+            enrolled=enrolled,
+            withheld=withheld,
         )
 
     # -- errors --------------------------------------------------------------------------
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
         status, error_type = native_error(_ERROR_TYPES, error, default=(500, "InternalServerError"))
+        if isinstance(error, VendorRefused):
+            status, error_type = error.status, error.vendor_code or error_type
         headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
         headers |= reason_headers(error)
         body = json.dumps({"__type": error_type, "Message": error.message})

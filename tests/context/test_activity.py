@@ -165,6 +165,32 @@ async def test_enrolments_count_faces(new_store: StoreFactory) -> None:
     assert at(counts, "officer", "distinct_cases", "day") == 0
 
 
+async def test_faces_enrolled_after_the_fact_count_once_beside_the_reservation(
+    new_store: StoreFactory,
+) -> None:
+    store, other = new_store(), new_store()
+    counted = event(1, kind=OperationKind.ENROLL, faces=4)
+    await store.reserve(counted)
+    await store.record_after(counted, stream="enrolments", count=16)  # the vendor's count
+    await store.record_after(counted, stream="enrolments", count=16)  # idempotent
+    unseen = event(2, kind=OperationKind.ENROLL, faces=None)  # counted as 1 at reserve
+    await store.reserve(unseen)
+    await other.record_after(unseen, stream="enrolments", count=0)  # fewer: the 1 stands
+    counts = (await other.reserve(event(3, kind=OperationKind.ENROLL, faces=2))).counts
+    assert at(counts, "officer", "enrolments", "day") == 16 + 1 + 2
+    assert at(counts, "case", "enrolments", "day") == 19
+    assert at(counts, "agency", "enrolments", "hour") == 19
+    # Counted at the request's time: it slides out of the windows with it.
+    later = (await other.reserve(event(4, at=T0 + timedelta(hours=2), faces=None))).counts
+    assert at(later, "officer", "enrolments", "hour") == 0
+    assert at(later, "officer", "enrolments", "day") == 19
+
+
+async def test_only_event_streams_are_counted_after_the_fact(new_store: StoreFactory) -> None:
+    with pytest.raises(ValueError, match="distinct_cases"):
+        await new_store().record_after(event(), stream="distinct_cases", count=1)
+
+
 async def test_a_released_reservation_is_not_counted(new_store: StoreFactory) -> None:
     store = new_store()
     await store.reserve(event(1))

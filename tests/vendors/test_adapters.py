@@ -4,16 +4,19 @@ paths built from the route table only, and refusals in the vendor's error shape.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from gateway.errors import (
+    AnswerWithheld,
     MalformedRequest,
     PayloadTooLarge,
     PolicyDenied,
     Reason,
     UnknownAccessKey,
     UnsupportedOperation,
+    VendorRefused,
 )
 from gateway.policy.contract import Obligations
 from gateway.vendors.base import UpstreamResponse
@@ -98,7 +101,11 @@ def test_compreface_recognition_answers_are_floored_capped_and_stripped() -> Non
     [result] = json.loads(outcome.response.body)["result"]
     assert [s["subject"] for s in result["subjects"]] == ["s0", "s1"]
     assert "age" not in result and "gender" not in result
-    assert outcome.dropped == {"below_threshold": 2, "over_result_cap": 1}
+    assert outcome.dropped == {
+        "below_threshold": 2,
+        "over_result_cap": 1,
+        "forbidden_attributes": 2,
+    }
     assert outcome.top_similarity == pytest.approx(99.9)
 
 
@@ -115,8 +122,12 @@ def test_compreface_verification_keeps_only_matches_over_the_floor() -> None:
 
     outcome = adapter.filter(parsed, OBLIGED, ok({"result": [{"face_matches": matches}]}))
 
-    # Verification has no result cap: every match over the floor is kept.
-    assert outcome.match_count == 3 and outcome.dropped == {"below_threshold": 2}
+    # Over the floor, the best matches up to the cap are kept (data: one for a verification).
+    [pair] = json.loads(outcome.response.body)["result"]
+    assert [m["similarity"] for m in pair["face_matches"]] == pytest.approx([0.999, 0.995])
+    assert outcome.match_count == 2
+    assert outcome.dropped == {"below_threshold": 2, "over_result_cap": 1}
+    assert outcome.faces == 5
 
 
 @pytest.mark.parametrize(
@@ -201,3 +212,113 @@ def test_refusals_come_back_in_the_vendors_error_shape(
         assert body["code"] == 403 and "warrant_required" in body["message"]
     auth = json.loads(adapter.error_response(UnknownAccessKey("no"), request_id="r").body)
     assert auth.get("code", auth.get("error", {}).get("code")) in (401, "401")
+
+
+# One answer per vendor, in its own words: five matches for one face searched (SCORES).
+IDENTIFY_ANSWERS: dict[Protocol, object] = {
+    Protocol.REKOGNITION: {
+        "FaceMatches": [
+            {"Similarity": s, "Face": {"FaceId": f"f{i}"}} for i, s in enumerate(SCORES)
+        ]
+    },
+    Protocol.AZURE: [
+        {
+            "faceId": "f-1",
+            "candidates": [
+                {"personId": f"p{i}", "confidence": s / 100} for i, s in enumerate(SCORES)
+            ],
+        }
+    ],
+    Protocol.COMPREFACE: {
+        "result": [
+            {
+                "subjects": [
+                    {"subject": f"s{i}", "similarity": s / 100} for i, s in enumerate(SCORES)
+                ]
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("status", [201, 203, 206, 299])
+@pytest.mark.parametrize("protocol", list(Protocol))
+def test_every_2xx_answer_is_held_to_the_obligations(protocol: Protocol, status: int) -> None:
+    adapter = adapters()[protocol]
+    parsed = adapter.parse(identify_requests(80, 50)[protocol])
+    body = json.dumps(IDENTIFY_ANSWERS[protocol]).encode()
+
+    outcome = adapter.filter(parsed, OBLIGED, UpstreamResponse(status, {}, body))
+
+    assert outcome.withheld is None and outcome.response.status_code == status
+    assert outcome.match_count == 2 and outcome.faces == 1
+    assert outcome.dropped == {"below_threshold": 2, "over_result_cap": 1}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "answer", "status", "shape"),
+    [
+        (
+            Protocol.REKOGNITION,
+            {"__type": "ResourceNotFoundException", "Message": "booking-1138"},
+            400,
+            lambda b: (b["__type"], b["Message"]),
+        ),
+        (
+            Protocol.AZURE,
+            {"error": {"code": "PersonNotFound", "message": "booking-1138"}},
+            404,
+            lambda b: (b["error"]["code"], b["error"]["message"]),
+        ),
+        (
+            Protocol.COMPREFACE,
+            {"code": 24, "message": "booking-1138"},
+            404,
+            lambda b: (str(b["code"]), b["message"]),
+        ),
+    ],
+)
+def test_a_vendors_error_is_replaced_by_facegates_in_the_vendors_shape(
+    protocol: Protocol, answer: object, status: int, shape: Any
+) -> None:
+    adapter = adapters()[protocol]
+    parsed = adapter.parse(identify_requests(80, 50)[protocol])
+    vendor_error = UpstreamResponse(status, {"x-amzn-secret": "x"}, json.dumps(answer).encode())
+
+    outcome = adapter.filter(parsed, OBLIGED, vendor_error)
+
+    assert isinstance(outcome.withheld, VendorRefused)
+    response = adapter.error_response(outcome.withheld, request_id="r1")
+    code, message = shape(json.loads(response.body))
+    assert response.status_code == status
+    assert (
+        code
+        == {
+            Protocol.REKOGNITION: "ResourceNotFoundException",
+            Protocol.AZURE: "PersonNotFound",
+            Protocol.COMPREFACE: "24",
+        }[protocol]
+    )
+    assert "booking-1138" not in message and "x-amzn-secret" not in response.headers
+
+
+# Rekognition searches the largest face only, so its answers hold one face searched.
+@pytest.mark.parametrize(
+    ("protocol", "crowd"),
+    [
+        (Protocol.AZURE, [{"faceId": f"f-{i}", "candidates": []} for i in range(4)]),
+        (Protocol.COMPREFACE, {"result": [{"subjects": []} for _ in range(4)]}),
+    ],
+)
+def test_an_identification_of_more_faces_than_allowed_is_withheld(
+    protocol: Protocol, crowd: object
+) -> None:
+    adapter = adapters()[protocol]
+    parsed = adapter.parse(identify_requests(80, 50)[protocol])
+    obliged = OBLIGED.model_copy(update={"max_faces": 3})
+
+    outcome = adapter.filter(parsed, obliged, ok(crowd))
+
+    assert isinstance(outcome.withheld, AnswerWithheld) and outcome.faces == 4
+    response = adapter.error_response(outcome.withheld, request_id="r1")
+    assert response.headers["x-facegate-reasons"] == "too_many_faces"

@@ -118,6 +118,21 @@ def test_stream_processor_collection_is_found_in_its_settings(adapter: Rekogniti
     assert (parsed.operation.collection, parsed.operation.threshold) == ("c", 90)
 
 
+def test_a_stream_processors_nested_threshold_gets_the_floor(adapter: RekognitionAdapter) -> None:
+    settings = {"FaceSearch": {"CollectionId": "c", "FaceMatchThreshold": 50}}
+    payload = {"Name": "cam", "Settings": settings}
+    parsed = adapter.parse(request("CreateStreamProcessor", payload))
+
+    rewritten = adapter.apply_obligations(parsed, Obligations(min_threshold=99))
+
+    assert rewritten is not None
+    assert rewritten["Settings"] == {"FaceSearch": {"CollectionId": "c", "FaceMatchThreshold": 99}}
+    assert settings["FaceSearch"]["FaceMatchThreshold"] == 50  # the parsed request is unchanged
+    # A processor with no face search has no threshold to floor: nothing is added.
+    other = adapter.parse(request("CreateStreamProcessor", {"Name": "cam", "Settings": {}}))
+    assert adapter.apply_obligations(other, Obligations(min_threshold=99)) is None
+
+
 def test_every_operation_in_the_table_parses_with_its_kind(adapter: RekognitionAdapter) -> None:
     for name, spec in OPERATIONS.items():
         body = {field: {"Bytes": ENCODED} for field in spec.images}
@@ -268,14 +283,15 @@ def test_forbidden_attributes_are_stripped_from_every_face_detail(
     assert outcome.match_count is None
 
 
-def test_a_clean_response_is_passed_on_byte_for_byte(adapter: RekognitionAdapter) -> None:
+def test_a_clean_response_is_passed_on_as_it_was_checked(adapter: RekognitionAdapter) -> None:
     parsed = adapter.parse(request("DetectFaces", {"Image": {"Bytes": ENCODED}}))
-    raw = b'{"FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
+    # A duplicate key: the client gets the one value that was checked, not both.
+    raw = b'{"FaceDetails": [], "FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
 
     outcome = adapter.filter(parsed, STRIPPING, UpstreamResponse(200, {}, raw))
 
-    assert outcome.response.body == raw
-    assert outcome.dropped == {}
+    assert outcome.response.body == b'{"FaceDetails": [{"BoundingBox": {"Width": 0.5}}]}'
+    assert outcome.dropped == {} and outcome.faces == 1
 
 
 def test_an_unreadable_answer_is_an_upstream_error(adapter: RekognitionAdapter) -> None:
