@@ -520,6 +520,12 @@ identification if op.kind == "identify"
 
 identification if count(identities_beyond_verification) > 0
 
+# On record: a call named a verification that was judged as the identification it is.
+flags contains "identification_by_comparison" if {
+	identification
+	op.kind != "identify"
+}
+
 # The kinds the crowd rules apply to, a comparison that is identification among them.
 crowd_kind if op.kind in {k | some k in patterns.crowd_scan.kinds}
 
