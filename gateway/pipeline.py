@@ -176,7 +176,7 @@ class Pipeline:
         outcome = adapter.filter(parsed, decision.obligations, upstream)
         try:
             await self._remember_faces(adapter, parsed, upstream, policy_input)
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, UpstreamError) as exc:
             await self._append(record.outcome(None, decision, started, error=exc))
             raise
 

@@ -8,11 +8,13 @@ refusal at whichever step refuses it, and lawful use beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis_asyncio
 from azure.ai.vision.face.models import FaceDetectionModel, FaceRecognitionModel
 from azure.core.exceptions import HttpResponseError
 from botocore.exceptions import ClientError
@@ -23,12 +25,15 @@ from gateway.audit.schemas import AuditQuery
 from gateway.context.case import LegalBasis
 from gateway.context.face_sources import FaceSourcesUnavailable, SourceRecord
 from gateway.db import create_engine, session_factory
+from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
 from refvendor import samples
 from tests.e2e.conftest import (
     CASE,
     Stack,
+    gateway_settings,
+    policy_without_rate_limits,
     vendor_calls,
     vendor_client,
 )
@@ -378,3 +383,65 @@ async def test_a_face_id_is_judged_by_the_source_facegate_recorded_for_it(
         found = client.search_faces(CollectionId=suspects, FaceId=single_face)
         assert vendor_calls(stack.vendor) == before + 1
         assert "FaceMatches" in found
+
+
+# -- replicas share the face sources ---------------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    prefix = f"facegate:test:identities:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.postgres
+async def test_a_crowd_detected_through_one_replica_is_a_crowd_at_the_other(
+    postgres_url: str,
+    tmp_path: Path,
+    vendor: BackgroundServer,
+    redis_prefix: str,
+    azure_mugshots: dict[str, str],
+) -> None:
+    await upgrade_async(postgres_url)
+    settings = gateway_settings(
+        postgres_url,
+        tmp_path,
+        vendor.url,
+        policy_dir=policy_without_rate_limits(tmp_path),
+        redis_url=REDIS_URL,
+        activity_key_prefix=redis_prefix + "activity:",
+        face_source_key_prefix=redis_prefix + "faces:",
+    )
+    with (
+        BackgroundServer(create_app(settings)) as one,
+        BackgroundServer(create_app(settings)) as two,
+    ):
+        first = Stack(settings=settings, url=one.url, vendor=vendor)
+        second = Stack(settings=settings, url=two.url, vendor=vendor)
+        await first.warrant("W-1")
+        credentials = await first.session()
+        detect_one, _ = first.azure(credentials)
+        identify_two, _ = second.azure(credentials)
+        crowd = detect_one.detect(samples.crowd_jpeg(6), **DETECT)
+        [single] = detect_one.detect(samples.astronaut_variant_jpeg(), **DETECT)
+
+        with pytest.raises(HttpResponseError) as raised:
+            identify_two.identify_from_large_person_group(
+                face_ids=[crowd[0].face_id], large_person_group_id="mugshots"
+            )
+        assert raised.value.error is not None
+        assert "comes from an image of 6 faces" in raised.value.error.message
+
+        [result] = identify_two.identify_from_large_person_group(
+            face_ids=[single.face_id], large_person_group_id="mugshots"
+        )
+        assert [c.person_id for c in result.candidates] == [azure_mugshots["astronaut"]]
