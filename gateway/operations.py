@@ -30,6 +30,7 @@ class FaceSource(BaseModel):
     probe: bool  # searched for (a probe), rather than searched among (a target)
     source: str | None = None  # the source image's identity; None: facegate never saw it
     faces_in_source: int | None = None  # faces that image held (None: unknown source)
+    index_in_source: int | None = None  # its place among them in the vendor's answer
 
 
 class FaceOperation(BaseModel):

@@ -247,7 +247,9 @@ class Pipeline:
             faces_in_probe=operation.faces_in_probe,
             compared_identities=tuple(operation.compared_identities),
             face_sources=tuple(
-                (f.source, f.face) for f in operation.face_sources if f.source is not None
+                (f.source, str(f.index_in_source))
+                for f in operation.face_sources
+                if f.source is not None
             ),
         )
         try:

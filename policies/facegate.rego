@@ -534,6 +534,13 @@ crowd_kind if {
 	"identify" in patterns.crowd_scan.kinds
 }
 
+# Faces named by id meet the crowd rules in every comparison listed in the data (a
+# verification of a suspect against each face of a crowd locates them in it), and in any
+# identification.
+face_crowd_kind if crowd_kind
+
+face_crowd_kind if op.kind in {k | some k in identities.face_sources.kinds}
+
 crowd_source_counts := {n |
 	some face in face_sources
 	n := face.faces_in_source
@@ -546,7 +553,7 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
 	": searching a crowd's faces by id identifies everyone in it",
 ])) if {
-	crowd_kind
+	face_crowd_kind
 	count(crowd_source_counts) > 0
 	n := max(crowd_source_counts)
 	n > patterns.crowd_scan.max_faces_in_probe
@@ -558,7 +565,7 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
 	"): searching a crowd's faces one by one is a crowd scan",
 ])) if {
-	crowd_kind
+	face_crowd_kind
 	count(face_sources) > 0
 	n := activity_count("source", "distinct_faces", identities.face_sources.window)
 	n > patterns.crowd_scan.max_faces_in_probe

@@ -83,7 +83,8 @@ class ActivityEvent:
     faces_in_probe: int | None = None
     # Stored identities compared one by one (FaceOperation.compared_identities).
     compared_identities: tuple[str, ...] = ()
-    # (source image identity, face id) of each face named by id whose source is known.
+    # (source image identity, the face's place in it) of each face named by id whose source
+    # is known: distinct faces of one image, however often it was detected.
     face_sources: tuple[tuple[str, str], ...] = ()
 
 

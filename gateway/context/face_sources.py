@@ -43,7 +43,7 @@ MEMORY_LIMIT = 1_000_000  # entries the in-memory store keeps; the oldest go fir
 class IssuedFaces:
     """The face ids one vendor answer handed out, and how many faces the vendor found."""
 
-    face_ids: tuple[str, ...]  # namespaced, e.g. "rekognition:face:<FaceId>"
+    face_ids: tuple[str, ...]  # namespaced, e.g. "rekognition:face:<FaceId>"; answer order
     faces_in_answer: int  # faces the vendor found in the image (enrolled or not)
 
 
@@ -51,6 +51,10 @@ class IssuedFaces:
 class SourceRecord:
     source: str  # the source image's identity (see source_identity)
     faces_in_source: int
+    # The face's place in the vendor's answer for that image (largest first). The same photo
+    # detected again hands out new ids for the same faces: counted by place, a suspect's
+    # photo detected five times is one face of its source, not five.
+    index: int = 0
 
 
 def source_identity(operation: FaceOperation) -> str | None:
@@ -72,7 +76,10 @@ def sources_of(operation: FaceOperation, issued: IssuedFaces) -> dict[str, Sourc
     if source is None or not issued.face_ids:
         return {}
     faces = max(operation.faces_in_probe or 0, issued.faces_in_answer, len(issued.face_ids))
-    return dict.fromkeys(issued.face_ids, SourceRecord(source=source, faces_in_source=faces))
+    return {
+        face_id: SourceRecord(source=source, faces_in_source=faces, index=index)
+        for index, face_id in enumerate(issued.face_ids)
+    }
 
 
 class FaceSourcesUnavailable(Exception):
@@ -146,7 +153,8 @@ class MemoryFaceSourceStore:
 class RedisFaceSourceStore:
     """Entries every replica shares: one Redis string per face id, expiring after the TTL.
 
-    Keys are `<prefix><face id>`; values are JSON {"source", "faces"}: a digest and a count.
+    Keys are `<prefix><face id>`; values are JSON {"source", "faces", "index"}: a digest and
+    two numbers.
     """
 
     name = "redis"
@@ -175,7 +183,9 @@ class RedisFaceSourceStore:
         # One transaction: the answer is handed out only once every id in it is recorded.
         pipe = self._redis.pipeline(transaction=True)
         for face_id, record in sources.items():
-            value = json.dumps({"source": record.source, "faces": record.faces_in_source})
+            value = json.dumps(
+                {"source": record.source, "faces": record.faces_in_source, "index": record.index}
+            )
             pipe.set(self._prefix + face_id, value, px=self._ttl_ms)
         try:
             await pipe.execute()
@@ -198,7 +208,9 @@ class RedisFaceSourceStore:
             try:
                 document: Any = json.loads(value)
                 found[face_id] = SourceRecord(
-                    source=str(document["source"]), faces_in_source=int(document["faces"])
+                    source=str(document["source"]),
+                    faces_in_source=int(document["faces"]),
+                    index=int(document["index"]),
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # an entry facegate cannot read vouches for nothing: unknown
@@ -235,6 +247,7 @@ async def with_face_sources(
                     probe=probe,
                     source=record.source if record else None,
                     faces_in_source=record.faces_in_source if record else None,
+                    index_in_source=record.index if record else None,
                 )
             )
             if probe and record is not None:

@@ -110,7 +110,7 @@ async def test_redis_entries_carry_the_ttl_and_no_more_than_a_digest_and_a_count
         ttl = await client.pttl(redis_prefix + "azure:face:a")
         value = json.loads(await client.get(redis_prefix + "azure:face:a"))
         assert 0 < ttl <= 60_000
-        assert value == {"source": "sha256:crowd", "faces": 8}
+        assert value == {"source": "sha256:crowd", "faces": 8, "index": 0}
         # An entry facegate cannot read vouches for nothing.
         await client.set(redis_prefix + "azure:face:bad", b"not json")
         assert await store.lookup(["azure:face:bad", "azure:face:a"]) == {"azure:face:a": CROWD}
@@ -149,8 +149,8 @@ def test_faces_in_the_source_are_the_larger_of_the_gateways_count_and_the_vendor
     issued = IssuedFaces(face_ids=("x:1", "x:2"), faces_in_answer=5)
     # The vendor found 5 faces (enrolling 2); the gateway counted 8: a crowd of 8.
     assert sources_of(_operation(faces_in_probe=8), issued) == {
-        "x:1": SourceRecord("sha256:crowd", 8),
-        "x:2": SourceRecord("sha256:crowd", 8),
+        "x:1": SourceRecord("sha256:crowd", 8, index=0),
+        "x:2": SourceRecord("sha256:crowd", 8, index=1),
     }
     # The gateway saw none (a 110 px face in a large frame); the vendor's 5 stand.
     assert sources_of(_operation(faces_in_probe=0), issued)["x:1"].faces_in_source == 5
@@ -160,7 +160,9 @@ def test_faces_in_the_source_are_the_larger_of_the_gateways_count_and_the_vendor
 
 async def test_named_faces_get_their_sources_and_probes_their_images() -> None:
     store = MemoryFaceSourceStore()
-    await store.remember({"azure:face:p": CROWD, "azure:face:t": SourceRecord("sha256:t", 1)})
+    await store.remember(
+        {"azure:face:p": SourceRecord("sha256:crowd", 8, index=5), "azure:face:t": CROWD}
+    )
     operation = _operation(name="FindSimilar", kind=OperationKind.IDENTIFY, probe_digests=[])
 
     gathered = await with_face_sources(
@@ -170,10 +172,13 @@ async def test_named_faces_get_their_sources_and_probes_their_images() -> None:
         target_faces=["azure:face:t", "azure:face:unknown"],
     )
 
-    assert [(f.face, f.probe, f.source, f.faces_in_source) for f in gathered.face_sources] == [
-        ("azure:face:p", True, "sha256:crowd", 8),
-        ("azure:face:t", False, "sha256:t", 1),
-        ("azure:face:unknown", False, None, None),
+    assert [
+        (f.face, f.probe, f.source, f.faces_in_source, f.index_in_source)
+        for f in gathered.face_sources
+    ] == [
+        ("azure:face:p", True, "sha256:crowd", 8, 5),
+        ("azure:face:t", False, "sha256:crowd", 8, 0),
+        ("azure:face:unknown", False, None, None, None),
     ]
     # The probe face's image is a probe of the request; a target's is not.
     assert gathered.probe_digests == ["sha256:crowd"]

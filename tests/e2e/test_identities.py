@@ -293,6 +293,21 @@ async def test_azure_identifying_one_face_of_a_two_person_photo_is_lawful(
     assert len(results) == 1
 
 
+async def test_azure_the_same_suspect_photo_detected_again_and_again_is_one_face(
+    stack: Stack, azure_mugshots: dict[str, str]
+) -> None:
+    # Every detect hands out a new faceId for the same face: searched five times in a day,
+    # the photo is still one face of its source, not five faces of a crowd.
+    await stack.warrant("W-1")
+    face, _ = stack.azure(await stack.session())
+    for _ in range(5):
+        [probe] = face.detect(samples.astronaut_variant_jpeg(), **DETECT)
+        [result] = face.identify_from_large_person_group(
+            face_ids=[probe.face_id], large_person_group_id="mugshots"
+        )
+        assert [c.person_id for c in result.candidates] == [azure_mugshots["astronaut"]]
+
+
 # -- the face-source store fails closed ----------------------------------------------------
 
 
