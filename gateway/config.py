@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # Activity windows: in-process when unset (one replica only), else shared in Redis.
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
     activity_key_prefix: str = "facegate:activity:"
+    # Where each face id a vendor handed out came from: in-process, or in the same Redis.
+    face_source_key_prefix: str = "facegate:face-sources:"
     redis_timeout_seconds: float = 1.0
 
     # Which addresses the gateway trusts to set X-Forwarded-For.

@@ -21,6 +21,18 @@ class OperationKind(StrEnum):
     CELEBRITY = "celebrity"  # recognise public figures
 
 
+class FaceSource(BaseModel):
+    """Where a face named by id came from, as far as facegate saw it come back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    face: str  # the namespaced face id, e.g. "rekognition:face:<FaceId>"
+    probe: bool  # searched for (a probe), rather than searched among (a target)
+    source: str | None = None  # the source image's identity; None: facegate never saw it
+    faces_in_source: int | None = None  # faces that image held (None: unknown source)
+    index_in_source: int | None = None  # its place among them in the vendor's answer
+
+
 class FaceOperation(BaseModel):
     """One vendor call, normalised. Carries digests of images, never the images."""
 
@@ -35,3 +47,13 @@ class FaceOperation(BaseModel):
     attributes: list[str] = Field(default_factory=list)  # requested face attributes
     probe_digests: list[str] = Field(default_factory=list)  # "sha256:<hex>" per image
     faces_in_probe: int | None = None  # filled by probe inspection when it runs
+    # Stored identities the probe is compared against one by one (an Azure person, a
+    # CompreFace example), as opaque namespaced ids such as
+    # "azure:largepersongroup:<group>/person:<person>". A 1:N search names none: its kind
+    # says it. Counted per case (activity stream distinct_identities): more identities than
+    # a verification confirms is identification, whatever the operation is called.
+    compared_identities: list[str] = Field(default_factory=list)
+    # Faces the request names by an id a vendor handed out earlier (a Rekognition FaceId,
+    # an Azure faceId, a CompreFace image_id), with where each came from: filled by step 3
+    # from the face-source store (gateway/context/face_sources.py), never by a caller.
+    face_sources: list[FaceSource] = Field(default_factory=list)

@@ -32,6 +32,13 @@ from gateway.context.activity import (
     MemoryActivityStore,
     Reservation,
 )
+from gateway.context.face_sources import (
+    FaceSourceStore,
+    FaceSourcesUnavailable,
+    MemoryFaceSourceStore,
+    sources_of,
+    with_face_sources,
+)
 from gateway.context.gather import gather_policy_input
 from gateway.context.inspection import (
     LOCATION_HEADER,
@@ -50,6 +57,7 @@ from gateway.errors import (
     UpstreamError,
     VendorRefused,
 )
+from gateway.operations import FaceOperation
 from gateway.policy.contract import Decision, PolicyInput, VendorFacts
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
@@ -68,6 +76,8 @@ class Pipeline:
     # Probe inspection (None: probes are not decoded, faces_in_probe stays unknown).
     inspector: ProbeInspector | None = None
     activity: ActivityStore = field(default_factory=MemoryActivityStore)
+    # Where every face a vendor handed out came from (see gateway/context/face_sources.py).
+    face_sources: FaceSourceStore = field(default_factory=MemoryFaceSourceStore)
 
     async def handle(self, adapter: VendorAdapter, request: IncomingRequest) -> Response:
         started = time.perf_counter()
@@ -130,10 +140,11 @@ class Pipeline:
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
+        operation = await self._face_sources(parsed)
         policy_input = await gather_policy_input(
             self.reads,
             session=session,
-            operation=parsed.operation,
+            operation=operation,
             headers=request.headers,
             now=request.received_at,
             inspection=inspection,
@@ -173,6 +184,7 @@ class Pipeline:
         outcome = self._filter(adapter, parsed, decision, upstream, request.request_id)
         if outcome.enrolled is not None:
             outcome = await self._count_enrolled(event, outcome)
+        outcome = await self._remember_faces(adapter, parsed, upstream, policy_input, outcome)
 
         # 8 record the outcome. If this fails the vendor has answered, but the answer is
         #   withheld: a match nobody can account for is not handed out.
@@ -194,6 +206,48 @@ class Pipeline:
             return await self.inspector.inspect(parsed.images, request.headers)
         header = request.headers.get(LOCATION_HEADER, "").strip()
         return ProbeInspection(locations=(parse_location_header(header),) if header else ())
+
+    async def _face_sources(self, parsed: ParsedRequest) -> FaceOperation:
+        """Step 3: where each face the request names by id came from (fail closed)."""
+        try:
+            return await with_face_sources(
+                parsed.operation,
+                store=self.face_sources,
+                probe_faces=parsed.probe_faces,
+                target_faces=parsed.target_faces,
+            )
+        except FaceSourcesUnavailable as exc:
+            raise ServiceUnavailable("the face-source store could not be read") from exc
+
+    async def _remember_faces(
+        self,
+        adapter: VendorAdapter,
+        parsed: ParsedRequest,
+        upstream: UpstreamResponse,
+        policy_input: PolicyInput,
+        outcome: Outcome,
+    ) -> Outcome:
+        """After step 7: remember where the face ids the answer hands out came from.
+
+        Before the answer leaves: a face id the caller holds but facegate cannot trace would
+        be refused for identification anyway, so an answer whose ids cannot be recorded (or
+        read) is withheld rather than handed out untraceable.
+        """
+        try:
+            issued = adapter.issued_faces(parsed, upstream)
+            if issued is not None:
+                await self.face_sources.remember(sources_of(policy_input.operation, issued))
+        except FaceSourcesUnavailable:
+            log.error(
+                "could not record where the faces of a %s answer came from", parsed.operation.name
+            )
+            error: FacegateError = ServiceUnavailable(
+                "the vendor answered, but facegate could not record where its faces came from"
+            )
+            return outcome if outcome.withheld is not None else replace(outcome, withheld=error)
+        except FacegateError as exc:
+            return outcome if outcome.withheld is not None else replace(outcome, withheld=exc)
+        return outcome
 
     @staticmethod
     def _filter(
@@ -244,6 +298,12 @@ class Pipeline:
             kind=operation.kind,
             probe_digests=tuple(operation.probe_digests),
             faces_in_probe=operation.faces_in_probe,
+            compared_identities=tuple(operation.compared_identities),
+            face_sources=tuple(
+                (f.source, str(f.index_in_source))
+                for f in operation.face_sources
+                if f.source is not None
+            ),
         )
 
     async def _reserve(self, event: ActivityEvent) -> Reservation:
@@ -302,7 +362,13 @@ class _RecordBuilder:
                 "warrant_id": context.warrant_id,
             }
         if self.parsed is not None:
-            operation = self.parsed.operation
+            # As gathered when it has been: probes include the images faces named by id
+            # came from.
+            operation = (
+                self.policy_input.operation
+                if self.policy_input is not None
+                else self.parsed.operation
+            )
             fields |= {
                 "operation": operation.name,
                 "operation_kind": operation.kind.value,
@@ -344,6 +410,11 @@ class _RecordBuilder:
                 detail["faces_in_probe"] = faces
             if self.policy_input.context.locations:
                 detail["location_stated"] = True
+            operation = self.policy_input.operation
+            if operation.compared_identities:
+                detail["compared_identities"] = list(operation.compared_identities)
+            if operation.face_sources:
+                detail["face_sources"] = [f.model_dump(mode="json") for f in operation.face_sources]
         return detail
 
     def outcome(

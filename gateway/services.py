@@ -15,6 +15,11 @@ from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
 from gateway.context.face_detection import face_counter
+from gateway.context.face_sources import (
+    FaceSourceStore,
+    MemoryFaceSourceStore,
+    RedisFaceSourceStore,
+)
 from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, request_reader, session_factory
 from gateway.pipeline import Pipeline
@@ -62,6 +67,7 @@ class Services:
     pipeline: Pipeline
     activity: ActivityStore
     inspector: ProbeInspector | None
+    face_sources: FaceSourceStore
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
@@ -116,6 +122,15 @@ class Services:
             if settings.redis_url
             else MemoryActivityStore()
         )
+        face_sources: FaceSourceStore = (
+            RedisFaceSourceStore(
+                settings.redis_url,
+                key_prefix=settings.face_source_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
+            if settings.redis_url
+            else MemoryFaceSourceStore()
+        )
         inspector = (
             ProbeInspector(
                 max_pixels=settings.probe_max_pixels,
@@ -126,7 +141,12 @@ class Services:
             else None
         )
         pipeline = Pipeline(
-            audit=audit, policy=policy, reads=reads, inspector=inspector, activity=activity
+            audit=audit,
+            policy=policy,
+            reads=reads,
+            inspector=inspector,
+            activity=activity,
+            face_sources=face_sources,
         )
         return cls(
             settings=settings,
@@ -140,12 +160,14 @@ class Services:
             pipeline=pipeline,
             activity=activity,
             inspector=inspector,
+            face_sources=face_sources,
         )
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.activity.aclose()
+        await self.face_sources.aclose()
         if self.inspector is not None:
             self.inspector.close()
         await self.policy.close()

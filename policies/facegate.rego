@@ -89,7 +89,7 @@ deny contains reason("offense_not_serious_enough", concat("", [
 	"identification is limited to serious violent offenses, and \"", ctx.offense,
 	"\" is not one of them",
 ])) if {
-	op.kind == "identify"
+	identification
 	given("offense")
 	normal(ctx.offense) in allowed_offenses
 	not normal(ctx.offense) in serious_offenses
@@ -113,7 +113,7 @@ warrantless_flags := {normal(b): flag | some b, flag in cfg.identification.witho
 warrantless_bases := {b | some b, _ in warrantless_flags}
 
 needs_warrant if {
-	op.kind == "identify"
+	identification
 	basis in warrant_bases
 }
 
@@ -139,7 +139,7 @@ deny contains reason("warrant_required", concat("", [
 	"identification needs a warrant or court order, and legal basis ", basis,
 	" does not allow it",
 ])) if {
-	op.kind == "identify"
+	identification
 	given("legal_basis")
 	not basis in warrant_bases
 	not basis in warrantless_bases
@@ -197,7 +197,7 @@ scope_detail := concat("", [": ", concat("; ", sort(scope_gaps))]) if {
 } else := ""
 
 flags contains warrantless_flags[basis] if {
-	op.kind == "identify"
+	identification
 }
 
 # --- Real-time and video use needs a court order that says so -----------------------------
@@ -289,7 +289,7 @@ deny contains reason("vendor_attestation_missing", concat("", [
 	"identification through ", vendor_name, " needs a ", required_attestation,
 	" attestation in the vendor inventory, and there is none",
 ])) if {
-	op.kind == "identify"
+	identification
 	not attested_at
 }
 
@@ -300,7 +300,7 @@ deny contains reason("vendor_attestation_stale", concat("", [
 	" no older than ", format_int(cfg.vendors.max_attestation_age_days, 10),
 	" days, and the latest is dated ", substring(attestation.date, 0, 10),
 ])) if {
-	op.kind == "identify"
+	identification
 	attestation_age_days > cfg.vendors.max_attestation_age_days
 }
 
@@ -342,7 +342,7 @@ deny contains reason("crowd_scan", concat("", [
 	" search at most ", format_int(patterns.crowd_scan.max_faces_in_probe, 10),
 	": searching a crowd photo against a database identifies everyone in it",
 ])) if {
-	op.kind in {k | some k in patterns.crowd_scan.kinds}
+	crowd_kind
 	is_number(op.faces_in_probe)
 	op.faces_in_probe > patterns.crowd_scan.max_faces_in_probe
 }
@@ -365,7 +365,7 @@ deny contains reason("sweep_across_cases", concat("", [
 	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
 	"): identification is for the case at hand, not a sweep",
 ])) if {
-	op.kind == "identify"
+	identification
 	limit := patterns.sweep.max_cases_per_officer
 	n := activity_count("officer", "distinct_cases", patterns.sweep.window)
 	n > limit
@@ -377,7 +377,7 @@ deny contains reason("probe_across_cases", concat("", [
 	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
 	"): searching one face case after case is persistent tracking",
 ])) if {
-	op.kind == "identify"
+	identification
 	limit := patterns.sweep.max_cases_per_probe
 	n := activity_count("probe", "distinct_cases", patterns.sweep.window)
 	n > limit
@@ -506,4 +506,100 @@ deny contains reason("face_template_requested", concat("", [
 	cfg.templates.why,
 ])) if {
 	count(requested_templates) > 0
+}
+
+# --- Classification by effect: what a call reveals, whatever it is called (issue 10) ------
+#
+# Identification is any call that can tell who a face is: a 1:N search, and also a loop of
+# 1:1 comparisons against stored identities (an Azure person, a CompreFace example). The
+# rules above that say `identification` hold for both. Verification stays what the law
+# means by it, confirming one person against one stated identity: a comparison is
+# identification once the distinct stored identities compared within the window (activity
+# stream distinct_identities, this request included) exceed data.config.identities.
+#
+# Faces named by an id a vendor handed out (operation.face_sources, gathered in step 3 from
+# gateway/context/face_sources.py) carry the image they came from: a face from a crowd photo
+# is a crowd scan however few are searched at once, and so is searching one image's faces
+# one by one (activity "source" distinct_faces). A face id facegate never saw come back has
+# no known source, and identification by it is refused: facegate cannot count its crowd.
+
+identities := cfg.identities
+
+compared_identities := object.get(op, "compared_identities", [])
+
+face_sources := object.get(op, "face_sources", [])
+
+identities_beyond_verification contains scope if {
+	count(compared_identities) > 0
+	some scope, limit in identities.verification.max_identities
+	activity_count(scope, "distinct_identities", identities.verification.window) > limit
+}
+
+identification if op.kind == "identify"
+
+identification if count(identities_beyond_verification) > 0
+
+# On record: a call named a verification that was judged as the identification it is.
+flags contains "identification_by_comparison" if {
+	identification
+	op.kind != "identify"
+}
+
+# The kinds the crowd rules apply to, a comparison that is identification among them.
+crowd_kind if op.kind in {k | some k in patterns.crowd_scan.kinds}
+
+crowd_kind if {
+	identification
+	"identify" in patterns.crowd_scan.kinds
+}
+
+# Faces named by id meet the crowd rules in every comparison listed in the data (a
+# verification of a suspect against each face of a crowd locates them in it), and in any
+# identification.
+face_crowd_kind if crowd_kind
+
+face_crowd_kind if op.kind in {k | some k in identities.face_sources.kinds}
+
+crowd_source_counts := {n |
+	some face in face_sources
+	n := face.faces_in_source
+	is_number(n)
+}
+
+deny contains reason("crowd_scan", concat("", [
+	"a face named by id comes from an image of ", format_int(n, 10),
+	" faces and an identification may search at most ",
+	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
+	": searching a crowd's faces by id identifies everyone in it",
+])) if {
+	face_crowd_kind
+	count(crowd_source_counts) > 0
+	n := max(crowd_source_counts)
+	n > patterns.crowd_scan.max_faces_in_probe
+}
+
+deny contains reason("crowd_scan", concat("", [
+	format_int(n, 10), " faces of one image have been searched by id within ",
+	window_text(identities.face_sources.window), " (at most ",
+	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
+	"): searching a crowd's faces one by one is a crowd scan",
+])) if {
+	face_crowd_kind
+	count(face_sources) > 0
+	n := activity_count("source", "distinct_faces", identities.face_sources.window)
+	n > patterns.crowd_scan.max_faces_in_probe
+}
+
+unknown_face_sources := [face.face |
+	some face in face_sources
+	not is_string(face.source)
+]
+
+deny contains reason("face_source_unknown", concat("", [
+	"identification by face id needs faces facegate handed out itself within the last day, and ",
+	format_int(count(unknown_face_sources), 10), " named here were not",
+	" (enrolled around facegate, or older): search by the image, so that its faces are counted",
+])) if {
+	identification
+	count(unknown_face_sources) > 0
 }

@@ -8,12 +8,16 @@ sliding-window counts beside each request:
       "agency":  {...},                                 # everyone in the principal's agency
       "case":    {...},                                 # this case (absent without one)
       "probe":   {"distinct_cases": {<window>: n}},     # the most cases any probe of this
-    }                                                   #   request was searched under
+                                                        #   request was searched under
+      "source":  {"distinct_faces": {<window>: n}},     # the most faces of one source image
+    }                                                   #   named by id (face_sources.py)
 
     streams: requests (every vendor call), probes (images sent), identifications,
              enrolments (faces sent to enrolment, or as many as the vendor says it
-             enrolled when that is more), distinct_cases (cases identified in;
-             officer and agency), distinct_probes (distinct probe digests)
+             enrolled when that is more), distinct_cases (cases identified in, or
+             compared stored identities in; officer and agency), distinct_probes
+             (distinct probe digests), distinct_identities (stored identities compared
+             one by one, e.g. persons verified against; officer and case)
     windows: second, ten_seconds, minute, hour, day (sliding, ending at the request)
 
 **The counts include the request being decided**, as if it were allowed, so a limit reads
@@ -82,6 +86,11 @@ class ActivityEvent:
     kind: OperationKind
     probe_digests: tuple[str, ...] = ()
     faces_in_probe: int | None = None
+    # Stored identities compared one by one (FaceOperation.compared_identities).
+    compared_identities: tuple[str, ...] = ()
+    # (source image identity, the face's place in it) of each face named by id whose source
+    # is known: distinct faces of one image, however often it was detected.
+    face_sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,21 +180,38 @@ def plan(event: ActivityEvent) -> Plan:
                 for i in range(n)
             ]
 
-    identifies_in_case = event.kind == OperationKind.IDENTIFY and event.case_number
+    # A comparison against stored identities is a search of the reference data, whatever
+    # the policy later calls it: it marks the case for the sweep rules as a 1:N search does.
+    searches = event.kind == OperationKind.IDENTIFY or bool(event.compared_identities)
+    identifies_in_case = searches and event.case_number
     case_value = json.dumps([event.agency, event.case_number])
     for scope, prefix in scopes.items():
         adds += [_Add(f"{prefix}:distinct_probes", d, latest=True) for d in event.probe_digests]
         if identifies_in_case and scope in ("officer", "agency"):
             adds.append(_Add(f"{prefix}:distinct_cases", case_value, latest=True))
+        if scope in ("officer", "case"):
+            adds += [
+                _Add(f"{prefix}:distinct_identities", identity, latest=True)
+                for identity in event.compared_identities
+            ]
     if identifies_in_case:
         adds += [
             _Add(f"probe:{digest}:distinct_cases", case_value, latest=True)
             for digest in event.probe_digests
         ]
 
+    # One source image's faces searched one by one: keyed by the source, whoever searches.
+    sources = sorted({source for source, _ in event.face_sources})
+    adds += [
+        _Add(f"source:{source}:distinct_faces", face, latest=True)
+        for source, face in event.face_sources
+    ]
+
     streams = {scope: [*EVENT_STREAMS, "distinct_probes"] for scope in scopes}
-    streams["officer"].append("distinct_cases")
+    streams["officer"] += ["distinct_cases", "distinct_identities"]
     streams["agency"].append("distinct_cases")
+    if "case" in streams:
+        streams["case"].append("distinct_identities")
     queries: list[_Query] = []
     for window, seconds in WINDOWS.items():
         since = now_ms - seconds * 1000
@@ -197,6 +223,10 @@ def plan(event: ActivityEvent) -> Plan:
         queries += [
             _Query(("probe", "distinct_cases", window), f"probe:{digest}:distinct_cases", since)
             for digest in event.probe_digests
+        ]
+        queries += [
+            _Query(("source", "distinct_faces", window), f"source:{source}:distinct_faces", since)
+            for source in sources
         ]
     return Plan(now_ms=now_ms, adds=tuple(adds), queries=tuple(queries))
 

@@ -163,7 +163,10 @@ def _status(
     if not row.valid_from <= now < row.valid_until:
         return WarrantStatus.EXPIRED
     covers_case = case_number == row.case_number
-    covers_kind = operation.kind.value in row.operations
+    # A comparison against stored identities may be identification (the policy decides, by
+    # how many identities the case has compared): the warrant is judged for that.
+    kind = OperationKind.IDENTIFY if operation.compared_identities else operation.kind
+    covers_kind = kind.value in row.operations
     # An operation naming no collection (e.g. starting a processor set up earlier, when its
     # collection was checked) is not held to the warrant's collection list.
     covers_collection = (

@@ -10,9 +10,12 @@ Images arrive as `application/octet-stream` bodies. Detection or enrolment from 
 not fetch addresses a caller names (nor ask the vendor to).
 
 Identify, verify and findsimilars name faces by the faceId an earlier detect returned.
-The adapter remembers, per faceId it saw come back from a detect, the digest of the image
-it came from, so a later search records which probe led to it (held in memory, bounded, for
-the 24 hours Azure keeps a faceId; a faceId detected elsewhere is recorded without one).
+Each faceId a detect hands out is remembered with the image it came from and the faces that
+image held (gateway/context/face_sources.py, shared by replicas), so a later search is judged
+by, and records, the probe that led to it. A verification against a person
+(`personId`) compares the probe with a stored identity: it names it in
+`compared_identities`, and more such identities in a case than a verification confirms is
+identification (see the policy).
 
 Confidences are on Azure's 0-1 scale; the policy's 0-100 floor is divided by 100 (see
 scale.py): identify's `confidenceThreshold` is raised to it, `maxNumOfCandidatesReturned`
@@ -25,14 +28,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections import OrderedDict
 from typing import Any
 
 from starlette.responses import Response
 
 from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.sessions import BoundSession
+from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
     AuthenticationError,
@@ -86,8 +88,6 @@ from gateway.vendors.scale import from_wire, to_wire
 VENDOR = "azure"
 KEY_HEADER = "ocp-apim-subscription-key"
 _VERSION = r"^/face/(?P<version>v1\.[0-9]+(?:-preview(?:\.[0-9]+)?)?)(?P<rest>/.*)$"
-FACE_ID_TTL_SECONDS = 24 * 3600
-FACE_ID_MEMORY = 100_000
 
 _I, _V, _D, _E, _M = (
     OperationKind.IDENTIFY,
@@ -147,6 +147,31 @@ ROUTES: tuple[Route, ...] = (
     *_group_routes("largepersongroups", "LargePersonGroup"),
     *_group_routes("persongroups", "PersonGroup"),
 )
+
+_PERSON_GROUP_KEYS = ("largePersonGroupId", "personGroupId", "dynamicPersonGroupId")
+
+
+def face_key(face_id: str) -> str:
+    """An Azure faceId (a detection's, 24 hours), namespaced for the face-source store."""
+    return f"{VENDOR}:face:{face_id}"
+
+
+def issued_faces(name: str, body: bytes) -> IssuedFaces | None:
+    """The ids an answer hands out: a detect's faceIds (and every face it found), or the
+    persistedFaceId of a face added to a person."""
+    adds_face = name.startswith("Add") and name.endswith("PersonFace")
+    if name != "Detect" and not adds_face:
+        return None
+    try:
+        document = json.loads(body)
+        if adds_face:
+            persisted = f"{VENDOR}:persistedface:{document['persistedFaceId']}"
+            return IssuedFaces(face_ids=(persisted,), faces_in_answer=1)
+        ids = tuple(face_key(f["faceId"]) for f in document if f.get("faceId") is not None)
+        return IssuedFaces(face_ids=ids, faces_in_answer=len(document))
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise UpstreamError("Azure Face answered with a body facegate cannot read") from exc
+
 
 # Azure's attribute names, normalised for the policy.
 _ATTRIBUTE_NAMES = {"emotion": "emotions"}
@@ -220,8 +245,6 @@ class AzureFaceAdapter:
         self._forwarder = RestForwarder(
             backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
         )
-        # faceId -> (probe digest, when it was seen), oldest first.
-        self._probes: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def authenticate(self, request: IncomingRequest) -> BoundSession:
         return await self._authenticator.authenticate(request)
@@ -248,9 +271,13 @@ class AzureFaceAdapter:
         collection = segments.get("group")
         threshold = max_results = None
         faces_in_probe: int | None = None
+        probe_faces: tuple[str, ...] = ()
+        target_faces: tuple[str, ...] = ()
+        compared: list[str] = []
         if spec.name in ("Identify", "Verify", "FindSimilar"):
             collection = self._collection(payload, spec.name)
-            digests = self._probe_digests(payload, spec.name)
+            probe_faces, target_faces = self._named_faces(payload, spec.name)
+            compared = self._compared_identities(payload, spec.name)
         if spec.name == "Identify":
             # Azure identifies faces detected earlier, named by faceId: the faces searched
             # at once are the faceIds, so a crowd is counted here rather than in an image.
@@ -279,6 +306,7 @@ class AzureFaceAdapter:
             attributes=attributes,
             probe_digests=digests,
             faces_in_probe=faces_in_probe,
+            compared_identities=compared,
         )
         return ParsedRequest(
             operation=operation,
@@ -289,6 +317,8 @@ class AzureFaceAdapter:
             upstream_path=self._upstream_path(found["version"], spec, segments),
             query=tuple(params.items()),
             content_type=content_type,
+            probe_faces=probe_faces,
+            target_faces=target_faces,
         )
 
     @staticmethod
@@ -322,26 +352,41 @@ class AzureFaceAdapter:
             raise MalformedRequest("identify needs largePersonGroupId or personGroupId")
         return named[0] if named else None
 
-    def _probe_digests(self, payload: dict[str, Any], name: str) -> list[str]:
+    @staticmethod
+    def _named_faces(payload: dict[str, Any], name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The faceIds searched for (probes) and searched among (targets), namespaced."""
+        targets: list[Any] = []
         if name == "Identify":
-            face_ids = payload.get("faceIds")
-            if not isinstance(face_ids, list) or not face_ids:
+            probes = payload.get("faceIds")
+            if not isinstance(probes, list) or not probes:
                 raise MalformedRequest("faceIds must be a non-empty list of face ids")
         elif name == "Verify" and "faceId1" in payload:
-            face_ids = [payload.get("faceId1"), payload.get("faceId2")]
-        elif name == "Verify":
-            face_ids = [payload.get("faceId")]
+            probes = [payload.get("faceId1"), payload.get("faceId2")]
         else:
-            face_ids = [payload.get("faceId")]
-        if not all(isinstance(f, str) and f for f in face_ids):
+            probes = [payload.get("faceId")]
+            if name == "FindSimilar" and payload.get("faceIds") is not None:
+                targets = payload["faceIds"]
+                if not isinstance(targets, list):
+                    raise MalformedRequest("faceIds must be a list of face ids")
+        if not all(isinstance(f, str) and f for f in [*probes, *targets]):
             raise MalformedRequest("face ids must be non-empty strings")
-        now = time.monotonic()
-        digests = []
-        for face_id in face_ids:
-            seen = self._probes.get(face_id)
-            if seen is not None and now - seen[1] < FACE_ID_TTL_SECONDS:
-                digests.append(seen[0])
-        return digests
+        return tuple(map(face_key, probes)), tuple(map(face_key, targets))
+
+    @staticmethod
+    def _compared_identities(payload: dict[str, Any], name: str) -> list[str]:
+        """The stored person a verification compares the probe with, namespaced."""
+        if name != "Verify" or "personId" not in payload:
+            return []
+        person = payload["personId"]
+        if not isinstance(person, str) or not person:
+            raise MalformedRequest("personId must be a non-empty string")
+        groups = [(k, payload[k]) for k in _PERSON_GROUP_KEYS if payload.get(k) is not None]
+        if not groups:
+            raise MalformedRequest(
+                "verifying against a person needs largePersonGroupId or personGroupId"
+            )
+        key, group = groups[0]
+        return [f"{VENDOR}:{key.removesuffix('Id').lower()}:{group}/person:{person}"]
 
     @staticmethod
     def _unit(value: object, name: str) -> float:
@@ -442,9 +487,6 @@ class AzureFaceAdapter:
         enrolled: int | None = None
         if name == "Detect":
             faces = len(_faces_list(document))
-            for face in document:
-                if isinstance(face.get("faceId"), str) and parsed.operation.probe_digests:
-                    self._remember(face["faceId"], parsed.operation.probe_digests[0])
         elif name == "Identify":
             faces = len(_faces_list(document))
             for result in document:
@@ -491,11 +533,10 @@ class AzureFaceAdapter:
             withheld=withheld,
         )
 
-    def _remember(self, face_id: str, digest: str) -> None:
-        self._probes[face_id] = (digest, time.monotonic())
-        self._probes.move_to_end(face_id)
-        while len(self._probes) > FACE_ID_MEMORY:
-            self._probes.popitem(last=False)
+    def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
+        if response.status_code != 200:
+            return None
+        return issued_faces(parsed.operation.name, response.body)
 
     # -- errors --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from starlette.responses import Response
 
 from gateway.auth.sessions import BoundSession
+from gateway.context.face_sources import IssuedFaces
 from gateway.errors import AnswerWithheld, FacegateError, PolicyDenied
 from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
@@ -35,6 +36,10 @@ class ParsedRequest:
     # The probe images, decoded from the native encoding, for step 3's inspection. Held in
     # memory for the request only: never logged, never recorded (digests are).
     images: tuple[bytes, ...] = ()
+    # Faces named by an id a vendor handed out earlier, namespaced (see
+    # gateway/context/face_sources.py): those searched for, and those searched among.
+    probe_faces: tuple[str, ...] = ()
+    target_faces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,15 @@ class VendorAdapter(Protocol):
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
         """Check the answer against the obligations, dropping what violates them."""
+        ...
+
+    def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
+        """The face ids the vendor's answer hands out, namespaced, and the faces it found.
+
+        Read from the vendor's answer as received (before filtering: an id filtered out is
+        never seen by the caller, and the vendor's count is the whole image's). None when
+        the operation hands out no face ids or the answer is not a success.
+        """
         ...
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response: ...

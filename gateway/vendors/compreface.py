@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.sessions import BoundSession
+from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
     AuthenticationError,
@@ -187,17 +188,25 @@ class CompreFaceAdapter:
         if "prediction_count" in params:
             max_results = self._positive(params["prediction_count"], "prediction_count")
         images = self._images(request, spec.images)
+        collection = self.backend.collection if spec.name in _ON_COLLECTION else None
+        compared: list[str] = []
+        target_faces: tuple[str, ...] = ()
+        if spec.name == "VerifyExample":
+            # The probe against one stored example: a stored identity, counted per case.
+            compared = [f"{VENDOR}:{self.backend.collection}/example:{segments['image_id']}"]
+            target_faces = (self.example_key(segments["image_id"]),)
         operation = FaceOperation(
             vendor=VENDOR,
             name=spec.name,
             kind=spec.kind,
-            collection=self.backend.collection if spec.name in _ON_COLLECTION else None,
+            collection=collection,
             max_results=max_results,
             attributes=attributes,
             probe_digests=[
                 image_digest(images.get(f), field=f, max_image_bytes=self._max_image_bytes)
                 for f in spec.images
             ],
+            compared_identities=compared,
         )
         upstream_path = PREFIX + spec.pattern
         for name, value in segments.items():
@@ -211,7 +220,12 @@ class CompreFaceAdapter:
             upstream_path=upstream_path,
             query=tuple(params.items()),
             content_type=request.headers.get("content-type"),
+            target_faces=target_faces,
         )
+
+    def example_key(self, image_id: str) -> str:
+        """A CompreFace example's image_id, namespaced by the service's collection."""
+        return f"{VENDOR}:{self.backend.collection}:example:{image_id}"
 
     @staticmethod
     def _positive(value: str, name: str) -> int:
@@ -375,6 +389,18 @@ class CompreFaceAdapter:
             add_counts(dropped, why)
             return faces, [_similarity(f) for f in kept]
         return len(results), scores
+
+    def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
+        """AddExample's image_id: the one face CompreFace enrolled from the image."""
+        if response.status_code != 200 or parsed.operation.name != "AddExample":
+            return None
+        try:
+            image_id = json.loads(response.body)["image_id"]
+            if not isinstance(image_id, str) or not image_id:
+                raise TypeError("image_id is not a string")
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UpstreamError("CompreFace answered with a body facegate cannot read") from exc
+        return IssuedFaces(face_ids=(self.example_key(image_id),), faces_in_answer=1)
 
     # -- errors --------------------------------------------------------------------------
 

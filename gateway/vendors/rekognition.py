@@ -25,6 +25,7 @@ from starlette.responses import Response
 from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
 from gateway.auth.sigv4 import ALWAYS_SIGNED
+from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
     AuthenticationError,
@@ -164,6 +165,33 @@ OPERATIONS: dict[str, OperationSpec] = {
     ),
     "StartStreamProcessor": OperationSpec(_S),
 }
+
+# Operations that name a face by the FaceId an earlier IndexFaces handed out, searching for
+# it: the face's source is looked up in step 3 (gateway/context/face_sources.py).
+_PROBE_FACE_FIELDS = {"SearchFaces": "FaceId", "SearchUsers": "FaceId"}
+
+
+def face_key(face_id: str) -> str:
+    """A Rekognition FaceId, namespaced for the face-source store."""
+    return f"{VENDOR}:face:{face_id}"
+
+
+def issued_faces(name: str, body: bytes) -> IssuedFaces | None:
+    """The FaceIds an IndexFaces answer hands out, and every face the vendor found.
+
+    A face Rekognition found but did not index (UnindexedFaces) was still in the image.
+    """
+    if name != "IndexFaces":
+        return None
+    try:
+        document = json.loads(body)
+        records = document.get("FaceRecords") or []
+        ids = tuple(face_key(r["Face"]["FaceId"]) for r in records)
+        found = len(records) + len(document.get("UnindexedFaces") or [])
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
+    return IssuedFaces(face_ids=ids, faces_in_answer=found)
+
 
 # Rekognition's attribute names, normalised for the policy.
 _ATTRIBUTE_NAMES = {
@@ -333,8 +361,18 @@ class RekognitionAdapter:
             attributes=self._attributes(payload, spec.attributes),
             probe_digests=["sha256:" + hashlib.sha256(raw).hexdigest() for raw in images],
         )
+        probe_faces: tuple[str, ...] = ()
+        if name in _PROBE_FACE_FIELDS and payload.get(_PROBE_FACE_FIELDS[name]) is not None:
+            face_id = self._string(payload, (_PROBE_FACE_FIELDS[name],))
+            if not face_id:
+                raise MalformedRequest(f"{_PROBE_FACE_FIELDS[name]} must be a non-empty string")
+            probe_faces = (face_key(face_id),)
         return ParsedRequest(
-            operation=operation, payload=payload, body=request.body, images=tuple(images)
+            operation=operation,
+            payload=payload,
+            body=request.body,
+            images=tuple(images),
+            probe_faces=probe_faces,
         )
 
     @staticmethod
@@ -550,6 +588,11 @@ class RekognitionAdapter:
             enrolled=enrolled,
             withheld=withheld,
         )
+
+    def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
+        if response.status_code != 200:
+            return None
+        return issued_faces(parsed.operation.name, response.body)
 
     # -- errors --------------------------------------------------------------------------
 

@@ -266,3 +266,93 @@ async def test_a_later_mark_is_not_undone_by_an_earlier_refusal(new_store: Store
     await store.release(refused)
     counts = (await store.reserve(event(3, at=T0 + timedelta(hours=2), case="C-2"))).counts
     assert at(counts, "officer", "distinct_cases", "day") == 2
+
+
+# -- classification by effect (issue 10): stored identities and face sources -------------
+
+
+def comparison(
+    n: int, identity: str, *, officer: str = "officer-1", case: str | None = "C-1"
+) -> ActivityEvent:
+    """A verification of a probe against one stored identity."""
+    return ActivityEvent(
+        request_id=f"v{n}-{uuid.uuid4().hex[:8]}",
+        at=T0 + timedelta(seconds=n),
+        officer=officer,
+        agency="Metro PD",
+        case_number=case,
+        kind=OperationKind.VERIFY,
+        probe_digests=("sha256:probe",),
+        compared_identities=(identity,),
+    )
+
+
+async def test_distinct_identities_are_counted_per_case_and_officer(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    first = (await store.reserve(comparison(1, "azure:lpg:g/person:p1"))).counts
+    again = (await store.reserve(comparison(2, "azure:lpg:g/person:p1"))).counts
+    second = (await store.reserve(comparison(3, "azure:lpg:g/person:p2"))).counts
+    assert at(first, "case", "distinct_identities", "day") == 1
+    assert at(again, "case", "distinct_identities", "day") == 1  # one identity, checked twice
+    assert at(second, "case", "distinct_identities", "day") == 2
+    assert at(second, "officer", "distinct_identities", "day") == 2
+    assert "distinct_identities" not in second["agency"]
+    # Another case of the same officer starts its own count; the officer's goes on.
+    other = (await store.reserve(comparison(4, "azure:lpg:g/person:p3", case="C-2"))).counts
+    assert at(other, "case", "distinct_identities", "day") == 1
+    assert at(other, "officer", "distinct_identities", "day") == 3
+
+
+async def test_a_refused_comparison_does_not_count_its_identity(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.reserve(comparison(1, "id:a"))
+    refused = await store.reserve(comparison(2, "id:b"))
+    assert at(refused.counts, "case", "distinct_identities", "day") == 2
+    await store.release(refused)
+    counts = (await store.reserve(comparison(3, "id:a"))).counts
+    assert at(counts, "case", "distinct_identities", "day") == 1
+
+
+async def test_comparisons_against_stored_identities_mark_the_case_as_searched(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(comparison(1, "id:a", case="C-1"))
+    counts = (await store.reserve(comparison(2, "id:a", case="C-2"))).counts
+    assert at(counts, "officer", "distinct_cases", "day") == 2
+    assert at(counts, "probe", "distinct_cases", "day") == 2
+    plain = (await store.reserve(event(3, kind=OperationKind.VERIFY, case="C-3"))).counts
+    assert at(plain, "officer", "distinct_cases", "day") == 2  # two images: no stored identity
+
+
+def by_face_id(n: int, *faces: tuple[str, str], officer: str = "officer-1") -> ActivityEvent:
+    return ActivityEvent(
+        request_id=f"f{n}-{uuid.uuid4().hex[:8]}",
+        at=T0 + timedelta(seconds=n),
+        officer=officer,
+        agency="Metro PD",
+        case_number=f"C-{n}",
+        kind=OperationKind.IDENTIFY,
+        face_sources=faces,
+    )
+
+
+async def test_faces_of_one_source_are_counted_whoever_searches_them(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(by_face_id(1, ("sha256:crowd", "f1")))
+    await store.reserve(by_face_id(2, ("sha256:crowd", "f1")))  # the same face again
+    counts = (await store.reserve(by_face_id(3, ("sha256:crowd", "f2"), officer="o-2"))).counts
+    assert at(counts, "source", "distinct_faces", "day") == 2
+    # Several sources in one request: the policy sees the largest.
+    mixed = (
+        await store.reserve(
+            by_face_id(4, ("sha256:crowd", "f3"), ("sha256:single", "g1"), officer="o-3")
+        )
+    ).counts
+    assert at(mixed, "source", "distinct_faces", "day") == 3
+    assert at(mixed, "source", "distinct_faces", "second") == 1
+    assert "source" not in (await store.reserve(event(5))).counts

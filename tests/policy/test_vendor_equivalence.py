@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.context.face_sources import MemoryFaceSourceStore, sources_of, with_face_sources
 from gateway.policy.contract import Obligations, PolicyContext, PolicyInput, VendorFacts
 from gateway.policy.engine import PolicyService
 from gateway.vendors.base import UpstreamResponse
@@ -51,12 +52,21 @@ async def _decisions(policy: PolicyService, offense: str) -> dict[Protocol, tupl
             headers={"content-type": "application/octet-stream"},
         )
     )
-    azure.filter(
-        detect, Obligations(), UpstreamResponse(200, {}, json.dumps([{"faceId": "f-1"}]).encode())
-    )
+    answer = UpstreamResponse(200, {}, json.dumps([{"faceId": "f-1"}]).encode())
+    azure.filter(detect, Obligations(), answer)
+    issued = azure.issued_faces(detect, answer)
+    assert issued is not None
+    sources = MemoryFaceSourceStore()
+    await sources.remember(sources_of(detect.operation, issued))
     decisions = {}
     for protocol, native in identify_requests(threshold=80, max_results=50).items():
-        operation = built[protocol].parse(native).operation
+        parsed = built[protocol].parse(native)
+        operation = await with_face_sources(
+            parsed.operation,
+            store=sources,
+            probe_faces=parsed.probe_faces,
+            target_faces=parsed.target_faces,
+        )
         assert operation.kind == "identify" and operation.collection == "mugshots"
         assert operation.max_results == 50
         assert operation.probe_digests == identify_requests_digest()
