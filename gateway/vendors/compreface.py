@@ -392,7 +392,7 @@ class CompreFaceAdapter:
 
     def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
         """AddExample's image_id: the one face CompreFace enrolled from the image."""
-        if response.status_code != 200 or parsed.operation.name != "AddExample":
+        if not is_success(response) or parsed.operation.name != "AddExample":
             return None
         try:
             image_id = json.loads(response.body)["image_id"]

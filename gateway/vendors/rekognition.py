@@ -590,7 +590,7 @@ class RekognitionAdapter:
         )
 
     def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
-        if response.status_code != 200:
+        if not is_success(response):
             return None
         return issued_faces(parsed.operation.name, response.body)
 
