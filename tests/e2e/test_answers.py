@@ -407,17 +407,28 @@ async def test_azure_candidates_past_the_cap_are_cut_to_the_best(
     candidates = [
         {"personId": str(uuid.uuid4()), "confidence": 0.991 + i / 10000} for i in range(40)
     ]
-    stub = StubVendor({"/identify": (200, [{"faceId": "f", "candidates": candidates}])})
+    face_id = str(uuid.uuid4())
+    box = {"top": 10, "left": 10, "width": 100, "height": 100}
+    stub = StubVendor(
+        {
+            # The probe's faceId is one facegate saw a detect hand out (an untraced one is
+            # refused as face_source_unknown before the vendor is asked).
+            "/detect": (200, [{"faceId": face_id, "faceRectangle": box}]),
+            "/identify": (200, [{"faceId": face_id, "candidates": candidates}]),
+        }
+    )
     with stubbed(sqlite_database, tmp_path, vendor, stub) as stack:
         await stack.warrant("W-1")
         face, _ = stack.azure(await stack.session())
+        face.detect(samples.astronaut_jpeg(), **DETECT)
         [result] = face.identify_from_large_person_group(
-            face_ids=[str(uuid.uuid4())], large_person_group_id="mugshots"
+            face_ids=[face_id], large_person_group_id="mugshots"
         )
         best = sorted(candidates, key=lambda c: float(c["confidence"]), reverse=True)[:5]
         assert {c.person_id for c in result.candidates} == {c["personId"] for c in best}
         assert stub.json_sent("/identify")["maxNumOfCandidatesReturned"] == 1
-        outcome = await outcome_of(stack)
+        _, outcome = await records_of(stack, event_type="outcome")  # the detect's, then this
+    assert outcome.operation == "Identify"
     assert outcome.match_count == 5 and outcome.detail["dropped"] == {"over_result_cap": 35}
 
 
