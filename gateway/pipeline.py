@@ -45,7 +45,12 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from gateway.policy.contract import Decision, PolicyInput, VendorFacts
+from gateway.policy.contract import (
+    Decision,
+    PolicyInput,
+    VendorFacts,
+    require_attribute_codes,
+)
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import Outcome, ParsedRequest, VendorAdapter
@@ -112,6 +117,7 @@ class Pipeline:
         # 2 parse
         try:
             parsed = adapter.parse(request)
+            require_attribute_codes(parsed.operation)
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
@@ -122,17 +128,18 @@ class Pipeline:
         #   request provisionally until step 5 has allowed it.
         try:
             inspection = await self._inspect(parsed, request)
+            # An X-Facegate-* header of the wrong syntax is refused here, on record.
+            policy_input = await gather_policy_input(
+                self.reads,
+                session=session,
+                operation=parsed.operation,
+                headers=request.headers,
+                now=request.received_at,
+                inspection=inspection,
+            )
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
-        policy_input = await gather_policy_input(
-            self.reads,
-            session=session,
-            operation=parsed.operation,
-            headers=request.headers,
-            now=request.received_at,
-            inspection=inspection,
-        )
         # The backend's inventory entry (attestations included) is the policy's input.vendor.
         policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
         reservation = await self._reserve(policy_input, request)

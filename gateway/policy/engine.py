@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from gateway.config import Settings
 from gateway.errors import Reason
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
-from gateway.policy.contract import Decision, Obligations, PolicyInput
+from gateway.policy.contract import Decision, Obligations, PolicyInput, strict_input_problems
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa_server import OpaServerEngine
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 POLICY_ERROR = "policy_error"
 POLICY_TIMEOUT = "policy_timeout"
 POLICY_UNDEFINED = "policy_undefined"
+# The input is not one the policy contract allows (see contract.strict_input_problems).
+POLICY_INPUT_INVALID = "policy_input_invalid"
 
 
 class PolicyEngine(Protocol):
@@ -176,8 +178,10 @@ class PolicyService:
 
     async def decide(self, policy_input: PolicyInput) -> Decision:
         """The policy's decision on `policy_input`. Never raises (except on cancellation):
-        an engine that fails, overruns the timeout or gives no well-formed decision is a
-        refusal with code policy_error, policy_timeout or policy_undefined."""
+        an input that is not strict (contract.strict_input_problems) is refused unevaluated
+        with code policy_input_invalid; an engine that fails, overruns the timeout or gives
+        no well-formed decision is a refusal with code policy_error, policy_timeout or
+        policy_undefined."""
         # Read once: the revision on the Decision is the one of the engine that made it,
         # even if a reload swaps engines while this evaluation runs.
         serving = self._serving
@@ -195,6 +199,17 @@ class PolicyService:
         def refuse(code: str, message: str) -> Decision:
             return Decision.deny(
                 code=code, message=message, policy_revision=engine.revision, engine=engine.name
+            )
+
+        # Only a strict input is evaluated: on any other the engines could decide two ways
+        # (see contract.STRICT_FIELDS), so it is refused, the same on every engine.
+        not_strict = strict_input_problems(policy_input.model_dump(mode="json", warnings=False))
+        if not_strict:
+            log.warning("policy input refused, not strict: %s", "; ".join(not_strict))
+            return refuse(
+                POLICY_INPUT_INVALID,
+                "the policy input is not one the policy contract allows"
+                f" ({'; '.join(not_strict)}); the request is refused",
             )
 
         started = time.monotonic()
