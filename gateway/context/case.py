@@ -10,8 +10,8 @@ and refused there with a message naming the field:
                 ASCII letters, digits, "_" and "-", at most 64, starting with a letter or
                 digit; case is folded and surrounding spaces dropped, so "Homicide " is
                 the code "homicide"
-    identifier  case number, warrant id: printable ASCII, at most 128, no space at either
-                end; kept as given (they are compared exactly with the warrant registry)
+    identifier  case number, warrant id: printable ASCII, at most 100 (their columns), no
+                space at either end; kept as given (compared exactly with the registry)
 
 The policy input is checked against the same syntax again before any engine sees it
 (gateway/policy/contract.py), so a value that bypassed these doors is refused, not judged.
@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from gateway.errors import MalformedRequest
 
 CODE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-IDENTIFIER_PATTERN = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
+IDENTIFIER_PATTERN = re.compile(r"[!-~](?:[ -~]{0,98}[!-~])?")
 CODE_SYNTAX = "ASCII letters, digits, '_' and '-' (at most 64, starting with a letter or digit)"
-IDENTIFIER_SYNTAX = "printable ASCII (at most 128 characters, no space at either end)"
+IDENTIFIER_SYNTAX = "printable ASCII (at most 100 characters, no space at either end)"
 # What an officer may pad a value with: ASCII blanks only, so that stripping is the same
 # here as in either engine.
 _BLANKS = " \t"

@@ -34,6 +34,8 @@ from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.contract import Decision, PolicyInput
 
 Decide = Callable[[PolicyInput], Awaitable[Decision]]
+# Where a policy directory keeps its decision cases.
+CASES_DIR = "cases"
 
 
 class Expectation(BaseModel):

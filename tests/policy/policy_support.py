@@ -96,3 +96,17 @@ def an_identification(*, offense: str = "robbery", **activity: object) -> Policy
             "activity": activity,
         }
     )
+
+
+def repin_cases_from(policy_dir: Path, offense: str, *, to: str = "arson") -> None:
+    """After `offense` becomes serious enough for identification, the decision cases that
+    pinned it as not serious pin `to` instead (as an admin making that edit must)."""
+    for name in ("identify.yaml", "vendors.yaml"):
+        path = policy_dir / "cases" / name
+        text = path.read_text()
+        assert f"offense: {offense}}}" in text
+        path.write_text(
+            text.replace(f"offense: {offense}}}", f"offense: {to}}}").replace(
+                f"""'"{offense}"'""", f"""'"{to}"'"""
+            )
+        )
