@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from gateway.config import Settings
 from gateway.errors import Reason
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
-from gateway.policy.cases import CASES_DIR, load_cases, run_cases
+from gateway.policy.cases import CASES_DIR, cases_digest, load_cases, run_cases
 from gateway.policy.contract import Decision, Obligations, PolicyInput, strict_input_problems
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa_server import OpaServerEngine
@@ -159,9 +159,9 @@ class PolicyService:
         self._engine_factory = engine_factory
         self._timeout = timeout_seconds
         self._reload_lock = asyncio.Lock()
-        # The last failed reload as (revision or None, why): a bundle that failed to load
-        # is not loaded again until its revision changes.
-        self._failed: tuple[str | None, str] | None = None
+        # The last failed reload as ((revision or None, cases digest), why): a bundle that
+        # failed is not tried again until its revision or its decision cases change.
+        self._failed: tuple[tuple[str | None, str | None], str] | None = None
 
     @classmethod
     async def open(
@@ -290,31 +290,34 @@ class PolicyService:
             try:
                 revision = await asyncio.to_thread(bundle_revision, self._policy_dir)
             except PolicyLoadError as exc:
-                return await self._failed_reload(current, revision=None, error=exc.message)
+                return await self._failed_reload(current, (None, None), error=exc.message)
             if revision == current:
                 self._failed = None
                 return ReloadResult(revision=current)
-            if self._failed is not None and self._failed[0] == revision:
+            # The cases are not part of the revision, so a fix to them alone is a new attempt.
+            cases_dir = self._policy_dir / CASES_DIR
+            attempt = (revision, await asyncio.to_thread(cases_digest, cases_dir))
+            if self._failed is not None and self._failed[0] == attempt:
                 return ReloadResult(revision=current, error=self._failed[1])
 
             try:
                 bundle = await asyncio.to_thread(load_bundle, self._policy_dir)
                 engine = await self._engine_factory(bundle)
             except PolicyLoadError as exc:
-                return await self._failed_reload(current, revision=revision, error=exc.message)
+                return await self._failed_reload(current, attempt, error=exc.message)
             except Exception as exc:
                 return await self._failed_reload(
-                    current, revision=revision, error=f"{type(exc).__name__}: {exc}"
+                    current, attempt, error=f"{type(exc).__name__}: {exc}"
                 )
 
             # The revision's own decision cases, on its own engine, before it serves anyone.
             try:
-                cases = await asyncio.to_thread(load_cases, self._policy_dir / CASES_DIR)
+                cases = await asyncio.to_thread(load_cases, cases_dir)
                 results = await run_cases(lambda i: self._decide_on(engine, i), cases)
             except Exception as exc:
                 await engine.close()
                 error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
-                return await self._failed_reload(current, revision=revision, error=error)
+                return await self._failed_reload(current, attempt, error=error)
             failed = [result for result in results if not result.passed]
             if failed:
                 await engine.close()
@@ -322,7 +325,7 @@ class PolicyService:
                     log.error("policy %s fails a decision case:\n%s", revision, result.report())
                 return await self._failed_reload(
                     current,
-                    revision=revision,
+                    attempt,
                     error=f"{len(failed)} of {len(results)} decision cases fail on {revision}: "
                     + "; ".join(repr(result.case.name) for result in failed),
                     failed_cases=[result.case.name for result in failed],
@@ -362,14 +365,17 @@ class PolicyService:
     async def _failed_reload(
         self,
         current: str,
+        attempt: tuple[str | None, str | None],
         *,
-        revision: str | None,
         error: str,
         failed_cases: list[str] | None = None,
     ) -> ReloadResult:
+        """`attempt` is (revision, digest of its cases), the first None when the directory
+        could not be read."""
+        revision = attempt[0]
         # Logged and recorded once per distinct failure: this runs on every poll until the
         # admin fixes it.
-        if self._failed != (revision, error):
+        if self._failed != (attempt, error):
             log.error("policy not reloaded, still serving %s: %s", current, error)
             if self._journal is not None:
                 try:
@@ -383,7 +389,7 @@ class PolicyService:
                     # The refusal stands; only its record is missing, so try again next poll.
                     log.exception("the refusal of policy %s could not be recorded", revision)
                     return ReloadResult(revision=current, error=error)
-        self._failed = (revision, error)
+        self._failed = (attempt, error)
         return ReloadResult(revision=current, error=error)
 
     async def close(self) -> None:

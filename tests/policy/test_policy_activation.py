@@ -238,3 +238,18 @@ async def test_a_start_whose_activation_cannot_be_recorded_yet_is_recorded_later
         assert await gateway.kept(service.revision) is not None
     finally:
         await service.close()
+
+
+async def test_fixing_only_the_cases_of_a_refused_edit_activates_it(gateway: Gateway) -> None:
+    served = gateway.service.revision
+    make_burglary_serious(gateway.policy_dir)
+    refused = await gateway.service.reload_if_changed()
+    assert not refused.reloaded and refused.error is not None
+
+    # The revision is the same (cases are not part of it), but the cases now agree with it.
+    repin_cases_from(gateway.policy_dir, "burglary")
+    result = await gateway.service.reload_if_changed()
+
+    assert result.reloaded and result.error is None and gateway.service.revision != served
+    activation = (await gateway.policy_records())[-1]
+    assert (activation["action"], activation["replaces"]) == ("policy.activate", served)
