@@ -58,7 +58,12 @@ from gateway.errors import (
     VendorRefused,
 )
 from gateway.operations import FaceOperation
-from gateway.policy.contract import Decision, PolicyInput, VendorFacts
+from gateway.policy.contract import (
+    Decision,
+    PolicyInput,
+    VendorFacts,
+    require_attribute_codes,
+)
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, VendorAdapter
@@ -127,6 +132,7 @@ class Pipeline:
         # 2 parse
         try:
             parsed = adapter.parse(request)
+            require_attribute_codes(parsed.operation)
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
@@ -135,20 +141,21 @@ class Pipeline:
         # 3 gather: the probes inspected (a probe that is no image is refused here, on
         #   record), the warrant registry, then the activity windows, which count this
         #   request provisionally until step 5 has allowed it.
+        operation = await self._face_sources(parsed)
         try:
             inspection = await self._inspect(parsed, request)
+            # An X-Facegate-* header of the wrong syntax is refused here, on record.
+            policy_input = await gather_policy_input(
+                self.reads,
+                session=session,
+                operation=operation,
+                headers=request.headers,
+                now=request.received_at,
+                inspection=inspection,
+            )
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
-        operation = await self._face_sources(parsed)
-        policy_input = await gather_policy_input(
-            self.reads,
-            session=session,
-            operation=operation,
-            headers=request.headers,
-            now=request.received_at,
-            inspection=inspection,
-        )
         # The backend's inventory entry (attestations included) is the policy's input.vendor.
         policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
         event = self._event(policy_input, request)

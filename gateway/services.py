@@ -24,6 +24,7 @@ from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, request_reader, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
+from gateway.policy.revisions import AuditedPolicyJournal
 from gateway.vendors.azure import KEY_HEADER as AZURE_KEY_HEADER
 from gateway.vendors.azure import AzureFaceAdapter
 from gateway.vendors.base import VendorAdapter
@@ -81,7 +82,10 @@ class Services:
             signer=Signer.load_or_create(settings.log_key_file, settings.log_origin),
             signed_state=SignedTreeState.beside(settings.log_key_file),
         )
-        policy = await PolicyService.open(settings)
+        # Each revision served is kept and its activation recorded (gateway/policy/revisions.py).
+        policy = await PolicyService.open(
+            settings, journal=AuditedPolicyJournal(sessions=sessions, audit=audit)
+        )
         adapters: dict[Protocol, VendorAdapter] = {}
         for backend in inventory.backends:
             if backend.protocol is Protocol.REKOGNITION:

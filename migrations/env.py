@@ -10,7 +10,8 @@ from sqlalchemy.engine import Connection
 
 import gateway.audit.models
 import gateway.auth.models
-import gateway.context.warrants  # noqa: F401  (registers every table on Base.metadata)
+import gateway.context.warrants
+import gateway.policy.revisions  # noqa: F401  (registers every table on Base.metadata)
 from gateway.db import Base, create_engine
 
 config = context.config

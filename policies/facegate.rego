@@ -431,7 +431,7 @@ ring_crossings(ring, p) := count([i |
 	some i in numbers.range(0, count(ring) - 2)
 	a := ring[i]
 	b := ring[i + 1]
-	(a[1] > p[1]) != (b[1] > p[1])
+	count([y | some y in [a[1], b[1]]; y > p[1]]) == 1
 	p[0] < (((b[0] - a[0]) * (p[1] - a[1])) / (b[1] - a[1])) + a[0]
 ])
 

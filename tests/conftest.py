@@ -14,6 +14,13 @@ from gateway.migrate import upgrade_async
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any test module imports the CompreFace SDK (see tests/sdk_compat.py).
+    from tests.sdk_compat import install_appengine_stand_in
+
+    install_appengine_stand_in()
+
+
 def _fresh_postgres_database() -> str:
     """Create an empty database for one test module; its name is returned."""
     name = f"facegate_test_{uuid.uuid4().hex[:12]}"

@@ -19,6 +19,7 @@ class EventType(StrEnum):
     AUTH_FAILURE = "auth_failure"
     ADMIN_ACTION = "admin_action"  # principals, sessions, warrants changed
     AUDIT_READ = "audit_read"  # an auditor read or exported the log
+    POLICY = "policy"  # a policy revision activated, or refused (gateway/policy/revisions.py)
 
 
 class AuditRecord(BaseModel):

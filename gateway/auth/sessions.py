@@ -123,7 +123,7 @@ async def load_case_session(
     return BoundSession(
         access_key_id=row.access_key_id,
         principal=principal_from_row(row, key_id=row.access_key_id),
-        context=CaseContext(
+        context=CaseContext.from_store(
             purpose=row.purpose,
             case_number=row.case_number,
             offense=row.offense,

@@ -105,7 +105,7 @@ def sessions_open(
                 rt.db,
                 master_key=MasterKey.load_or_create(settings.master_key_file),
                 principal=principal,
-                context=CaseContext(
+                context=CaseContext.checked(
                     purpose=purpose,
                     case_number=case,
                     offense=offense,

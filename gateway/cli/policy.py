@@ -1,4 +1,5 @@
-"""`facegate policy test | revision`: check an edited policy before it goes live."""
+"""`facegate policy test | revision | show`: check an edited policy before it goes live, and
+read back the policy any decision was made under."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Annotated, Literal
 import typer
 
 from gateway.cli.runtime import run, settings_of
-from gateway.policy.bundle import bundle_revision
+from gateway.db import create_engine, session_factory
+from gateway.policy.bundle import PolicyLoadError, bundle_revision
 from gateway.policy.cases import load_cases, run_cases
 from gateway.policy.engine import PolicyService
+from gateway.policy.revisions import read_revision
 
 app = typer.Typer(no_args_is_help=True, help="Check and identify the policy under policies/.")
 
@@ -49,3 +52,50 @@ def test(
 def revision(ctx: typer.Context) -> None:
     """The revision every decision records: a SHA-256 over the policy files."""
     typer.echo(bundle_revision(settings_of(ctx).policy_dir))
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="a policy revision, as a decision records it")],
+    file: Annotated[
+        str | None, typer.Option(help="print only this file, e.g. facegate.rego")
+    ] = None,
+) -> None:
+    """Print the files of a policy revision the gateway served, from the database.
+
+    Each file is headed `==> path <==`; with --file, only that file's text is printed. The
+    kept text is checked against the revision (a SHA-256 over it) before it is printed.
+    """
+    settings = settings_of(ctx)
+
+    async def _read() -> dict[str, str]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as db:
+                files = await read_revision(db, revision)
+        except ValueError as exc:
+            raise PolicyLoadError(str(exc)) from exc
+        finally:
+            await engine.dispose()
+        if files is None:
+            raise PolicyLoadError(
+                f"no policy revision {revision} is kept in the database: revisions are kept"
+                " from when a gateway first serves them"
+            )
+        return files
+
+    files = run(_read())
+    if file is not None:
+        if file not in files:
+            typer.secho(
+                f"error: revision {revision} has no file {file!r} (it has: {', '.join(files)})",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(files[file], nl=False)
+        return
+    for path, text in files.items():
+        typer.echo(f"==> {path} <==")
+        typer.echo(text if text.endswith("\n") else text + "\n", nl=False)

@@ -37,7 +37,12 @@ def serve(
         bool, typer.Option(help="also run the local reference vendor and forward to it")
     ] = False,
     workers: Annotated[
-        int, typer.Option(min=1, help="processes; each takes a core (they share the log)")
+        int,
+        typer.Option(
+            min=1,
+            help="processes; each takes a core (they share the log; more than one needs"
+            " FACEGATE_REDIS_URL for the activity windows)",
+        ),
     ] = 1,
 ) -> None:
     """Run the gateway (migrating the database first)."""
@@ -53,6 +58,19 @@ def serve(
     except PolicyLoadError as exc:
         typer.secho(f"error: {exc.message} (FACEGATE_POLICY_DIR)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    if workers > 1 and not settings.redis_url:
+        # Without Redis each worker counts only the requests it happens to receive, so a
+        # limit of 5 per officer becomes 5 per officer per worker; refuse rather than
+        # weaken every pattern rule without a word.
+        typer.secho(
+            f"error: --workers {workers} without FACEGATE_REDIS_URL would give each worker"
+            " its own activity windows and multiply every per-officer and per-agency limit"
+            f" by {workers}; set FACEGATE_REDIS_URL so the workers share them, or run"
+            " --workers 1",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
     if workers > 1 and is_sqlite(settings.database_url):
         typer.secho(
             "warning: SQLite serialises every audit append on one file lock, and a process"

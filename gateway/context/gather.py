@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.sessions import BoundSession
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.case import CaseContext, LegalBasis, canonical
 from gateway.context.inspection import ProbeInspection
 from gateway.context.warrants import find_warrant
 from gateway.db import DATABASE_ERRORS
@@ -33,25 +33,33 @@ def merge_case_context(
 
     The session wins: its context was stated when the credentials were issued and is what
     they are bound to. A header may fill a field the session left empty; a header that
-    contradicts the session is reported as a conflict for the policy to refuse.
+    contradicts the session is reported as a conflict for the policy to refuse. A header
+    whose value is not of its field's syntax (gateway/context/case.py) is a MalformedRequest
+    naming the header; a value is compared in its canonical form ("Homicide" is "homicide").
     """
-    values = bound.model_dump()
+    stated_values: dict[str, object] = {}
     conflicts = []
     for field, header in CONTEXT_HEADERS.items():
-        stated = headers.get(header, "").strip()
-        if not stated:
+        raw = headers.get(header, "")
+        try:
+            stated = canonical(field, raw, what=_header_name(header))
+        except ValueError as exc:
+            raise MalformedRequest(str(exc)) from exc
+        if stated is None:
             continue
-        if field == "legal_basis":
-            try:
-                stated = LegalBasis(stated)
-            except ValueError as exc:
-                allowed = ", ".join(b.value for b in LegalBasis)
-                raise MalformedRequest(f"X-Facegate-Legal-Basis must be one of: {allowed}") from exc
-        if values[field] is None:
-            values[field] = stated
-        elif values[field] != stated:
+        value: object = LegalBasis(stated) if field == "legal_basis" else stated
+        current = getattr(bound, field)
+        if current is None:
+            stated_values[field] = value
+        elif current != value:
             conflicts.append(field)
-    return CaseContext.model_validate(values), conflicts
+    # model_copy: the session's own values were checked when it was opened, and the stated
+    # ones just now; the policy input is checked again before any engine reads it.
+    return bound.model_copy(update=stated_values), conflicts
+
+
+def _header_name(header: str) -> str:
+    return "-".join(part.capitalize() for part in header.split("-"))
 
 
 async def gather_policy_input(

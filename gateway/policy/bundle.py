@@ -55,6 +55,10 @@ class PolicyBundle:
     module: str
     config: Mapping[str, Any]  # the merged data files: what the policy reads as data.config
     revision: str
+    # Every file hashed, as (path relative to the directory, UTF-8 text), module first:
+    # what is kept of each revision (gateway/policy/revisions.py); revision_of_files() of
+    # it is `revision`.
+    files: tuple[tuple[str, str], ...] = ()
 
     def data_document(self) -> dict[str, Any]:
         """The `data` document the engines evaluate against (besides the module's own rules)."""
@@ -85,12 +89,20 @@ def load_bundle(policy_dir: Path) -> PolicyBundle:
             config[key] = value
             defined_in[key] = rel
 
+    texts = [(MODULE_FILE, module)]
+    for rel, content in files[1:]:
+        try:
+            texts.append((rel, content.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            path = policy_dir / rel
+            raise PolicyLoadError(f"policy data file {path} is not UTF-8: {exc}") from exc
     return PolicyBundle(
         directory=policy_dir,
         module_path=module_path,
         module=module,
         config=config,
         revision=_revision(files),
+        files=tuple(texts),
     )
 
 
@@ -123,6 +135,12 @@ def _read_policy_files(policy_dir: Path) -> list[tuple[str, bytes]]:
             except OSError as exc:
                 raise PolicyLoadError(f"policy data file {path} cannot be read: {exc}") from exc
     return files
+
+
+def revision_of_files(files: Mapping[str, str]) -> str:
+    """The revision of policy files given as {relative path: UTF-8 text}: how a kept
+    revision's text is checked against the revision it is filed under."""
+    return _revision([(rel, text.encode("utf-8")) for rel, text in files.items()])
 
 
 def _revision(files: list[tuple[str, bytes]]) -> str:

@@ -22,6 +22,7 @@ decide() of a PolicyService, then report each failed CaseResult.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.contract import Decision, PolicyInput
 
 Decide = Callable[[PolicyInput], Awaitable[Decision]]
+# Where a policy directory keeps its decision cases.
+CASES_DIR = "cases"
 
 
 class Expectation(BaseModel):
@@ -91,6 +94,19 @@ def load_cases(cases_dir: Path) -> list[DecisionCase]:
             seen[case.name] = path
             cases.append(case)
     return cases
+
+
+def cases_digest(cases_dir: Path) -> str:
+    """A SHA-256 over the case files (names and bytes): changes when any case does."""
+    digest = hashlib.sha256()
+    for path in sorted(cases_dir.glob("*.yaml")):
+        try:
+            content = path.read_bytes()
+        except OSError:
+            content = b""  # unreadable: load_cases() will say so
+        digest.update(f"{path.name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
 
 
 async def run_cases(decide: Decide, cases: Iterable[DecisionCase]) -> list[CaseResult]:

@@ -7,13 +7,19 @@ are the names the Rego policy reads, so changing one is a change of the policy c
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from gateway.auth.principals import Principal
-from gateway.errors import Reason
+from gateway.context.case import CODE_SYNTAX, IDENTIFIER_SYNTAX, is_code, is_identifier
+from gateway.errors import MalformedRequest, Reason
 from gateway.operations import FaceOperation
 
 
@@ -71,12 +77,20 @@ class VendorFacts(BaseModel):
     attestations: dict[str, AttestationFacts] = Field(default_factory=dict)
 
 
+# A sliding-window count: an integer, never "6", 6.0 or true (the engines part ways on them).
+Count = Annotated[int, Strict(), Field(ge=0)]
+# scope -> stream -> window -> count; see gateway/context/activity.py.
+ActivityCounts = dict[str, dict[str, dict[str, Count]]]
+
+
 class PolicyInput(BaseModel):
+    """What the engines evaluate. Only a strict input is evaluated: see STRICT_FIELDS."""
+
     principal: Principal
     operation: FaceOperation
     context: PolicyContext
     vendor: VendorFacts | None = None  # None: no inventory entry, so nothing is attested
-    activity: dict[str, Any] = Field(default_factory=dict)  # sliding-window counts
+    activity: ActivityCounts = Field(default_factory=dict)  # sliding-window counts
     now: str  # RFC 3339, UTC
 
 
@@ -110,3 +124,129 @@ class Decision(BaseModel):
             policy_revision=policy_revision,
             engine=engine,
         )
+
+
+# --- The strict input ------------------------------------------------------------------
+#
+# OPA and regorus agree on a policy's decision only where their builtins agree: `lower` and
+# `trim_space` on ASCII, `format_int` and comparisons on integers, `time.parse_rfc3339_ns`
+# on a plain UTC timestamp. The gateway builds every input to that syntax (codes are made
+# canonical where an officer states them: gateway/context/case.py), and PolicyService
+# refuses any input that is not (policy_input_invalid) before an engine sees it: a value
+# that slipped past the doors (model_copy validates nothing) is refused, never judged two
+# ways.
+
+
+@dataclass(frozen=True)
+class Syntax:
+    description: str
+    accepts: Callable[[Any], bool]
+
+
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value)  # a real date and time, not 2025-02-30T25:00:00Z
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+CODE = Syntax(f"a code of {CODE_SYNTAX}, in lower case", is_code)
+IDENTIFIER = Syntax(IDENTIFIER_SYNTAX, is_identifier)
+# Below 2**53, so that every engine holds it exactly.
+COUNT = Syntax("a non-negative integer", lambda v: type(v) is int and 0 <= v < 2**53)
+NUMBER = Syntax("a finite number", _is_number)
+LATITUDE = Syntax("a latitude in degrees", lambda v: _is_number(v) and -90 <= v <= 90)
+LONGITUDE = Syntax("a longitude in degrees", lambda v: _is_number(v) and -180 <= v <= 180)
+TIMESTAMP = Syntax("an RFC 3339 time in UTC (YYYY-MM-DDThh:mm:ss[.ffffff]Z)", _is_timestamp)
+
+# Every value the policy lower-cases, trims, parses, counts or computes with, by its path
+# in the JSON document the engines are sent ("*" is every key's value, or every item). A
+# null or absent value at a named key passes (the policy reads it as not given); an item
+# under "*" must pass. A new input field the policy reads that way: add its path here.
+STRICT_FIELDS: tuple[tuple[str, Syntax], ...] = (
+    ("now", TIMESTAMP),
+    ("context.purpose", CODE),
+    ("context.offense", CODE),
+    ("context.legal_basis", CODE),
+    ("context.case_number", IDENTIFIER),
+    ("context.warrant_id", IDENTIFIER),
+    ("context.conflicts.*", CODE),
+    ("context.location.lat", LATITUDE),
+    ("context.location.lon", LONGITUDE),
+    ("context.locations.*.lat", LATITUDE),
+    ("context.locations.*.lon", LONGITUDE),
+    ("operation.attributes.*", CODE),
+    ("operation.faces_in_probe", COUNT),
+    ("operation.max_results", COUNT),
+    ("operation.threshold", NUMBER),
+    ("vendor.attestations.*.date", TIMESTAMP),
+    ("activity.*.*.*", COUNT),
+)
+
+
+def strict_input_problems(document: Mapping[str, Any]) -> list[str]:
+    """What in `document` (a PolicyInput as the engines receive it, JSON) is not of the
+    syntax STRICT_FIELDS gives it, one "path: what it must be" line each; empty when it
+    is strict."""
+    problems = []
+    for path, syntax in STRICT_FIELDS:
+        for where, value in _values_at(document, path.split("."), ""):
+            if value is _NOT_A_CONTAINER:
+                problems.append(f"{where}: must be an object or a list")
+            elif not syntax.accepts(value):
+                shown = repr(value)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                problems.append(f"{where}: must be {syntax.description}, not {shown}")
+    return problems
+
+
+_NOT_A_CONTAINER = object()
+
+
+def require_attribute_codes(operation: FaceOperation) -> None:
+    """Refuse, where a request is parsed, face attributes that are not codes (the adapters
+    fold them to lower case; "EMOTİONS" lowers to no code). Raises MalformedRequest, which
+    the adapter renders as its vendor's parameter error."""
+    for attribute in operation.attributes:
+        if not is_code(attribute):
+            raise MalformedRequest(
+                f"face attribute {attribute!r} is not one facegate accepts: attribute names"
+                f" are {CODE_SYNTAX}"
+            )
+
+
+def _values_at(node: Any, parts: list[str], where: str) -> Iterator[tuple[str, Any]]:
+    if not parts:
+        yield where, node
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        if node is None:
+            return
+        if isinstance(node, Mapping):
+            items: Iterator[tuple[Any, Any]] = iter(node.items())
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            yield where, _NOT_A_CONTAINER
+            return
+        for key, child in items:
+            yield from _values_at(child, rest, f"{where}.{key}" if where else str(key))
+        return
+    if not isinstance(node, Mapping):
+        if node is not None:
+            yield where, _NOT_A_CONTAINER
+        return
+    child = node.get(head)
+    if child is not None:
+        yield from _values_at(child, rest, f"{where}.{head}" if where else head)

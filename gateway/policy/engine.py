@@ -9,6 +9,10 @@
 An engine is built from one PolicyBundle and evaluates that revision for its whole life;
 a new revision gets a new engine. The service turns whatever an engine does into a
 Decision: anything but a well-formed decision document, on time, is a refusal.
+
+A new revision is activated only once its decision cases (policy_dir/cases) all pass on its
+own engine, and (with a PolicyJournal) once its text and the activation are on record; a
+revision refused is logged and recorded, and the previous one keeps serving.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from gateway.config import Settings
 from gateway.errors import Reason
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
-from gateway.policy.contract import Decision, Obligations, PolicyInput
+from gateway.policy.cases import CASES_DIR, cases_digest, load_cases, run_cases
+from gateway.policy.contract import Decision, Obligations, PolicyInput, strict_input_problems
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa_server import OpaServerEngine
+from gateway.policy.revisions import PolicyJournal
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 POLICY_ERROR = "policy_error"
 POLICY_TIMEOUT = "policy_timeout"
 POLICY_UNDEFINED = "policy_undefined"
+# The input is not one the policy contract allows (see contract.strict_input_problems).
+POLICY_INPUT_INVALID = "policy_input_invalid"
 
 
 class PolicyEngine(Protocol):
@@ -141,30 +149,46 @@ class PolicyService:
         policy_dir: Path,
         engine_factory: EngineFactory,
         timeout_seconds: float,
+        journal: PolicyJournal | None = None,
     ) -> None:
         self._serving = _Serving(engine)
+        self._journal = journal
+        # The bundle served since start, until its activation is on record.
+        self._unrecorded: PolicyBundle | None = None
         self._policy_dir = policy_dir
         self._engine_factory = engine_factory
         self._timeout = timeout_seconds
         self._reload_lock = asyncio.Lock()
-        # The last failed reload as (revision or None, why): a bundle that failed to load
-        # is not loaded again until its revision changes.
-        self._failed: tuple[str | None, str] | None = None
+        # The last failed reload as ((revision or None, cases digest), why): a bundle that
+        # failed is not tried again until its revision or its decision cases change.
+        self._failed: tuple[tuple[str | None, str | None], str] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings) -> PolicyService:
-        """Load settings.policy_dir on settings.policy_engine. Raises PolicyLoadError."""
+    async def open(
+        cls, settings: Settings, *, journal: PolicyJournal | None = None
+    ) -> PolicyService:
+        """Load settings.policy_dir on settings.policy_engine. Raises PolicyLoadError.
+
+        With a journal the revision's text and its activation are recorded now, or, if the
+        database cannot take them yet, on each reload_if_changed() until it does: the
+        gateway starts, and fails closed per request, with its database down. The decision
+        cases are not run here: the admin runs `facegate policy test` before a start; a
+        running gateway runs them before each reload (reload_if_changed)."""
 
         async def factory(bundle: PolicyBundle) -> PolicyEngine:
             return await open_engine(bundle, settings)
 
         bundle = await asyncio.to_thread(load_bundle, settings.policy_dir)
-        return cls(
+        service = cls(
             engine=await factory(bundle),
             policy_dir=settings.policy_dir,
             engine_factory=factory,
             timeout_seconds=settings.policy_timeout_seconds,
+            journal=journal,
         )
+        service._unrecorded = bundle
+        await service._record_start()
+        return service
 
     @property
     def revision(self) -> str:
@@ -176,8 +200,10 @@ class PolicyService:
 
     async def decide(self, policy_input: PolicyInput) -> Decision:
         """The policy's decision on `policy_input`. Never raises (except on cancellation):
-        an engine that fails, overruns the timeout or gives no well-formed decision is a
-        refusal with code policy_error, policy_timeout or policy_undefined."""
+        an input that is not strict (contract.strict_input_problems) is refused unevaluated
+        with code policy_input_invalid; an engine that fails, overruns the timeout or gives
+        no well-formed decision is a refusal with code policy_error, policy_timeout or
+        policy_undefined."""
         # Read once: the revision on the Decision is the one of the engine that made it,
         # even if a reload swaps engines while this evaluation runs.
         serving = self._serving
@@ -195,6 +221,17 @@ class PolicyService:
         def refuse(code: str, message: str) -> Decision:
             return Decision.deny(
                 code=code, message=message, policy_revision=engine.revision, engine=engine.name
+            )
+
+        # Only a strict input is evaluated: on any other the engines could decide two ways
+        # (see contract.STRICT_FIELDS), so it is refused, the same on every engine.
+        not_strict = strict_input_problems(policy_input.model_dump(mode="json", warnings=False))
+        if not_strict:
+            log.warning("policy input refused, not strict: %s", "; ".join(not_strict))
+            return refuse(
+                POLICY_INPUT_INVALID,
+                "the policy input is not one the policy contract allows"
+                f" ({'; '.join(not_strict)}); the request is refused",
             )
 
         started = time.monotonic()
@@ -248,37 +285,111 @@ class PolicyService:
         the old engine or wholly by the new one; the old one is closed once it is idle.
         """
         async with self._reload_lock:
+            await self._record_start()
             current = self._serving.engine.revision
             try:
                 revision = await asyncio.to_thread(bundle_revision, self._policy_dir)
             except PolicyLoadError as exc:
-                return self._failed_reload(current, revision=None, error=exc.message)
+                return await self._failed_reload(current, (None, None), error=exc.message)
             if revision == current:
                 self._failed = None
                 return ReloadResult(revision=current)
-            if self._failed is not None and self._failed[0] == revision:
+            # The cases are not part of the revision, so a fix to them alone is a new attempt.
+            cases_dir = self._policy_dir / CASES_DIR
+            attempt = (revision, await asyncio.to_thread(cases_digest, cases_dir))
+            if self._failed is not None and self._failed[0] == attempt:
                 return ReloadResult(revision=current, error=self._failed[1])
 
             try:
                 bundle = await asyncio.to_thread(load_bundle, self._policy_dir)
                 engine = await self._engine_factory(bundle)
             except PolicyLoadError as exc:
-                return self._failed_reload(current, revision=revision, error=exc.message)
+                return await self._failed_reload(current, attempt, error=exc.message)
             except Exception as exc:
-                return self._failed_reload(
-                    current, revision=revision, error=f"{type(exc).__name__}: {exc}"
+                return await self._failed_reload(
+                    current, attempt, error=f"{type(exc).__name__}: {exc}"
                 )
+
+            # The revision's own decision cases, on its own engine, before it serves anyone.
+            try:
+                cases = await asyncio.to_thread(load_cases, cases_dir)
+                results = await run_cases(lambda i: self._decide_on(engine, i), cases)
+            except Exception as exc:
+                await engine.close()
+                error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
+                return await self._failed_reload(current, attempt, error=error)
+            failed = [result for result in results if not result.passed]
+            if failed:
+                await engine.close()
+                for result in failed:
+                    log.error("policy %s fails a decision case:\n%s", revision, result.report())
+                return await self._failed_reload(
+                    current,
+                    attempt,
+                    error=f"{len(failed)} of {len(results)} decision cases fail on {revision}: "
+                    + "; ".join(repr(result.case.name) for result in failed),
+                    failed_cases=[result.case.name for result in failed],
+                )
+
+            # On record before it serves: if the text or the record cannot be written, the
+            # previous revision keeps serving and the next poll tries again.
+            if self._journal is not None:
+                try:
+                    await self._journal.activated(bundle, replaces=current, cases=len(results))
+                except Exception as exc:
+                    await engine.close()
+                    log.exception("policy %s not activated: it could not be recorded", revision)
+                    return ReloadResult(
+                        revision=current,
+                        error=f"policy {revision} could not be recorded ({type(exc).__name__})",
+                    )
 
             old, self._serving = self._serving, _Serving(engine)
             log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
             await self._retire(old)
             return ReloadResult(revision=engine.revision, reloaded=True)
 
-    def _failed_reload(self, current: str, *, revision: str | None, error: str) -> ReloadResult:
-        # Logged once per distinct failure: this runs on every poll until the admin fixes it.
-        if self._failed != (revision, error):
+    async def _record_start(self) -> None:
+        if self._unrecorded is None or self._journal is None:
+            return
+        try:
+            await self._journal.activated(self._unrecorded, replaces=None, cases=0)
+        except Exception:
+            log.exception(
+                "the activation of policy %s at start is not recorded yet; will retry",
+                self._unrecorded.revision,
+            )
+        else:
+            self._unrecorded = None
+
+    async def _failed_reload(
+        self,
+        current: str,
+        attempt: tuple[str | None, str | None],
+        *,
+        error: str,
+        failed_cases: list[str] | None = None,
+    ) -> ReloadResult:
+        """`attempt` is (revision, digest of its cases), the first None when the directory
+        could not be read."""
+        revision = attempt[0]
+        # Logged and recorded once per distinct failure: this runs on every poll until the
+        # admin fixes it.
+        if self._failed != (attempt, error):
             log.error("policy not reloaded, still serving %s: %s", current, error)
-        self._failed = (revision, error)
+            if self._journal is not None:
+                try:
+                    await self._journal.refused(
+                        revision=revision,
+                        serving=current,
+                        error=error,
+                        failed_cases=failed_cases or [],
+                    )
+                except Exception:
+                    # The refusal stands; only its record is missing, so try again next poll.
+                    log.exception("the refusal of policy %s could not be recorded", revision)
+                    return ReloadResult(revision=current, error=error)
+        self._failed = (attempt, error)
         return ReloadResult(revision=current, error=error)
 
     async def close(self) -> None:

@@ -188,6 +188,9 @@ async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:
         "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
         "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
         "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+        # Several workers need shared activity windows (see the test below).
+        "FACEGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "FACEGATE_ACTIVITY_KEY_PREFIX": "facegate:test-cli:",
     }
     process = await asyncio.create_subprocess_exec(
         FACEGATE,
@@ -202,3 +205,32 @@ async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:
         process.terminate()
         await process.wait()
     assert first_line.decode().startswith("warning: SQLite serialises every audit append")
+
+
+async def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
+    # Each worker would keep its own activity windows, so every per-officer limit would
+    # silently be multiplied by the number of workers.
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "FACEGATE_REDIS_URL"},
+        "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
+        "FACEGATE_POLICY_DIR": str(REPO / "policies"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        FACEGATE,
+        *("serve", "--workers", "3", "--port", str(free_port())),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+    assert process.returncode == 1, output.decode()
+    message = output.decode()
+    assert message.startswith("error: --workers 3 without FACEGATE_REDIS_URL"), message
+    assert "limit" in message and "--workers 1" in message

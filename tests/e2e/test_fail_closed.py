@@ -135,21 +135,30 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
     patterns["patterns"]["burst"]["max_probes"] = {"officer": 1000, "case": 1000}
     patterns["patterns"]["rate_limits"] = {}
     patterns_file.write_text(yaml.safe_dump(patterns))
-    credentials = await stack.session(offense="robbery")
+    # The cases pinning those limits go with them: a reload runs the copy's cases.
+    (policy_dir / "cases" / "patterns.yaml").unlink()
+    credentials = await stack.session(offense="stalking")
     async with gateway_with(stack, tmp_path, policy_dir=policy_dir) as gateway:
         client = gateway.rekognition(credentials)
-        assert search(client)()["FaceMatches"]
+        error = refused(gateway, search(client))
+        assert "offense_not_allowed" in error.response["Error"]["Message"]
 
-        # The admin takes robbery off the list of offenses identification may be used for.
-        data = policy_dir / "data" / "identification.yaml"
-        data.write_text(data.read_text().replace("    - robbery\n", "", 1))
+        # The admin adds stalking to the offenses identification may be used for. Every
+        # decision case still passes, so the edit is activated (one that fails a case is
+        # not: tests/policy/test_policy_activation.py).
+        for name, marker, item in (
+            ("case.yaml", "offenses:\n", "  - stalking\n"),
+            ("identification.yaml", "  serious_offenses:\n", "    - stalking\n"),
+        ):
+            data = policy_dir / "data" / name
+            data.write_text(data.read_text().replace(marker, marker + item, 1))
 
         for _ in range(50):  # the gateway re-reads policies/ every couple of seconds
             try:
-                search(client)()
-            except ClientError as exc:
-                assert "offense_not_serious_enough" in exc.response["Error"]["Message"]
+                assert search(client)()["FaceMatches"]
                 break
+            except ClientError as exc:
+                assert "offense_not_allowed" in exc.response["Error"]["Message"]
             await asyncio.sleep(0.2)
         else:
             pytest.fail("the edited policy never took effect")

@@ -1,13 +1,19 @@
-"""The OPA-server engine. Tests that need an OPA server skip without one (see NO_OPA)."""
+"""The OPA-server engine. Without an OPA these tests skip, saying so; in CI they fail."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from policy_support import NO_OPA, OPA_URL_VARIABLE, an_identification, open_test_engine
+from policy_support import (
+    NO_OPA,
+    OPA_URL_VARIABLE,
+    an_identification,
+    in_ci,
+    opa_binary,
+    open_test_engine,
+)
 
 from gateway.config import Settings
 from gateway.policy.bundle import PolicyLoadError, load_bundle
@@ -58,8 +64,8 @@ async def test_opa_reports_an_undefined_decision_as_none(policy_copy: Path) -> N
 
 
 async def test_opa_refuses_a_result_from_another_revision(policy_copy: Path) -> None:
-    if not os.environ.get(OPA_URL_VARIABLE) and shutil.which("opa") is None:
-        pytest.skip(NO_OPA)
+    if not os.environ.get(OPA_URL_VARIABLE):
+        opa_binary()  # skips, or fails in CI, without one
     first = await open_test_engine("opa", load_bundle(policy_copy))
     try:
         if isinstance(first, OpaServerEngine) and not os.environ.get(OPA_URL_VARIABLE):
@@ -82,11 +88,8 @@ async def test_opa_refuses_a_result_from_another_revision(policy_copy: Path) -> 
 
 
 async def test_a_launched_opa_is_stopped_on_close(policy_copy: Path) -> None:
-    binary = shutil.which("opa")
-    if binary is None:
-        pytest.skip("no `opa` binary on PATH")
     engine = await OpaServerEngine.launch(
-        load_bundle(policy_copy), opa_binary=binary, timeout_seconds=5.0
+        load_bundle(policy_copy), opa_binary=opa_binary(), timeout_seconds=5.0
     )
     client = engine._client
     assert await client.check_health()
@@ -94,3 +97,17 @@ async def test_a_launched_opa_is_stopped_on_close(policy_copy: Path) -> None:
     probe = type(client)(host=client.host, port=client.port, retries=0, timeout=1.0)
     async with probe:
         assert not await probe.check_health()
+
+
+def test_a_missing_opa_fails_in_ci_and_skips_with_its_reason_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no `opa` on it
+    monkeypatch.setenv("CI", "true")
+    assert in_ci()
+    with pytest.raises(pytest.fail.Exception, match="CI=true but no `opa` binary on PATH"):
+        opa_binary()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        opa_binary()
+    assert str(skipped.value) == NO_OPA

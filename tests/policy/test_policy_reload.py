@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from policy_support import an_identification
+from policy_support import an_identification, repin_cases_from
 
 from gateway.config import Settings
 from gateway.policy.bundle import PolicyBundle, load_bundle
@@ -27,6 +27,8 @@ def add_serious_offense(policy_dir: Path, offense: str) -> None:
     marker = "  serious_offenses:\n"
     assert marker in text
     path.write_text(text.replace(marker, f"{marker}    - {offense}\n"))
+    # Its decision cases must agree, or the edit is not activated (test_policy_activation.py).
+    repin_cases_from(policy_dir, offense)
 
 
 async def test_an_edit_to_a_data_file_changes_decision_and_revision(policy_copy: Path) -> None:

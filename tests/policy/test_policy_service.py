@@ -79,11 +79,12 @@ async def test_a_slow_rego_evaluation_gives_policy_timeout(policy_copy: Path) ->
     write_module(
         policy_copy,
         'decision := {"allow": true, "reasons": [], "obligations": {}} if {\n'
-        "\tcount([x | some x in numbers.range(1, input.activity.spin); x % 7 == 0]) > 0\n"
+        "\tcount([x | some x in numbers.range(1, input.activity.officer.requests.spin);"
+        " x % 7 == 0]) > 0\n"
         "}\n",
     )
     service = service_for(EmbeddedEngine(load_bundle(policy_copy)), policy_copy, timeout=0.05)
-    decision = await service.decide(an_identification(spin=2_000_000))
+    decision = await service.decide(an_identification(officer={"requests": {"spin": 2_000_000}}))
     assert not decision.allow
     assert [r.code for r in decision.reasons] == [POLICY_TIMEOUT]
     await service.close()
