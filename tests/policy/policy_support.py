@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -101,12 +102,12 @@ def an_identification(*, offense: str = "robbery", **activity: object) -> Policy
 def repin_cases_from(policy_dir: Path, offense: str, *, to: str = "arson") -> None:
     """After `offense` becomes serious enough for identification, the decision cases that
     pinned it as not serious pin `to` instead (as an admin making that edit must)."""
-    for name in ("identify.yaml", "vendors.yaml"):
-        path = policy_dir / "cases" / name
+    changed = []
+    for path in sorted((policy_dir / "cases").glob("*.yaml")):
         text = path.read_text()
-        assert f"offense: {offense}}}" in text
-        path.write_text(
-            text.replace(f"offense: {offense}}}", f"offense: {to}}}").replace(
-                f"""'"{offense}"'""", f"""'"{to}"'"""
-            )
-        )
+        repinned = re.sub(rf"\boffense: {re.escape(offense)}\b", f"offense: {to}", text)
+        repinned = repinned.replace(f"""'"{offense}"'""", f"""'"{to}"'""")
+        if repinned != text:
+            path.write_text(repinned)
+            changed.append(path.name)
+    assert "identify.yaml" in changed, f"no decision case pinned {offense} as not serious"

@@ -105,7 +105,7 @@ async def test_an_edit_whose_cases_fail_is_not_activated_and_the_refusal_is_reco
     [_, refusal] = await gateway.policy_records()
     assert refusal["action"] == "policy.refuse"
     assert (refusal["revision"], refusal["serving"]) == (edited, served)
-    assert NOT_SERIOUS in refusal["failed_cases"] and len(refusal["failed_cases"]) == 4
+    assert NOT_SERIOUS in refusal["failed_cases"]
     assert await gateway.kept(edited) is None  # never served, so not kept
 
     # The next polls neither retry nor record it again.
