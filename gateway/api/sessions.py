@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep, record_change
+from gateway.api.principals import commit_before_answering
 from gateway.auth.sessions import IssuedCredentials, open_case_session, revoke_case_session
 from gateway.context.case import CaseContext
 
@@ -48,6 +49,7 @@ async def open_session(
         expires_at=issued.expires_at.isoformat(),
         **issued.context.model_dump(mode="json"),
     )
+    await commit_before_answering(db)
     return issued
 
 
@@ -69,4 +71,5 @@ async def close_session(
         action="session.revoke",
         access_key_id=access_key_id,
     )
+    await commit_before_answering(db)
     return SessionClosed(access_key_id=access_key_id, revoked_at=now)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
+from gateway.api.principals import commit_before_answering
 from gateway.context.warrants import (
     WarrantCreate,
     WarrantRead,
@@ -27,6 +28,9 @@ class WarrantRevoke(BaseModel):
 async def add_warrant(
     body: WarrantCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> WarrantRead:
+    # Bound to the registering admin's agency unless the document names another.
+    if body.agency is None:
+        body = body.model_copy(update={"agency": admin.agency})
     warrant = await create_warrant(db, warrant=body, created_by=admin.id, now=datetime.now(UTC))
     await record_change(
         services,
@@ -36,6 +40,7 @@ async def add_warrant(
         action="warrant.create",
         warrant=warrant.model_dump(mode="json", exclude={"subject_description"}),
     )
+    await commit_before_answering(db)
     return warrant
 
 
@@ -67,4 +72,5 @@ async def revoke(
         warrant_id=warrant_id,
         reason=body.reason,
     )
+    await commit_before_answering(db)
     return warrant

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.auth.admin import disable_principal, revoke_key
 from gateway.auth.api_keys import issue_api_key, key_id_of
 from gateway.auth.principals import Role, create_principal, get_principal, list_principals
 from gateway.auth.secrets import MasterKey
@@ -24,7 +25,9 @@ from gateway.context.warrants import (
 from gateway.errors import MalformedRequest
 from gateway.operations import OperationKind
 
-principals_app = typer.Typer(no_args_is_help=True, help="Enrol principals and issue API keys.")
+principals_app = typer.Typer(
+    no_args_is_help=True, help="Enrol principals, issue and revoke API keys, disable them."
+)
 sessions_app = typer.Typer(no_args_is_help=True, help="Open case sessions for officers.")
 warrants_app = typer.Typer(no_args_is_help=True, help="Register and revoke warrants.")
 
@@ -67,6 +70,50 @@ def principals_key(ctx: typer.Context, principal_id: str) -> None:
                 "api_key.issue", principal_id=principal_id, api_key_id=key_id_of(api_key)
             )
             return api_key
+
+    typer.echo(run(_run()))
+
+
+@principals_app.command("revoke-key")
+def principals_revoke_key(
+    ctx: typer.Context,
+    principal_id: Annotated[str, typer.Argument()],
+    key_id: Annotated[str, typer.Argument(help="the id part of fgk_<id>.<secret>")],
+) -> None:
+    """Revoke one API key of a principal: it is refused from now on."""
+
+    async def _run() -> str:
+        async with runtime(settings_of(ctx)) as rt:
+            revoked = await revoke_key(
+                db=rt.db,
+                principal_id=principal_id,
+                key_id=key_id,
+                now=datetime.now(UTC),
+                record=rt.record,
+            )
+            return revoked.model_dump_json(indent=2)
+
+    typer.echo(run(_run()))
+
+
+@principals_app.command("disable")
+def principals_disable(
+    ctx: typer.Context,
+    principal_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+) -> None:
+    """Disable a principal and revoke its open case sessions and API keys, at once."""
+
+    async def _run() -> str:
+        async with runtime(settings_of(ctx)) as rt:
+            disabled = await disable_principal(
+                db=rt.db,
+                principal_id=principal_id,
+                reason=reason,
+                now=datetime.now(UTC),
+                record=rt.record,
+            )
+            return disabled.model_dump_json(indent=2)
 
     typer.echo(run(_run()))
 
@@ -135,11 +182,17 @@ def warrants_add(
     court: Annotated[str, typer.Option(help="the issuing court")],
     case: Annotated[str, typer.Option(help="the case number it was issued for")],
     operation: Annotated[list[OperationKind], typer.Option(help="repeat: kinds it authorises")],
+    agency: Annotated[
+        str, typer.Option(help="the agency it is issued to: only its officers use it")
+    ],
     valid_until: Annotated[datetime, typer.Option(help="UTC, e.g. 2026-12-31T23:59:59")],
     valid_from: Annotated[datetime | None, typer.Option(help="UTC; default now")] = None,
     collection: Annotated[list[str] | None, typer.Option(help="repeat; none means any")] = None,
     realtime: Annotated[bool, typer.Option(help="court orders only")] = False,
     subject: Annotated[str | None, typer.Option(help="subject description")] = None,
+    officer: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only officers who may use it")
+    ] = None,
 ) -> None:
     """Register a warrant or court order from its signed document."""
 
@@ -161,6 +214,8 @@ def warrants_add(
                     subject_description=subject,
                     valid_from=utc(valid_from) if valid_from else now,
                     valid_until=utc(valid_until),
+                    agency=agency,
+                    officers=officer or [],
                 )
             except ValueError as exc:
                 raise MalformedRequest(str(exc)) from exc

@@ -126,6 +126,8 @@ async def test_admin_commands_set_up_an_officer_and_record_it(
         "2026-9",
         "--operation",
         "identify",
+        "--agency",
+        "Metro PD",
         "--valid-until",
         "2030-01-01T00:00:00",
     )

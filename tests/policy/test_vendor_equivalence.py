@@ -34,6 +34,7 @@ def _context(offense: str) -> PolicyContext:
                 "case_number": "2025-000123",
                 "operations": ["identify"],
                 "collections": ["mugshots"],
+                "agency": "dpd",
             },
         }
     )

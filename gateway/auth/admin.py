@@ -1,0 +1,81 @@
+"""Admin actions that stop someone, each written once: the management API and the CLI call
+these and only these, so both change the same rows and record the same fields.
+
+Each action takes keyword-only arguments and a `record` callable that writes its audit
+record in the caller's transaction: the change and its record commit together or not at
+all, and the change takes effect (the key or session is refused) from that commit on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth.api_keys import revoke_all_api_keys, revoke_api_key
+from gateway.auth.models import PrincipalRow
+from gateway.auth.sessions import revoke_open_sessions
+from gateway.errors import MalformedRequest
+
+
+class Recorder(Protocol):
+    """Writes one admin action's audit record in the caller's transaction (the API's
+    record_change, the CLI's CliRuntime.record), attributed to whoever acts."""
+
+    async def __call__(self, action: str, **detail: Any) -> None: ...
+
+
+class ApiKeyRevoked(BaseModel):
+    principal_id: str
+    api_key_id: str
+    revoked_at: datetime
+
+
+class PrincipalDisabled(BaseModel):
+    principal_id: str
+    disabled_at: datetime
+    revoked_sessions: list[str]  # access key ids of the case sessions it had open
+    revoked_api_keys: list[str]  # key ids
+
+
+async def revoke_key(
+    *, db: AsyncSession, principal_id: str, key_id: str, now: datetime, record: Recorder
+) -> ApiKeyRevoked:
+    """Revoke one API key of a principal (recorded as `api_key.revoke`)."""
+    revoked_at = await revoke_api_key(db, principal_id=principal_id, key_id=key_id, now=now)
+    await record("api_key.revoke", principal_id=principal_id, api_key_id=key_id)
+    return ApiKeyRevoked(principal_id=principal_id, api_key_id=key_id, revoked_at=revoked_at)
+
+
+async def disable_principal(
+    *, db: AsyncSession, principal_id: str, reason: str, now: datetime, record: Recorder
+) -> PrincipalDisabled:
+    """Disable a principal, revoke its open case sessions and its API keys (recorded as
+    `principal.disable` with the reason and what was revoked).
+
+    Disabling alone already refuses the principal's keys and sessions (both are loaded with
+    their principal); revoking them as well keeps them dead should the principal be enabled
+    again, and names in the log exactly which credentials stopped.
+    """
+    row = await db.get(PrincipalRow, principal_id)
+    if row is None:
+        raise MalformedRequest(f"no principal {principal_id!r}")
+    if row.disabled_at is None:
+        row.disabled_at = now
+    sessions = await revoke_open_sessions(db, principal_id=principal_id, now=now)
+    keys = await revoke_all_api_keys(db, principal_id=principal_id, now=now)
+    await record(
+        "principal.disable",
+        principal_id=principal_id,
+        reason=reason,
+        revoked_sessions=sessions,
+        revoked_api_keys=keys,
+    )
+    return PrincipalDisabled(
+        principal_id=principal_id,
+        disabled_at=row.disabled_at,
+        revoked_sessions=sessions,
+        revoked_api_keys=keys,
+    )

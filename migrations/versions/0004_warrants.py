@@ -1,0 +1,41 @@
+"""Warrants bound to an agency and, optionally, to named officers.
+
+A warrant registered before this revision is bound to the agency of the principal that
+registered it; one registered from the CLI (created_by "cli") has no such principal and is
+left unbound, which the policy refuses: register it again with its agency.
+
+Revision ID: 0004_warrants
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_warrants"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # batch mode: SQLite cannot ALTER a table to add a NOT NULL column without a default.
+    with op.batch_alter_table("warrants") as batch:
+        batch.add_column(sa.Column("agency", sa.String(200), nullable=True))
+        batch.add_column(
+            sa.Column("officers", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+        )
+    op.execute(
+        "UPDATE warrants SET agency = "
+        "(SELECT principals.agency FROM principals WHERE principals.id = warrants.created_by)"
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("warrants") as batch:
+        batch.drop_column("officers")
+        batch.drop_column("agency")
