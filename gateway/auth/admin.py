@@ -31,6 +31,7 @@ class ApiKeyRevoked(BaseModel):
     principal_id: str
     api_key_id: str
     revoked_at: datetime
+    revoked_sessions: list[str]  # access key ids of the open sessions opened with the key
 
 
 class PrincipalDisabled(BaseModel):
@@ -43,10 +44,19 @@ class PrincipalDisabled(BaseModel):
 async def revoke_key(
     *, db: AsyncSession, principal_id: str, key_id: str, now: datetime, record: Recorder
 ) -> ApiKeyRevoked:
-    """Revoke one API key of a principal (recorded as `api_key.revoke`)."""
+    """Revoke one API key of a principal and the open case sessions opened with it (a leaked
+    key's sessions stop with it); recorded as `api_key.revoke`."""
     revoked_at = await revoke_api_key(db, principal_id=principal_id, key_id=key_id, now=now)
-    await record("api_key.revoke", principal_id=principal_id, api_key_id=key_id)
-    return ApiKeyRevoked(principal_id=principal_id, api_key_id=key_id, revoked_at=revoked_at)
+    sessions = await revoke_open_sessions(db, principal_id=principal_id, now=now, api_key_id=key_id)
+    await record(
+        "api_key.revoke", principal_id=principal_id, api_key_id=key_id, revoked_sessions=sessions
+    )
+    return ApiKeyRevoked(
+        principal_id=principal_id,
+        api_key_id=key_id,
+        revoked_at=revoked_at,
+        revoked_sessions=sessions,
+    )
 
 
 async def disable_principal(

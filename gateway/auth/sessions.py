@@ -84,6 +84,8 @@ async def open_case_session(
             offense=context.offense,
             legal_basis=context.legal_basis.value if context.legal_basis else None,
             warrant_id=context.warrant_id,
+            # Through the API, the key the officer authenticated with; None from the CLI.
+            api_key_id=principal.key_id,
             created_at=now,
             expires_at=expires_at,
         )
@@ -128,17 +130,20 @@ async def check_warrant_holder(db: AsyncSession, *, principal: Principal, warran
         )
 
 
-async def revoke_open_sessions(db: AsyncSession, *, principal_id: str, now: datetime) -> list[str]:
-    """Revoke every session of the principal that is neither revoked nor expired; their
-    access key ids, oldest first."""
+async def revoke_open_sessions(
+    db: AsyncSession, *, principal_id: str, now: datetime, api_key_id: str | None = None
+) -> list[str]:
+    """Revoke every session of the principal that is neither revoked nor expired (only those
+    opened with `api_key_id`, when given); their access key ids, oldest first."""
+    statement = select(CaseSessionRow).where(
+        CaseSessionRow.principal_id == principal_id,
+        CaseSessionRow.revoked_at.is_(None),
+        CaseSessionRow.expires_at > now,
+    )
+    if api_key_id is not None:
+        statement = statement.where(CaseSessionRow.api_key_id == api_key_id)
     rows = await db.scalars(
-        select(CaseSessionRow)
-        .where(
-            CaseSessionRow.principal_id == principal_id,
-            CaseSessionRow.revoked_at.is_(None),
-            CaseSessionRow.expires_at > now,
-        )
-        .order_by(CaseSessionRow.created_at, CaseSessionRow.access_key_id)
+        statement.order_by(CaseSessionRow.created_at, CaseSessionRow.access_key_id)
     )
     revoked = []
     for row in rows:

@@ -1,4 +1,5 @@
-"""Warrants bound to an agency and, optionally, to named officers.
+"""Warrants bound to an agency and, optionally, to named officers; case sessions remember
+the API key they were opened with, so revoking the key ends them.
 
 A warrant registered before this revision is bound to the agency of the principal that
 registered it; one registered from the CLI (created_by "cli") has no such principal and is
@@ -29,6 +30,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("officers", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
         )
+    with op.batch_alter_table("case_sessions") as batch:
+        batch.add_column(sa.Column("api_key_id", sa.String(32), nullable=True))
+        batch.create_index("ix_case_sessions_api_key_id", ["api_key_id"])
     op.execute(
         "UPDATE warrants SET agency = "
         "(SELECT principals.agency FROM principals WHERE principals.id = warrants.created_by)"
@@ -36,6 +40,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("case_sessions") as batch:
+        batch.drop_index("ix_case_sessions_api_key_id")
+        batch.drop_column("api_key_id")
     with op.batch_alter_table("warrants") as batch:
         batch.drop_column("officers")
         batch.drop_column("agency")

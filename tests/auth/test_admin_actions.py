@@ -142,6 +142,8 @@ async def test_revoking_a_key_stops_it_and_is_recorded(db: AsyncSession) -> None
     second = await issue_api_key(db, principal_id="officer-1", now=NOW)
     key_id = key_id_of(first)
     assert key_id is not None
+    with_first = await open_on_w1(db, await authenticate_api_key(db, first))
+    with_second = await open_on_w1(db, await authenticate_api_key(db, second))
     record = Recorded()
 
     with pytest.raises(MalformedRequest, match="has no API key"):
@@ -151,11 +153,19 @@ async def test_revoking_a_key_stops_it_and_is_recorded(db: AsyncSession) -> None
     )
 
     assert revoked.revoked_at == NOW
+    assert revoked.revoked_sessions == [with_first]
+    ended = await load_case_session(db, with_first)
+    kept = await load_case_session(db, with_second)
+    assert ended is not None and not ended.is_live(NOW)
+    assert kept is not None and kept.is_live(NOW)
     with pytest.raises(ExpiredCredentials, match="revoked"):
         await authenticate_api_key(db, first)
     assert (await authenticate_api_key(db, second)).id == "officer-1"
     assert record.records == [
-        ("api_key.revoke", {"principal_id": "officer-1", "api_key_id": key_id})
+        (
+            "api_key.revoke",
+            {"principal_id": "officer-1", "api_key_id": key_id, "revoked_sessions": [with_first]},
+        )
     ]
 
 

@@ -101,6 +101,7 @@ async def test_revoke_key_and_disable_stop_a_principal_and_are_recorded(
         "via": "cli",
         "principal_id": "officer-3",
         "api_key_id": first_id,
+        "revoked_sessions": [],  # the CLI's session was opened with no key
     }
     assert disable == {
         "action": "principal.disable",

@@ -384,10 +384,18 @@ async def test_a_revoked_api_key_is_refused_at_once_and_recorded(stack: Stack) -
     admin = await stack.principal("admin-5", Role.ADMIN)
     officer = await stack.principal("officer-5", Role.OFFICER)
     key_id = officer.removeprefix("fgk_").split(".")[0]
-    assert api(stack, "POST", "/facegate/v1/sessions", officer, json=session_body(None)).is_success
+    opened = api(stack, "POST", "/facegate/v1/sessions", officer, json=session_body(None))
+    assert opened.status_code == 201, opened.text
+    client = stack.rekognition(IssuedCredentials.model_validate(opened.json()))
+    client.list_collections()
 
     revoked = api(stack, "POST", f"/facegate/v1/principals/officer-5/keys/{key_id}/revoke", admin)
     assert revoked.status_code == 200, revoked.text
+    # The sessions the key opened end with it.
+    assert revoked.json()["revoked_sessions"] == [opened.json()["access_key_id"]]
+    with pytest.raises(ClientError) as raised:
+        client.list_collections()
+    assert raised.value.response["Error"]["Code"] == "ExpiredTokenException"
 
     refused = api(stack, "POST", "/facegate/v1/sessions", officer, json=session_body(None))
     assert refused.status_code == 403, refused.text
@@ -396,6 +404,7 @@ async def test_a_revoked_api_key_is_refused_at_once_and_recorded(stack: Stack) -
     assert record["officer"] == "admin-5"
     assert record["detail"]["principal_id"] == "officer-5"
     assert record["detail"]["api_key_id"] == key_id
+    assert record["detail"]["revoked_sessions"] == [opened.json()["access_key_id"]]
 
 
 async def test_a_disabled_principal_is_refused_at_once_key_and_sessions(stack: Stack) -> None:
