@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
-from gateway.auth.admin import ApiKeyRevoked, PrincipalDisabled, disable_principal, revoke_key
-from gateway.auth.api_keys import issue_api_key, key_id_of
-from gateway.auth.principals import Principal, Role, create_principal, list_principals
+from gateway.api.actions import commit_before_answering, recorder
+from gateway.api.deps import Admin, DbDep, ServicesDep
+from gateway.auth.admin import (
+    ApiKeyRevoked,
+    PrincipalDisabled,
+    disable_principal,
+    enrol_principal,
+    issue_key,
+    revoke_key,
+)
+from gateway.auth.principals import Principal, Role, list_principals
 
 router = APIRouter(prefix="/facegate/v1/principals", tags=["principals"])
 
@@ -37,21 +42,14 @@ class IssuedApiKey(BaseModel):
 async def add_principal(
     body: PrincipalCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> Principal:
-    principal = await create_principal(
-        db,
+    principal = await enrol_principal(
+        db=db,
         principal_id=body.id,
         name=body.name,
         agency=body.agency,
         roles=body.roles,
         now=datetime.now(UTC),
-    )
-    await record_change(
-        services,
-        request,
-        db=db,
-        by=admin,
-        action="principal.create",
-        principal=principal.model_dump(mode="json"),
+        record=recorder(services, request, db=db, by=admin),
     )
     await commit_before_answering(db)
     return principal
@@ -66,15 +64,11 @@ async def get_principals(admin: Admin, db: DbDep) -> list[Principal]:
 async def add_api_key(
     principal_id: str, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> IssuedApiKey:
-    api_key = await issue_api_key(db, principal_id=principal_id, now=datetime.now(UTC))
-    await record_change(
-        services,
-        request,
+    api_key = await issue_key(
         db=db,
-        by=admin,
-        action="api_key.issue",
         principal_id=principal_id,
-        api_key_id=key_id_of(api_key),
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
     await commit_before_answering(db)
     return IssuedApiKey(principal_id=principal_id, api_key=api_key)
@@ -89,11 +83,12 @@ async def revoke_api_key(
     services: ServicesDep,
     request: Request,
 ) -> ApiKeyRevoked:
-    async def record(action: str, **detail: Any) -> None:
-        await record_change(services, request, db=db, by=admin, action=action, **detail)
-
     revoked = await revoke_key(
-        db=db, principal_id=principal_id, key_id=key_id, now=datetime.now(UTC), record=record
+        db=db,
+        principal_id=principal_id,
+        key_id=key_id,
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
     await commit_before_answering(db)
     return revoked
@@ -108,22 +103,12 @@ async def disable(
     services: ServicesDep,
     request: Request,
 ) -> PrincipalDisabled:
-    async def record(action: str, **detail: Any) -> None:
-        await record_change(services, request, db=db, by=admin, action=action, **detail)
-
     disabled = await disable_principal(
         db=db,
         principal_id=principal_id,
         reason=body.reason,
         now=datetime.now(UTC),
-        record=record,
+        record=recorder(services, request, db=db, by=admin),
     )
     await commit_before_answering(db)
     return disabled
-
-
-async def commit_before_answering(db: AsyncSession) -> None:
-    # A dependency's exit runs after FastAPI has sent the answer, so without this the admin
-    # is told a key is revoked while it still works (issue 11). A failed commit raises here,
-    # and is the answer. The change and its audit record commit together, as before.
-    await db.commit()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tests.cli.test_cli import facegate
+from tests.e2e.test_warrants_and_roles import SESSION_OPEN_FIELDS
 
 
 async def add_officer(url: str, tmp_path: Path, principal_id: str, agency: str) -> str:
@@ -96,6 +97,8 @@ async def test_revoke_key_and_disable_stop_a_principal_and_are_recorded(
     details = [json.loads(line)["detail"] for line in output.splitlines()]
     assert [d["action"] for d in details][-2:] == ["api_key.revoke", "principal.disable"]
     revoke, disable = details[-2:]
+    [opening] = [d for d in details if d["action"] == "session.open"]
+    assert set(opening) == SESSION_OPEN_FIELDS | {"via"}
     assert revoke == {
         "action": "api_key.revoke",
         "via": "cli",

@@ -28,6 +28,10 @@ from refvendor import samples
 from tests.e2e.conftest import CASE, Stack, vendor_calls
 
 CUSTODIAN = (Role.OFFICER, Role.CUSTODIAN)
+SESSION_OPEN_FIELDS = {
+    "action", "access_key_id", "principal_id", "expires_at",
+    "purpose", "case_number", "offense", "legal_basis", "warrant_id",
+}  # fmt: skip
 DETECT = {
     "detection_model": FaceDetectionModel.DETECTION03,
     "recognition_model": FaceRecognitionModel.RECOGNITION04,
@@ -405,6 +409,9 @@ async def test_a_revoked_api_key_is_refused_at_once_and_recorded(stack: Stack) -
     assert record["detail"]["principal_id"] == "officer-5"
     assert record["detail"]["api_key_id"] == key_id
     assert record["detail"]["revoked_sessions"] == [opened.json()["access_key_id"]]
+    # The same fields as the CLI records (tests/cli/test_cli_admin.py), one service for both.
+    [opening] = [r for r in await admin_records(stack) if r["detail"]["action"] == "session.open"]
+    assert set(opening["detail"]) == SESSION_OPEN_FIELDS
 
 
 async def test_a_disabled_principal_is_refused_at_once_key_and_sessions(stack: Stack) -> None:
