@@ -77,7 +77,9 @@ def refused_azure(stack: Stack, call: Any) -> set[str]:
     return reasons_of(raised.value.response.headers)
 
 
-def compreface(stack: Stack, credentials: IssuedCredentials, method: str, path: str, **kw: Any):  # type: ignore[no-untyped-def]
+def compreface(
+    stack: Stack, credentials: IssuedCredentials, method: str, path: str, **kw: Any
+) -> httpx.Response:
     key = vendor_key(credentials.access_key_id, credentials.secret_access_key)
     return httpx.request(
         method, f"{stack.url}/api/v1{path}", headers={"x-api-key": key}, timeout=30, **kw
