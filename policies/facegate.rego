@@ -603,3 +603,103 @@ deny contains reason("face_source_unknown", concat("", [
 	identification
 	count(unknown_face_sources) > 0
 }
+
+# --- Warrants are their agency's, reference data its custodians' (issue 10, detours 6-10) ---
+#
+# The registry reports whose a warrant is (context.warrant.agency, .officers, .created_by);
+# these rules decide who may rely on it. A warrant is used whenever a request names one the
+# registry holds, whatever its status: naming it is how a header or session borrows it.
+# Role names and the operations that change reference data are data.config.roles
+# (data/roles.yaml).
+
+roles := cfg.roles
+
+principal_roles := {r | some r in input.principal.roles}
+
+warrant_found if warrant.status in {"active", "expired", "revoked", "out_of_scope"}
+
+# A warrant bound to no agency (registered before warrants were bound to one) is no one's.
+deny contains reason("warrant_other_agency", concat("", [
+	warrant_name, " is bound to no agency (it was registered before warrants were bound to",
+	" one): register it again for the agency whose officers may use it",
+])) if {
+	warrant_found
+	not is_string(warrant.agency)
+}
+
+deny contains reason("warrant_other_agency", concat("", [
+	warrant_name, " was issued to ", warrant.agency, ", and ", input.principal.id, " is of ",
+	input.principal.agency, ": a warrant is used only by its own agency",
+])) if {
+	warrant_found
+	is_string(warrant.agency)
+	warrant.agency != input.principal.agency
+}
+
+deny contains reason("warrant_not_for_officer", concat("", [
+	warrant_name, " names the officers who may use it (", concat(", ", sort(warrant.officers)),
+	"), and ", input.principal.id, " is not one of them",
+])) if {
+	warrant_found
+	count(warrant.officers) > 0
+	not input.principal.id in {o | some o in warrant.officers}
+}
+
+deny contains reason("warrant_self_issued", concat("", [
+	warrant_name, " was registered by ", input.principal.id,
+	" itself: the one who registers a warrant may not search under it",
+])) if {
+	warrant_found
+	warrant.created_by == input.principal.id
+}
+
+# One person is never both sides: whoever registers warrants and enrols principals does not
+# also search. Refused at enrolment; this catches principals enrolled before that rule.
+deny contains reason("admin_and_officer", concat("", [
+	input.principal.id, " holds both the ", roles.admin, " and the ", roles.officer,
+	" roles: the one who registers warrants may not also use them; split the roles between",
+	" two principals",
+])) if {
+	roles.admin in principal_roles
+	roles.officer in principal_roles
+}
+
+# An identification names the collection it searches, and its warrant must cover that one:
+# comparing a probe against faces named ad hoc (Azure FindSimilar over faceIds) names none,
+# so no collection-scoped warrant covers it (the registry reports it out of scope).
+scope_gaps contains "the request names no collection, and an identification must name one the warrant covers" if {
+	identification
+	not is_string(op.collection)
+}
+
+# Planting a face in a reference collection makes a later false lead; deleting one destroys
+# evidence. Enrolment and every change to reference data need the custodian role, or for
+# enrolment a warrant that covers it; reading them stays open to officers.
+changes_reference_data if op.kind == "enroll"
+
+changes_reference_data if op.name in {n | some n in object.get(roles.reference_changes, op.vendor, [])}
+
+reference_change_authorised if roles.custodian in principal_roles
+
+reference_change_authorised if {
+	op.kind == "enroll"
+	warrant.status == "active"
+	"enroll" in warrant.operations
+}
+
+deny contains reason("reference_data_change_refused", concat("", [
+	op.name, " changes the reference collection", reference_collection_text,
+	": that needs the ", roles.custodian, " role",
+	enrolment_alternative, ", and ", input.principal.id, " has neither",
+])) if {
+	changes_reference_data
+	not reference_change_authorised
+}
+
+reference_collection_text := concat("", [" ", op.collection]) if {
+	is_string(op.collection)
+} else := "s"
+
+enrolment_alternative := " or a warrant that covers enrolment" if {
+	op.kind == "enroll"
+} else := ""

@@ -1,4 +1,4 @@
-"""Admins enrol principals and issue their API keys."""
+"""Admins enrol principals, issue and revoke their API keys, and disable them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
-from gateway.auth.api_keys import issue_api_key, key_id_of
-from gateway.auth.principals import Principal, Role, create_principal, list_principals
+from gateway.api.actions import commit_before_answering, recorder
+from gateway.api.deps import Admin, DbDep, ServicesDep
+from gateway.auth.admin import (
+    ApiKeyRevoked,
+    PrincipalDisabled,
+    disable_principal,
+    enrol_principal,
+    issue_key,
+    revoke_key,
+)
+from gateway.auth.principals import Principal, Role, list_principals
 
 router = APIRouter(prefix="/facegate/v1/principals", tags=["principals"])
 
@@ -21,6 +29,10 @@ class PrincipalCreate(BaseModel):
     roles: list[Role] = Field(min_length=1)
 
 
+class PrincipalDisable(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class IssuedApiKey(BaseModel):
     principal_id: str
     api_key: str  # shown once
@@ -30,22 +42,16 @@ class IssuedApiKey(BaseModel):
 async def add_principal(
     body: PrincipalCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> Principal:
-    principal = await create_principal(
-        db,
+    principal = await enrol_principal(
+        db=db,
         principal_id=body.id,
         name=body.name,
         agency=body.agency,
         roles=body.roles,
         now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
-    await record_change(
-        services,
-        request,
-        db=db,
-        by=admin,
-        action="principal.create",
-        principal=principal.model_dump(mode="json"),
-    )
+    await commit_before_answering(db)
     return principal
 
 
@@ -58,14 +64,51 @@ async def get_principals(admin: Admin, db: DbDep) -> list[Principal]:
 async def add_api_key(
     principal_id: str, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> IssuedApiKey:
-    api_key = await issue_api_key(db, principal_id=principal_id, now=datetime.now(UTC))
-    await record_change(
-        services,
-        request,
+    api_key = await issue_key(
         db=db,
-        by=admin,
-        action="api_key.issue",
         principal_id=principal_id,
-        api_key_id=key_id_of(api_key),
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
+    await commit_before_answering(db)
     return IssuedApiKey(principal_id=principal_id, api_key=api_key)
+
+
+@router.post("/{principal_id}/keys/{key_id}/revoke")
+async def revoke_api_key(
+    principal_id: str,
+    key_id: str,
+    admin: Admin,
+    db: DbDep,
+    services: ServicesDep,
+    request: Request,
+) -> ApiKeyRevoked:
+    revoked = await revoke_key(
+        db=db,
+        principal_id=principal_id,
+        key_id=key_id,
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
+    )
+    await commit_before_answering(db)
+    return revoked
+
+
+@router.post("/{principal_id}/disable")
+async def disable(
+    principal_id: str,
+    body: PrincipalDisable,
+    admin: Admin,
+    db: DbDep,
+    services: ServicesDep,
+    request: Request,
+) -> PrincipalDisabled:
+    disabled = await disable_principal(
+        db=db,
+        principal_id=principal_id,
+        reason=body.reason,
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
+    )
+    await commit_before_answering(db)
+    return disabled

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep, record_change
-from gateway.auth.sessions import IssuedCredentials, open_case_session, revoke_case_session
+from gateway.api.actions import commit_before_answering, recorder
+from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep
+from gateway.auth.admin import close_session as close_case_session
+from gateway.auth.admin import open_session as open_case_session
+from gateway.auth.sessions import IssuedCredentials
 from gateway.context.case import CaseContext
 
 router = APIRouter(prefix="/facegate/v1/sessions", tags=["sessions"])
@@ -30,24 +33,16 @@ async def open_session(
     settings = services.settings
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else settings.session_ttl
     issued = await open_case_session(
-        db,
+        db=db,
         master_key=services.master_key,
         principal=officer,
         context=CaseContext.model_validate(body.model_dump(exclude={"ttl_seconds"})),
         ttl=ttl,
         max_ttl=settings.session_max_ttl,
         now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=officer),
     )
-    await record_change(
-        services,
-        request,
-        db=db,
-        by=officer,
-        action="session.open",
-        access_key_id=issued.access_key_id,
-        expires_at=issued.expires_at.isoformat(),
-        **issued.context.model_dump(mode="json"),
-    )
+    await commit_before_answering(db)
     return issued
 
 
@@ -60,13 +55,12 @@ async def close_session(
     request: Request,
 ) -> SessionClosed:
     now = datetime.now(UTC)
-    await revoke_case_session(db, access_key_id=access_key_id, by=principal, now=now)
-    await record_change(
-        services,
-        request,
+    await close_case_session(
         db=db,
-        by=principal,
-        action="session.revoke",
         access_key_id=access_key_id,
+        by=principal,
+        now=now,
+        record=recorder(services, request, db=db, by=principal),
     )
+    await commit_before_answering(db)
     return SessionClosed(access_key_id=access_key_id, revoked_at=now)

@@ -7,14 +7,10 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Admin, DbDep, ServicesDep, record_change
-from gateway.context.warrants import (
-    WarrantCreate,
-    WarrantRead,
-    create_warrant,
-    list_warrants,
-    revoke_warrant,
-)
+from gateway.api.actions import commit_before_answering, recorder
+from gateway.api.deps import Admin, DbDep, ServicesDep
+from gateway.auth.admin import register_warrant, withdraw_warrant
+from gateway.context.warrants import WarrantCreate, WarrantRead, list_warrants
 
 router = APIRouter(prefix="/facegate/v1/warrants", tags=["warrants"])
 
@@ -27,15 +23,17 @@ class WarrantRevoke(BaseModel):
 async def add_warrant(
     body: WarrantCreate, admin: Admin, db: DbDep, services: ServicesDep, request: Request
 ) -> WarrantRead:
-    warrant = await create_warrant(db, warrant=body, created_by=admin.id, now=datetime.now(UTC))
-    await record_change(
-        services,
-        request,
+    # Bound to the registering admin's agency unless the document names another.
+    if body.agency is None:
+        body = body.model_copy(update={"agency": admin.agency})
+    warrant = await register_warrant(
         db=db,
-        by=admin,
-        action="warrant.create",
-        warrant=warrant.model_dump(mode="json", exclude={"subject_description"}),
+        warrant=body,
+        created_by=admin.id,
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
+    await commit_before_answering(db)
     return warrant
 
 
@@ -55,16 +53,12 @@ async def revoke(
     services: ServicesDep,
     request: Request,
 ) -> WarrantRead:
-    warrant = await revoke_warrant(
-        db, warrant_id=warrant_id, reason=body.reason, now=datetime.now(UTC)
-    )
-    await record_change(
-        services,
-        request,
+    warrant = await withdraw_warrant(
         db=db,
-        by=admin,
-        action="warrant.revoke",
         warrant_id=warrant_id,
         reason=body.reason,
+        now=datetime.now(UTC),
+        record=recorder(services, request, db=db, by=admin),
     )
+    await commit_before_answering(db)
     return warrant

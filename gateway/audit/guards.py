@@ -193,6 +193,6 @@ def gateway_role_statements(role: str) -> tuple[str, ...]:
         f"GRANT SELECT, INSERT ON {audit} TO {role}",
         f"GRANT SELECT, INSERT, UPDATE ON {working} TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
-        # Migration 0004_policyeng: each policy revision served is kept, append-only.
+        # Migration 0004: each policy revision served is kept, append-only.
         f"GRANT SELECT, INSERT ON policy_revisions TO {role}",
     )

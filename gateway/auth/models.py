@@ -45,6 +45,9 @@ class CaseSessionRow(Base):
     offense: Mapped[str | None] = mapped_column(String(100))
     legal_basis: Mapped[str | None] = mapped_column(String(32))
     warrant_id: Mapped[str | None] = mapped_column(String(100))
+    # The API key the session was opened with (None from the CLI): revoking that key ends
+    # the sessions it opened, so a leaked key's sessions stop with it.
+    api_key_id: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,6 +20,9 @@ class Role(StrEnum):
     REVIEWER = "reviewer"  # verifies leads by hand
     AUDITOR = "auditor"  # reads and verifies the audit log
     ADMIN = "admin"  # manages principals, warrants, vendors and policy
+    # Enrols into and deletes from the reference collections (mugshots): a planted face is a
+    # later false lead, so officers do not change them by default (policies/data/roles.yaml).
+    CUSTODIAN = "custodian"
 
 
 class Principal(BaseModel):
@@ -37,6 +40,21 @@ class Principal(BaseModel):
         return role in self.roles
 
 
+# Whoever registers warrants and enrols principals must not also search under them (issue
+# 10, detour 10): an admin who is an officer can issue itself a warrant. The policy refuses
+# such a principal too (`admin_and_officer`), for any enrolled before this rule.
+EXCLUSIVE_ROLES = frozenset({Role.ADMIN, Role.OFFICER})
+
+
+def check_roles(roles: Sequence[Role | str]) -> None:
+    """Raise MalformedRequest for a set of roles no principal may hold."""
+    if {Role(r) for r in roles} >= EXCLUSIVE_ROLES:
+        raise MalformedRequest(
+            "a principal may not hold both the admin and officer roles: the one who registers "
+            "warrants may not also use them; enrol two principals"
+        )
+
+
 async def create_principal(
     db: AsyncSession,
     *,
@@ -48,6 +66,7 @@ async def create_principal(
 ) -> Principal:
     if not roles:
         raise MalformedRequest("a principal needs at least one role")
+    check_roles(roles)
     if await db.get(PrincipalRow, principal_id) is not None:
         raise MalformedRequest(f"principal {principal_id!r} already exists")
     row = PrincipalRow(

@@ -14,9 +14,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.auth.models import CaseSessionRow, PrincipalRow
-from gateway.auth.principals import Principal, Role, principal_from_row
+from gateway.auth.principals import EXCLUSIVE_ROLES, Principal, Role, principal_from_row
 from gateway.auth.secrets import MasterKey, new_access_key_id
 from gateway.context.case import CaseContext, LegalBasis
+from gateway.context.warrants import WarrantRow
 from gateway.errors import MalformedRequest, PermissionDenied
 
 
@@ -61,6 +62,13 @@ async def open_case_session(
 ) -> IssuedCredentials:
     if not principal.has_role(Role.OFFICER):
         raise PermissionDenied("only officers can open case sessions")
+    if set(principal.roles) >= EXCLUSIVE_ROLES:
+        raise PermissionDenied(
+            f"{principal.id} holds both the admin and officer roles and may not open case "
+            "sessions: the one who registers warrants may not also use them"
+        )
+    if context.warrant_id:
+        await check_warrant_holder(db, principal=principal, warrant_id=context.warrant_id)
     if ttl <= timedelta(0) or ttl > max_ttl:
         raise MalformedRequest(
             f"a session lasts between 1 second and {int(max_ttl.total_seconds())} seconds"
@@ -76,6 +84,8 @@ async def open_case_session(
             offense=context.offense,
             legal_basis=context.legal_basis.value if context.legal_basis else None,
             warrant_id=context.warrant_id,
+            # Through the API, the key the officer authenticated with; None from the CLI.
+            api_key_id=principal.key_id,
             created_at=now,
             expires_at=expires_at,
         )
@@ -88,6 +98,59 @@ async def open_case_session(
         principal_id=principal.id,
         context=context,
     )
+
+
+async def check_warrant_holder(db: AsyncSession, *, principal: Principal, warrant_id: str) -> None:
+    """Refuse a session on a warrant that is not the principal's to use: another agency's,
+    one naming other officers, or one the principal registered itself.
+
+    The policy refuses the same at every call (`warrant_other_agency`,
+    `warrant_not_for_officer`, `warrant_self_issued`), for warrants named by header and for
+    sessions opened before a warrant changed; refusing here too tells the officer at once.
+    A warrant the registry does not hold is left to the policy, which refuses it with its
+    reason on the first call that needs it."""
+    row = await db.get(WarrantRow, warrant_id)
+    if row is None:
+        return
+    if row.agency != principal.agency:
+        issued_to = f"was issued to {row.agency}" if row.agency else "is bound to no agency"
+        raise PermissionDenied(
+            f"warrant {warrant_id} {issued_to}, and {principal.id} is of {principal.agency}: "
+            "a warrant is used only by its own agency"
+        )
+    if row.officers and principal.id not in row.officers:
+        raise PermissionDenied(
+            f"warrant {warrant_id} names the officers who may use it "
+            f"({', '.join(sorted(row.officers))}), and {principal.id} is not one of them"
+        )
+    if row.created_by == principal.id:
+        raise PermissionDenied(
+            f"warrant {warrant_id} was registered by {principal.id} itself: the one who "
+            "registers a warrant may not search under it"
+        )
+
+
+async def revoke_open_sessions(
+    db: AsyncSession, *, principal_id: str, now: datetime, api_key_id: str | None = None
+) -> list[str]:
+    """Revoke every session of the principal that is neither revoked nor expired (only those
+    opened with `api_key_id`, when given); their access key ids, oldest first."""
+    statement = select(CaseSessionRow).where(
+        CaseSessionRow.principal_id == principal_id,
+        CaseSessionRow.revoked_at.is_(None),
+        CaseSessionRow.expires_at > now,
+    )
+    if api_key_id is not None:
+        statement = statement.where(CaseSessionRow.api_key_id == api_key_id)
+    rows = await db.scalars(
+        statement.order_by(CaseSessionRow.created_at, CaseSessionRow.access_key_id)
+    )
+    revoked = []
+    for row in rows:
+        row.revoked_at = now
+        revoked.append(row.access_key_id)
+    await db.flush()
+    return revoked
 
 
 # One statement, built once, selecting columns rather than ORM objects: it runs on every

@@ -8,23 +8,30 @@ from typing import Annotated
 
 import typer
 
-from gateway.auth.api_keys import issue_api_key, key_id_of
-from gateway.auth.principals import Role, create_principal, get_principal, list_principals
+from gateway.auth.admin import (
+    disable_principal,
+    enrol_principal,
+    issue_key,
+    open_session,
+    register_warrant,
+    revoke_key,
+    withdraw_warrant,
+)
+from gateway.auth.principals import Role, get_principal, list_principals
 from gateway.auth.secrets import MasterKey
-from gateway.auth.sessions import open_case_session
 from gateway.cli.runtime import run, runtime, settings_of
 from gateway.context.case import CaseContext, LegalBasis
 from gateway.context.warrants import (
     WarrantCreate,
     WarrantKind,
-    create_warrant,
     list_warrants,
-    revoke_warrant,
 )
 from gateway.errors import MalformedRequest
 from gateway.operations import OperationKind
 
-principals_app = typer.Typer(no_args_is_help=True, help="Enrol principals and issue API keys.")
+principals_app = typer.Typer(
+    no_args_is_help=True, help="Enrol principals, issue and revoke API keys, disable them."
+)
 sessions_app = typer.Typer(no_args_is_help=True, help="Open case sessions for officers.")
 warrants_app = typer.Typer(no_args_is_help=True, help="Register and revoke warrants.")
 
@@ -42,16 +49,16 @@ def principals_add(
     async def _run() -> str:
         async with runtime(settings_of(ctx)) as rt:
             now = datetime.now(UTC)
-            principal = await create_principal(
-                rt.db, principal_id=principal_id, name=name, agency=agency, roles=role, now=now
+            await enrol_principal(
+                db=rt.db,
+                principal_id=principal_id,
+                name=name,
+                agency=agency,
+                roles=role,
+                now=now,
+                record=rt.record,
             )
-            api_key = await issue_api_key(rt.db, principal_id=principal_id, now=now)
-            await rt.record(
-                "principal.create",
-                principal=principal.model_dump(mode="json"),
-                api_key_id=key_id_of(api_key),
-            )
-            return api_key
+            return await issue_key(db=rt.db, principal_id=principal_id, now=now, record=rt.record)
 
     typer.echo(run(_run()))
 
@@ -62,11 +69,53 @@ def principals_key(ctx: typer.Context, principal_id: str) -> None:
 
     async def _run() -> str:
         async with runtime(settings_of(ctx)) as rt:
-            api_key = await issue_api_key(rt.db, principal_id=principal_id, now=datetime.now(UTC))
-            await rt.record(
-                "api_key.issue", principal_id=principal_id, api_key_id=key_id_of(api_key)
+            return await issue_key(
+                db=rt.db, principal_id=principal_id, now=datetime.now(UTC), record=rt.record
             )
-            return api_key
+
+    typer.echo(run(_run()))
+
+
+@principals_app.command("revoke-key")
+def principals_revoke_key(
+    ctx: typer.Context,
+    principal_id: Annotated[str, typer.Argument()],
+    key_id: Annotated[str, typer.Argument(help="the id part of fgk_<id>.<secret>")],
+) -> None:
+    """Revoke one API key of a principal: it is refused from now on."""
+
+    async def _run() -> str:
+        async with runtime(settings_of(ctx)) as rt:
+            revoked = await revoke_key(
+                db=rt.db,
+                principal_id=principal_id,
+                key_id=key_id,
+                now=datetime.now(UTC),
+                record=rt.record,
+            )
+            return revoked.model_dump_json(indent=2)
+
+    typer.echo(run(_run()))
+
+
+@principals_app.command("disable")
+def principals_disable(
+    ctx: typer.Context,
+    principal_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+) -> None:
+    """Disable a principal and revoke its open case sessions and API keys, at once."""
+
+    async def _run() -> str:
+        async with runtime(settings_of(ctx)) as rt:
+            disabled = await disable_principal(
+                db=rt.db,
+                principal_id=principal_id,
+                reason=reason,
+                now=datetime.now(UTC),
+                record=rt.record,
+            )
+            return disabled.model_dump_json(indent=2)
 
     typer.echo(run(_run()))
 
@@ -101,8 +150,8 @@ def sessions_open(
             principal = await get_principal(rt.db, officer)
             if principal is None:
                 raise MalformedRequest(f"no principal {officer!r}")
-            issued = await open_case_session(
-                rt.db,
+            issued = await open_session(
+                db=rt.db,
                 master_key=MasterKey.load_or_create(settings.master_key_file),
                 principal=principal,
                 context=CaseContext.checked(
@@ -115,12 +164,7 @@ def sessions_open(
                 ttl=timedelta(minutes=ttl_minutes) if ttl_minutes else settings.session_ttl,
                 max_ttl=settings.session_max_ttl,
                 now=datetime.now(UTC),
-            )
-            await rt.record(
-                "session.open",
-                access_key_id=issued.access_key_id,
-                principal_id=officer,
-                **issued.context.model_dump(mode="json"),
+                record=rt.record,
             )
             return issued.model_dump_json(indent=2)
 
@@ -135,11 +179,17 @@ def warrants_add(
     court: Annotated[str, typer.Option(help="the issuing court")],
     case: Annotated[str, typer.Option(help="the case number it was issued for")],
     operation: Annotated[list[OperationKind], typer.Option(help="repeat: kinds it authorises")],
+    agency: Annotated[
+        str, typer.Option(help="the agency it is issued to: only its officers use it")
+    ],
     valid_until: Annotated[datetime, typer.Option(help="UTC, e.g. 2026-12-31T23:59:59")],
     valid_from: Annotated[datetime | None, typer.Option(help="UTC; default now")] = None,
     collection: Annotated[list[str] | None, typer.Option(help="repeat; none means any")] = None,
     realtime: Annotated[bool, typer.Option(help="court orders only")] = False,
     subject: Annotated[str | None, typer.Option(help="subject description")] = None,
+    officer: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only officers who may use it")
+    ] = None,
 ) -> None:
     """Register a warrant or court order from its signed document."""
 
@@ -161,13 +211,13 @@ def warrants_add(
                     subject_description=subject,
                     valid_from=utc(valid_from) if valid_from else now,
                     valid_until=utc(valid_until),
+                    agency=agency,
+                    officers=officer or [],
                 )
             except ValueError as exc:
                 raise MalformedRequest(str(exc)) from exc
-            created = await create_warrant(rt.db, warrant=warrant, created_by="cli", now=now)
-            await rt.record(
-                "warrant.create",
-                warrant=created.model_dump(mode="json", exclude={"subject_description"}),
+            created = await register_warrant(
+                db=rt.db, warrant=warrant, created_by="cli", now=now, record=rt.record
             )
             return created.model_dump_json(indent=2)
 
@@ -192,8 +242,13 @@ def warrants_revoke(
 ) -> None:
     async def _run() -> None:
         async with runtime(settings_of(ctx)) as rt:
-            await revoke_warrant(rt.db, warrant_id=warrant_id, reason=reason, now=datetime.now(UTC))
-            await rt.record("warrant.revoke", warrant_id=warrant_id, reason=reason)
+            await withdraw_warrant(
+                db=rt.db,
+                warrant_id=warrant_id,
+                reason=reason,
+                now=datetime.now(UTC),
+                record=rt.record,
+            )
 
     run(_run())
     typer.echo(f"revoked {warrant_id}")

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Boolean, Row, String, Text, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.auth.models import PrincipalRow
 from gateway.db import Base, UTCDateTime
 from gateway.errors import MalformedRequest
 from gateway.operations import FaceOperation, OperationKind
@@ -35,6 +36,10 @@ class WarrantRow(Base):
     subject_description: Mapped[str | None] = mapped_column(Text)
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The agency whose officers may use it; None only for a warrant registered before
+    # warrants were bound to agencies, which the policy refuses (migration 0004).
+    agency: Mapped[str | None] = mapped_column(String(200))
+    officers: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: any of the agency
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -54,6 +59,11 @@ class WarrantCreate(BaseModel):
     subject_description: str | None = None
     valid_from: datetime
     valid_until: datetime
+    # The agency it is issued to; through the management API, the registering admin's when
+    # not stated. Only that agency's officers may use it.
+    agency: str | None = Field(default=None, min_length=1, max_length=200)
+    # Principal ids of the officers it names; empty: any officer of the agency.
+    officers: list[str] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _check(self) -> WarrantCreate:
@@ -78,8 +88,14 @@ class WarrantRead(WarrantCreate):
 async def create_warrant(
     db: AsyncSession, *, warrant: WarrantCreate, created_by: str, now: datetime
 ) -> WarrantRead:
+    """Register a warrant. It must name its agency; each officer it names must be an
+    enrolled, enabled officer of that agency (a typo would otherwise bind it to no one, or
+    to someone of another agency)."""
     if await db.get(WarrantRow, warrant.id) is not None:
         raise MalformedRequest(f"warrant {warrant.id!r} already exists")
+    if warrant.agency is None:
+        raise MalformedRequest("a warrant needs the agency it is issued to")
+    await _check_officers(db, warrant)
     row = WarrantRow(
         **warrant.model_dump(exclude={"operations", "kind"}),
         kind=warrant.kind.value,
@@ -90,6 +106,18 @@ async def create_warrant(
     db.add(row)
     await db.flush()
     return WarrantRead.model_validate(row)
+
+
+async def _check_officers(db: AsyncSession, warrant: WarrantCreate) -> None:
+    for officer in warrant.officers:
+        row = await db.get(PrincipalRow, officer)
+        if row is None or row.disabled_at is not None or "officer" not in row.roles:
+            raise MalformedRequest(f"warrant {warrant.id!r} names {officer!r}, not an officer")
+        if row.agency != warrant.agency:
+            raise MalformedRequest(
+                f"warrant {warrant.id!r} is issued to {warrant.agency} and names {officer!r},"
+                f" an officer of {row.agency}"
+            )
 
 
 async def list_warrants(db: AsyncSession, *, case_number: str | None = None) -> list[WarrantRead]:
@@ -124,6 +152,9 @@ _FIND_WARRANT = select(
     WarrantRow.valid_from,
     WarrantRow.valid_until,
     WarrantRow.revoked_at,
+    WarrantRow.agency,
+    WarrantRow.officers,
+    WarrantRow.created_by,
 ).where(WarrantRow.id == bindparam("warrant_id"))
 
 
@@ -152,6 +183,9 @@ async def find_warrant(
         realtime=row.realtime,
         valid_from=row.valid_from.isoformat(),
         valid_until=row.valid_until.isoformat(),
+        agency=row.agency,
+        officers=list(row.officers or []),
+        created_by=row.created_by,
     )
 
 
@@ -167,8 +201,12 @@ def _status(
     # how many identities the case has compared): the warrant is judged for that.
     kind = OperationKind.IDENTIFY if operation.compared_identities else operation.kind
     covers_kind = kind.value in row.operations
-    # An operation naming no collection (e.g. starting a processor set up earlier, when its
-    # collection was checked) is not held to the warrant's collection list.
+    if kind is OperationKind.IDENTIFY and operation.collection is None:
+        # An identification names the collection it searches: one over faces named ad hoc
+        # (Azure FindSimilar over faceIds) names none, and no warrant covers that.
+        return WarrantStatus.OUT_OF_SCOPE
+    # Any other operation naming no collection (e.g. starting a processor set up earlier,
+    # when its collection was checked) is not held to the warrant's collection list.
     covers_collection = (
         not row.collections
         or operation.collection is None

@@ -45,6 +45,11 @@ class WarrantFinding(BaseModel):
     realtime: bool = False  # authorises real-time / stream use
     valid_from: str | None = None  # RFC 3339
     valid_until: str | None = None  # RFC 3339
+    # Whose it is: the policy refuses it to any other agency, to officers it does not name
+    # (when it names any), and to the principal that registered it.
+    agency: str | None = None  # None: registered before warrants were bound to an agency
+    officers: list[str] = Field(default_factory=list)  # principal ids; empty: any of agency
+    created_by: str | None = None  # the principal id (or "cli") that registered it
 
 
 class PolicyContext(BaseModel):

@@ -126,6 +126,8 @@ async def test_admin_commands_set_up_an_officer_and_record_it(
         "2026-9",
         "--operation",
         "identify",
+        "--agency",
+        "Metro PD",
         "--valid-until",
         "2030-01-01T00:00:00",
     )
@@ -158,7 +160,8 @@ async def test_admin_commands_set_up_an_officer_and_record_it(
     code, output = await facegate(url, tmp_path, "audit", "list", "--event-type", "admin_action")
     assert code == 0, output
     actions = [json.loads(line)["detail"]["action"] for line in output.splitlines()]
-    assert actions == ["principal.create", "warrant.create", "session.open"]
+    # The same actions, with the same fields, as through the management API.
+    assert actions == ["principal.create", "api_key.issue", "warrant.create", "session.open"]
     assert credentials["secret_access_key"] not in output
     assert api_key.split(".")[1].strip() not in output
 

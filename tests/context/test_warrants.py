@@ -44,6 +44,7 @@ async def db(migrated_database_url: str) -> AsyncIterator[AsyncSession]:
                 collections=["mugshots"],
                 valid_from=NOW - timedelta(days=1),
                 valid_until=NOW + timedelta(days=1),
+                agency="Metro PD",
             ),
             created_by="admin",
             now=NOW,
@@ -89,6 +90,94 @@ async def test_the_finding_carries_the_warrant_for_the_policy(db: AsyncSession) 
     assert finding.kind == "warrant"
     assert finding.operations == ["identify"]
     assert finding.valid_until == (NOW + timedelta(days=1)).isoformat()
+    assert finding.agency == "Metro PD"
+    assert finding.officers == []
+    assert finding.created_by == "admin"
+
+
+async def test_an_identification_naming_no_collection_is_out_of_scope(db: AsyncSession) -> None:
+    """Detour 6: FindSimilar over ad-hoc faceIds names no collection, and no warrant covers
+    that, not even one for any collection."""
+    find_similar = FaceOperation(vendor="azure", name="FindSimilar", kind=OperationKind.IDENTIFY)
+    assert await status(db, operation=find_similar) is WarrantStatus.OUT_OF_SCOPE
+    await create_warrant(
+        db,
+        warrant=WarrantCreate(
+            id="W-ANY",
+            kind=WarrantKind.WARRANT,
+            issuing_court="Superior Court",
+            case_number="2026-1",
+            operations=[OperationKind.IDENTIFY, OperationKind.STREAM],
+            valid_from=NOW - timedelta(days=1),
+            valid_until=NOW + timedelta(days=1),
+            agency="Metro PD",
+        ),
+        created_by="admin",
+        now=NOW,
+    )
+    assert (
+        await status(db, warrant_id="W-ANY", operation=find_similar) is WarrantStatus.OUT_OF_SCOPE
+    )
+    assert await status(db, warrant_id="W-ANY") is WarrantStatus.ACTIVE
+    # Other kinds naming none (a stream processor set up earlier) are not held to it.
+    start = FaceOperation(
+        vendor="rekognition", name="StartStreamProcessor", kind=OperationKind.STREAM
+    )
+    assert await status(db, warrant_id="W-ANY", operation=start) is WarrantStatus.ACTIVE
+
+
+async def test_a_warrant_needs_its_agency_and_names_only_officers_of_it(db: AsyncSession) -> None:
+    from gateway.auth.principals import Role, create_principal
+    from gateway.errors import MalformedRequest
+
+    for principal_id, agency, roles in (
+        ("officer-1", "Metro PD", [Role.OFFICER]),
+        ("deputy-1", "County Sheriff", [Role.OFFICER]),
+        ("auditor-1", "Metro PD", [Role.AUDITOR]),
+    ):
+        await create_principal(
+            db, principal_id=principal_id, name=principal_id, agency=agency, roles=roles, now=NOW
+        )
+
+    def warrant(warrant_id: str, **fields: object) -> WarrantCreate:
+        return WarrantCreate.model_validate(
+            {
+                "id": warrant_id,
+                "kind": "warrant",
+                "issuing_court": "Superior Court",
+                "case_number": "2026-1",
+                "operations": ["identify"],
+                "valid_from": NOW - timedelta(days=1),
+                "valid_until": NOW + timedelta(days=1),
+            }
+            | fields
+        )
+
+    with pytest.raises(MalformedRequest, match="needs the agency"):
+        await create_warrant(db, warrant=warrant("W-A"), created_by="admin", now=NOW)
+    for named, problem in (
+        ("deputy-1", "an officer of County Sheriff"),
+        ("auditor-1", "not an officer"),
+        ("nobody", "not an officer"),
+    ):
+        with pytest.raises(MalformedRequest, match=problem):
+            await create_warrant(
+                db,
+                warrant=warrant("W-B", agency="Metro PD", officers=[named]),
+                created_by="admin",
+                now=NOW,
+            )
+    created = await create_warrant(
+        db,
+        warrant=warrant("W-C", agency="Metro PD", officers=["officer-1"]),
+        created_by="admin",
+        now=NOW,
+    )
+    assert (created.agency, created.officers) == ("Metro PD", ["officer-1"])
+    finding = await find_warrant(
+        db, warrant_id="W-C", operation=SEARCH, case_number="2026-1", now=NOW
+    )
+    assert (finding.agency, finding.officers) == ("Metro PD", ["officer-1"])
 
 
 def test_only_court_orders_authorise_realtime_use() -> None:

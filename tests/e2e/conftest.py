@@ -124,8 +124,10 @@ class Stack:
         offense: str | None = "homicide",
         legal_basis: LegalBasis | None = LegalBasis.WARRANT,
         warrant_id: str | None = "W-1",
+        agency: str = "Metro PD",
+        roles: tuple[Role, ...] = (Role.OFFICER,),
     ) -> IssuedCredentials:
-        """Open a case session for an officer (enrolled on first use)."""
+        """Open a case session for an officer (enrolled on first use, with `roles`)."""
         engine = create_engine(self.settings.database_url)
         try:
             async with session_factory(engine)() as db, db.begin():
@@ -138,8 +140,8 @@ class Stack:
                         db,
                         principal_id=officer,
                         name=officer.title(),
-                        agency="Metro PD",
-                        roles=[Role.OFFICER],
+                        agency=agency,
+                        roles=roles,
                         now=now,
                     )
                 return await open_case_session(
@@ -171,6 +173,9 @@ class Stack:
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
         realtime: bool = False,
+        agency: str = "Metro PD",
+        officers: tuple[str, ...] = (),
+        created_by: str = "test-admin",
     ) -> None:
         engine = create_engine(self.settings.database_url)
         now = datetime.now(UTC)
@@ -188,8 +193,10 @@ class Stack:
                         realtime=realtime,
                         valid_from=valid_from or now - timedelta(days=1),
                         valid_until=valid_until or now + timedelta(days=30),
+                        agency=agency,
+                        officers=list(officers),
                     ),
-                    created_by="test-admin",
+                    created_by=created_by,
                     now=now,
                 )
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.auth.principals import Role
 from refvendor import samples
 from tests.e2e.conftest import Stack, vendor_calls
 
@@ -81,8 +82,9 @@ async def test_verification_keeps_only_matches_over_the_floor(stack: Stack) -> N
 
 
 async def test_enrolment_and_subject_management(stack: Stack) -> None:
-    collection = stack.compreface(await stack.session()).recognition.get_face_collection()
-    subjects = stack.compreface(await stack.session()).recognition.get_subjects()
+    custodian = await stack.session(roles=(Role.OFFICER, Role.CUSTODIAN))
+    collection = stack.compreface(custodian).recognition.get_face_collection()
+    subjects = stack.compreface(custodian).recognition.get_subjects()
 
     added = collection.add(samples.lfw_face_jpeg(samples.detectable_lfw_indices()[5]), "suspect")
 

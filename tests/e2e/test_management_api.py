@@ -30,7 +30,8 @@ async def test_admin_officer_auditor_round_trip(stack: Stack) -> None:
             "id": "officer-9",
             "name": "Officer Nine",
             "agency": "Metro PD",
-            "roles": ["officer"],
+            # custodian: the round trip creates and deletes a collection (reference data).
+            "roles": ["officer", "custodian"],
         },
     )
     assert created.status_code == 201, created.text

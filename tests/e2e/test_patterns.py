@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.app import create_app
+from gateway.auth.principals import Role
 from gateway.migrate import upgrade_async
 from gateway.serving import BackgroundServer
 from refvendor import samples
@@ -230,7 +231,8 @@ async def test_enrolling_crowds_without_a_warrant_for_it_is_watchlist_building(
 ) -> None:
     collection = f"watch-{uuid.uuid4().hex[:8]}"
     vendor_client(stack.vendor).create_collection(CollectionId=collection)
-    client = stack.rekognition(await stack.session())
+    # A custodian, who may enrol at all: the watchlist limits bind custodians too.
+    client = stack.rekognition(await stack.session(roles=(Role.OFFICER, Role.CUSTODIAN)))
 
     first = client.index_faces(CollectionId=collection, Image={"Bytes": samples.crowd_jpeg(12)})
     # The vendor is asked for the largest face only (obligation max_faces), but the 12 faces

@@ -92,7 +92,7 @@ def an_identification(*, offense: str = "robbery", **activity: object) -> Policy
                 "offense": offense,
                 "legal_basis": "warrant",
                 "warrant_id": "W-1",
-                "warrant": {"status": "active", "id": "W-1", "kind": "warrant"},
+                "warrant": {"status": "active", "id": "W-1", "kind": "warrant", "agency": "dpd"},
             },
             "activity": activity,
         }

@@ -35,6 +35,7 @@ def _context(offense: str) -> PolicyContext:
                 "case_number": "2025-000123",
                 "operations": ["identify"],
                 "collections": ["mugshots"],
+                "agency": "dpd",
             },
         }
     )

@@ -6,7 +6,7 @@ Rows are added when a revision is activated (gateway/policy/revisions.py) and ne
 the database refuses UPDATE and DELETE (and TRUNCATE on PostgreSQL), as on the audit tables.
 The gateway's role needs SELECT, INSERT on it.
 
-Revision ID: 0004_policyeng
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30 14:40:00
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_policyeng"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
