@@ -24,7 +24,11 @@ from gateway.vendors.inventory import VendorBackend
 class ParsedRequest:
     operation: FaceOperation
     payload: dict[str, Any]  # the native request body, decoded
-    body: bytes  # as received: forwarded unchanged when no obligation rewrites it
+    # The body to forward when no obligation rewrites it: rebuilt by `parse` from exactly
+    # what it parsed and inspected (JSON written again, a form encoded again, the image
+    # bytes digested), never the bytes as received, which another parser might read as
+    # another request than the one judged.
+    body: bytes
     # Where a REST request goes upstream: the method, a path built by the adapter from
     # checked segments (never the client's URL), the query parameters it accepted, and the
     # body's content type. Rekognition's defaults: POST / with a JSON 1.1 body.
