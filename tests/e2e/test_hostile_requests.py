@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.audit.records import MAX_FIELD_CHARS
 from gateway.auth.key_header import vendor_key
 from gateway.auth.sessions import IssuedCredentials
 from refvendor import samples
@@ -205,3 +206,39 @@ async def test_compreface_refuses_an_ambiguous_form(
     assert response.status_code == 400, response.text
     assert response.json()["code"] == 400
     await refused_on_record(stack, credentials)
+
+
+# -- What a request names is capped before it is recorded ------------------------------------
+
+
+async def test_a_megabyte_sigv4_key_id_is_recorded_capped(
+    stack: Stack, untouched_vendor: None
+) -> None:
+    key_id = "AKIA" + "K" * 1_000_000
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": DETECT,
+        "X-Amz-Date": "20260101T000000Z",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/20260101/us-east-1/"
+        f"rekognition/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
+    }
+
+    response = post(stack, headers, b"{}")
+
+    assert response.status_code == 400
+    [record] = await records_of(stack, event_type="auth_failure")
+    assert record.key_id is not None and record.key_id.startswith("AKIAKKKK")
+    assert len(record.key_id) <= MAX_FIELD_CHARS
+
+
+async def test_a_megabyte_case_header_is_recorded_capped(stack: Stack) -> None:
+    credentials = await stack.session(case_number=None)
+    body = json.dumps({"Image": {"Bytes": IMAGE}}).encode()
+    case = {"X-Facegate-Case": "C" * 1_000_000}
+    headers = signed(stack, credentials, body=body, extra_headers=case)
+
+    post(stack, headers, body)
+
+    [record] = await records_of(stack, event_type="decision")
+    assert record.case_number is not None and record.case_number.startswith("CCCC")
+    assert len(record.case_number) <= MAX_FIELD_CHARS
