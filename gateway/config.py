@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     session_max_ttl: timedelta = timedelta(hours=24)
     max_clock_skew: timedelta = timedelta(minutes=15)
     max_body_bytes: int = REKOGNITION_MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
+    # A client has this long to send its whole body (vendor protocols and the management
+    # API): one whose chunked body stops is answered 400 and recorded, not waited on.
+    client_read_timeout_seconds: float = 30.0
     max_image_bytes: int = REKOGNITION_MAX_IMAGE_BYTES
 
     # The vendor inventory (see gateway/vendors/inventory.py): every backend, its base URL,
@@ -58,6 +61,8 @@ class Settings(BaseSettings):
     rekognition_region: str = "us-east-1"
     rekognition_access_key_id: str = "refvendor"
     rekognition_secret_access_key: SecretStr = SecretStr("refvendor-secret")
+    # The deadline of a whole forward, connecting to the last byte of the vendor's answer
+    # (each read is bounded by it too): past it the request ends as an upstream error.
     upstream_timeout_seconds: float = 30.0
 
     # Probe inspection (step 3): every probe image is decoded and its faces counted.

@@ -3,6 +3,7 @@
 FacegateError
 ├── RequestError              the caller sent something we cannot accept (HTTP 400)
 │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
+│   │   └── RequestTimeout    the body stopped arriving before the read deadline
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
 │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
@@ -43,6 +44,13 @@ class RequestError(FacegateError):
 
 class MalformedRequest(RequestError):
     code = "malformed_request"
+
+
+class RequestTimeout(MalformedRequest):
+    """A body that did not arrive in full within the read deadline. A 400 in each vendor's
+    format, as a malformed body is: what was received cannot be judged."""
+
+    code = "request_timeout"
 
 
 class PayloadTooLarge(RequestError):
