@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # A client has this long to send its whole body (vendor protocols and the management
     # API): one whose chunked body stops is answered 400 and recorded, not waited on.
     client_read_timeout_seconds: float = 30.0
+    # The management API's bodies (principals, warrants, sessions) are small; a larger one
+    # is refused before it is read, and only after its sender has authenticated.
+    management_max_body_bytes: int = 1024 * 1024
     max_image_bytes: int = REKOGNITION_MAX_IMAGE_BYTES
 
     # The vendor inventory (see gateway/vendors/inventory.py): every backend, its base URL,
@@ -75,6 +78,12 @@ class Settings(BaseSettings):
     # Activity windows: in-process when unset (one replica only), else shared in Redis.
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
     activity_key_prefix: str = "facegate:activity:"
+    # SigV4 signatures already accepted (gateway/auth/replay.py): in Redis when redis_url
+    # is set, so a request replayed to another replica is refused too.
+    replay_key_prefix: str = "facegate:replay:"
+    # Off only for load benchmarks that resend one signed request (bench/); the gateway
+    # warns at start when it is off.
+    refuse_replayed_signatures: bool = True
     redis_timeout_seconds: float = 1.0
 
     # Which addresses the gateway trusts to set X-Forwarded-For.

@@ -12,6 +12,7 @@ FacegateError
 │   ├── UnknownAccessKey
 │   ├── ExpiredCredentials
 │   ├── InvalidSignature
+│   │   └── ReplayedRequest   a signature already accepted once, sent again
 │   └── ClockSkew
 ├── PermissionDenied          an authenticated principal lacks the role for an action
 ├── PolicyDenied              the policy decided no; carries the reasons
@@ -85,6 +86,10 @@ class ExpiredCredentials(AuthenticationError):
 
 class InvalidSignature(AuthenticationError):
     code = "invalid_signature"
+
+
+class ReplayedRequest(InvalidSignature):
+    code = "replayed_request"
 
 
 class ClockSkew(AuthenticationError):

@@ -154,6 +154,18 @@ class Pipeline:
             await self._release(reservation)
             raise PolicyDenied(decision.reasons)
 
+        # A signed request is forwarded at most once: its signature is spent here, where a
+        # copy of it would otherwise go to the vendor again (gateway/auth/replay.py).
+        try:
+            await adapter.claim(request, parsed)
+        except AuthenticationError as exc:
+            await self._release(reservation)
+            await self._append(record.refusal(EventType.AUTH_FAILURE, exc))
+            raise
+        except BaseException:
+            await self._release(reservation)
+            raise
+
         # 6 forward
         try:
             upstream = await adapter.forward(parsed, decision.obligations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -11,6 +12,12 @@ from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.key_header import KeyHeaderAuthenticator
+from gateway.auth.replay import (
+    AcceptEveryReplay,
+    MemoryReplayCache,
+    RedisReplayCache,
+    ReplayCache,
+)
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
@@ -26,6 +33,8 @@ from gateway.vendors.compreface import KEY_HEADER as COMPREFACE_KEY_HEADER
 from gateway.vendors.compreface import CompreFaceAdapter
 from gateway.vendors.inventory import Credentials, Protocol, VendorBackend, VendorInventory
 from gateway.vendors.rekognition import RekognitionAdapter
+
+log = logging.getLogger(__name__)
 
 
 def load_inventory(settings: Settings) -> VendorInventory:
@@ -62,6 +71,7 @@ class Services:
     pipeline: Pipeline
     activity: ActivityStore
     inspector: ProbeInspector | None
+    replays: ReplayCache
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
@@ -74,6 +84,20 @@ class Services:
             sessions, signer=Signer.load_or_create(settings.log_key_file, settings.log_origin)
         )
         policy = await PolicyService.open(settings)
+        replays: ReplayCache = (
+            RedisReplayCache(
+                settings.redis_url,
+                key_prefix=settings.replay_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
+            if settings.redis_url
+            else MemoryReplayCache()
+        )
+        if not settings.refuse_replayed_signatures:
+            log.warning(
+                "refuse_replayed_signatures is off: a captured signed request can be resent"
+            )
+            replays = AcceptEveryReplay()
         adapters: dict[Protocol, VendorAdapter] = {}
         for backend in inventory.backends:
             if backend.protocol is Protocol.REKOGNITION:
@@ -82,6 +106,7 @@ class Services:
                         reads=reads,
                         master_key=master_key,
                         max_clock_skew=settings.max_clock_skew,
+                        replays=replays,
                     ),
                     backend=backend,
                     max_image_bytes=settings.max_image_bytes,
@@ -138,12 +163,14 @@ class Services:
             pipeline=pipeline,
             activity=activity,
             inspector=inspector,
+            replays=replays,
         )
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.activity.aclose()
+        await self.replays.aclose()
         if self.inspector is not None:
             self.inspector.close()
         await self.policy.close()

@@ -74,6 +74,12 @@ class VendorAdapter(Protocol):
         """Raises RequestError for anything malformed, too large or unknown."""
         ...
 
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        """Called once the request is allowed, before it is forwarded: raise an
+        AuthenticationError (ReplayedRequest) if this very request was forwarded already.
+        Key-header protocols sign nothing, so they have nothing to claim."""
+        ...
+
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
         """Apply the obligations, sign with the gateway's credentials, send; or UpstreamError."""
         ...

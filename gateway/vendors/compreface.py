@@ -230,6 +230,11 @@ class CompreFaceAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
+        from a new one (README: the key goes over TLS only, and the session wins)."""
+        return None
+
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> list[tuple[str, str]]:

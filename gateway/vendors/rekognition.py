@@ -349,6 +349,12 @@ class RekognitionAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        # Management operations are idempotent at the vendor: replaying one adds nothing,
+        # and clients poll them (gateway/auth/replay.py).
+        if parsed.operation.kind is not OperationKind.MANAGE:
+            await self._authenticator.spend(request)
+
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> dict[str, Any] | None:

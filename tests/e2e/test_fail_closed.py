@@ -144,9 +144,15 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
         data = policy_dir / "data" / "identification.yaml"
         data.write_text(data.read_text().replace("    - robbery\n", "", 1))
 
-        for _ in range(50):  # the gateway re-reads policies/ every couple of seconds
+        # The gateway re-reads policies/ every couple of seconds. Each poll differs
+        # (MaxFaces): the same signed search forwarded twice would be refused as a replay.
+        for attempt in range(50):
             try:
-                search(client)()
+                client.search_faces_by_image(
+                    CollectionId="mugshots",
+                    Image={"Bytes": samples.astronaut_variant_jpeg()},
+                    MaxFaces=attempt + 1,
+                )
             except ClientError as exc:
                 assert "offense_not_serious_enough" in exc.response["Error"]["Message"]
                 break
