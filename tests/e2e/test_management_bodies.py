@@ -64,6 +64,9 @@ async def test_an_authenticated_huge_body_is_refused_at_the_cap(stack: Stack) ->
 
     assert status_line.split()[1] == b"413"
     assert sent < HUGE // 10
+    [record] = await records_of(stack, event_type="rejected")
+    assert record.reason_codes == ["payload_too_large"]
+    assert record.officer == "admin-huge"
 
 
 async def test_duplicate_keys_in_a_management_body_are_refused(stack: Stack) -> None:
@@ -86,3 +89,5 @@ async def test_duplicate_keys_in_a_management_body_are_refused(stack: Stack) -> 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "malformed_request"
     assert "officer-dup" not in json.dumps(listed.json())
+    [record] = await records_of(stack, event_type="rejected")
+    assert record.reason_codes == ["malformed_request"]
