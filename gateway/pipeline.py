@@ -107,6 +107,13 @@ class Pipeline:
             raise
         except DATABASE_ERRORS as exc:
             raise ServiceUnavailable("the session store could not be read") from exc
+        except ServiceUnavailable as exc:
+            # The replay cache could not tell whether this signature was spent: refused,
+            # and on record (the audit log is another store, and may still be written).
+            await self._append(
+                record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
+            )
+            raise
         record.session = session
 
         # 2 parse
@@ -161,6 +168,12 @@ class Pipeline:
         except AuthenticationError as exc:
             await self._release(reservation)
             await self._append(record.refusal(EventType.AUTH_FAILURE, exc))
+            raise
+        except ServiceUnavailable as exc:
+            # The replay cache could not tell: not forwarded, and the allowed decision
+            # gets its outcome, an error.
+            await self._release(reservation)
+            await self._append(record.outcome(None, decision, started, error=exc))
             raise
         except BaseException:
             await self._release(reservation)

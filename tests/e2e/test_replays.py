@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
-from gateway.auth.replay import MemoryReplayCache
+from gateway.app import create_app
+from gateway.auth.replay import MemoryReplayCache, RedisReplayCache
+from gateway.serving import BackgroundServer, free_port
+from gateway.vendors.inventory import Protocol
 from refvendor import samples
-from tests.e2e.conftest import Stack, vendor_calls
+from tests.e2e.conftest import Stack, gateway_settings, vendor_calls
 from tests.e2e.test_bad_input import post, records_of, signed
 
 SEARCH = "RekognitionService.SearchFacesByImage"
@@ -97,3 +101,29 @@ async def test_the_memory_cache_accepts_a_signature_once_until_it_expires() -> N
     assert await cache.first_use("b" * 64, until=until, now=now)
     # Past its expiry the clock-skew check refuses the request anyway; the entry can go.
     assert await cache.first_use("a" * 64, until=until, now=until + timedelta(seconds=1))
+
+
+async def test_an_unreachable_replay_cache_refuses_on_record(
+    migrated_database_url: str, tmp_path: Path, vendor: BackgroundServer
+) -> None:
+    settings = gateway_settings(migrated_database_url, tmp_path, vendor.url)
+    app = create_app(settings)
+    with BackgroundServer(app) as server:
+        stack = Stack(settings=settings, url=server.url, vendor=vendor)
+        # The gateway's cache, pointed at a Redis that is not there (a closed port).
+        authenticator = app.state.services.adapters[Protocol.REKOGNITION]._authenticator
+        object.__setattr__(
+            authenticator,
+            "replays",
+            RedisReplayCache(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.5),
+        )
+        credentials = await stack.session()
+        before = vendor_calls(vendor)
+
+        response = post(stack, signed(stack, credentials, target=SEARCH, body=BODY), BODY)
+
+        assert response.status_code == 503
+        assert response.json()["__type"] == "ServiceUnavailableException"
+        assert vendor_calls(vendor) == before
+        [record] = await records_of(stack, event_type="auth_failure")
+        assert record.reason_codes == ["replay_cache_unavailable"]
