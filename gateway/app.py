@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from gateway import __version__
 from gateway.api import audit, principals, sessions, vendors, warrants
-from gateway.api.middleware import RequestIdMiddleware
+from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
@@ -49,7 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
             await services.aclose()
 
     app = FastAPI(title="facegate", version=__version__, lifespan=lifespan)
-    # The last added runs first: every request gets its id, then vendor protocols leave.
+    # The last added runs first: every request gets its id, then vendor protocols leave,
+    # then management requests with a body are authenticated before it is read.
+    app.add_middleware(ManagementGuard)
     app.add_middleware(VendorRoutes)
     app.add_middleware(RequestIdMiddleware)
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     session_max_ttl: timedelta = timedelta(hours=24)
     max_clock_skew: timedelta = timedelta(minutes=15)
     max_body_bytes: int = REKOGNITION_MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
+    # A client has this long to send its whole body (vendor protocols and the management
+    # API): one whose chunked body stops is answered 400 and recorded, not waited on.
+    client_read_timeout_seconds: float = 30.0
+    # The management API's bodies (principals, warrants, sessions) are small; a larger one
+    # is refused before it is read, and only after its sender has authenticated.
+    management_max_body_bytes: int = 1024 * 1024
     max_image_bytes: int = REKOGNITION_MAX_IMAGE_BYTES
 
     # The vendor inventory (see gateway/vendors/inventory.py): every backend, its base URL,
@@ -58,6 +64,8 @@ class Settings(BaseSettings):
     rekognition_region: str = "us-east-1"
     rekognition_access_key_id: str = "refvendor"
     rekognition_secret_access_key: SecretStr = SecretStr("refvendor-secret")
+    # The deadline of a whole forward, connecting to the last byte of the vendor's answer
+    # (each read is bounded by it too): past it the request ends as an upstream error.
     upstream_timeout_seconds: float = 30.0
 
     # Probe inspection (step 3): every probe image is decoded and its faces counted.
@@ -72,6 +80,12 @@ class Settings(BaseSettings):
     activity_key_prefix: str = "facegate:activity:"
     # Where each face id a vendor handed out came from: in-process, or in the same Redis.
     face_source_key_prefix: str = "facegate:face-sources:"
+    # SigV4 signatures already accepted (gateway/auth/replay.py): in Redis when redis_url
+    # is set, so a request replayed to another replica is refused too.
+    replay_key_prefix: str = "facegate:replay:"
+    # Off only for load benchmarks that resend one signed request (bench/); the gateway
+    # warns at start when it is off.
+    refuse_replayed_signatures: bool = True
     redis_timeout_seconds: float = 1.0
 
     # Which addresses the gateway trusts to set X-Forwarded-For.

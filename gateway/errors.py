@@ -3,6 +3,7 @@
 FacegateError
 ├── RequestError              the caller sent something we cannot accept (HTTP 400)
 │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
+│   │   └── RequestTimeout    the body stopped arriving before the read deadline
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
 │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
@@ -11,6 +12,7 @@ FacegateError
 │   ├── UnknownAccessKey
 │   ├── ExpiredCredentials
 │   ├── InvalidSignature
+│   │   └── ReplayedRequest   a signature already accepted once, sent again
 │   └── ClockSkew
 ├── PermissionDenied          an authenticated principal lacks the role for an action
 ├── PolicyDenied              the policy decided no; carries the reasons
@@ -47,6 +49,13 @@ class MalformedRequest(RequestError):
     code = "malformed_request"
 
 
+class RequestTimeout(MalformedRequest):
+    """A body that did not arrive in full within the read deadline. A 400 in each vendor's
+    format, as a malformed body is: what was received cannot be judged."""
+
+    code = "request_timeout"
+
+
 class PayloadTooLarge(RequestError):
     status_code = 413
     code = "payload_too_large"
@@ -79,6 +88,10 @@ class ExpiredCredentials(AuthenticationError):
 
 class InvalidSignature(AuthenticationError):
     code = "invalid_signature"
+
+
+class ReplayedRequest(InvalidSignature):
+    code = "replayed_request"
 
 
 class ClockSkew(AuthenticationError):

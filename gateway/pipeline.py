@@ -127,6 +127,13 @@ class Pipeline:
             raise
         except DATABASE_ERRORS as exc:
             raise ServiceUnavailable("the session store could not be read") from exc
+        except ServiceUnavailable as exc:
+            # The replay cache could not tell whether this signature was spent: refused,
+            # and on record (the audit log is another store, and may still be written).
+            await self._append(
+                record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
+            )
+            raise
         record.session = session
 
         # 2 parse
@@ -177,6 +184,24 @@ class Pipeline:
             # Only allowed requests stay counted: a refused one never reached the vendor.
             await self._release(reservation)
             raise PolicyDenied(decision.reasons)
+
+        # A signed request is forwarded at most once: its signature is spent here, where a
+        # copy of it would otherwise go to the vendor again (gateway/auth/replay.py).
+        try:
+            await adapter.claim(request, parsed)
+        except AuthenticationError as exc:
+            await self._release(reservation)
+            await self._append(record.refusal(EventType.AUTH_FAILURE, exc))
+            raise
+        except ServiceUnavailable as exc:
+            # The replay cache could not tell: not forwarded, and the allowed decision
+            # gets its outcome, an error.
+            await self._release(reservation)
+            await self._append(record.outcome(None, decision, started, error=exc))
+            raise
+        except BaseException:
+            await self._release(reservation)
+            raise
 
         # 6 forward
         try:

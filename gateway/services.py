@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -11,6 +12,12 @@ from gateway.audit.checkpoint import SignedTreeState, Signer
 from gateway.audit.log import AuditLog
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.key_header import KeyHeaderAuthenticator
+from gateway.auth.replay import (
+    AcceptEveryReplay,
+    MemoryReplayCache,
+    RedisReplayCache,
+    ReplayCache,
+)
 from gateway.auth.secrets import MasterKey
 from gateway.config import Settings
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
@@ -32,6 +39,8 @@ from gateway.vendors.compreface import KEY_HEADER as COMPREFACE_KEY_HEADER
 from gateway.vendors.compreface import CompreFaceAdapter
 from gateway.vendors.inventory import Credentials, Protocol, VendorBackend, VendorInventory
 from gateway.vendors.rekognition import RekognitionAdapter
+
+log = logging.getLogger(__name__)
 
 
 def load_inventory(settings: Settings) -> VendorInventory:
@@ -69,6 +78,7 @@ class Services:
     activity: ActivityStore
     inspector: ProbeInspector | None
     face_sources: FaceSourceStore
+    replays: ReplayCache
 
     @classmethod
     async def build(cls, settings: Settings) -> Services:
@@ -86,6 +96,20 @@ class Services:
         policy = await PolicyService.open(
             settings, journal=AuditedPolicyJournal(sessions=sessions, audit=audit)
         )
+        replays: ReplayCache = (
+            RedisReplayCache(
+                settings.redis_url,
+                key_prefix=settings.replay_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
+            if settings.redis_url
+            else MemoryReplayCache()
+        )
+        if not settings.refuse_replayed_signatures:
+            log.warning(
+                "refuse_replayed_signatures is off: a captured signed request can be resent"
+            )
+            replays = AcceptEveryReplay()
         adapters: dict[Protocol, VendorAdapter] = {}
         for backend in inventory.backends:
             if backend.protocol is Protocol.REKOGNITION:
@@ -94,6 +118,7 @@ class Services:
                         reads=reads,
                         master_key=master_key,
                         max_clock_skew=settings.max_clock_skew,
+                        replays=replays,
                     ),
                     backend=backend,
                     max_image_bytes=settings.max_image_bytes,
@@ -165,6 +190,7 @@ class Services:
             activity=activity,
             inspector=inspector,
             face_sources=face_sources,
+            replays=replays,
         )
 
     async def aclose(self) -> None:
@@ -172,6 +198,7 @@ class Services:
             await adapter.aclose()
         await self.activity.aclose()
         await self.face_sources.aclose()
+        await self.replays.aclose()
         if self.inspector is not None:
             self.inspector.close()
         await self.policy.close()

@@ -15,7 +15,8 @@ and a JSON body, signed with SigV4. The app handles each one in this order:
 
 Failures come back as Rekognition does it: HTTP 400 (500 for a vendor bug)
 with ``{"__type": ..., "Message": ...}``. ``GET /__refvendor/calls`` returns
-the counts as JSON, for tests; it is unsigned and exposes nothing else.
+the counts as JSON, for tests, and ``GET /__refvendor/requests`` what each call asked for
+(``refvendor.received``); they are unsigned and expose nothing else.
 
 The face models load once, in the lifespan, off the event loop.
 """
@@ -48,6 +49,7 @@ from refvendor.errors import (
 from refvendor.faces import FaceEngine
 from refvendor.operations import Rekognition
 from refvendor.params import MAX_IMAGE_BYTES
+from refvendor.received import Received
 from refvendor.sigv4 import SigV4Verifier
 from refvendor.store import CollectionStore
 
@@ -93,6 +95,7 @@ def create_app(
     )
     store = CollectionStore(region=region)
     calls: Counter[str] = Counter()
+    received = Received()
     azure = AzureFace(key=azure_key)
     compreface = CompreFace(key=compreface_key)
 
@@ -109,13 +112,14 @@ def create_app(
         openapi_url=None,
     )
     app.state.calls = calls
+    app.state.received = received
     app.state.store = store
 
     def count(name: str) -> None:
         calls[name] += 1
 
-    app.include_router(azure_router(azure, count))
-    app.include_router(compreface_router(compreface, count))
+    app.include_router(azure_router(azure, count, received))
+    app.include_router(compreface_router(compreface, count, received))
 
     @app.post("/")
     async def rekognition_endpoint(request: Request) -> Response:
@@ -138,7 +142,9 @@ def create_app(
             )
             if service != TARGET_PREFIX or operation not in rekognition.operation_names:
                 raise UnknownOperationException()
-            result = await rekognition.call(operation, _parse_json(body))
+            document = _parse_json(body)
+            received.rekognition(operation, document)
+            result = await rekognition.call(operation, document)
         except RekognitionError as exc:
             return _error_response(exc)
         except Exception:
@@ -155,6 +161,10 @@ def create_app(
     @app.get("/__refvendor/calls")
     async def call_counts() -> dict[str, int]:
         return dict(calls)
+
+    @app.get("/__refvendor/requests")
+    async def requests_received() -> list[dict[str, object]]:
+        return received.all()
 
     return app
 

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from refvendor.errors import RekognitionError
 from refvendor.faces import Descriptor, FaceEngine, distances, similarity
 from refvendor.operations import _Analysis, _analyze_image
+from refvendor.received import Received
 
 DEFAULT_KEY = "refvendor-azure-key"
 FACE_CACHE_LIMIT = 10_000
@@ -314,7 +315,9 @@ class AzureFace:
         raise AzureError(404, "404", "Resource not found")
 
 
-def azure_router(vendor: AzureFace, count: Callable[[str], None]) -> APIRouter:
+def azure_router(
+    vendor: AzureFace, count: Callable[[str], None], received: Received | None = None
+) -> APIRouter:
     router = APIRouter()
     face_calls = {
         "detect": vendor.detect,
@@ -330,6 +333,14 @@ def azure_router(vendor: AzureFace, count: Callable[[str], None]) -> APIRouter:
         presented = request.headers.get("ocp-apim-subscription-key", "")
         if not hmac.compare_digest(presented.encode(), vendor.key.encode()):
             return _error(AzureError(401, "401", "Access denied due to invalid subscription key."))
+        if received is not None:
+            group = segments[1] if len(segments) > 1 and "groups" in segments[0] else None
+            received.azure(
+                "/".join(segments[:1]) or "root",
+                path_group=group,
+                query=dict(parse_qsl(request.url.query)),
+                body=await request.body(),
+            )
         try:
             if len(segments) == 1 and segments[0] in face_calls and request.method == "POST":
                 result = await face_calls[segments[0]](request)

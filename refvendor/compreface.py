@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from refvendor.errors import RekognitionError
 from refvendor.faces import FaceEngine, distances, similarity
 from refvendor.operations import _Analysis, _analyze_image
+from refvendor.received import Received
 from refvendor.store import Collection
 
 DEFAULT_KEY = "refvendor-compreface-key"
@@ -310,11 +311,20 @@ class CompreFace:
         raise CompreFaceError("method not allowed", code=1, status=405)
 
 
-def compreface_router(vendor: CompreFace, count: Callable[[str], None]) -> APIRouter:
+def compreface_router(
+    vendor: CompreFace, count: Callable[[str], None], received: Received | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
     async def run(request: Request, name: str, call: Callable[[], Any]) -> Response:
         count(f"compreface:{name}")
+        if received is not None:
+            body = await request.body()
+            content_type = request.headers.get("content-type", "")
+            files = []
+            if content_type.startswith("multipart/form-data"):
+                files = list(read_multipart_files(content_type, body).values())
+            received.compreface(name, query=CompreFace._params(request), files=files)
         presented = request.headers.get("x-api-key", "")
         if not hmac.compare_digest(presented.encode(), vendor.key.encode()):
             return JSONResponse({"message": "API key is not valid", "code": 10}, status_code=401)

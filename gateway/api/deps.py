@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -63,8 +63,30 @@ DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
-    """The caller of a management route, from `Authorization: Bearer fgk_...`."""
-    header = request.headers.get("authorization", "")
+    """The caller of a management route, from `Authorization: Bearer fgk_...`. A request
+    with a body was authenticated already, before its body was read (ManagementGuard)."""
+    authenticated: Principal | None = getattr(request.state, "principal", None)
+    if authenticated is not None:
+        return authenticated
+    return await authenticate_caller(
+        services,
+        headers=request.headers,
+        request_id=request.state.request_id,
+        client_address=request.client.host if request.client else None,
+        route=request.url.path,
+    )
+
+
+async def authenticate_caller(
+    services: Services,
+    *,
+    headers: Mapping[str, str],
+    request_id: str,
+    client_address: str | None,
+    route: str,
+) -> Principal:
+    """The principal whose API key `headers` carry; a failure is recorded, then raised."""
+    header = headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     try:
         if scheme.lower() != "bearer" or not presented:
@@ -77,13 +99,13 @@ async def current_principal(request: Request, services: ServicesDep) -> Principa
         await services.audit.append(
             AuditRecord(
                 time=datetime.now(UTC),
-                request_id=request.state.request_id,
+                request_id=request_id,
                 event_type=EventType.AUTH_FAILURE,
                 key_id=key_id_of(presented.strip()),
-                client_address=request.client.host if request.client else None,
+                client_address=client_address,
                 decision="deny",
                 reason_codes=[exc.code],
-                detail={"route": request.url.path},
+                detail={"route": route},
             )
         )
         raise

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import strict_json
+from gateway.api.deps import authenticate_caller
+from gateway.audit.records import AuditRecord, EventType
+from gateway.auth.principals import Principal
+from gateway.errors import (
+    AuditUnavailable,
+    FacegateError,
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+)
+from gateway.services import Services
 
 
 class RequestIdMiddleware:
@@ -17,3 +34,136 @@ class RequestIdMiddleware:
         if scope["type"] == "http":
             scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
         await self.app(scope, receive, send)
+
+
+class ManagementGuard:
+    """Pure ASGI middleware for facegate's own routes: authenticate, then read the body.
+
+    FastAPI reads and parses a route's body before it solves the route's dependencies,
+    authentication included: a 150 MB body was read and parsed for a caller with no key
+    (the process grew by 320 MB). Here a request that carries a body is authenticated from
+    its headers first (a failure is recorded, as `current_principal` records it), and only
+    then is its body read: refused past `management_max_body_bytes` (at once when
+    Content-Length says so), or when it has not all arrived within
+    `client_read_timeout_seconds`, and read as JSON by gateway/strict_json.py (duplicate
+    keys, depth, lone surrogates), so FastAPI parses a document no other reader could read
+    otherwise. The app then gets the buffered body and the principal (`request.state`).
+
+    Requests without a body pass through: their routes authenticate as before. Vendor
+    protocols never get here (VendorRoutes, outside this middleware, takes them first).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)
+            return
+        services: Services = scope["app"].state.services
+        request_id: str = scope["state"]["request_id"]
+        client = scope.get("client")
+        client_address = client[0] if client else None
+        principal: Principal | None = None
+        try:
+            principal = await authenticate_caller(
+                services,
+                headers=headers,
+                request_id=request_id,
+                client_address=client_address,
+                route=scope["path"],
+            )
+            body = await _read_body(
+                receive,
+                declared=headers.get("content-length"),
+                max_bytes=services.settings.management_max_body_bytes,
+                timeout_seconds=services.settings.client_read_timeout_seconds,
+            )
+            content_type = headers.get("content-type", "application/json").split(";")[0]
+            if content_type.strip().lower().endswith("json"):
+                strict_json.loads(body)
+        except FacegateError as exc:
+            if principal is not None and isinstance(exc, RequestError):
+                exc = await _record_rejection(
+                    services, exc, principal=principal, request_id=request_id,
+                    client_address=client_address, route=scope["path"],
+                )  # fmt: skip
+            response = JSONResponse(
+                {"error": {"code": exc.code, "message": exc.message}},
+                status_code=exc.status_code,
+                headers={"x-facegate-request-id": request_id},
+            )
+            await response(scope, receive, send)
+            return
+        scope["state"]["principal"] = principal
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(
+    receive: Receive, *, declared: str | None, max_bytes: int, timeout_seconds: float
+) -> bytes:
+    too_large = PayloadTooLarge(f"the request body is over the {max_bytes}-byte limit")
+    if declared is not None:
+        if not declared.isdigit():
+            raise MalformedRequest("Content-Length is not a number")
+        if int(declared) > max_bytes:
+            raise too_large  # refused unread
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise MalformedRequest("the client left before sending its body")
+                body += message.get("body", b"")
+                if len(body) > max_bytes:
+                    raise too_large
+                if not message.get("more_body", False):
+                    return bytes(body)
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_seconds} seconds"
+        ) from exc
+
+
+async def _record_rejection(
+    services: Services,
+    error: RequestError,
+    *,
+    principal: Principal,
+    request_id: str,
+    client_address: str | None,
+    route: str,
+) -> FacegateError:
+    """The error to answer with: `error`, once recorded, or AuditUnavailable."""
+    try:
+        await services.audit.append(
+            AuditRecord(
+                time=datetime.now(UTC),
+                request_id=request_id,
+                event_type=EventType.REJECTED,
+                agency=principal.agency,
+                officer=principal.id,
+                key_id=principal.key_id,
+                client_address=client_address,
+                decision="deny",
+                reason_codes=[error.code],
+                detail={"route": route, "message": error.message},
+            )
+        )
+    except AuditUnavailable as exc:
+        return exc
+    return error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError
+from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError, RequestTimeout
 from gateway.requests import IncomingRequest
 from gateway.services import Services
 from gateway.vendors.base import VendorAdapter
@@ -31,8 +32,11 @@ def describe(request: Request) -> IncomingRequest:
     )
 
 
-async def read_body(request: Request, *, max_body_bytes: int) -> bytes:
-    """The body in full, chunked or not, refused as soon as it passes `max_body_bytes`."""
+async def read_body(
+    request: Request, *, max_body_bytes: int, timeout_seconds: float | None = None
+) -> bytes:
+    """The body in full, chunked or not, refused as soon as it passes `max_body_bytes`, or
+    as RequestTimeout when it has not all arrived within `timeout_seconds`."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -40,11 +44,21 @@ async def read_body(request: Request, *, max_body_bytes: int) -> bytes:
         if int(declared) > max_body_bytes:
             raise PayloadTooLarge(f"the request body is over the {max_body_bytes}-byte limit")
     body = bytearray()
-    # Chunked bodies have no Content-Length: count as they arrive and stop at the cap.
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body_bytes:
-            raise PayloadTooLarge(f"the request body is over the {max_body_bytes}-byte limit")
+    try:
+        # One deadline for the whole body: a client sending a byte now and then never
+        # trips a per-read timeout, and the server has none on request bodies.
+        async with asyncio.timeout(timeout_seconds):
+            # Chunked bodies have no Content-Length: count as they arrive, stop at the cap.
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body_bytes:
+                    raise PayloadTooLarge(
+                        f"the request body is over the {max_body_bytes}-byte limit"
+                    )
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_seconds} seconds"
+        ) from exc
     return bytes(body)
 
 
@@ -53,7 +67,11 @@ async def handle_vendor_request(
 ) -> Response:
     incoming = describe(request)
     try:
-        body = await read_body(request, max_body_bytes=services.settings.max_body_bytes)
+        body = await read_body(
+            request,
+            max_body_bytes=services.settings.max_body_bytes,
+            timeout_seconds=services.settings.client_read_timeout_seconds,
+        )
     except RequestError as exc:
         return await services.pipeline.reject(adapter, incoming, exc)
     return await services.pipeline.handle(adapter, dataclasses.replace(incoming, body=body))

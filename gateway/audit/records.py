@@ -9,7 +9,29 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The most characters of any one text the log keeps. Key ids, header values, names and ids
+# come from requests, before or without authentication: a 1 MB `Credential=` key id was
+# stored whole. Longer texts are cut, and say so (they end with TRUNCATED).
+MAX_FIELD_CHARS = 256
+TRUNCATED = "...[truncated]"
+_MAX_DETAIL_DEPTH = 8
+
+
+def cap(value: Any, *, depth: int = 0) -> Any:
+    """`value` with every text in it cut to MAX_FIELD_CHARS, lists and objects walked."""
+    if isinstance(value, str):
+        if len(value) <= MAX_FIELD_CHARS:
+            return value
+        return value[: MAX_FIELD_CHARS - len(TRUNCATED)] + TRUNCATED
+    if depth >= _MAX_DETAIL_DEPTH:
+        return value
+    if isinstance(value, list | tuple):
+        return [cap(item, depth=depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {cap(k): cap(v, depth=depth + 1) for k, v in value.items()}
+    return value
 
 
 class EventType(StrEnum):
@@ -53,3 +75,9 @@ class AuditRecord(BaseModel):
     top_similarity: float | None = None
     latency_ms: float | None = None
     detail: dict[str, Any] = Field(default_factory=dict)  # event-specific, never images or secrets
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _capped(cls, value: Any) -> Any:
+        # Every field, whoever builds the record: no path into the log skips the cap.
+        return cap(value)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.replay import MemoryReplayCache, ReplayCache
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import BoundSession, load_case_session
 from gateway.auth.sigv4 import (
@@ -16,7 +17,12 @@ from gateway.auth.sigv4 import (
     parse_authorization,
     verify_signature,
 )
-from gateway.errors import AuthenticationError, ExpiredCredentials, UnknownAccessKey
+from gateway.errors import (
+    AuthenticationError,
+    ExpiredCredentials,
+    ReplayedRequest,
+    UnknownAccessKey,
+)
 from gateway.requests import IncomingRequest
 
 
@@ -25,6 +31,8 @@ class SigV4Authenticator:
     reads: AsyncEngine  # gateway.db.request_reader
     master_key: MasterKey
     max_clock_skew: timedelta
+    # Shared by replicas when Redis is configured (gateway/auth/replay.py).
+    replays: ReplayCache = field(default_factory=MemoryReplayCache)
 
     async def authenticate(
         self, request: IncomingRequest, *, required_headers: frozenset[str] = ALWAYS_SIGNED
@@ -49,6 +57,8 @@ class SigV4Authenticator:
             body=request.body,
             required_headers=required_headers,
         )
+        if await self.replays.seen(authorization.signature, now=request.received_at):
+            raise ReplayedRequest(_REPLAYED)
         # Checked after the signature, so only the key's holder learns that it has expired.
         if session.revoked:
             raise ExpiredCredentials("this case session has been revoked")
@@ -57,6 +67,22 @@ class SigV4Authenticator:
                 f"this case session expired at {session.expires_at:%Y-%m-%dT%H:%M:%SZ}"
             )
         return session
+
+    async def spend(self, request: IncomingRequest) -> None:
+        """Spend the signature of an authenticated request about to be forwarded; raise
+        ReplayedRequest if it was spent already. Atomic in the cache: of two copies of one
+        request arriving at once, at two replicas even, one is forwarded."""
+        authorization = parse_authorization(request.headers.get("authorization"))
+        signed_at = parse_amz_date(request.headers.get("x-amz-date"))
+        if not await self.replays.first_use(
+            authorization.signature,
+            until=signed_at + self.max_clock_skew,
+            now=request.received_at,
+        ):
+            raise ReplayedRequest(_REPLAYED)
+
+
+_REPLAYED = "this signed request was already received: a signature is accepted once"
 
 
 def claimed_access_key_id(request: IncomingRequest) -> str | None:

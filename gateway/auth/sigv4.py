@@ -29,6 +29,15 @@ _AUTHORIZATION = re.compile(
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 # Headers a signature must cover, or a captured request could be replayed with them changed.
 ALWAYS_SIGNED = frozenset({"host", "x-amz-date"})
+# Headers that state the case context (gateway/context/gather.py): they change what the
+# policy judges, so every one present must be signed. Unsigned, one added to a captured
+# request turned a `warrant_required` refusal into an allowed search.
+CONTEXT_HEADER_PREFIX = "x-facegate-"
+
+
+def context_headers(headers: Mapping[str, str]) -> frozenset[str]:
+    """The X-Facegate-* headers a request carries (lower-case names)."""
+    return frozenset(name for name in headers if name.startswith(CONTEXT_HEADER_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -87,8 +96,9 @@ def verify_signature(
     body: bytes,
     required_headers: frozenset[str] = ALWAYS_SIGNED,
 ) -> None:
-    """Raise InvalidSignature unless the request was signed with `secret_access_key`."""
-    missing = required_headers - set(authorization.signed_headers)
+    """Raise InvalidSignature unless the request was signed with `secret_access_key`, over
+    `required_headers` and every X-Facegate-* header it carries."""
+    missing = (required_headers | context_headers(headers)) - set(authorization.signed_headers)
     if missing:
         raise InvalidSignature(
             f"the signature must cover the headers: {', '.join(sorted(missing))}"

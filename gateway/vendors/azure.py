@@ -261,12 +261,21 @@ class AzureFaceAdapter:
         spec, segments = match_route(ROUTES, request.method, found["rest"])
         params = parse_query(request.query, spec.params)
         content_type = request.headers.get("content-type")
+        # What is forwarded is rebuilt from what was parsed: the image bytes inspected, or
+        # the JSON document judged, written again (never the client's bytes as sent).
         payload: dict[str, Any] = {}
         digests: list[str] = []
+        body = b""
         if spec.images:
             digests.append(self._image_digest(request, content_type))
+            body = request.body
         elif request.method in ("POST", "PUT", "PATCH") and request.body:
             payload = json_object(request.body)
+            body, content_type = json.dumps(payload).encode(), "application/json"
+        elif request.body:
+            raise MalformedRequest(f"a {request.method} request carries no body")
+        else:
+            content_type = None
 
         collection = segments.get("group")
         threshold = max_results = None
@@ -311,8 +320,8 @@ class AzureFaceAdapter:
         return ParsedRequest(
             operation=operation,
             payload=payload,
-            body=request.body,
-            images=(request.body,) if spec.images else (),
+            body=body,
+            images=(body,) if spec.images else (),
             method=request.method,
             upstream_path=self._upstream_path(found["version"], spec, segments),
             query=tuple(params.items()),
@@ -404,6 +413,11 @@ class AzureFaceAdapter:
         return value
 
     # -- forward -------------------------------------------------------------------------
+
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
+        from a new one (README: the key goes over TLS only, and the session wins)."""
+        return None
 
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations

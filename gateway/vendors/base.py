@@ -25,7 +25,11 @@ from gateway.vendors.inventory import VendorBackend
 class ParsedRequest:
     operation: FaceOperation
     payload: dict[str, Any]  # the native request body, decoded
-    body: bytes  # as received: forwarded unchanged when no obligation rewrites it
+    # The body to forward when no obligation rewrites it: rebuilt by `parse` from exactly
+    # what it parsed and inspected (JSON written again, a form encoded again, the image
+    # bytes digested), never the bytes as received, which another parser might read as
+    # another request than the one judged.
+    body: bytes
     # Where a REST request goes upstream: the method, a path built by the adapter from
     # checked segments (never the client's URL), the query parameters it accepted, and the
     # body's content type. Rekognition's defaults: POST / with a JSON 1.1 body.
@@ -80,6 +84,12 @@ class VendorAdapter(Protocol):
 
     def parse(self, request: IncomingRequest) -> ParsedRequest:
         """Raises RequestError for anything malformed, too large or unknown."""
+        ...
+
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        """Called once the request is allowed, before it is forwarded: raise an
+        AuthenticationError (ReplayedRequest) if this very request was forwarded already.
+        Key-header protocols sign nothing, so they have nothing to claim."""
         ...
 
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:

@@ -13,6 +13,7 @@ SDK returns that body to its caller as it does CompreFace's own errors.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -62,10 +63,11 @@ from gateway.vendors.rest import (
     RestForwarder,
     add_counts,
     b64_image,
+    encode_multipart,
     image_digest,
     json_object,
     match_route,
-    multipart_files,
+    multipart_form,
     parse_query,
     quoted,
     route,
@@ -187,7 +189,7 @@ class CompreFaceAdapter:
         max_results = None
         if "prediction_count" in params:
             max_results = self._positive(params["prediction_count"], "prediction_count")
-        images = self._images(request, spec.images)
+        images, body, content_type = self._body(request, spec.images)
         collection = self.backend.collection if spec.name in _ON_COLLECTION else None
         compared: list[str] = []
         target_faces: tuple[str, ...] = ()
@@ -214,12 +216,12 @@ class CompreFaceAdapter:
         return ParsedRequest(
             operation=operation,
             payload={"query": params},
-            body=request.body,
+            body=body,
             images=tuple(images[field] for field in spec.images if field in images),
             method=request.method,
             upstream_path=upstream_path,
             query=tuple(params.items()),
-            content_type=request.headers.get("content-type"),
+            content_type=content_type,
             target_faces=target_faces,
         )
 
@@ -233,22 +235,46 @@ class CompreFaceAdapter:
             raise MalformedRequest(f"{name} must be a positive integer")
         return int(value)
 
-    def _images(self, request: IncomingRequest, fields: tuple[str, ...]) -> dict[str, bytes]:
-        if not fields:
-            return {}
+    def _body(
+        self, request: IncomingRequest, fields: tuple[str, ...]
+    ) -> tuple[dict[str, bytes], bytes, str | None]:
+        """The images a request carries, and the body to forward, rebuilt from exactly what
+        was parsed (never the client's bytes, which a second parser might read otherwise)."""
         content_type = request.headers.get("content-type", "")
+        if not fields:
+            if request.method in ("POST", "PUT") and request.body:
+                # Subject management: {"subject": ...}, read strictly and written again.
+                document = json_object(request.body)
+                return {}, json.dumps(document).encode(), "application/json"
+            return {}, b"", None
         if content_type.startswith("multipart/form-data"):
-            return multipart_files(content_type, request.body)
+            form = multipart_form(content_type, request.body)
+            unknown = sorted(set(form) - set(fields))
+            if unknown:
+                raise MalformedRequest(f"multipart field {unknown[0]!r} is not accepted here")
+            parts = [form[f] for f in fields if f in form]
+            body, content_type = encode_multipart(parts)
+            return {part.name: part.data for part in parts}, body, content_type
         if content_type.startswith("application/json"):
             # CompreFace also takes {"file": "<base64>"} (and source_image/target_image).
             document = json_object(request.body)
-            return {
+            unknown = sorted(set(document) - set(fields))
+            if unknown:
+                raise MalformedRequest(f"field {unknown[0]!r} is not accepted here")
+            images = {
                 f: b64_image(document.get(f), field=f, max_image_bytes=self._max_image_bytes)
                 for f in fields
             }
+            rebuilt = {f: base64.b64encode(data).decode("ascii") for f, data in images.items()}
+            return images, json.dumps(rebuilt).encode(), "application/json"
         raise MalformedRequest("images must be sent as multipart/form-data or base64 JSON")
 
     # -- forward -------------------------------------------------------------------------
+
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
+        from a new one (README: the key goes over TLS only, and the session wins)."""
+        return None
 
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations

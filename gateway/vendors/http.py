@@ -9,6 +9,9 @@ instead of 3.2 ms of CPU per request (bench/compare_trees.py --load closed, same
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -25,9 +28,35 @@ class _Transport(AiohttpTransport):
             raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from exc
 
 
+class _DeadlineClient(httpx.AsyncClient):
+    """httpx's timeouts bound each phase (connect, each read, each write): a vendor sending
+    a byte a second never trips a 30-second read timeout, and held a request 18 s in a test
+    with a 1-second one. This client bounds the whole exchange, from connecting to the last
+    byte of the answer, by one deadline, and raises httpx's own TimeoutException past it."""
+
+    def __init__(self, *, deadline_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._deadline_seconds = deadline_seconds
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                # Without stream=True (the adapters never stream), send returns only once
+                # the whole body is read: the deadline covers it.
+                return await super().send(request, **kwargs)
+        except TimeoutError as exc:
+            raise httpx.TimeoutException(
+                f"no complete answer within {self._deadline_seconds} s", request=request
+            ) from exc
+
+
 def upstream_client(*, timeout_seconds: float) -> httpx.AsyncClient:
     """A client for one vendor backend: no redirects followed (a vendor's redirect is not a
-    place facegate sends a probe to), every phase bounded by `timeout_seconds`."""
-    return httpx.AsyncClient(
-        transport=_Transport(), timeout=timeout_seconds, follow_redirects=False
+    place facegate sends a probe to), and the whole exchange, not only each phase, bounded
+    by `timeout_seconds`."""
+    return _DeadlineClient(
+        deadline_seconds=timeout_seconds,
+        transport=_Transport(),
+        timeout=timeout_seconds,
+        follow_redirects=False,
     )

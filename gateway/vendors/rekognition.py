@@ -22,6 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from starlette.responses import Response
 
+from gateway import strict_json
 from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
 from gateway.auth.sigv4 import ALWAYS_SIGNED
@@ -344,12 +345,7 @@ class RekognitionAdapter:
         if spec is None:
             # Never forwarded blindly: an operation we cannot classify cannot be judged.
             raise UnsupportedOperation(f"operation {name!r} is not supported by facegate")
-        try:
-            payload = json.loads(request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedRequest(f"the request body is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise MalformedRequest("the request body must be a JSON object")
+        payload = strict_json.load_object(request.body)
         images = [self._image_bytes(payload, field) for field in spec.images]
         operation = FaceOperation(
             vendor=VENDOR,
@@ -367,10 +363,12 @@ class RekognitionAdapter:
             if not face_id:
                 raise MalformedRequest(f"{_PROBE_FACE_FIELDS[name]} must be a non-empty string")
             probe_faces = (face_key(face_id),)
+        # The body forwarded is the parsed payload written again, never the bytes received:
+        # the vendor reads exactly the document that was judged and recorded.
         return ParsedRequest(
             operation=operation,
             payload=payload,
-            body=request.body,
+            body=json.dumps(payload).encode(),
             images=tuple(images),
             probe_faces=probe_faces,
         )
@@ -419,11 +417,15 @@ class RekognitionAdapter:
         image = payload.get(field)
         if not isinstance(image, dict):
             raise MalformedRequest(f"{field} is required and must be an Image structure")
-        if "S3Object" in image and "Bytes" not in image:
+        if "S3Object" in image:
+            # Refused with Bytes too: a vendor reading the S3Object would search another
+            # image than the one digested and judged.
             raise MalformedRequest(
                 f"{field}.S3Object is not supported: facegate needs the image bytes to "
                 "record a digest of every probe"
             )
+        if set(image) != {"Bytes"}:
+            raise MalformedRequest(f"{field} may hold only Bytes")
         encoded = image.get("Bytes")
         if not isinstance(encoded, str):
             raise MalformedRequest(f"{field}.Bytes must be base64-encoded image bytes")
@@ -445,6 +447,12 @@ class RekognitionAdapter:
         return raw
 
     # -- forward -------------------------------------------------------------------------
+
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        # Management operations are idempotent at the vendor: replaying one adds nothing,
+        # and clients poll them (gateway/auth/replay.py).
+        if parsed.operation.kind is not OperationKind.MANAGE:
+            await self._authenticator.spend(request)
 
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations

@@ -31,13 +31,18 @@ def signed(
     body: bytes = b"{}",
     secret: str | None = None,
     signed_at: datetime | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Headers for a request signed the way botocore signs it, with knobs to get it wrong."""
     request = AWSRequest(
         method="POST",
         url=f"{stack.url}/",
         data=body,
-        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": target,
+            **(extra_headers or {}),
+        },
     )
     if credentials is not None:
         signer = SigV4Auth(

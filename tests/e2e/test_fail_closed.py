@@ -153,7 +153,9 @@ async def test_an_admins_policy_edit_changes_the_next_decision(
             data = policy_dir / "data" / name
             data.write_text(data.read_text().replace(marker, marker + item, 1))
 
-        for _ in range(50):  # the gateway re-reads policies/ every couple of seconds
+        # The gateway re-reads policies/ every couple of seconds. A refused search is not
+        # forwarded, so repeating it is no replay (gateway/auth/replay.py).
+        for _ in range(50):
             try:
                 assert search(client)()["FaceMatches"]
                 break

@@ -170,8 +170,10 @@ async def test_revoked_warrant_refuses_the_next_search(stack: Stack) -> None:
     )
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
 
+    # MaxFaces makes it another request: the same one, signed within the same second, would
+    # be refused as a replay of the first.
     with pytest.raises(client.exceptions.AccessDeniedException) as raised:
-        client.search_faces_by_image(CollectionId="mugshots", Image=probe)
+        client.search_faces_by_image(CollectionId="mugshots", Image=probe, MaxFaces=2)
     assert "warrant_revoked" in raised.value.response["Error"]["Message"]
 
 

@@ -39,6 +39,20 @@ async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     writer.close()
 
 
+async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A byte at a time, each well within a per-read timeout: the answer never ends in time."""
+    await reader.read(65536)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\nContent-Type: text/plain\r\n\r\n")
+    try:
+        for _ in range(60):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    except ConnectionError:
+        pass  # the client gave up: what the test wants
+    writer.close()
+
+
 @pytest.fixture
 async def vendor(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     reply: Reply = request.param
@@ -62,6 +76,7 @@ async def test_a_vendor_answer_comes_back_through_httpx(vendor: str) -> None:
         (_not_http, httpx.TransportError),
         (_hang_up, httpx.TransportError),
         (_silent, httpx.TimeoutException),
+        (_trickle, httpx.TimeoutException),
     ],
     indirect=["vendor"],
 )
