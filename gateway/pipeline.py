@@ -194,6 +194,7 @@ class Pipeline:
             kind=operation.kind,
             probe_digests=tuple(operation.probe_digests),
             faces_in_probe=operation.faces_in_probe,
+            probe_identities=tuple(i.identity for i in operation.images if i.identity),
         )
         try:
             return await self.activity.reserve(event)

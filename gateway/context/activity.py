@@ -8,11 +8,13 @@ sliding-window counts beside each request:
       "agency":  {...},                                 # everyone in the principal's agency
       "case":    {...},                                 # this case (absent without one)
       "probe":   {"distinct_cases": {<window>: n}},     # the most cases any probe of this
-    }                                                   #   request was searched under
+    }                                                   #   request was searched under, a
+                                                        #   probe known by its picture
 
     streams: requests (every vendor call), probes (images sent), identifications,
              enrolments (faces sent to IndexFaces), distinct_cases (cases identified in;
-             officer and agency), distinct_probes (distinct probe digests)
+             officer and agency), distinct_probes (distinct probe identities: the
+             perceptual identity of each image, its digest where none was taken)
     windows: second, ten_seconds, minute, hour, day (sliding, ending at the request)
 
 **The counts include the request being decided**, as if it were allowed, so a limit reads
@@ -50,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.context.identity import identity_keys
 from gateway.operations import OperationKind
 
 WINDOWS: dict[str, int] = {  # name -> length in seconds
@@ -77,6 +80,9 @@ class ActivityEvent:
     kind: OperationKind
     probe_digests: tuple[str, ...] = ()
     faces_in_probe: int | None = None
+    # The perceptual identity of each image inspected (gateway.context.identity); when
+    # given, probes are known by these rather than by their digests.
+    probe_identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,15 +150,17 @@ def plan(event: ActivityEvent) -> Plan:
 
     identifies_in_case = event.kind == OperationKind.IDENTIFY and event.case_number
     case_value = json.dumps([event.agency, event.case_number])
+    # A probe is known by its picture, not its bytes: the same face appended to or
+    # re-encoded is the same probe. Its identity's band keys are each a probe key; the
+    # policy sees the largest count any of them holds (Plan.counts).
+    probes = event.probe_identities or event.probe_digests
+    probe_keys = [key for probe in probes for key in identity_keys(probe)]
     for scope, prefix in scopes.items():
-        adds += [_Add(f"{prefix}:distinct_probes", d, latest=True) for d in event.probe_digests]
+        adds += [_Add(f"{prefix}:distinct_probes", p, latest=True) for p in probes]
         if identifies_in_case and scope in ("officer", "agency"):
             adds.append(_Add(f"{prefix}:distinct_cases", case_value, latest=True))
     if identifies_in_case:
-        adds += [
-            _Add(f"probe:{digest}:distinct_cases", case_value, latest=True)
-            for digest in event.probe_digests
-        ]
+        adds += [_Add(f"probe:{key}:distinct_cases", case_value, latest=True) for key in probe_keys]
 
     streams = {scope: [*EVENT_STREAMS, "distinct_probes"] for scope in scopes}
     streams["officer"].append("distinct_cases")
@@ -166,8 +174,8 @@ def plan(event: ActivityEvent) -> Plan:
                 for stream in streams[scope]
             ]
         queries += [
-            _Query(("probe", "distinct_cases", window), f"probe:{digest}:distinct_cases", since)
-            for digest in event.probe_digests
+            _Query(("probe", "distinct_cases", window), f"probe:{key}:distinct_cases", since)
+            for key in probe_keys
         ]
     return Plan(now_ms=now_ms, adds=tuple(adds), queries=tuple(queries))
 
