@@ -158,7 +158,8 @@ class CnnFaceCounter:
     that overlap by `overlap` pixels: every face up to that size lies whole in some tile.
     A larger face may be cut by every tile, so the image is scanned again, scaled down until
     a face of `overlap` pixels maps onto CNN_RELIABLE_FACE, until the whole image fits one
-    tile. The boxes of all scans are merged (`merge_faces`).
+    scan. An image that fits one scan (705 x 396, say) is scanned whole, as it is. The boxes
+    of all scans are merged (`merge_faces`).
     """
 
     name = "cnn"
@@ -208,11 +209,12 @@ class CnnFaceCounter:
                 FaceBox(b.x / scale, b.y / scale, b.width / scale, b.height / scale, b.score)
                 for b in self._scan_tiles(level)
             ]
-            if max(level.shape) <= self._tile:
-                return merge_faces(boxes)
-            fit = min(self._tile / width, self._tile / height)
+            if level.shape[0] * level.shape[1] <= self.scan_pixels:
+                return merge_faces(boxes)  # scanned whole: faces of any size were seen
+            fit = math.sqrt(self.scan_pixels / (width * height))
             scale = max(scale * CNN_RELIABLE_FACE / self._overlap, fit)
-            size = max(1, round(width * scale)), max(1, round(height * scale))
+            # Rounded down, so that the scale that fits does fit: the loop then ends.
+            size = max(1, int(width * scale)), max(1, int(height * scale))
             level = np.asarray(
                 Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR), dtype=np.uint8
             )
@@ -222,15 +224,21 @@ class CnnFaceCounter:
         # Three equal channels: the network reads BGR, and grey is what was decoded. Tiles
         # are windows into this one buffer: the C API takes a row stride.
         bgr = np.ascontiguousarray(np.repeat(grey[:, :, np.newaxis], 3, axis=2))
+        if width * height <= self.scan_pixels:  # one scan, whatever its shape (705 x 396)
+            tiles = [(0, 0, width, height)]
+        else:
+            tiles = [
+                (left, top, min(self._tile, width - left), min(self._tile, height - top))
+                for top in tile_starts(height, self._tile, self._overlap)
+                for left in tile_starts(width, self._tile, self._overlap)
+            ]
         boxes = []
-        for top in tile_starts(height, self._tile, self._overlap):
-            for left in tile_starts(width, self._tile, self._overlap):
-                rows, columns = min(self._tile, height - top), min(self._tile, width - left)
-                origin = bgr.ctypes.data + (top * width + left) * 3
-                boxes += [
-                    FaceBox(left + x, top + y, w, h, score)
-                    for score, x, y, w, h in self._scan(origin, columns, rows, width * 3)
-                ]
+        for left, top, columns, rows in tiles:
+            origin = bgr.ctypes.data + (top * width + left) * 3
+            boxes += [
+                FaceBox(left + x, top + y, w, h, score)
+                for score, x, y, w, h in self._scan(origin, columns, rows, width * 3)
+            ]
         return boxes
 
     def _scan(self, origin: int, width: int, height: int, stride: int) -> list[tuple[int, ...]]:
