@@ -50,27 +50,26 @@ def framed(data: bytes, size: tuple[int, int], position: int) -> bytes | None:
 def recall(min_face: int, positions: int) -> None:
     inspector = ProbeInspector(counter=face_counter("cnn", min_face=min_face))
     print(f"== recall: {CROWD} faces per frame, CNN, minimum face {min_face} px\n")
-    print(f"  {'frame':>10}  {'face':>5}  {'counted':>9}  {'wall s':>7}  {'cpu s':>6}")
     for size in FRAMES:
-        times, cpus = [], []
+        walls, cpus = [], []
         for side in SIDES:
             counted = []
             for position in range(positions):
-                data = framed(
-                    samples.crowd_jpeg(CROWD, side=side, first=position * 6), size, position
-                )
+                crowd = samples.crowd_jpeg(CROWD, side=side, first=position * 6)
+                data = framed(crowd, size, position)
                 if data is None:
                     break
                 wall, cpu = time.perf_counter(), time.thread_time()
                 counted.append(inspector.inspect_image(data).faces)
-                times.append(time.perf_counter() - wall)
+                walls.append(time.perf_counter() - wall)
                 cpus.append(time.thread_time() - cpu)
-            if not counted:
-                continue
-            print(
-                f"  {size[0]}x{size[1]:<5}  {side:>5}  {sum(counted):>4}/{CROWD * len(counted):<4}"
-                f"  {statistics.median(times):7.2f}  {statistics.median(cpus):6.2f}"
-            )
+            if counted:
+                present = CROWD * len(counted)
+                print(f"  {size[0]}x{size[1]}, faces of {side} px: {sum(counted)}/{present}")
+        print(
+            f"  {size[0]}x{size[1]}: median per frame {statistics.median(walls):.2f} s wall,"
+            f" {statistics.median(cpus):.2f} s CPU of the scanning thread\n"
+        )
     inspector.close()
 
 

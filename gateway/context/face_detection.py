@@ -193,7 +193,8 @@ class CnnFaceCounter:
         # frame is scanned at full resolution, as it always was, smaller faces and all.
         whole = math.sqrt(self.scan_pixels / (width * height))
         scale = min(1.0, max(CNN_RELIABLE_FACE / self.min_face, whole))
-        return max(1, round(width * scale)), max(1, round(height * scale))
+        # Rounded down: at the `whole` scale the image must fit one scan, not one row over.
+        return max(1, int(width * scale)), max(1, int(height * scale))
 
     def count(self, grey: GreyImage) -> int:
         return len(self.find(grey))

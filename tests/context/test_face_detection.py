@@ -278,3 +278,10 @@ def test_a_frame_that_fits_one_scan_is_counted_as_before(count: int, side: int) 
     decoded = decode_probe(data, decode_size=counter.decode_size)
     assert decoded.grey.shape == (decoded.height, decoded.width)  # not scaled down
     assert counter.count(decoded.grey) == count
+
+
+def test_the_settings_default_minimum_face_is_the_counters() -> None:
+    from gateway.config import Settings
+    from gateway.context.face_detection import DEFAULT_MIN_FACE
+
+    assert Settings.model_fields["probe_min_face"].default == DEFAULT_MIN_FACE
