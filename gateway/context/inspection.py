@@ -1,9 +1,11 @@
 """Probe inspection: how many faces a probe holds and where it was taken, seen by the gateway.
 
-The vendor is not asked: a crowd photo must be refused before it is searched, so the gateway
-decodes every probe image itself and counts its faces (`gateway.context.face_detection`:
-libfacedetection's CNN by default, dlib's HOG where that does not install). It also reads the
-EXIF GPS position, if any.
+The vendor is not asked: a crowd photo must be refused before it is searched, compared or
+enrolled, so the gateway decodes every image of a request itself, whatever its role (probe,
+a verification's target, an enrolment image), and counts its faces
+(`gateway.context.face_detection`: libfacedetection's CNN by default, dlib's HOG where that
+does not install). It also reads the EXIF GPS position, if any, and takes the image's
+perceptual identity (`gateway.context.identity`) from the pixels it decoded.
 
 Probes are untrusted bytes, so decoding is guarded in this order:
 
