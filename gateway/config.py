@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     probe_inspection_workers: int = 2
     # auto: libfacedetection's CNN where its wheel installs (Linux x86_64), else dlib's HOG.
     probe_detector: Literal["auto", "cnn", "hog"] = "auto"
+    # The smallest face (pixels wide, as stored) the CNN must count in a frame of any size;
+    # smaller costs more (docs/patterns.md has the figures). HOG's is 80, fixed.
+    probe_min_face: int = Field(default=48, ge=8)  # face_detection.DEFAULT_MIN_FACE
 
     # Activity windows: in-process when unset (one replica only), else shared in Redis.
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0

@@ -33,6 +33,37 @@ class FaceSource(BaseModel):
     index_in_source: int | None = None  # its place among them in the vendor's answer
 
 
+class ImageFacts(BaseModel):
+    """What the gateway learned of one image of a request. Digests and counts, never pixels.
+
+    `role` says what the image is to the call: "probe" (searched for, or analysed),
+    "source" and "target" (a verification's two sides: the face to find, and the picture
+    it is looked for in), "enrolment" (added to a reference collection).
+    `identity` is the perceptual identity of its pixels (`gateway.context.identity`): the
+    same picture re-encoded keeps it, where `digest` (SHA-256 of the bytes) changes.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    digest: str  # "sha256:<hex>"
+    identity: str | None = None  # "phash:<hex>"
+    faces: int | None = None  # faces the gateway counted in it
+
+
+def image_roles(kind: OperationKind, count: int) -> tuple[str, ...]:
+    """The role of each of a request's `count` images, in the order the adapters list them.
+
+    Every adapter lists a verification's images source first, then target (Rekognition
+    SourceImage, TargetImage; CompreFace source_image, target_image).
+    """
+    if kind == OperationKind.VERIFY and count == 2:
+        return ("source", "target")
+    if kind == OperationKind.ENROLL:
+        return ("enrolment",) * count
+    return ("probe",) * count
+
+
 class FaceOperation(BaseModel):
     """One vendor call, normalised. Carries digests of images, never the images."""
 
@@ -46,7 +77,8 @@ class FaceOperation(BaseModel):
     max_results: int | None = None
     attributes: list[str] = Field(default_factory=list)  # requested face attributes
     probe_digests: list[str] = Field(default_factory=list)  # "sha256:<hex>" per image
-    faces_in_probe: int | None = None  # filled by probe inspection when it runs
+    faces_in_probe: int | None = None  # the most faces in any one image (probe inspection)
+    images: list[ImageFacts] = Field(default_factory=list)  # each image, when inspected
     # Stored identities the probe is compared against one by one (an Azure person, a
     # CompreFace example), as opaque namespaced ids such as
     # "azure:largepersongroup:<group>/person:<person>". A 1:N search names none: its kind

@@ -336,6 +336,7 @@ class Pipeline:
                 for f in operation.face_sources
                 if f.source is not None
             ),
+            probe_identities=tuple(i.identity for i in operation.images if i.identity),
         )
 
     async def _reserve(self, event: ActivityEvent) -> Reservation:

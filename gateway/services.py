@@ -164,7 +164,7 @@ class Services:
             ProbeInspector(
                 max_pixels=settings.probe_max_pixels,
                 workers=settings.probe_inspection_workers,
-                counter=face_counter(settings.probe_detector),
+                counter=face_counter(settings.probe_detector, min_face=settings.probe_min_face),
             )
             if settings.probe_inspection
             else None

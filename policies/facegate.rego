@@ -336,15 +336,59 @@ scope_text("case") := concat(" ", ["case", ctx.case_number]) if {
 	given("case_number")
 } else := "this case"
 
-# Crowd scan: an identification whose probe holds more faces than one suspect and company.
-deny contains reason("crowd_scan", concat("", [
-	"the probe holds ", format_int(op.faces_in_probe, 10), " faces and an identification may",
-	" search at most ", format_int(patterns.crowd_scan.max_faces_in_probe, 10),
-	": searching a crowd photo against a database identifies everyone in it",
-])) if {
+# Crowd scan: a call that identifies, verifies or enrols through an image holding more faces
+# than one suspect and company. Every image of the call counts, whatever its role: a crowd
+# as CompareFaces' TargetImage locates the person in it as surely as a crowd as the probe of
+# a search, and a crowd enrolled puts everyone in it on a watchlist. op.images lists each
+# image the gateway inspected ({"role", "faces", ...}); without it, op.faces_in_probe.
+crowd_limit(kind) := object.get(
+	object.get(patterns.crowd_scan, "max_faces_per_image", {}), kind,
+	patterns.crowd_scan.max_faces_in_probe,
+)
+
+image_words := {
+	"probe": "the probe",
+	"source": "the source image",
+	"target": "the target image",
+	"enrolment": "the enrolment image",
+}
+
+image_text(role) := object.get(image_words, role, concat(" ", ["the", role, "image"]))
+
+kind_words := {"identify": "an identification", "verify": "a verification", "enroll": "an enrolment"}
+
+crowd_effects := {
+	"identify": "searching a crowd photo against a database identifies everyone in it",
+	"verify": "comparing a face against a crowd photo finds the person in the crowd",
+	"enroll": "enrolling a crowd photo puts everyone in it on a watchlist",
+}
+
+counted_images := [img | some img in object.get(op, "images", []); is_number(img.faces)]
+
+# The image with the most faces (the first of equals), so that one reason names one image.
+crowd_image := counted_images[i] if {
+	most := max([img.faces | some img in counted_images])
+	i := min({j | some j, img in counted_images; img.faces == most})
+}
+
+crowd_message(role, faces, limit) := concat("", [
+	image_text(role), " holds ", format_int(faces, 10), " faces, more than the ",
+	format_int(limit, 10), " ", object.get(kind_words, op.kind, op.kind),
+	" may hold in any one image: ", object.get(crowd_effects, op.kind, "that is a crowd scan"),
+])
+
+deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
 	crowd_kind
+	limit := crowd_limit(op.kind)
+	crowd_image.faces > limit
+}
+
+deny contains reason("crowd_scan", crowd_message("probe", op.faces_in_probe, limit)) if {
+	crowd_kind
+	count(counted_images) == 0
 	is_number(op.faces_in_probe)
-	op.faces_in_probe > patterns.crowd_scan.max_faces_in_probe
+	limit := crowd_limit(op.kind)
+	op.faces_in_probe > limit
 }
 
 # Burst: probes arriving faster than a person compares photos (frames of a video).
@@ -546,11 +590,13 @@ flags contains "identification_by_comparison" if {
 }
 
 # The kinds the crowd rules apply to, a comparison that is identification among them.
-crowd_kind if op.kind in {k | some k in patterns.crowd_scan.kinds}
+crowd_kinds := {k | some k in patterns.crowd_scan.kinds}
+
+crowd_kind if op.kind in crowd_kinds
 
 crowd_kind if {
 	identification
-	"identify" in patterns.crowd_scan.kinds
+	"identify" in crowd_kinds
 }
 
 # Faces named by id meet the crowd rules in every comparison listed in the data (a

@@ -8,7 +8,8 @@ sliding-window counts beside each request:
       "agency":  {...},                                 # everyone in the principal's agency
       "case":    {...},                                 # this case (absent without one)
       "probe":   {"distinct_cases": {<window>: n}},     # the most cases any probe of this
-                                                        #   request was searched under
+                                                        #   request was searched under, a
+                                                        #   probe known by its picture
       "source":  {"distinct_faces": {<window>: n}},     # the most faces of one source image
     }                                                   #   named by id (face_sources.py)
 
@@ -16,8 +17,9 @@ sliding-window counts beside each request:
              enrolments (faces sent to enrolment, or as many as the vendor says it
              enrolled when that is more), distinct_cases (cases identified in, or
              compared stored identities in; officer and agency), distinct_probes
-             (distinct probe digests), distinct_identities (stored identities compared
-             one by one, e.g. persons verified against; officer and case)
+             (distinct probe identities: the perceptual identity of each image, its
+             digest where none was taken), distinct_identities (stored identities
+             compared one by one, e.g. persons verified against; officer and case)
     windows: second, ten_seconds, minute, hour, day (sliding, ending at the request)
 
 **The counts include the request being decided**, as if it were allowed, so a limit reads
@@ -59,6 +61,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.context.identity import identity_keys
 from gateway.operations import OperationKind
 
 WINDOWS: dict[str, int] = {  # name -> length in seconds
@@ -91,6 +94,9 @@ class ActivityEvent:
     # (source image identity, the face's place in it) of each face named by id whose source
     # is known: distinct faces of one image, however often it was detected.
     face_sources: tuple[tuple[str, str], ...] = ()
+    # The perceptual identity of each image inspected (gateway.context.identity); when
+    # given, probes are known by these rather than by their digests.
+    probe_identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,8 +191,13 @@ def plan(event: ActivityEvent) -> Plan:
     searches = event.kind == OperationKind.IDENTIFY or bool(event.compared_identities)
     identifies_in_case = searches and event.case_number
     case_value = json.dumps([event.agency, event.case_number])
+    # A probe is known by its picture, not its bytes: the same face appended to or
+    # re-encoded is the same probe. Its identity's band keys are each a probe key; the
+    # policy sees the largest count any of them holds (Plan.counts).
+    probes = event.probe_identities or event.probe_digests
+    probe_keys = [key for probe in probes for key in identity_keys(probe)]
     for scope, prefix in scopes.items():
-        adds += [_Add(f"{prefix}:distinct_probes", d, latest=True) for d in event.probe_digests]
+        adds += [_Add(f"{prefix}:distinct_probes", p, latest=True) for p in probes]
         if identifies_in_case and scope in ("officer", "agency"):
             adds.append(_Add(f"{prefix}:distinct_cases", case_value, latest=True))
         if scope in ("officer", "case"):
@@ -195,10 +206,7 @@ def plan(event: ActivityEvent) -> Plan:
                 for identity in event.compared_identities
             ]
     if identifies_in_case:
-        adds += [
-            _Add(f"probe:{digest}:distinct_cases", case_value, latest=True)
-            for digest in event.probe_digests
-        ]
+        adds += [_Add(f"probe:{key}:distinct_cases", case_value, latest=True) for key in probe_keys]
 
     # One source image's faces searched one by one: keyed by the source, whoever searches.
     sources = sorted({source for source, _ in event.face_sources})
@@ -221,8 +229,8 @@ def plan(event: ActivityEvent) -> Plan:
                 for stream in streams[scope]
             ]
         queries += [
-            _Query(("probe", "distinct_cases", window), f"probe:{digest}:distinct_cases", since)
-            for digest in event.probe_digests
+            _Query(("probe", "distinct_cases", window), f"probe:{key}:distinct_cases", since)
+            for key in probe_keys
         ]
         queries += [
             _Query(("source", "distinct_faces", window), f"source:{source}:distinct_faces", since)

@@ -60,9 +60,14 @@ class SourceRecord:
 def source_identity(operation: FaceOperation) -> str | None:
     """The identity of the image an operation's faces came from.
 
-    Today the digest of its first probe. This is the one place that says so: a perceptual
-    identity of the decoded image can replace it without touching the callers.
+    The perceptual identity of its first image (`gateway.context.identity`), so the same
+    crowd photo re-encoded, or with a byte appended, is one source however often it is
+    detected; its SHA-256 digest where the image was not inspected. This is the one place
+    that says so.
     """
+    for image in operation.images:
+        if image.identity:
+            return image.identity
     return operation.probe_digests[0] if operation.probe_digests else None
 
 

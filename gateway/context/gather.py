@@ -13,7 +13,7 @@ from gateway.context.inspection import ProbeInspection
 from gateway.context.warrants import find_warrant
 from gateway.db import DATABASE_ERRORS
 from gateway.errors import MalformedRequest, ServiceUnavailable
-from gateway.operations import FaceOperation
+from gateway.operations import FaceOperation, ImageFacts, image_roles
 from gateway.policy.contract import PolicyContext, PolicyInput
 
 # Clients that can add headers may state the case context per request.
@@ -62,6 +62,15 @@ def _header_name(header: str) -> str:
     return "-".join(part.capitalize() for part in header.split("-"))
 
 
+def image_facts(operation: FaceOperation, inspection: ProbeInspection) -> list[ImageFacts]:
+    """Each inspected image of the request with its role, digest, identity and faces."""
+    roles = image_roles(operation.kind, len(inspection.images))
+    return [
+        ImageFacts(role=role, digest=found.digest, identity=found.identity, faces=found.faces)
+        for role, found in zip(roles, inspection.images, strict=True)
+    ]
+
+
 async def gather_policy_input(
     reads: AsyncEngine,
     *,
@@ -86,6 +95,8 @@ async def gather_policy_input(
     locations = [loc.as_policy() for loc in inspection.locations] if inspection else []
     if inspection is not None and inspection.faces_in_probe is not None:
         operation = operation.model_copy(update={"faces_in_probe": inspection.faces_in_probe})
+    if inspection is not None and inspection.images:
+        operation = operation.model_copy(update={"images": image_facts(operation, inspection)})
     return PolicyInput(
         principal=session.principal,
         operation=operation,

@@ -1,9 +1,11 @@
 """Probe inspection: how many faces a probe holds and where it was taken, seen by the gateway.
 
-The vendor is not asked: a crowd photo must be refused before it is searched, so the gateway
-decodes every probe image itself and counts its faces (`gateway.context.face_detection`:
-libfacedetection's CNN by default, dlib's HOG where that does not install). It also reads the
-EXIF GPS position, if any.
+The vendor is not asked: a crowd photo must be refused before it is searched, compared or
+enrolled, so the gateway decodes every image of a request itself, whatever its role (probe,
+a verification's target, an enrolment image), and counts its faces
+(`gateway.context.face_detection`: libfacedetection's CNN by default, dlib's HOG where that
+does not install). It also reads the EXIF GPS position, if any, and takes the image's
+perceptual identity (`gateway.context.identity`) from the pixels it decoded.
 
 Probes are untrusted bytes, so decoding is guarded in this order:
 
@@ -26,10 +28,11 @@ release the GIL while they scan. Nothing here logs or keeps pixels.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +41,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from gateway.context.face_detection import FaceCounter, GreyImage, face_counter, scan_size
+from gateway.context.identity import perceptual_identity
 from gateway.errors import InvalidImage, MalformedRequest, PayloadTooLarge
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")  # what Rekognition reads; rarer decoders stay out of reach
@@ -60,12 +64,19 @@ class Location:
 
 @dataclass(frozen=True)
 class ImageFindings:
-    """What one probe image holds: a face count and, when its EXIF says, where it was taken."""
+    """What one image holds: a face count and, when its EXIF says, where it was taken.
+
+    `digest` is the SHA-256 of its bytes (the audit log's key for it), `identity` the
+    perceptual identity of its pixels (`gateway.context.identity`), the same for the same
+    picture however it is encoded.
+    """
 
     faces: int
     width: int
     height: int
     location: Location | None = None
+    digest: str = ""
+    identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,18 +156,23 @@ def exif_location(image: Image.Image) -> Location | None:
 
 @dataclass(frozen=True)
 class DecodedProbe:
-    grey: GreyImage  # (height, width), upright; scaled down to `scan_pixels` if asked
+    grey: GreyImage  # (height, width), upright; scaled as asked
     width: int  # the image's own size, as stored (before EXIF orientation)
     height: int
     location: Location | None
 
 
 def decode_probe(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, scan_pixels: int | None = None
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    scan_pixels: int | None = None,
+    decode_size: Callable[[int, int], tuple[int, int]] | None = None,
 ) -> DecodedProbe:
     """Decode JPEG or PNG bytes to upright 8-bit grey, refusing bombs and broken files.
 
-    With `scan_pixels`, a larger image comes back scaled down to fit it, keeping its shape.
+    With `scan_pixels`, a larger image comes back scaled down to fit it, keeping its shape;
+    with `decode_size`, at the size it gives for the image's own width and height.
     """
     try:
         with warnings.catch_warnings():
@@ -179,7 +195,9 @@ def decode_probe(
                 f" {max_pixels} pixels"
             )
         location = exif_location(image)
-        target = scan_size(width, height, scan_pixels)
+        target = (
+            decode_size(width, height) if decode_size else scan_size(width, height, scan_pixels)
+        )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -216,13 +234,15 @@ class ProbeInspector:
     def inspect_image(self, data: bytes) -> ImageFindings:
         """Decode and count faces, in the calling thread. Raises RequestError subclasses."""
         decoded = decode_probe(
-            data, max_pixels=self._max_pixels, scan_pixels=self._counter.scan_pixels
+            data, max_pixels=self._max_pixels, decode_size=self._counter.decode_size
         )
         return ImageFindings(
             faces=self._counter.count(decoded.grey),
             width=decoded.width,
             height=decoded.height,
             location=decoded.location,
+            digest="sha256:" + hashlib.sha256(data).hexdigest(),
+            identity=perceptual_identity(decoded.grey),
         )
 
     async def inspect(self, images: Sequence[bytes], headers: Mapping[str, str]) -> ProbeInspection:

@@ -356,3 +356,49 @@ async def test_faces_of_one_source_are_counted_whoever_searches_them(
     assert at(mixed, "source", "distinct_faces", "day") == 3
     assert at(mixed, "source", "distinct_faces", "second") == 1
     assert "source" not in (await store.reserve(event(5))).counts
+
+
+# -- probes known by their picture (issue 10, detour 9)
+
+
+async def test_a_probe_is_known_by_its_identity_whatever_its_digest(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    # One picture, three encodings: three digests, identities a bit or two apart.
+    encodings = [
+        ("sha256:original", "phash:0123456789abcdef"),
+        ("sha256:appended", "phash:0123456789abcdef"),
+        ("sha256:requality", "phash:0123456789abcdee"),  # the last band flipped a bit
+    ]
+    for n, (digest, identity) in enumerate(encodings):
+        counts = (
+            await store.reserve(
+                ActivityEvent(
+                    request_id=f"r{n}-{uuid.uuid4().hex[:8]}",
+                    at=T0,
+                    officer="officer-1",
+                    agency="Metro PD",
+                    case_number=f"C-{n}",
+                    kind=OperationKind.IDENTIFY,
+                    probe_digests=(digest,),
+                    probe_identities=(identity,),
+                )
+            )
+        ).counts
+    assert at(counts, "probe", "distinct_cases", "day") == 3
+    other = (
+        await store.reserve(
+            ActivityEvent(
+                request_id=f"r9-{uuid.uuid4().hex[:8]}",
+                at=T0,
+                officer="officer-1",
+                agency="Metro PD",
+                case_number="C-9",
+                kind=OperationKind.IDENTIFY,
+                probe_digests=("sha256:other",),
+                probe_identities=("phash:f0e1d2c3b4a59687",),  # another face: no band shared
+            )
+        )
+    ).counts
+    assert at(other, "probe", "distinct_cases", "day") == 1

@@ -145,6 +145,17 @@ def test_the_source_is_the_first_probe() -> None:
     assert source_identity(_operation(probe_digests=[])) is None
 
 
+def test_an_inspected_source_is_known_by_its_picture_not_its_bytes() -> None:
+    """The same crowd photo re-encoded is one source: its perceptual identity, not its digest."""
+    images = [
+        {"role": "probe", "digest": "sha256:a", "identity": "phash:00ff00ff00ff00ff", "faces": 6}
+    ]
+    operation = _operation(probe_digests=["sha256:a"], images=images)
+    assert source_identity(operation) == "phash:00ff00ff00ff00ff"
+    reencoded = _operation(probe_digests=["sha256:b"], images=[images[0] | {"digest": "sha256:b"}])
+    assert source_identity(reencoded) == source_identity(operation)
+
+
 def test_faces_in_the_source_are_the_larger_of_the_gateways_count_and_the_vendors() -> None:
     issued = IssuedFaces(face_ids=("x:1", "x:2"), faces_in_answer=5)
     # The vendor found 5 faces (enrolling 2); the gateway counted 8: a crowd of 8.

@@ -34,3 +34,27 @@ def test_a_header_repeating_the_session_is_no_conflict() -> None:
 def test_an_unknown_legal_basis_is_a_clear_error() -> None:
     with pytest.raises(MalformedRequest, match="X-Facegate-Legal-Basis must be one of"):
         merge_case_context(BOUND, {"x-facegate-legal-basis": "hunch"})
+
+
+def test_each_inspected_image_gets_its_role_digest_identity_and_faces() -> None:
+    from gateway.context.gather import image_facts
+    from gateway.context.inspection import ImageFindings, ProbeInspection
+    from gateway.operations import FaceOperation, OperationKind
+
+    found = ProbeInspection(
+        faces_in_probe=16,
+        images=(
+            ImageFindings(faces=1, width=9, height=9, digest="sha256:a", identity="phash:1"),
+            ImageFindings(faces=16, width=9, height=9, digest="sha256:b", identity="phash:2"),
+        ),
+    )
+    compare = FaceOperation(vendor="rekognition", name="CompareFaces", kind=OperationKind.VERIFY)
+    assert [(i.role, i.digest, i.identity, i.faces) for i in image_facts(compare, found)] == [
+        ("source", "sha256:a", "phash:1", 1),
+        ("target", "sha256:b", "phash:2", 16),
+    ]
+    index = FaceOperation(vendor="rekognition", name="IndexFaces", kind=OperationKind.ENROLL)
+    one = ProbeInspection(faces_in_probe=16, images=found.images[1:])
+    assert [i.role for i in image_facts(index, one)] == ["enrolment"]
+    search = FaceOperation(vendor="rekognition", name="SearchFacesByImage", kind="identify")
+    assert [i.role for i in image_facts(search, one)] == ["probe"]

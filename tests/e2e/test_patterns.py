@@ -227,8 +227,18 @@ async def test_frames_sent_one_by_one_are_a_burst_and_refusals_are_not_counted(
 
 
 async def test_enrolling_crowds_without_a_warrant_for_it_is_watchlist_building(
-    stack: Stack,
+    sqlite_database: str, tmp_path: Path, vendor: BackgroundServer
 ) -> None:
+    # Enrolment images of 12 faces are let through here (the repository's policy refuses
+    # any enrolment image of more than one face as a crowd scan) to count the faces enrolled.
+    crowds = {"kinds": ["identify", "verify", "enroll"], "max_faces_in_probe": 3,
+              "max_faces_per_image": {"enroll": 12}}  # fmt: skip
+    policy = policy_with(tmp_path, crowd_scan=crowds)
+    with gateway(sqlite_database, tmp_path, vendor, policy_dir=policy) as stack:
+        await _enrol_crowds_until_refused(stack)
+
+
+async def _enrol_crowds_until_refused(stack: Stack) -> None:
     collection = f"watch-{uuid.uuid4().hex[:8]}"
     vendor_client(stack.vendor).create_collection(CollectionId=collection)
     # A custodian, who may enrol at all: the watchlist limits bind custodians too.
