@@ -16,10 +16,9 @@ JSON = {"content-type": "application/json"}
 
 
 def _azure(path: str, document: object, method: str = "POST") -> ParsedRequest:
+    body = b"" if document is None else json.dumps(document).encode()  # a DELETE has none
     return adapters()[Protocol.AZURE].parse(
-        request(
-            method, f"/face/v1.2-preview.1{path}", body=json.dumps(document).encode(), headers=JSON
-        )
+        request(method, f"/face/v1.2-preview.1{path}", body=body, headers=JSON)
     )
 
 
