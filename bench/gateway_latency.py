@@ -90,10 +90,11 @@ async def prepare(database_url: str, master_key_file: Path) -> IssuedCredentials
                     case_number="BENCH-1",
                     operations=[OperationKind.IDENTIFY],
                     collections=["mugshots"],
+                    agency="Bench PD",
                     valid_from=now - timedelta(days=1),
                     valid_until=now + timedelta(days=1),
                 ),
-                created_by="bench",
+                created_by="bench-admin",
                 now=now,
             )
             return await open_case_session(

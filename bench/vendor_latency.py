@@ -78,6 +78,7 @@ async def _open_session(settings: Settings) -> IssuedCredentials:
                     operations=[OperationKind.IDENTIFY],
                     collections=["mugshots"],
                     realtime=False,
+                    agency="A",
                     valid_from=now - timedelta(days=1),
                     valid_until=now + timedelta(days=1),
                 ),

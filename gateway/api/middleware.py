@@ -92,10 +92,12 @@ class ManagementGuard:
                     services, exc, principal=principal, request_id=request_id,
                     client_address=client_address, route=scope["path"],
                 )  # fmt: skip
+            # The body may be unread: closing the connection after the answer keeps the
+            # server from draining it (RFC 9112 9.6), so a refused upload costs nothing.
             response = JSONResponse(
                 {"error": {"code": exc.code, "message": exc.message}},
                 status_code=exc.status_code,
-                headers={"x-facegate-request-id": request_id},
+                headers={"x-facegate-request-id": request_id, "connection": "close"},
             )
             await response(scope, receive, send)
             return

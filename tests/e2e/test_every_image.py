@@ -20,6 +20,7 @@ from azure.core.exceptions import HttpResponseError
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from gateway.auth.principals import Role
 from gateway.operations import OperationKind
 from refvendor import samples
 from tests.e2e.conftest import Stack, vendor_calls, vendor_client
@@ -122,7 +123,7 @@ async def test_a_phone_photo_of_a_crowd_is_not_searched(stack: Stack) -> None:
 async def test_a_phone_photo_of_a_crowd_is_not_enrolled_on_any_vendor(stack: Stack) -> None:
     collection = f"watch-{uuid.uuid4().hex[:8]}"
     vendor_client(stack.vendor).create_collection(CollectionId=collection)
-    credentials = await stack.session()
+    credentials = await stack.session(roles=(Role.OFFICER, Role.CUSTODIAN))  # may enrol
 
     client = stack.rekognition(credentials)
     error = refused(
