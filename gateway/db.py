@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -19,16 +21,34 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from gateway.errors import ServiceUnavailable, StorageUnavailable
+
 # What a failing database raises: SQLAlchemy's errors, the driver's OSError for a
 # connection refused before SQLAlchemy could wrap it (asyncpg does this), and asyncpg's own
 # errors where facegate talks to the driver directly (the audit log's group commit).
 DATABASE_ERRORS: Final = (
     SQLAlchemyError,
-    sqlite3.Error,  # the audit log's own SQLite connection (gateway.audit.stores.SqliteStore)
+    sqlite3.Error,  # the audit log's own SQLite connection (gateway.audit.stores.sqlite_store)
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
+
+
+@contextlib.contextmanager
+def map_database_errors(
+    message: str, *, error: type[ServiceUnavailable] = StorageUnavailable
+) -> Iterator[None]:
+    """The storage edge: a database error raised inside becomes ``error(message)``, the
+    driver's exception chained as its cause for the server log. ``message`` may name the
+    failure's type as ``{cause}`` (the exception's text is never used: it may hold the URL
+    or SQL). Every read and write of the database runs inside one, so no caller catches
+    ``DATABASE_ERRORS``; the pipeline and the API handle one exception of the tree."""
+    try:
+        yield
+    except DATABASE_ERRORS as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise error(message.format(cause=type(cause).__name__)) from exc
 
 
 class Base(DeclarativeBase):

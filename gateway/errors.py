@@ -17,11 +17,37 @@ FacegateError
 ├── PermissionDenied          an authenticated principal lacks the role for an action
 ├── PolicyDenied              the policy decided no; carries the reasons
 ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
+│   └── PolicyLoadError       a policy bundle that cannot be loaded (gateway.policy.bundle)
 ├── ServiceUnavailable        a store the gateway depends on failed: fail closed (HTTP 503)
-│   └── AuditUnavailable      the audit log could not be written
+│   ├── AuditUnavailable      the audit log could not be written or read
+│   ├── StorageUnavailable    the database could not be read or written (sessions, warrants,
+│   │                         principals): raised at the storage edge, `gateway.db`
+│   └── ReplayCacheUnavailable  the replay cache cannot tell a spent signature (gateway.auth.replay)
 ├── UpstreamError             the vendor could not be reached or answered garbage
 │   └── VendorRefused         the vendor answered with an error (its own text is not passed on)
 └── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
+
+Database errors never leave the storage edge raw: ``gateway.db.map_database_errors`` turns
+them into StorageUnavailable, and the audit stores' edge
+(``gateway.audit.stores.map_database_errors``) into AuditUnavailable.
+
+Errors of a module's own domain, outside FacegateError, each turned into one of the above
+(or into a report) where it is caught:
+
+Exception
+├── ActivityUnavailable       the activity store failed (gateway.context.activity): the
+│                             pipeline refuses (ServiceUnavailable), or logs it once answered
+├── FaceSourcesUnavailable    the face-source store failed (gateway.context.face_sources): the
+│                             pipeline refuses (ServiceUnavailable), or logs it once answered
+└── ValueError
+    ├── CheckpointError       a signed note or checkpoint that does not open
+    │                         (gateway.audit.checkpoint)
+    ├── ProofError            an inclusion or consistency proof that does not verify
+    │                         (gateway.audit.merkle)
+    ├── InvalidQuery          an audit query's cursor or limit (gateway.audit.query): the API
+    │                         answers MalformedRequest (400)
+    └── InventoryError        a vendors file that cannot be used, naming the key
+                              (gateway.vendors.inventory): startup stops
 """
 
 from __future__ import annotations
@@ -133,6 +159,11 @@ class ServiceUnavailable(FacegateError):
 
 class AuditUnavailable(ServiceUnavailable):
     code = "audit_unavailable"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The database failed on a read or write outside the audit log. Its code stays
+    ``service_unavailable``: callers see the same 503 as before the edge was drawn."""
 
 
 class UpstreamError(FacegateError):

@@ -47,7 +47,6 @@ from gateway.context.inspection import (
     ProbeInspector,
     parse_location_header,
 )
-from gateway.db import DATABASE_ERRORS
 from gateway.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -55,6 +54,7 @@ from gateway.errors import (
     PolicyDenied,
     RequestError,
     ServiceUnavailable,
+    StorageUnavailable,
     UpstreamError,
     VendorRefused,
 )
@@ -130,8 +130,10 @@ class Pipeline:
                 record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
             )
             raise
-        except DATABASE_ERRORS as exc:
-            raise ServiceUnavailable("the session store could not be read") from exc
+        except StorageUnavailable:
+            # The session store is the audit log's database: a refusal could not be
+            # recorded either. 503, closed (the storage edge named what failed).
+            raise
         except ServiceUnavailable as exc:
             # The replay cache could not tell whether this signature was spent: refused,
             # and on record (the audit log is another store, and may still be written).

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from gateway.api.deps import Auditor, ServicesDep, record_read
+from gateway.audit.query import InvalidQuery
 from gateway.audit.schemas import (
     AuditPage,
     AuditQuery,
@@ -17,7 +18,7 @@ from gateway.audit.schemas import (
     LogEntryPage,
     VerifyReport,
 )
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, MalformedRequest
 
 router = APIRouter(prefix="/facegate/v1/audit", tags=["audit"])
 
@@ -40,7 +41,10 @@ async def list_records(
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
     )
-    return await services.audit.query(filters, cursor=cursor, limit=limit)
+    try:
+        return await services.audit.query(filters, cursor=cursor, limit=limit)
+    except InvalidQuery as exc:
+        raise MalformedRequest(str(exc)) from None
 
 
 @router.get("/verify")

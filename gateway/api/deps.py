@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.api_keys import authenticate_api_key, key_id_of
 from gateway.auth.principals import Principal, Role
-from gateway.db import DATABASE_ERRORS
+from gateway.db import map_database_errors
 from gateway.errors import (
     AuthenticationError,
     MissingCredentials,
     PermissionDenied,
-    ServiceUnavailable,
+    StorageUnavailable,
 )
 from gateway.services import Services
 
@@ -46,17 +46,18 @@ async def get_db(services: ServicesDep) -> AsyncIterator[AsyncSession]:
     response is sent: fresh credentials were refused as unknown, revoked sessions and
     warrants still worked, right after a 201 or 200, and a failed commit was never told.
 
-    A database error in the route or in its commit becomes ServiceUnavailable (503, the
+    A database error in the route or in its commit becomes StorageUnavailable (503, the
     management API's error shape); the database's own words stay in the server log.
     """
     try:
-        async with services.sessions() as db, db.begin():
-            yield db
-    except DATABASE_ERRORS as exc:
-        log.error("a management change was rolled back: the database failed", exc_info=exc)
-        raise ServiceUnavailable(
+        with map_database_errors(
             "the database failed: the request was not completed and nothing was saved"
-        ) from exc
+        ):
+            async with services.sessions() as db, db.begin():
+                yield db
+    except StorageUnavailable as exc:
+        log.error("a management change was rolled back: the database failed", exc_info=exc)
+        raise
 
 
 DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
@@ -91,10 +92,9 @@ async def authenticate_caller(
     try:
         if scheme.lower() != "bearer" or not presented:
             raise MissingCredentials("send an API key as `Authorization: Bearer fgk_...`")
-        async with services.sessions() as db:
-            return await authenticate_api_key(db, presented.strip())
-    except DATABASE_ERRORS as exc:
-        raise ServiceUnavailable("the database failed: the caller could not be checked") from exc
+        with map_database_errors("the database failed: the caller could not be checked"):
+            async with services.sessions() as db:
+                return await authenticate_api_key(db, presented.strip())
     except AuthenticationError as exc:
         await services.audit.append(
             AuditRecord(

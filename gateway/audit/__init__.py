@@ -8,6 +8,10 @@ verifier.py    checks entries against a signed checkpoint, offline: pure
 models.py      the audit_log, audit_tree and audit_checkpoint tables
 guards.py      the DDL that makes the database refuse UPDATE, DELETE and TRUNCATE
 schemas.py     what the service takes and returns (queries, pages, proofs, reports)
-stores.py      where the append path reads and writes: SQLAlchemy (SQLite, db=) and asyncpg
-log.py         AuditLog: group-commit append, checkpoints, proofs, query, verify, export
+stores/        where appends read and write: one interface, one module per driver
+               (SQLAlchemy for db= and non-file SQLite, asyncpg, sqlite3), chosen once
+log.py         AuditLog, the writer: group-commit append, signing; offers the reads below
+reads.py       checkpoints, inclusion and consistency proofs, entries as leaf bytes
+query.py       record queries by field, a page at a time, opaque cursors
+fsck.py        whole-log checks (the hash chain, the tree against a checkpoint), export
 """

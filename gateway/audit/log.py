@@ -1,5 +1,7 @@
-"""The audit log service: append entries to the Merkle tree (and the hash chain), sign
-checkpoints, serve proofs, query entries, verify.
+"""The audit log's writer: append entries to the Merkle tree (and the hash chain) in group
+commits, and sign a checkpoint with each batch. Reads are in ``reads.py`` (checkpoints,
+proofs, entries), record queries in ``query.py``, whole-log checks and export in
+``fsck.py``; ``AuditLog`` offers them too, so that one object is the log.
 
 Contract:
 
@@ -24,7 +26,7 @@ Contract:
   cannot make the key sign the rewrite. The record moves forward after each signed
   batch commits.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
-  the database URL. Callers fail closed.
+  the database URL (``stores.map_database_errors``, the one edge). Callers fail closed.
 * What is kept in memory between batches is only a cache, checked inside the lock: each
   batch re-reads the head (seq and chain hash) and reuses the tree's edge it committed last
   only if the head is still the one it committed. Another replica's append, a db= append,
@@ -34,17 +36,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import ValidationError
-from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
@@ -56,46 +53,40 @@ from gateway.audit.checkpoint import (
     Verifier,
     open_note,
 )
-from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
+from gateway.audit.fsck import LogChecker
+from gateway.audit.query import DEFAULT_PAGE_SIZE, RecordQuery, decode_cursor, encode_cursor
+from gateway.audit.reads import MAX_PAGE_SIZE, VERIFY_BATCH_SIZE, LogReader
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import (
     AppendedEntry,
-    AuditEntryRead,
     AuditPage,
     AuditQuery,
     ConsistencyProof,
     InclusionProof,
-    LogEntry,
     LogEntryPage,
     StoredCheckpoint,
     TreeReport,
-    VerifyProblem,
     VerifyReport,
 )
 from gateway.audit.stores import (
     AppendStore,
-    AsyncpgStore,
     SQLAlchemyStore,
-    SqliteStore,
-    read_nodes,
+    group_commit_store,
+    map_database_errors,
 )
-from gateway.audit.verifier import (
-    CHECKPOINT_FILE,
-    ENTRIES_FILE,
-    LEAF_HASHES_FILE,
-    TreeVerifier,
-    bad_checkpoint,
-    open_checkpoint,
-)
-from gateway.db import DATABASE_ERRORS
-from gateway.errors import AuditUnavailable, MalformedRequest
+from gateway.errors import AuditUnavailable
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "VERIFY_BATCH_SIZE",
+    "AuditLog",
+    "decode_cursor",
+    "encode_cursor",
+]
 
 DEFAULT_LOCK_TIMEOUT: Final = timedelta(seconds=30)
 DEFAULT_MAX_BATCH: Final = 512
-DEFAULT_PAGE_SIZE: Final = 100
-MAX_PAGE_SIZE: Final = 1000
-VERIFY_BATCH_SIZE: Final = 1000
-_MAX_CURSOR_LENGTH: Final = 32
 
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 
@@ -145,8 +136,6 @@ class AuditLog:
         if max_batch < 1:
             raise ValueError("max_batch must be positive")
         self._sessions = sessions
-        self._engine = engine
-        self._dialect = engine.dialect.name
         self._lock_timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
         self._signer = signer
         self._signed_state = signed_state
@@ -161,18 +150,11 @@ class AuditLog:
         self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged_checkpoint: Checkpoint | None = None  # signed in the batch being written
-        # A SQLite file gets group commits on a connection of the log's own (SqliteStore);
-        # an in-memory or URI database is reachable only through the engine.
-        database = engine.url.database
-        self._sqlite_store = (
-            SqliteStore(database, dialect=engine.dialect, lock_timeout_ms=self._lock_timeout_ms)
-            if self._dialect == "sqlite"
-            and database
-            and database != ":memory:"
-            and not database.startswith("file:")
-            and not engine.url.query
-            else None
-        )
+        # The database is chosen once, here: the commit path only asks the store for a batch.
+        self._store = group_commit_store(engine, lock_timeout_ms=self._lock_timeout_ms)
+        self._reader = LogReader(sessions)
+        self._records = RecordQuery(sessions)
+        self._checker = LogChecker(sessions, self._reader)
 
     @property
     def signer(self) -> Signer | None:
@@ -204,13 +186,11 @@ class AuditLog:
         """
         if db is not None:
             async with self._append_lock:
-                try:
+                with map_database_errors("append to"):
                     store = SQLAlchemyStore(
                         await db.connection(), lock_timeout_ms=self._lock_timeout_ms
                     )
                     (result,) = await self._write(store, [record], sign=False)
-                except DATABASE_ERRORS as exc:
-                    raise AuditUnavailable(_failure("append to", exc)) from exc
             if isinstance(result, ValueError):
                 raise result
             return result
@@ -227,8 +207,7 @@ class AuditLog:
         before disposing the engine)."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        if self._sqlite_store is not None:
-            await self._sqlite_store.aclose()
+        await self._store.aclose()
 
     async def _write_batches(self) -> None:
         # One writer per process at a time; it exits when nothing is pending, and append
@@ -237,13 +216,11 @@ class AuditLog:
             batch = self._pending[: self._max_batch]
             del self._pending[: len(batch)]
             try:
-                results = await self._commit_batch([p.record for p in batch])
+                with map_database_errors("append to"):
+                    results = await self._commit_batch([p.record for p in batch])
             except BaseException as exc:
                 error: BaseException = exc
-                if isinstance(exc, DATABASE_ERRORS):
-                    error = AuditUnavailable(_failure("append to", exc))
-                    error.__cause__ = exc
-                elif not isinstance(exc, Exception):
+                if not isinstance(exc, Exception):
                     error = AuditUnavailable("the audit log writer was stopped")
                 for pending in batch:
                     if not pending.future.done():
@@ -270,41 +247,10 @@ class AuditLog:
         #    entries, nodes and checkpoint are one transaction. The callers got no
         #    AppendedEntry, so they treat their records as not written and forward
         #    nothing: the log may say more was asked than was done, never less.
-        if self._dialect == "postgresql":
-            async with self._engine.connect() as connection:
-                driver_connection: Any = (await connection.get_raw_connection()).driver_connection
-                try:
-                    results = await self._write(
-                        AsyncpgStore(driver_connection, lock_timeout_ms=self._lock_timeout_ms),
-                        records,
-                        sign=sign,
-                        cached=committed,
-                    )
-                    await driver_connection.execute("COMMIT")
-                except BaseException:
-                    # Whatever failed, the transaction must not outlive this batch, nor the
-                    # connection go back to the pool inside it: closing the connection
-                    # ends both (the server rolls back and frees the sequencer).
-                    await connection.invalidate()
-                    raise
-        elif self._sqlite_store is not None:
-            store = self._sqlite_store
-            try:
-                results = await self._write(store, records, sign=sign, cached=committed)
-                await store.commit()
-            except BaseException:
-                # Queued behind whatever the store's thread is still running, so it runs
-                # even if this task was cancelled mid-batch: no transaction outlives it.
-                await asyncio.shield(store.rollback())
-                raise
-        else:
-            async with self._engine.begin() as connection:
-                results = await self._write(
-                    SQLAlchemyStore(connection, lock_timeout_ms=self._lock_timeout_ms),
-                    records,
-                    sign=sign,
-                    cached=committed,
-                )
+        #    The store rolls back on any exception, cancellation included, so no
+        #    transaction or sequencer outlives the batch (GroupCommitStore.batch).
+        async with self._store.batch() as store:
+            results = await self._write(store, records, sign=sign, cached=committed)
         # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
@@ -514,235 +460,17 @@ class AuditLog:
                 f" {latest.tree_size} signed; refusing to sign a fork: run `facegate audit verify`"
             )
 
-    async def query(
-        self,
-        filters: AuditQuery,
-        *,
-        cursor: str | None = None,
-        limit: int = DEFAULT_PAGE_SIZE,
-    ) -> AuditPage:
-        """Entries matching ``filters``, ascending by seq, at most ``limit`` per page.
+    # The log's reads, queries and checks, done by the modules that hold each job.
 
-        ``cursor`` is the ``next_cursor`` of the previous page. Raises MalformedRequest
-        for a cursor this log did not issue or a limit outside 1..MAX_PAGE_SIZE, and
-        AuditUnavailable if the database fails.
-        """
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise MalformedRequest(f"limit must be between 1 and {MAX_PAGE_SIZE}")
-        after = 0 if cursor is None else decode_cursor(cursor)
-        statement = (
-            select(AuditLogEntry)
-            .where(AuditLogEntry.seq > after, *_conditions(filters))
-            .order_by(AuditLogEntry.seq)
-            .limit(limit + 1)  # one more than asked shows whether a next page exists
-        )
-        try:
-            async with self._sessions() as session:
-                rows = (await session.scalars(statement)).all()
-                entries = [AuditEntryRead.model_validate(row) for row in rows[:limit]]
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        more = len(rows) > limit
-        return AuditPage(
-            entries=entries,
-            next_cursor=encode_cursor(entries[-1].seq) if more else None,
-        )
+    async def query(
+        self, filters: AuditQuery, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
+    ) -> AuditPage:
+        """See ``RecordQuery.query``."""
+        return await self._records.query(filters, cursor=cursor, limit=limit)
 
     async def verify(self, *, batch_size: int = VERIFY_BATCH_SIZE) -> VerifyReport:
-        """Re-check the whole chain from seq 1 and report the first bad entry.
-
-        Reads ``batch_size`` entries at a time in seq order, so memory stays flat however
-        long the log. Checks that seqs run 1, 2, 3... without a gap, that each prev_hash
-        is the previous record_hash, and that each record_hash recomputes from the stored
-        fields. Entries appended while it runs are checked too. Cutting entries off the
-        end leaves a valid shorter chain: compare ``head_hash`` with a head noted before.
-        Raises AuditUnavailable if the database fails.
-        """
-        if batch_size < 1:
-            raise ValueError("batch_size must be positive")
-        expected_seq = 1
-        prev_hash = chain.GENESIS_HASH
-        last_seq: int | None = None  # no lower bound at first: a stray seq 0 is found too
-        try:
-            async with self._sessions() as session:
-                while True:
-                    batch = await _read_batch(session, after=last_seq, size=batch_size)
-                    for row in batch:
-                        found = _check_entry(row, expected_seq, prev_hash)
-                        if found is not None:
-                            problem, bad_seq, detail = found
-                            return VerifyReport(
-                                ok=False,
-                                entries_checked=expected_seq - 1,
-                                head_hash=_hex_or_none(expected_seq, prev_hash),
-                                first_bad_seq=bad_seq,
-                                problem=problem,
-                                detail=detail,
-                            )
-                        assert isinstance(row, AuditLogEntry)  # _check_entry passed it
-                        prev_hash = bytes.fromhex(row.record_hash)
-                        expected_seq += 1
-                        last_seq = row.seq
-                    # The entries checked are not needed again: keep the session small.
-                    session.expunge_all()
-                    if len(batch) < batch_size:
-                        break
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        return VerifyReport(
-            ok=True,
-            entries_checked=expected_seq - 1,
-            head_hash=_hex_or_none(expected_seq, prev_hash),
-        )
-
-    # Reads for auditors: checkpoints, proofs, entries. None takes the sequencer: every
-    # row they read was committed with the nodes and checkpoint that cover it.
-
-    async def tree_size(self) -> int:
-        """The number of entries committed (the size of the current tree)."""
-        try:
-            async with self._sessions() as session:
-                size = await session.scalar(
-                    select(AuditLogEntry.seq).order_by(AuditLogEntry.seq.desc()).limit(1)
-                )
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        return int(size or 0)
-
-    async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        """The checkpoint of the largest tree signed so far, None before the first."""
-        statement = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
-        try:
-            async with self._sessions() as session:
-                row = (await session.scalars(statement)).one_or_none()
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        return None if row is None else _stored_checkpoint(row)
-
-    async def checkpoints(self) -> AsyncIterator[StoredCheckpoint]:
-        """Every checkpoint ever signed, smallest tree first."""
-        last = -1
-        try:
-            async with self._sessions() as session:
-                while True:
-                    rows = (
-                        await session.scalars(
-                            select(AuditCheckpoint)
-                            .where(AuditCheckpoint.tree_size > last)
-                            .order_by(AuditCheckpoint.tree_size)
-                            .limit(VERIFY_BATCH_SIZE)
-                        )
-                    ).all()
-                    for row in rows:
-                        yield _stored_checkpoint(row)
-                        last = row.tree_size
-                    session.expunge_all()
-                    if len(rows) < VERIFY_BATCH_SIZE:
-                        return
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-
-    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
-        """The RFC 9162 inclusion proof of entry ``seq`` (leaf ``seq - 1``) in the tree of
-        ``tree_size`` entries. MalformedRequest if either is outside the log."""
-        current = await self.tree_size()
-        _check_size(tree_size, current, "tree_size")
-        if not 1 <= seq <= tree_size:
-            raise MalformedRequest(
-                f"seq {seq} is not in a tree of size {tree_size} (seqs 1..{tree_size})"
-            )
-        ranges = merkle.inclusion_ranges(seq - 1, tree_size)
-        nodes = await self._nodes(merkle.proof_node_ids([*ranges, (seq - 1, seq)]))
-        return InclusionProof(
-            seq=seq,
-            leaf_index=seq - 1,
-            tree_size=tree_size,
-            leaf_hash=_b64(nodes[(0, seq - 1)]),
-            hashes=[_b64(h) for h in merkle.hashes_for(ranges, nodes.__getitem__)],
-        )
-
-    async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
-        """The RFC 9162 consistency proof from the tree of ``first`` entries to the tree of
-        ``second``. MalformedRequest if the sizes are reversed or beyond the log."""
-        current = await self.tree_size()
-        _check_size(second, current, "second")
-        if not 0 <= first <= second:
-            raise MalformedRequest(f"first ({first}) must be between 0 and second ({second})")
-        ranges = merkle.consistency_ranges(first, second)
-        nodes = await self._nodes(merkle.proof_node_ids(ranges))
-        return ConsistencyProof(
-            first=first,
-            second=second,
-            hashes=[_b64(h) for h in merkle.hashes_for(ranges, nodes.__getitem__)],
-        )
-
-    async def entries(self, start: int, end: int) -> LogEntryPage:
-        """Entries ``start`` <= seq < ``end`` as their leaf bytes (at most MAX_PAGE_SIZE)."""
-        current = await self.tree_size()
-        if not 1 <= start < end:
-            raise MalformedRequest(f"need 1 <= start < end, got start={start} end={end}")
-        if end - start > MAX_PAGE_SIZE:
-            raise MalformedRequest(f"at most {MAX_PAGE_SIZE} entries per request")
-        if end - 1 > current:
-            raise MalformedRequest(f"end {end} is beyond the log ({current} entries)")
-        leaves = [leaf async for leaf in self.leaves(start=start, end=end)]
-        return LogEntryPage(
-            entries=[LogEntry(seq=start + i, leaf=leaf.decode()) for i, leaf in enumerate(leaves)]
-        )
-
-    async def leaves(
-        self, *, start: int = 1, end: int | None = None, batch_size: int = VERIFY_BATCH_SIZE
-    ) -> AsyncIterator[bytes]:
-        """The leaf bytes (``chain.canonical_bytes``) of entries start <= seq < end, in seq
-        order, recomputed from the stored fields. Stops at a gap; raises ValueError for a
-        row that no longer makes a valid record (verify names such rows)."""
-        last = start - 1
-        try:
-            async with self._sessions() as session:
-                while end is None or last + 1 < end:
-                    size = batch_size if end is None else min(batch_size, end - 1 - last)
-                    rows = (
-                        await session.scalars(
-                            select(AuditLogEntry)
-                            .where(AuditLogEntry.seq > last)
-                            .order_by(AuditLogEntry.seq)
-                            .limit(size)
-                        )
-                    ).all()
-                    for row in rows:
-                        if row.seq != last + 1:
-                            return
-                        yield chain.canonical_bytes(row.seq, _record_of(row))
-                        last = row.seq
-                    session.expunge_all()
-                    if len(rows) < size:
-                        return
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-
-    async def logged_leaf_hashes(self, *, end: int, batch_size: int = 10_000) -> bytes:
-        """The leaf hashes stored when entries 1..end-1 were appended, concatenated."""
-        chunks: list[bytes] = []
-        last = -1
-        try:
-            async with self._sessions() as session:
-                while last + 1 < end - 1:
-                    rows = (
-                        await session.execute(
-                            select(AuditTreeNode.idx, AuditTreeNode.hash)
-                            .where(AuditTreeNode.level == 0, AuditTreeNode.idx > last)
-                            .where(AuditTreeNode.idx < end - 1)
-                            .order_by(AuditTreeNode.idx)
-                            .limit(batch_size)
-                        )
-                    ).all()
-                    if not rows:
-                        break
-                    chunks.extend(row.hash for row in rows)
-                    last = rows[-1].idx
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        return b"".join(chunks)
+        """See ``LogChecker.verify``."""
+        return await self._checker.verify(batch_size=batch_size)
 
     async def verify_tree(
         self,
@@ -752,137 +480,48 @@ class AuditLog:
         older: Sequence[str | bytes] = (),
         all_checkpoints: bool = False,
     ) -> TreeReport:
-        """Check the stored entries against ``checkpoint`` (default: the latest stored) and
-        ``verifier``, with ``gateway.audit.verifier.TreeVerifier``. ``older`` checkpoints,
-        and with ``all_checkpoints`` every stored one, must be prefixes of the same tree.
-        Bad input gives a report that says what is wrong, never an exception."""
-        if checkpoint is None:
-            latest = await self.latest_checkpoint()
-            if latest is None:
-                return TreeReport(
-                    ok=False,
-                    problem=VerifyProblem.BAD_CHECKPOINT,
-                    detail="the log has signed no checkpoint yet: nothing to verify against",
-                )
-            checkpoint = latest.note
-        try:
-            target = open_checkpoint(checkpoint, verifier, "checkpoint")
-            olders = [
-                open_checkpoint(n, verifier, f"older checkpoint {i + 1}")
-                for i, n in enumerate(older)
-            ]
-            if all_checkpoints:
-                olders.extend(
-                    [
-                        open_checkpoint(c.note, verifier, f"stored checkpoint {c.tree_size}")
-                        async for c in self.checkpoints()
-                        if c.tree_size <= target.size
-                    ]
-                )
-        except CheckpointError as exc:
-            return bad_checkpoint(exc)
-        tree = TreeVerifier(
-            target,
-            older=olders,
-            logged_leaf_hashes=await self.logged_leaf_hashes(end=target.size + 1),
+        """See ``LogChecker.verify_tree``."""
+        return await self._checker.verify_tree(
+            verifier, checkpoint=checkpoint, older=older, all_checkpoints=all_checkpoints
         )
-        try:
-            async for leaf in self.leaves(end=target.size + 1):
-                tree.add(leaf)
-        except (ValueError, TypeError) as exc:
-            bad = _next_seq(tree)
-            return TreeReport(
-                ok=False,
-                tree_size=target.size,
-                entries_checked=bad - 1,
-                first_bad_seq=bad,
-                problem=VerifyProblem.ALTERED,
-                detail=f"seq {bad} (or a row soon after) no longer makes a valid record:"
-                f" {str(exc).splitlines()[0]}",
-            )
-        return tree.finish()
 
     async def export(self, directory: Path) -> StoredCheckpoint:
-        """Write the latest checkpoint and the entries it signs to ``directory`` (see
-        ``gateway.audit.verifier`` for the files). Raises AuditUnavailable before the first
-        checkpoint. Reads only: a damaged log is exported as found, up to a row that no
-        longer makes a record (``verify_tree`` names it), so that an auditor gets the
-        evidence."""
-        latest = await self.latest_checkpoint()
-        if latest is None:
-            raise AuditUnavailable("the log has signed no checkpoint yet: nothing to export")
-        # Blocking file I/O on purpose: an export is a CLI job with a loop of its own.
-        directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        with (
-            (directory / ENTRIES_FILE).open("wb") as handle,
-            contextlib.suppress(ValueError, TypeError),  # an unreadable row: stop there
-        ):
-            async for leaf in self.leaves(end=latest.tree_size + 1):
-                handle.write(leaf + b"\n")
-        logged = await self.logged_leaf_hashes(end=latest.tree_size + 1)
-        (directory / LEAF_HASHES_FILE).write_bytes(logged)
-        (directory / CHECKPOINT_FILE).write_text(latest.note)
-        return latest
+        """See ``LogChecker.export``."""
+        return await self._checker.export(directory)
 
-    async def _nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-        try:
-            async with self._sessions() as session:
-                nodes = await read_nodes(session, ids)
-        except DATABASE_ERRORS as exc:
-            raise AuditUnavailable(_failure("read", exc)) from exc
-        if len(nodes) != len(ids):
-            raise AuditUnavailable("the audit tree is missing nodes: run `facegate audit verify`")
-        return nodes
+    async def tree_size(self) -> int:
+        """See ``LogReader.tree_size``."""
+        return await self._reader.tree_size()
 
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """See ``LogReader.latest_checkpoint``."""
+        return await self._reader.latest_checkpoint()
 
-@dataclass(frozen=True, slots=True)
-class _UnreadableRow:
-    """A row whose stored values its column types cannot read back."""
+    def checkpoints(self) -> AsyncIterator[StoredCheckpoint]:
+        """See ``LogReader.checkpoints``."""
+        return self._reader.checkpoints()
 
-    seq: object
-    error: str
+    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
+        """See ``LogReader.inclusion_proof``."""
+        return await self._reader.inclusion_proof(seq, tree_size)
 
+    async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        """See ``LogReader.consistency_proof``."""
+        return await self._reader.consistency_proof(first, second)
 
-async def _read_batch(
-    session: AsyncSession, *, after: int | None, size: int
-) -> Sequence[AuditLogEntry | _UnreadableRow]:
-    statement = select(AuditLogEntry).order_by(AuditLogEntry.seq).limit(size)
-    if after is not None:
-        statement = statement.where(AuditLogEntry.seq > after)
-    try:
-        return (await session.scalars(statement)).all()
-    except (ValueError, TypeError):
-        # SQLite keeps whatever was written behind the triggers (text in a time column,
-        # broken JSON), and reading it back raises. Find the row, so verify can name it.
-        session.expunge_all()
-    seqs = (await session.scalars(statement.with_only_columns(AuditLogEntry.seq))).all()
-    rows: list[AuditLogEntry | _UnreadableRow] = []
-    for seq in seqs:
-        try:
-            one = select(AuditLogEntry).where(AuditLogEntry.seq == seq)
-            rows.append((await session.scalars(one)).one())
-        except (ValueError, TypeError) as exc:
-            rows.append(_UnreadableRow(seq=seq, error=f"{type(exc).__name__}: {exc}"))
-    return rows
+    async def entries(self, start: int, end: int) -> LogEntryPage:
+        """See ``LogReader.entries``."""
+        return await self._reader.entries(start, end)
 
+    def leaves(
+        self, *, start: int = 1, end: int | None = None, batch_size: int = VERIFY_BATCH_SIZE
+    ) -> AsyncIterator[bytes]:
+        """See ``LogReader.leaves``."""
+        return self._reader.leaves(start=start, end=end, batch_size=batch_size)
 
-def encode_cursor(seq: int) -> str:
-    """An opaque page cursor: the last seq a page returned, urlsafe base64 without padding."""
-    return base64.urlsafe_b64encode(str(seq).encode("ascii")).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The seq inside a cursor from ``encode_cursor``; MalformedRequest for anything else."""
-    if not cursor or len(cursor) > _MAX_CURSOR_LENGTH:
-        raise MalformedRequest("the audit log cursor is not valid")
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        decoded = raw.decode("ascii")
-    except (binascii.Error, ValueError):
-        raise MalformedRequest("the audit log cursor is not valid") from None
-    if not decoded.isdigit() or encode_cursor(int(decoded)) != cursor:
-        raise MalformedRequest("the audit log cursor is not valid")
-    return int(decoded)
+    async def logged_leaf_hashes(self, *, end: int, batch_size: int = 10_000) -> bytes:
+        """See ``LogReader.logged_leaf_hashes``."""
+        return await self._reader.logged_leaf_hashes(end=end, batch_size=batch_size)
 
 
 def _column_values(record: AuditRecord) -> dict[str, Any]:
@@ -905,79 +544,6 @@ def _head_hash(seq: int, record_hash: str) -> bytes:
     return value
 
 
-def _conditions(filters: AuditQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    # Pairs, not a dict: column attributes overload == and are not safe as dict keys.
-    equal = (
-        (AuditLogEntry.agency, filters.agency),
-        (AuditLogEntry.officer, filters.officer),
-        (AuditLogEntry.case_number, filters.case_number),
-        (AuditLogEntry.decision, filters.decision),
-        (AuditLogEntry.vendor, filters.vendor),
-        (AuditLogEntry.operation, filters.operation),
-        (AuditLogEntry.event_type, filters.event_type),
-    )
-    conditions.extend(column == value for column, value in equal if value is not None)
-    if filters.time_from is not None:
-        conditions.append(AuditLogEntry.time >= filters.time_from)
-    if filters.time_until is not None:
-        conditions.append(AuditLogEntry.time < filters.time_until)
-    return conditions
-
-
-def _check_entry(
-    row: AuditLogEntry | _UnreadableRow, expected_seq: int, prev_hash: bytes
-) -> tuple[VerifyProblem, int, str] | None:
-    """What is wrong with ``row``, read where ``expected_seq`` should be, as (problem, the
-    first bad seq, detail); None if nothing is."""
-    after = "the start" if expected_seq == 1 else f"seq {expected_seq - 1}"
-    if not isinstance(row.seq, int):  # SQLite stores any value in any column
-        return VerifyProblem.MISSING, expected_seq, f"the entry after {after} has seq {row.seq!r}"
-    if row.seq < expected_seq:
-        # Only possible for the first row read (seqs are unique and ascending).
-        return VerifyProblem.OUT_OF_ORDER, row.seq, f"seq {row.seq} comes before seq 1"
-    if row.seq > expected_seq:
-        gap = f"seq {expected_seq}"
-        if row.seq > expected_seq + 1:
-            gap = f"seqs {expected_seq}..{row.seq - 1}"
-        return VerifyProblem.MISSING, expected_seq, f"{gap} missing: seq {row.seq} follows {after}"
-    if isinstance(row, _UnreadableRow):
-        return VerifyProblem.ALTERED, row.seq, f"seq {row.seq} cannot be read: {row.error}"
-    if row.prev_hash != prev_hash.hex():
-        before = "the genesis hash" if row.seq == 1 else f"the record_hash of seq {row.seq - 1}"
-        return (
-            VerifyProblem.OUT_OF_ORDER,
-            row.seq,
-            f"the prev_hash of seq {row.seq} is not {before}",
-        )
-    try:
-        record = AuditRecord.model_validate(
-            {name: getattr(row, name) for name in AuditRecord.model_fields}
-        )
-        recomputed = chain.entry_hash(row.seq, record, prev_hash)
-    except (ValidationError, ValueError) as exc:
-        first_line = str(exc).splitlines()[0]
-        return VerifyProblem.ALTERED, row.seq, f"seq {row.seq} is not a valid record: {first_line}"
-    if recomputed.hex() != row.record_hash:
-        return (
-            VerifyProblem.ALTERED,
-            row.seq,
-            f"the stored fields of seq {row.seq} do not match its hash",
-        )
-    return None
-
-
-def _hex_or_none(next_seq: int, head: bytes) -> str | None:
-    return None if next_seq == 1 else head.hex()
-
-
-def _failure(action: str, exc: BaseException) -> str:
-    # The exception's text may hold the URL or SQL; only its type goes in the message.
-    # The cause stays chained (raise ... from exc) for the server log.
-    cause = getattr(exc, "orig", None) or exc
-    return f"the audit log could not {action} the database ({type(cause).__name__})"
-
-
 async def _read_compact_range(store: AppendStore, size: int) -> merkle.CompactRange:
     ids = merkle.CompactRange.node_ids(size)
     nodes = await store.read_nodes(set(ids))
@@ -988,35 +554,3 @@ async def _read_compact_range(store: AppendStore, size: int) -> merkle.CompactRa
             f"the audit tree does not cover the {size} entries logged: run `facegate audit verify`"
         )
     return merkle.CompactRange(size, [nodes[i] for i in ids])
-
-
-def _check_size(size: int, current: int, name: str) -> None:
-    if not 1 <= size <= current:
-        raise MalformedRequest(
-            f"{name} {size} is outside the log: it holds {current} entries"
-            if size > current
-            else f"{name} must be at least 1"
-        )
-
-
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
-def _stored_checkpoint(row: AuditCheckpoint) -> StoredCheckpoint:
-    return StoredCheckpoint(
-        tree_size=row.tree_size,
-        root_hash=_b64(bytes(row.root_hash)),
-        note=row.note,
-        created_at=row.created_at,
-    )
-
-
-def _record_of(row: AuditLogEntry) -> AuditRecord:
-    return AuditRecord.model_validate(
-        {name: getattr(row, name) for name in AuditRecord.model_fields}
-    )
-
-
-def _next_seq(tree: TreeVerifier) -> int:
-    return tree.entries_added + 1

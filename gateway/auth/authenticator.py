@@ -17,6 +17,7 @@ from gateway.auth.sigv4 import (
     parse_authorization,
     verify_signature,
 )
+from gateway.db import map_database_errors
 from gateway.errors import (
     AuthenticationError,
     ExpiredCredentials,
@@ -41,8 +42,9 @@ class SigV4Authenticator:
         authorization = parse_authorization(request.headers.get("authorization"))
         signed_at = parse_amz_date(request.headers.get("x-amz-date"))
         check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
-        async with self.reads.connect() as db:
-            session = await load_case_session(db, authorization.access_key_id)
+        with map_database_errors("the session store could not be read"):
+            async with self.reads.connect() as db:
+                session = await load_case_session(db, authorization.access_key_id)
         if session is None:
             raise UnknownAccessKey(
                 "the security token included in the request is invalid: unknown access key"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import BoundSession, load_case_session
+from gateway.db import map_database_errors
 from gateway.errors import ExpiredCredentials, MissingCredentials, UnknownAccessKey
 from gateway.requests import IncomingRequest
 
@@ -51,8 +52,9 @@ class KeyHeaderAuthenticator:
                 f"the {self.header} key is not of the form <access key id>.<secret>"
             )
         access_key_id, secret = parts
-        async with self.reads.connect() as db:
-            session = await load_case_session(db, access_key_id)
+        with map_database_errors("the session store could not be read"):
+            async with self.reads.connect() as db:
+                session = await load_case_session(db, access_key_id)
         expected = self.master_key.session_secret(access_key_id)
         # Compared even when the session is unknown, so timing does not tell the two apart.
         if not hmac.compare_digest(expected.encode(), secret.encode()) or session is None:

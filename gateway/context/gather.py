@@ -11,8 +11,8 @@ from gateway.auth.sessions import BoundSession
 from gateway.context.case import CaseContext, LegalBasis, canonical
 from gateway.context.inspection import ProbeInspection
 from gateway.context.warrants import find_warrant
-from gateway.db import DATABASE_ERRORS
-from gateway.errors import MalformedRequest, ServiceUnavailable
+from gateway.db import map_database_errors
+from gateway.errors import MalformedRequest
 from gateway.operations import FaceOperation, ImageFacts, image_roles
 from gateway.policy.contract import PolicyContext, PolicyInput
 
@@ -81,7 +81,7 @@ async def gather_policy_input(
     inspection: ProbeInspection | None = None,
 ) -> PolicyInput:
     context, conflicts = merge_case_context(session.context, headers)
-    try:
+    with map_database_errors("the warrant registry could not be read"):
         async with reads.connect() as db:
             warrant = await find_warrant(
                 db,
@@ -90,8 +90,6 @@ async def gather_policy_input(
                 case_number=context.case_number,
                 now=now,
             )
-    except DATABASE_ERRORS as exc:
-        raise ServiceUnavailable("the warrant registry could not be read") from exc
     locations = [loc.as_policy() for loc in inspection.locations] if inspection else []
     if inspection is not None and inspection.faces_in_probe is not None:
         operation = operation.model_copy(update={"faces_in_probe": inspection.faces_in_probe})

@@ -14,11 +14,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import chain, guards
-from gateway.audit.log import AuditLog, decode_cursor, encode_cursor
+from gateway.audit.log import AuditLog
+from gateway.audit.query import InvalidQuery, decode_cursor, encode_cursor
 from gateway.audit.records import AuditRecord, EventType
 from gateway.audit.schemas import AuditQuery, VerifyProblem
 from gateway.db import create_engine, session_factory
-from gateway.errors import AuditUnavailable, MalformedRequest
+from gateway.errors import AuditUnavailable
 from gateway.migrate import upgrade_async
 
 RecordFactory = Callable[..., AuditRecord]
@@ -235,7 +236,7 @@ async def test_cursor_sees_entries_appended_after_it(
          "too-long", "leading-zeros", "non-ascii"],
 )  # fmt: skip
 def test_bad_cursors_are_refused(cursor: str) -> None:
-    with pytest.raises(MalformedRequest, match="cursor"):
+    with pytest.raises(InvalidQuery, match="cursor"):
         decode_cursor(cursor)
 
 
@@ -245,10 +246,10 @@ def test_cursor_round_trips() -> None:
 
 
 async def test_query_refuses_bad_cursor_and_limit(audit_log: AuditLog) -> None:
-    with pytest.raises(MalformedRequest, match="cursor"):
+    with pytest.raises(InvalidQuery, match="cursor"):
         await audit_log.query(AuditQuery(), cursor="not base64!")
     for limit in (0, -1, 1001):
-        with pytest.raises(MalformedRequest, match="limit"):
+        with pytest.raises(InvalidQuery, match="limit"):
             await audit_log.query(AuditQuery(), limit=limit)
 
 

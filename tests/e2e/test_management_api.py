@@ -126,6 +126,17 @@ async def test_cursor_pagination_walks_every_record(stack: Stack) -> None:
     assert len(seen) == 5 and seen == sorted(seen)
 
 
+async def test_a_cursor_the_log_did_not_issue_is_a_bad_request(stack: Stack) -> None:
+    # The query raises a domain error (InvalidQuery); the API, not the storage, makes it a 400.
+    auditor = await stack.principal("auditor-cursor", Role.AUDITOR)
+    response = api(
+        stack, "GET", "/facegate/v1/audit/records", auditor, params={"cursor": "not base64!"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert "cursor" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("role", [Role.OFFICER, Role.ADMIN])
 async def test_only_auditors_read_the_log(stack: Stack, role: Role) -> None:
     key = await stack.principal(f"not-auditor-{role.value}", role)

@@ -1,0 +1,62 @@
+"""Where the audit log reads and writes: one interface (``base.AppendStore`` and
+``base.GroupCommitStore``, each method's contract written on it), one module per driver,
+and the factory that picks the driver once, when the log is made.
+
+base.py              the tables, the interfaces and their contracts, the error edge
+sqlalchemy_store.py  appends in a caller's transaction (db=), and SQLite that is not a file
+asyncpg_store.py     PostgreSQL's group commit on the driver's own connection
+sqlite_store.py      SQLite's group commit on a sqlite3 connection in a thread of its own
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.stores.asyncpg_store import AsyncpgGroupCommit, AsyncpgStore
+from gateway.audit.stores.base import (
+    SEQUENCER_LOCK_ID,
+    AppendStore,
+    GroupCommitStore,
+    Head,
+    LatestCheckpoint,
+    Row,
+    map_database_errors,
+    read_nodes,
+)
+from gateway.audit.stores.sqlalchemy_store import SQLAlchemyGroupCommit, SQLAlchemyStore
+from gateway.audit.stores.sqlite_store import SqliteStore
+
+__all__ = [
+    "SEQUENCER_LOCK_ID",
+    "AppendStore",
+    "AsyncpgStore",
+    "GroupCommitStore",
+    "Head",
+    "LatestCheckpoint",
+    "Row",
+    "SQLAlchemyStore",
+    "SqliteStore",
+    "group_commit_store",
+    "map_database_errors",
+    "read_nodes",
+]
+
+
+def group_commit_store(engine: AsyncEngine, *, lock_timeout_ms: int) -> GroupCommitStore:
+    """The store the group commit of ``engine``'s database uses, chosen once.
+
+    PostgreSQL: asyncpg on a pooled connection. A SQLite file: a sqlite3 connection of the
+    log's own. An in-memory or URI SQLite database is reachable only through the engine.
+    """
+    if engine.dialect.name == "postgresql":
+        return AsyncpgGroupCommit(engine, lock_timeout_ms=lock_timeout_ms)
+    database = engine.url.database
+    if (
+        engine.dialect.name == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not engine.url.query
+    ):
+        return SqliteStore(database, dialect=engine.dialect, lock_timeout_ms=lock_timeout_ms)
+    return SQLAlchemyGroupCommit(engine, lock_timeout_ms=lock_timeout_ms)

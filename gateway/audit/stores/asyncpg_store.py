@@ -1,0 +1,160 @@
+"""The asyncpg store: PostgreSQL's group commit on the driver's own connection.
+
+Four round trips a batch (BEGIN with the sequencer, the head, one INSERT of entries, nodes
+and checkpoint, COMMIT) and none of SQLAlchemy's per-statement work, which cost more than
+the statements themselves (bench/append_latency.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import asyncpg
+from sqlalchemy import JSON, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit import merkle
+from gateway.audit.stores.base import (
+    CHECKPOINT_TABLE,
+    LOG_TABLE,
+    SEQUENCER_LOCK_ID,
+    TREE_TABLE,
+    AppendStore,
+    Head,
+    LatestCheckpoint,
+    Row,
+)
+from gateway.audit.stores.sqlalchemy_store import PG_SETTINGS
+
+_PG_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+# The statements below are assembled from the table definitions and integers only, never
+# from values: those go as parameters.
+def _quote(name: str) -> str:
+    return _PG_DIALECT.identifier_preparer.quote(name)
+
+
+def _unnest_insert(table: Table, first_parameter: int) -> str:
+    """INSERT of any number of rows in one statement: one array parameter per column."""
+    names = ", ".join(_quote(column.name) for column in table.c)
+    arrays = ", ".join(
+        f"${first_parameter + i}::{column.type.compile(dialect=_PG_DIALECT)}[]"
+        for i, column in enumerate(table.c)
+    )
+    return f"INSERT INTO {_quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+
+
+def _values_insert(table: Table, first_parameter: int) -> str:
+    names = ", ".join(_quote(column.name) for column in table.c)
+    values = ", ".join(f"${first_parameter + i}" for i in range(len(table.c)))
+    return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({values})"  # noqa: S608
+
+
+def _insert_everything(*, with_checkpoint: bool) -> str:
+    """Entries, nodes and (optionally) the checkpoint in one statement, so one round trip.
+    Data-modifying CTEs all run, in one snapshot; the tables do not read each other."""
+    entries = _unnest_insert(LOG_TABLE, 1)
+    nodes = _unnest_insert(TREE_TABLE, len(LOG_TABLE.c) + 1)
+    if not with_checkpoint:
+        return f"WITH entries AS ({entries}) {nodes}"
+    checkpoint = _values_insert(CHECKPOINT_TABLE, len(LOG_TABLE.c) + len(TREE_TABLE.c) + 1)
+    return f"WITH entries AS ({entries}), nodes AS ({nodes}) {checkpoint}"
+
+
+_PG_INSERT_SIGNED: Final = _insert_everything(with_checkpoint=True)
+_PG_INSERT_UNSIGNED: Final = _insert_everything(with_checkpoint=False)
+_PG_READ_HEAD: Final = "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_PG_READ_LATEST_CHECKPOINT: Final = (
+    "SELECT tree_size, root_hash, note FROM audit_checkpoint ORDER BY tree_size DESC LIMIT 1"
+)
+_PG_READ_NODES: Final = (
+    "SELECT t.level, t.idx, t.hash FROM audit_tree AS t"
+    " JOIN unnest($1::smallint[], $2::bigint[]) AS wanted (level, idx) USING (level, idx)"
+)
+# JSON columns go to asyncpg as text, encoded as SQLAlchemy's JSON type would encode them.
+_JSON_COLUMNS: Final = frozenset(c.name for c in LOG_TABLE.c if isinstance(c.type, JSON))
+
+
+class AsyncpgStore:
+    """A store on asyncpg's connection. The caller has opened no transaction: this store's
+    ``take_sequencer`` sends BEGIN with the lock, and the caller sends COMMIT (or drops
+    the connection) afterwards."""
+
+    def __init__(self, connection: asyncpg.Connection, *, lock_timeout_ms: int) -> None:
+        self._connection = connection
+        # Literals from integers, not parameters: a script of several statements takes none.
+        settings = PG_SETTINGS.format(lock_timeout=f"'{lock_timeout_ms:d}ms'")
+        self._begin = (
+            f"BEGIN; SELECT {settings}; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"
+        )
+
+    async def take_sequencer(self) -> None:
+        # One round trip: BEGIN, the settings, then the lock, in that order.
+        await self._connection.execute(self._begin)
+
+    async def read_head(self) -> Head | None:
+        row = await self._connection.fetchrow(_PG_READ_HEAD)
+        return None if row is None else Head(row["seq"], row["record_hash"])
+
+    async def read_nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        if not ids:
+            return {}
+        wanted = sorted(ids)
+        rows = await self._connection.fetch(
+            _PG_READ_NODES, [level for level, _ in wanted], [idx for _, idx in wanted]
+        )
+        return {(row["level"], row["idx"]): bytes(row["hash"]) for row in rows}
+
+    async def read_latest_checkpoint(self) -> LatestCheckpoint | None:
+        row = await self._connection.fetchrow(_PG_READ_LATEST_CHECKPOINT)
+        if row is None:
+            return None
+        return LatestCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"])
+
+    async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
+        arguments = [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
+        if checkpoint is None:
+            await self._connection.execute(_PG_INSERT_UNSIGNED, *arguments)
+            return
+        arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
+        await self._connection.execute(_PG_INSERT_SIGNED, *arguments)
+
+
+def _columns(table: Table, rows: Sequence[Row]) -> list[list[Any]]:
+    columns = []
+    for column in table.c:
+        values = [row[column.name] for row in rows]
+        if column.name in _JSON_COLUMNS:
+            values = [json.dumps(value) for value in values]
+        columns.append(values)
+    return columns
+
+
+class AsyncpgGroupCommit:
+    """The group commit on PostgreSQL: a pooled connection's asyncpg connection per batch."""
+
+    def __init__(self, engine: AsyncEngine, *, lock_timeout_ms: int) -> None:
+        self._engine = engine
+        self._lock_timeout_ms = lock_timeout_ms
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[AppendStore]:
+        async with self._engine.connect() as connection:
+            driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+            try:
+                yield AsyncpgStore(driver_connection, lock_timeout_ms=self._lock_timeout_ms)
+                await driver_connection.execute("COMMIT")
+            except BaseException:
+                # Whatever failed, the transaction must not outlive this batch, nor the
+                # connection go back to the pool inside it: closing the connection
+                # ends both (the server rolls back and frees the sequencer).
+                await connection.invalidate()
+                raise
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,184 @@
+"""The sqlite3 store: SQLite's group commit on a connection of its own, in a thread of its
+own: three hand-offs to that thread a batch (BEGIN IMMEDIATE with the head, the INSERTs,
+COMMIT) where aiosqlite under SQLAlchemy made one per statement."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
+
+from gateway.audit import merkle
+from gateway.audit.stores.base import (
+    CHECKPOINT_TABLE,
+    LOG_TABLE,
+    TREE_TABLE,
+    AppendStore,
+    Head,
+    LatestCheckpoint,
+    Row,
+)
+from gateway.db import apply_sqlite_pragmas
+
+_T = TypeVar("_T")
+
+
+def _sqlite_insert(table: Table, dialect: Dialect) -> str:
+    names = ", ".join(dialect.identifier_preparer.quote(column.name) for column in table.c)
+    marks = ", ".join("?" for _ in table.c)
+    return f"INSERT INTO {dialect.identifier_preparer.quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
+
+
+class SqliteStore:
+    """The audit log's own connection to a SQLite file, used only from one thread of its own.
+
+    A batch hands work to that thread three times: ``take_sequencer`` (BEGIN IMMEDIATE,
+    which takes SQLite's write lock, then the head, read under it), ``insert`` (every row),
+    ``commit``. Through SQLAlchemy on aiosqlite each statement was a hand-off, and the
+    hand-offs, not SQLite, were most of an append's time. Values are converted by the
+    columns' own SQLAlchemy types (``bind_processor``), so rows are stored exactly as the
+    SQLAlchemy path stores them and read back the same by everything else.
+
+    The connection has the settings every SQLite connection gets
+    (`gateway.db.apply_sqlite_pragmas`) and waits for the write lock at most
+    ``lock_timeout_ms``. Other processes and the engine's own connections take the same
+    lock, so the sequencer is still SQLite's one write lock.
+    """
+
+    def __init__(self, path: str, *, dialect: Dialect, lock_timeout_ms: int) -> None:
+        self._path = path
+        self._lock_timeout_ms = lock_timeout_ms
+        self._connection: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facegate-audit")
+        self._head: Head | None = None
+        # dialect_impl: SQLite's own DateTime processor. The generic type has none, and
+        # sqlite3's default adapter would write datetimes in another format than the
+        # SQLAlchemy path, which every query compares against.
+        self._inserts = [
+            (
+                _sqlite_insert(table, dialect),
+                [
+                    (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
+                    for column in table.c
+                ],
+            )
+            for table in (LOG_TABLE, TREE_TABLE, CHECKPOINT_TABLE)
+        ]
+
+    async def _run(self, function: Callable[[], _T]) -> _T:
+        # One thread, so calls run in the order they were made, cancelled or not: a
+        # rollback asked for after a cancelled insert runs after that insert.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self._path,
+                timeout=self._lock_timeout_ms / 1000,
+                isolation_level=None,  # transactions are this store's BEGIN and COMMIT
+                check_same_thread=False,  # opened and used in this store's thread only
+            )
+            apply_sqlite_pragmas(connection)
+            self._connection = connection
+        return self._connection
+
+    async def take_sequencer(self) -> None:
+        def begin() -> Head | None:
+            connection = self._open()
+            connection.execute("BEGIN IMMEDIATE")
+            row = connection.execute(
+                "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else Head(row[0], row[1])
+
+        self._head = await self._run(begin)
+
+    async def read_head(self) -> Head | None:
+        return self._head  # read by take_sequencer, under the lock
+
+    async def read_nodes(self, ids: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        def read() -> dict[merkle.NodeId, bytes]:
+            connection = self._open()
+            found = {}
+            for level, idx in sorted(ids):
+                row = connection.execute(
+                    "SELECT hash FROM audit_tree WHERE level = ? AND idx = ?", (level, idx)
+                ).fetchone()
+                if row is not None:
+                    found[(level, idx)] = bytes(row[0])
+            return found
+
+        return await self._run(read) if ids else {}
+
+    async def read_latest_checkpoint(self) -> LatestCheckpoint | None:
+        def read() -> LatestCheckpoint | None:
+            row = (
+                self._open()
+                .execute(
+                    "SELECT tree_size, root_hash, note FROM audit_checkpoint"
+                    " ORDER BY tree_size DESC LIMIT 1"
+                )
+                .fetchone()
+            )
+            return None if row is None else LatestCheckpoint(row[0], bytes(row[1]), row[2])
+
+        return await self._run(read)
+
+    async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
+        batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
+        statements = [
+            (sql, [_bound(row, processors) for row in rows])
+            for (sql, processors), rows in zip(self._inserts, batches, strict=True)
+            if rows
+        ]
+
+        def write() -> None:
+            connection = self._open()
+            for sql, rows in statements:
+                connection.executemany(sql, rows)
+
+        await self._run(write)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[AppendStore]:
+        try:
+            yield self
+            await self.commit()
+        except BaseException:
+            # Queued behind whatever the store's thread is still running, so it runs
+            # even if this task was cancelled mid-batch: no transaction outlives it.
+            await asyncio.shield(self.rollback())
+            raise
+
+    async def commit(self) -> None:
+        await self._run(lambda: self._open().execute("COMMIT"))
+
+    async def rollback(self) -> None:
+        def rollback() -> None:
+            if self._connection is not None and self._connection.in_transaction:
+                self._connection.rollback()
+
+        await self._run(rollback)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await self._run(close)
+        self._executor.shutdown(wait=False)
+
+
+def _bound(
+    row: Row, processors: Sequence[tuple[str, Callable[[Any], Any] | None]]
+) -> tuple[Any, ...]:
+    return tuple(
+        row[name] if process is None else process(row[name]) for name, process in processors
+    )
