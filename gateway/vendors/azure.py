@@ -33,7 +33,7 @@ from typing import Any
 from starlette.responses import Response
 
 from gateway.auth.key_header import KeyHeaderAuthenticator
-from gateway.auth.sessions import BoundSession
+from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
@@ -54,6 +54,7 @@ from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
+    answer_response,
     is_success,
     keep_best,
     over_faces,
@@ -65,13 +66,15 @@ from gateway.vendors.answers import (
     strip_templates,
 )
 from gateway.vendors.base import (
+    AuthDeps,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
+    VendorDescriptor,
     native_error,
     reason_headers,
 )
-from gateway.vendors.inventory import Protocol, VendorBackend
+from gateway.vendors.inventory import VendorBackend
 from gateway.vendors.rest import (
     RestForwarder,
     Route,
@@ -83,11 +86,12 @@ from gateway.vendors.rest import (
     quoted,
     route,
 )
-from gateway.vendors.scale import from_wire, to_wire
+from gateway.vendors.scale import UNIT
 
 VENDOR = "azure"
 KEY_HEADER = "ocp-apim-subscription-key"
-_VERSION = r"^/face/(?P<version>v1\.[0-9]+(?:-preview(?:\.[0-9]+)?)?)(?P<rest>/.*)$"
+PATH_PREFIX = "/face/"
+_VERSION = rf"^{PATH_PREFIX}(?P<version>v1\.[0-9]+(?:-preview(?:\.[0-9]+)?)?)(?P<rest>/.*)$"
 
 _I, _V, _D, _E, _M = (
     OperationKind.IDENTIFY,
@@ -234,23 +238,15 @@ class AzureFaceAdapter:
     def __init__(
         self,
         *,
-        authenticator: KeyHeaderAuthenticator,
         backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
-        self._authenticator = authenticator
         self.backend = backend
         self._max_image_bytes = max_image_bytes
         self._forwarder = RestForwarder(
             backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
         )
-
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        return await self._authenticator.authenticate(request)
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        return self._authenticator.claimed_key_id(request)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -294,7 +290,7 @@ class AzureFaceAdapter:
         if spec.name == "Identify":
             confidence = payload.get("confidenceThreshold")
             if confidence is not None:
-                threshold = from_wire(self._unit(confidence, "confidenceThreshold"), Protocol.AZURE)
+                threshold = UNIT.from_wire(self._unit(confidence, "confidenceThreshold"))
             max_results = self._count(payload, "maxNumOfCandidatesReturned", 100)
         elif spec.name == "FindSimilar":
             max_results = self._count(payload, "maxNumOfCandidatesReturned", 1000)
@@ -414,11 +410,6 @@ class AzureFaceAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
-        from a new one (README: the key goes over TLS only, and the session wins)."""
-        return None
-
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> tuple[bytes, list[tuple[str, str]]]:
@@ -426,7 +417,7 @@ class AzureFaceAdapter:
         name = parsed.operation.name
         changes: dict[str, Any] = {}
         if name == "Identify" and obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.AZURE)
+            floor = UNIT.to_wire(obligations.min_threshold)
             if parsed.payload.get("confidenceThreshold", 0) < floor:
                 changes["confidenceThreshold"] = floor
         if name in ("Identify", "FindSimilar") and obligations.max_results is not None:
@@ -487,7 +478,7 @@ class AzureFaceAdapter:
         name = parsed.operation.name
         floor = None
         if obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.AZURE)
+            floor = UNIT.to_wire(obligations.min_threshold)
         dropped: dict[str, int] = {}
         removed = {
             _RESPONSE_FIELDS[a] for a in obligations.remove_attributes if a in _RESPONSE_FIELDS
@@ -540,7 +531,7 @@ class AzureFaceAdapter:
         return Outcome(
             response=rendered(response, document),
             match_count=len(scores) if name in ("Identify", "FindSimilar", "Verify") else None,
-            top_similarity=max((from_wire(s, Protocol.AZURE) for s in scores), default=None),
+            top_similarity=max((UNIT.from_wire(s) for s in scores), default=None),
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -552,16 +543,61 @@ class AzureFaceAdapter:
             return None
         return issued_faces(parsed.operation.name, response.body)
 
-    # -- errors --------------------------------------------------------------------------
+    # -- answers and errors --------------------------------------------------------------
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        return answer_response(
+            outcome, headers=_request_id_headers(request_id), media_type="application/json"
+        )
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, code = native_error(_ERROR_CODES, error, default=(500, "InternalServerError"))
-        if isinstance(error, VendorRefused):
-            status, code = error.status, error.vendor_code or code
-        headers = {"x-facegate-request-id": request_id, "apim-request-id": request_id}
-        headers |= reason_headers(error)
-        body = json.dumps({"error": {"code": code, "message": error.message}})
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+        return error_response(error, request_id)
 
     async def aclose(self) -> None:
         await self._forwarder.aclose()
+
+
+def _request_id_headers(request_id: str) -> dict[str, str]:
+    # Azure names a request by apim-request-id (API Management's header).
+    return {"x-facegate-request-id": request_id, "apim-request-id": request_id}
+
+
+def error_response(error: FacegateError, request_id: str) -> Response:
+    """`error` in Azure's shape, `{"error": {"code", "message"}}`, which both SDKs raise."""
+    status, code = native_error(_ERROR_CODES, error, default=(500, "InternalServerError"))
+    if isinstance(error, VendorRefused):
+        status, code = error.status, error.vendor_code or code
+    headers = _request_id_headers(request_id) | reason_headers(error)
+    body = json.dumps({"error": {"code": code, "message": error.message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+_KEY_HEADER_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def _recognises(method: str, path: str) -> bool:
+    # Both SDKs' path families; a version facegate does not serve is still Azure's, and is
+    # refused by parse in Azure's shape, on record.
+    return method in _KEY_HEADER_METHODS and path.startswith(PATH_PREFIX)
+
+
+def _authenticator(deps: AuthDeps) -> KeyHeaderAuthenticator:
+    return KeyHeaderAuthenticator(reads=deps.reads, master_key=deps.master_key, header=KEY_HEADER)
+
+
+def _adapter(backend: VendorBackend, settings: Settings) -> AzureFaceAdapter:
+    return AzureFaceAdapter(
+        backend=backend,
+        max_image_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+DESCRIPTOR = VendorDescriptor(
+    protocol=VENDOR,
+    recognises=_recognises,
+    scale=UNIT,
+    authenticator=_authenticator,
+    adapter=_adapter,
+    error_response=error_response,
+)

@@ -20,12 +20,14 @@ import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from pydantic import SecretStr
 from starlette.responses import Response
 
 from gateway import strict_json
 from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
 from gateway.auth.sigv4 import ALWAYS_SIGNED
+from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
@@ -51,6 +53,7 @@ from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
+    answer_response,
     is_success,
     keep_best,
     over_faces,
@@ -62,15 +65,19 @@ from gateway.vendors.answers import (
     strip_templates,
 )
 from gateway.vendors.base import (
+    AuthDeps,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
+    VendorDescriptor,
     native_error,
     reason_headers,
 )
 from gateway.vendors.http import upstream_client
-from gateway.vendors.inventory import VendorBackend
+from gateway.vendors.inventory import Credentials as BackendCredentials
+from gateway.vendors.inventory import InventoryError, VendorBackend
 from gateway.vendors.rest import add_counts
+from gateway.vendors.scale import PERCENT
 
 VENDOR = "rekognition"
 TARGET_PREFIX = "RekognitionService."
@@ -300,18 +307,35 @@ def _dig(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class RekognitionAuthenticator:
+    """SigV4, as boto3 signs: X-Amz-Target signed too, and each signature spent once."""
+
+    sigv4: SigV4Authenticator
+
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        return await self.sigv4.authenticate(request, required_headers=REQUIRED_SIGNED_HEADERS)
+
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        return claimed_access_key_id(request)
+
+    async def claim(self, request: IncomingRequest, operation: FaceOperation) -> None:
+        # Management operations are idempotent at the vendor: replaying one adds nothing,
+        # and clients poll them (gateway/auth/replay.py).
+        if operation.kind is not OperationKind.MANAGE:
+            await self.sigv4.spend(request)
+
+
 class RekognitionAdapter:
     name = VENDOR
 
     def __init__(
         self,
         *,
-        authenticator: SigV4Authenticator,
         backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
-        self._authenticator = authenticator
         self.backend = backend
         self._endpoint = backend.base_url
         self._signer = SigV4Auth(
@@ -321,14 +345,6 @@ class RekognitionAdapter:
         )
         self._max_image_bytes = max_image_bytes
         self._client = upstream_client(timeout_seconds=timeout_seconds)
-
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        return await self._authenticator.authenticate(
-            request, required_headers=REQUIRED_SIGNED_HEADERS
-        )
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        return claimed_access_key_id(request)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -447,12 +463,6 @@ class RekognitionAdapter:
         return raw
 
     # -- forward -------------------------------------------------------------------------
-
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        # Management operations are idempotent at the vendor: replaying one adds nothing,
-        # and clients poll them (gateway/auth/replay.py).
-        if parsed.operation.kind is not OperationKind.MANAGE:
-            await self._authenticator.spend(request)
 
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
@@ -602,16 +612,93 @@ class RekognitionAdapter:
             return None
         return issued_faces(parsed.operation.name, response.body)
 
-    # -- errors --------------------------------------------------------------------------
+    # -- answers and errors --------------------------------------------------------------
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        # boto3 reads the request id from x-amzn-RequestId; the body is always JSON 1.1.
+        return answer_response(
+            outcome, headers={"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE
+        )
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, error_type = native_error(_ERROR_TYPES, error, default=(500, "InternalServerError"))
-        if isinstance(error, VendorRefused):
-            status, error_type = error.status, error.vendor_code or error_type
-        headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
-        headers |= reason_headers(error)
-        body = json.dumps({"__type": error_type, "Message": error.message})
-        return Response(body, status_code=status, media_type=CONTENT_TYPE, headers=headers)
+        return error_response(error, request_id)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def error_response(error: FacegateError, request_id: str) -> Response:
+    """`error` as Rekognition's JSON 1.1 error, which boto3 raises as its typed exception."""
+    status, error_type = native_error(_ERROR_TYPES, error, default=(500, "InternalServerError"))
+    if isinstance(error, VendorRefused):
+        status, error_type = error.status, error.vendor_code or error_type
+    headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
+    headers |= reason_headers(error)
+    body = json.dumps({"__type": error_type, "Message": error.message})
+    return Response(body, status_code=status, media_type=CONTENT_TYPE, headers=headers)
+
+
+def _recognises(method: str, path: str) -> bool:
+    # The AWS JSON 1.1 protocol: boto3 with endpoint_url pointed here posts to /.
+    return method == "POST" and path == "/"
+
+
+def _authenticator(deps: AuthDeps) -> RekognitionAuthenticator:
+    return RekognitionAuthenticator(
+        SigV4Authenticator(
+            reads=deps.reads,
+            master_key=deps.master_key,
+            max_clock_skew=deps.settings.max_clock_skew,
+            replays=deps.replays,
+        )
+    )
+
+
+def _adapter(backend: VendorBackend, settings: Settings) -> RekognitionAdapter:
+    return RekognitionAdapter(
+        backend=backend,
+        max_image_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+def _check_backend(backend: VendorBackend) -> str | None:
+    if not backend.credentials.access_key_id:
+        return "credentials.access_key_id is required for rekognition"
+    return None
+
+
+def _settings_backend(settings: Settings) -> VendorBackend | None:
+    """The FACEGATE_REKOGNITION_* backend, used when there is no vendors file: only when
+    its credentials are given (there is no default secret)."""
+    secret = settings.rekognition_secret_access_key
+    if secret is None or not secret.get_secret_value():
+        return None
+    if not settings.rekognition_access_key_id:
+        raise InventoryError(
+            "rekognition_access_key_id is required with rekognition_secret_access_key"
+        )
+    return VendorBackend(
+        name=VENDOR,
+        protocol=VENDOR,
+        base_url=settings.rekognition_endpoint,
+        region=settings.rekognition_region,
+        credentials=BackendCredentials(
+            access_key_id=settings.rekognition_access_key_id,
+            secret_env="FACEGATE_REKOGNITION_SECRET_ACCESS_KEY",  # noqa: S106 (a name)
+        ),
+        secret=SecretStr(secret.get_secret_value()),
+    )
+
+
+DESCRIPTOR = VendorDescriptor(
+    protocol=VENDOR,
+    recognises=_recognises,
+    scale=PERCENT,
+    authenticator=_authenticator,
+    adapter=_adapter,
+    error_response=error_response,
+    check_backend=_check_backend,
+    settings_backend=_settings_backend,
+    uses_region=True,
+)
