@@ -58,12 +58,14 @@ class Settings(BaseSettings):
     # backend below, with no attestations (so the starting policy refuses identification).
     vendors_file: Path | None = None
 
-    # The Rekognition backend when there is no vendors file. The URL is fixed here by the
-    # admin, never taken from a request.
+    # The Rekognition backend when there is no vendors file, read by the Rekognition
+    # vendor's descriptor (gateway/vendors/rekognition.py). The URL is fixed here by the
+    # admin, never taken from a request. There is no default secret: without one there is
+    # no such backend (the reference vendor's boot code passes its own).
     rekognition_endpoint: str = "http://127.0.0.1:9090"
     rekognition_region: str = "us-east-1"
-    rekognition_access_key_id: str = "refvendor"
-    rekognition_secret_access_key: SecretStr = SecretStr("refvendor-secret")
+    rekognition_access_key_id: str | None = None
+    rekognition_secret_access_key: SecretStr | None = None
     # The deadline of a whole forward, connecting to the last byte of the vendor's answer
     # (each read is bounded by it too): past it the request ends as an upstream error.
     upstream_timeout_seconds: float = 30.0

@@ -67,7 +67,7 @@ from gateway.policy.contract import (
 )
 from gateway.policy.engine import PolicyService
 from gateway.requests import IncomingRequest
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, VendorAdapter
+from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, Vendor, VendorAdapter
 
 log = logging.getLogger(__name__)
 
@@ -89,46 +89,48 @@ class Pipeline:
     # Where every face a vendor handed out came from (see gateway/context/face_sources.py).
     face_sources: FaceSourceStore = field(default_factory=MemoryFaceSourceStore)
 
-    async def handle(self, adapter: VendorAdapter, request: IncomingRequest) -> Response:
+    async def handle(self, vendor: Vendor, request: IncomingRequest) -> Response:
+        """One request of a vendor with a backend (`vendor.adapter` is set), answered in
+        the vendor's own format whatever happens."""
         started = time.perf_counter()
         try:
-            return await self._handle(adapter, request, started)
+            return await self._handle(vendor, request, started)
         except FacegateError as exc:
-            return adapter.error_response(exc, request_id=request.request_id)
+            return vendor.error_response(exc, request_id=request.request_id)
         except Exception:
             # A bug, not a decision: refuse in the vendor's format; nothing was forwarded
             # unless the decision record had been committed first.
             log.exception("unexpected error handling request %s", request.request_id)
-            return adapter.error_response(
+            return vendor.error_response(
                 FacegateError("facegate failed to handle the request"),
                 request_id=request.request_id,
             )
 
     async def reject(
-        self, adapter: VendorAdapter, request: IncomingRequest, error: RequestError
+        self, vendor: Vendor, request: IncomingRequest, error: RequestError
     ) -> Response:
-        """Refuse a request that could not even be read (e.g. an oversized body), on record."""
-        record = _RecordBuilder(request=request, vendor=adapter.name)
+        """Refuse a request that could not even be read (e.g. an oversized body), or that
+        has nowhere to go (no backend for its vendor), on record, in the vendor's format."""
+        record = _RecordBuilder(request=request, vendor=vendor.name)
+        key_id = vendor.authenticator.claimed_key_id(request)
         try:
-            await self._append(
-                record.refusal(EventType.REJECTED, error, key_id=adapter.claimed_key_id(request))
-            )
+            await self._append(record.refusal(EventType.REJECTED, error, key_id=key_id))
         except AuditUnavailable as exc:
-            return adapter.error_response(exc, request_id=request.request_id)
-        return adapter.error_response(error, request_id=request.request_id)
+            return vendor.error_response(exc, request_id=request.request_id)
+        return vendor.error_response(error, request_id=request.request_id)
 
-    async def _handle(
-        self, adapter: VendorAdapter, request: IncomingRequest, started: float
-    ) -> Response:
-        record = _RecordBuilder(request=request, vendor=adapter.name)
+    async def _handle(self, vendor: Vendor, request: IncomingRequest, started: float) -> Response:
+        adapter, authenticator = vendor.adapter, vendor.authenticator
+        if adapter is None:
+            raise FacegateError(f"no {vendor.name} backend is configured")  # routed in error
+        record = _RecordBuilder(request=request, vendor=vendor.name)
 
         # 1 authenticate
         try:
-            session = await adapter.authenticate(request)
+            session = await authenticator.authenticate(request)
         except AuthenticationError as exc:
-            await self._append(
-                record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
-            )
+            key_id = authenticator.claimed_key_id(request)
+            await self._append(record.refusal(EventType.AUTH_FAILURE, exc, key_id=key_id))
             raise
         except StorageUnavailable:
             # The session store is the audit log's database: a refusal could not be
@@ -137,9 +139,8 @@ class Pipeline:
         except ServiceUnavailable as exc:
             # The replay cache could not tell whether this signature was spent: refused,
             # and on record (the audit log is another store, and may still be written).
-            await self._append(
-                record.refusal(EventType.AUTH_FAILURE, exc, key_id=adapter.claimed_key_id(request))
-            )
+            key_id = authenticator.claimed_key_id(request)
+            await self._append(record.refusal(EventType.AUTH_FAILURE, exc, key_id=key_id))
             raise
         record.session = session
 
@@ -199,7 +200,7 @@ class Pipeline:
         # A signed request is forwarded at most once: its signature is spent here, where a
         # copy of it would otherwise go to the vendor again (gateway/auth/replay.py).
         try:
-            await adapter.claim(request, parsed)
+            await authenticator.claim(request, parsed.operation)
         except AuthenticationError as exc:
             await self._release(reservation)
             await self._append(record.refusal(EventType.AUTH_FAILURE, exc))
@@ -234,15 +235,10 @@ class Pipeline:
         await self._append(record.outcome(outcome, decision, started))
         if outcome.withheld is not None:
             raise outcome.withheld  # rendered in the vendor's shape by handle()
-        headers = {**outcome.response.headers, "x-amzn-RequestId": request.request_id}
+        response = adapter.render(outcome, request_id=request.request_id)
         if outcome.match_count is not None:
-            headers["x-facegate-lead-notice"] = LEAD_NOTICE
-        return Response(
-            outcome.response.body,
-            status_code=outcome.response.status_code,
-            headers=headers,
-            media_type=upstream.headers.get("content-type", "application/x-amz-json-1.1"),
-        )
+            response.headers["x-facegate-lead-notice"] = LEAD_NOTICE
+        return response
 
     async def _inspect(self, parsed: ParsedRequest, request: IncomingRequest) -> ProbeInspection:
         if self.inspector is not None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.checkpoint import SignedTreeState, Signer
 from gateway.audit.log import AuditLog
-from gateway.auth.authenticator import SigV4Authenticator
-from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.replay import (
     AcceptEveryReplay,
     MemoryReplayCache,
@@ -32,36 +29,26 @@ from gateway.db import create_engine, request_reader, session_factory
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
 from gateway.policy.revisions import AuditedPolicyJournal
-from gateway.vendors.azure import KEY_HEADER as AZURE_KEY_HEADER
-from gateway.vendors.azure import AzureFaceAdapter
-from gateway.vendors.base import VendorAdapter
-from gateway.vendors.compreface import KEY_HEADER as COMPREFACE_KEY_HEADER
-from gateway.vendors.compreface import CompreFaceAdapter
-from gateway.vendors.inventory import Credentials, Protocol, VendorBackend, VendorInventory
-from gateway.vendors.rekognition import RekognitionAdapter
+from gateway.vendors import REGISTRY
+from gateway.vendors.base import AuthDeps, Authenticator, Vendor, VendorAdapter
+from gateway.vendors.inventory import VendorInventory
 
 log = logging.getLogger(__name__)
 
 
 def load_inventory(settings: Settings) -> VendorInventory:
-    """The vendors file, or without one the single Rekognition backend of the settings."""
+    """The vendors file, or without one the backends the settings describe (each registered
+    vendor reads its own settings: `VendorDescriptor.settings_backend`)."""
     if settings.vendors_file is not None:
         return VendorInventory.load(settings.vendors_file)
-    return VendorInventory(
-        [
-            VendorBackend(
-                name="rekognition",
-                protocol=Protocol.REKOGNITION,
-                base_url=settings.rekognition_endpoint,
-                region=settings.rekognition_region,
-                credentials=Credentials(
-                    access_key_id=settings.rekognition_access_key_id,
-                    secret_env="FACEGATE_REKOGNITION_SECRET_ACCESS_KEY",  # noqa: S106 (a name)
-                ),
-                secret=SecretStr(settings.rekognition_secret_access_key.get_secret_value()),
-            )
-        ]
-    )
+    backends = [entry.settings_backend(settings) for entry in REGISTRY.values()]
+    inventory = VendorInventory([backend for backend in backends if backend is not None])
+    if not inventory.backends:
+        log.warning(
+            "no vendor backend is configured (no vendors_file, no rekognition_secret_access_key):"
+            " every vendor request will be refused, on record"
+        )
+    return inventory
 
 
 @dataclass
@@ -73,7 +60,9 @@ class Services:
     audit: AuditLog
     policy: PolicyService
     inventory: VendorInventory
-    adapters: dict[Protocol, VendorAdapter]  # one per backend in the inventory
+    # Every registered vendor: its authenticator, and its adapter when the inventory has
+    # a backend for it.
+    vendors: dict[str, Vendor]
     pipeline: Pipeline
     activity: ActivityStore
     inspector: ProbeInspector | None
@@ -110,38 +99,19 @@ class Services:
                 "refuse_replayed_signatures is off: a captured signed request can be resent"
             )
             replays = AcceptEveryReplay()
-        adapters: dict[Protocol, VendorAdapter] = {}
-        for backend in inventory.backends:
-            if backend.protocol is Protocol.REKOGNITION:
-                adapters[backend.protocol] = RekognitionAdapter(
-                    authenticator=SigV4Authenticator(
-                        reads=reads,
-                        master_key=master_key,
-                        max_clock_skew=settings.max_clock_skew,
-                        replays=replays,
-                    ),
-                    backend=backend,
-                    max_image_bytes=settings.max_image_bytes,
-                    timeout_seconds=settings.upstream_timeout_seconds,
-                )
-            elif backend.protocol is Protocol.AZURE:
-                adapters[backend.protocol] = AzureFaceAdapter(
-                    authenticator=KeyHeaderAuthenticator(
-                        reads=reads, master_key=master_key, header=AZURE_KEY_HEADER
-                    ),
-                    backend=backend,
-                    max_image_bytes=settings.max_image_bytes,
-                    timeout_seconds=settings.upstream_timeout_seconds,
-                )
-            else:
-                adapters[backend.protocol] = CompreFaceAdapter(
-                    authenticator=KeyHeaderAuthenticator(
-                        reads=reads, master_key=master_key, header=COMPREFACE_KEY_HEADER
-                    ),
-                    backend=backend,
-                    max_image_bytes=settings.max_image_bytes,
-                    timeout_seconds=settings.upstream_timeout_seconds,
-                )
+        deps = AuthDeps(reads=reads, master_key=master_key, settings=settings, replays=replays)
+        vendors = {
+            protocol: Vendor(
+                descriptor=entry,
+                authenticator=entry.authenticator(deps),
+                adapter=(
+                    entry.adapter(backend, settings)
+                    if (backend := inventory.get(protocol)) is not None
+                    else None
+                ),
+            )
+            for protocol, entry in REGISTRY.items()
+        }
         activity: ActivityStore = (
             RedisActivityStore(
                 settings.redis_url,
@@ -185,13 +155,22 @@ class Services:
             audit=audit,
             policy=policy,
             inventory=inventory,
-            adapters=adapters,
+            vendors=vendors,
             pipeline=pipeline,
             activity=activity,
             inspector=inspector,
             face_sources=face_sources,
             replays=replays,
         )
+
+    @property
+    def adapters(self) -> dict[str, VendorAdapter]:
+        """The adapter of each vendor the inventory has a backend for."""
+        return {p: v.adapter for p, v in self.vendors.items() if v.adapter is not None}
+
+    @property
+    def authenticators(self) -> dict[str, Authenticator]:
+        return {p: v.authenticator for p, v in self.vendors.items()}
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():

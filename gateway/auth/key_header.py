@@ -19,6 +19,7 @@ from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import BoundSession, load_case_session
 from gateway.db import map_database_errors
 from gateway.errors import ExpiredCredentials, MissingCredentials, UnknownAccessKey
+from gateway.operations import FaceOperation
 from gateway.requests import IncomingRequest
 
 SEPARATOR = "."
@@ -70,3 +71,8 @@ class KeyHeaderAuthenticator:
     def claimed_key_id(self, request: IncomingRequest) -> str | None:
         parts = split_vendor_key(request.headers.get(self.header, ""))
         return parts[0][:32] if parts else None
+
+    async def claim(self, request: IncomingRequest, operation: FaceOperation) -> None:
+        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
+        from a new one (README: the key goes over TLS only, and the session wins)."""
+        return None

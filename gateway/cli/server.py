@@ -84,12 +84,15 @@ def serve(
         if refvendor:
             from gateway.serving import BackgroundServer
             from gateway.vendors.inventory import write_reference_inventory
+            from refvendor.app import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
             from refvendor.app import create_app as create_refvendor
             from refvendor.azure import DEFAULT_KEY as DEFAULT_AZURE_KEY
             from refvendor.compreface import DEFAULT_KEY as DEFAULT_COMPREFACE_KEY
 
-            key_id = settings.rekognition_access_key_id
-            secret = settings.rekognition_secret_access_key.get_secret_value()
+            # The reference vendor's own credentials, unless the settings name others.
+            given = settings.rekognition_secret_access_key
+            key_id = settings.rekognition_access_key_id or DEFAULT_ACCESS_KEY_ID
+            secret = given.get_secret_value() if given else DEFAULT_SECRET_ACCESS_KEY
             vendor = stack.enter_context(
                 BackgroundServer(create_refvendor(access_key_id=key_id, secret_access_key=secret))
             )

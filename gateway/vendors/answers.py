@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable, Collection
 from typing import Any
 
+from starlette.responses import Response
+
 from gateway.errors import AnswerWithheld, UpstreamError, VendorRefused
 from gateway.vendors.base import Outcome, UpstreamResponse
 
@@ -193,3 +195,14 @@ def refused(
         vendor_code=code,
     )
     return Outcome(response=response, withheld=error)
+
+
+def answer_response(outcome: Outcome, *, headers: dict[str, str], media_type: str) -> Response:
+    """The checked answer as sent to the client, with the vendor's own `headers` added (its
+    request-id header, say) and `media_type` where the answer names no content type."""
+    return Response(
+        outcome.response.body,
+        status_code=outcome.response.status_code,
+        headers={**outcome.response.headers, **headers},
+        media_type=media_type,
+    )

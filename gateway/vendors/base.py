@@ -1,24 +1,43 @@
-"""The adapter interface every vendor protocol implements, and what flows through it.
+"""The interfaces every vendor protocol implements, and what flows through them.
 
-An adapter is as narrow as httpx's transports: it turns a native request into a
-`ParsedRequest`, forwards one with obligations applied, filters the answer, and renders any
-FacegateError in the vendor's own error format. No httpx or SDK exception leaves an adapter.
+A vendor is one module (or small package) under gateway/vendors/ that exports one
+`VendorDescriptor`, listed in the registry (gateway/vendors/__init__.py). The descriptor
+says how the vendor's requests are recognised, how its callers authenticate, its wire scale,
+and how its adapter is built from an inventory entry; nothing outside the module branches
+on the vendor.
+
+Two narrow interfaces, kept apart as httpx keeps auth apart from its transports:
+
+- an `Authenticator` answers "which case session sent this request" (SigV4 for Rekognition,
+  a key header for the others) and spends what must be spent before a forward;
+- a `VendorAdapter` parses a native request into a `ParsedRequest`, forwards one with
+  obligations applied, filters the answer, and renders the answer or any FacegateError in
+  the vendor's own format. No httpx or SDK exception leaves an adapter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.responses import Response
 
 from gateway.auth.sessions import BoundSession
 from gateway.context.face_sources import IssuedFaces
-from gateway.errors import AnswerWithheld, FacegateError, PolicyDenied
+from gateway.errors import AnswerWithheld, FacegateError, PolicyDenied, UnsupportedOperation
 from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.inventory import VendorBackend
+from gateway.vendors.scale import WireScale
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from gateway.auth.replay import ReplayCache
+    from gateway.auth.secrets import MasterKey
+    from gateway.config import Settings
 
 
 @dataclass(frozen=True)
@@ -70,26 +89,32 @@ class Outcome:
     withheld: FacegateError | None = None
 
 
+class Authenticator(Protocol):
+    """How a vendor's callers prove which case session they act under."""
+
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        """The live case session that sent the request; raises AuthenticationError, or
+        ServiceUnavailable when a store it needs cannot be read (fail closed)."""
+        ...
+
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        """The key a request claims to be sent with, for auditing a refusal. Never raises."""
+        ...
+
+    async def claim(self, request: IncomingRequest, operation: FaceOperation) -> None:
+        """Called once the request is allowed, before it is forwarded: raise an
+        AuthenticationError (ReplayedRequest) if this very request was forwarded already,
+        ServiceUnavailable if that cannot be told. Here, not on the adapter: what is spent
+        is the credential's proof (a signature), which only authentication reads."""
+        ...
+
+
 class VendorAdapter(Protocol):
     name: str
     backend: VendorBackend  # its inventory entry: where it forwards, what the policy reads
 
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        """The case session whose credentials signed the request; raises AuthenticationError."""
-        ...
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        """The key a request claims to be signed with, for auditing a failed authentication."""
-        ...
-
     def parse(self, request: IncomingRequest) -> ParsedRequest:
         """Raises RequestError for anything malformed, too large or unknown."""
-        ...
-
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        """Called once the request is allowed, before it is forwarded: raise an
-        AuthenticationError (ReplayedRequest) if this very request was forwarded already.
-        Key-header protocols sign nothing, so they have nothing to claim."""
         ...
 
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
@@ -107,13 +132,86 @@ class VendorAdapter(Protocol):
 
         Read from the vendor's answer as received (before filtering: an id filtered out is
         never seen by the caller, and the vendor's count is the whole image's). None when
-        the operation hands out no face ids or the answer is not a success.
+        the operation hands out no face ids or the answer is not a success. On the adapter:
+        only the vendor's own answer format says where its ids are.
         """
+        ...
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        """The checked answer as the vendor's client expects it: status, body, the vendor's
+        own request-id header and content type. The pipeline adds facegate's headers only."""
         ...
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuthDeps:
+    """What an authenticator may be built from: the process's long-lived objects."""
+
+    reads: AsyncEngine  # gateway.db.request_reader
+    master_key: MasterKey
+    settings: Settings
+    replays: ReplayCache  # spent signatures, shared by replicas with Redis
+
+
+def _no_settings_backend(settings: Settings) -> VendorBackend | None:
+    return None
+
+
+def _no_backend_check(backend: VendorBackend) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class VendorDescriptor:
+    """Everything facegate knows about one vendor protocol, exported by its module.
+
+    A new vendor is a module exporting one of these and one line in the registry
+    (gateway/vendors/__init__.py); services, routing, scale and inventory read it from there.
+    """
+
+    protocol: str  # the inventory's `protocol`, the audit log's `vendor`
+    # Whether a request (method, path) speaks this protocol. The protocols' paths must not
+    # overlap: the first match routes, and facegate's own routes match none.
+    recognises: Callable[[str, str], bool]
+    scale: WireScale  # its thresholds' and scores' wire scale
+    authenticator: Callable[[AuthDeps], Authenticator]
+    adapter: Callable[[VendorBackend, Settings], VendorAdapter]
+    # Its error format, for a request refused before any adapter exists (no backend).
+    error_response: Callable[[FacegateError, str], Response]
+    # What its inventory entries must name beyond the common fields: an InventoryError
+    # message naming the key, or None.
+    check_backend: Callable[[VendorBackend], str | None] = _no_backend_check
+    # The backend the settings describe when there is no vendors file (None: none).
+    settings_backend: Callable[[Settings], VendorBackend | None] = _no_settings_backend
+    uses_region: bool = False  # whether `region` means anything to it (listed if so)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """A registered vendor as one gateway process serves it."""
+
+    descriptor: VendorDescriptor
+    authenticator: Authenticator
+    adapter: VendorAdapter | None  # None: the inventory has no backend for it
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.protocol
+
+    def error_response(self, error: FacegateError, *, request_id: str) -> Response:
+        if self.adapter is not None:
+            return self.adapter.error_response(error, request_id=request_id)
+        return self.descriptor.error_response(error, request_id)
+
+
+class BackendNotConfigured(UnsupportedOperation):
+    """A request in a protocol the inventory has no backend for: refused on record."""
+
+    code = "no_backend"
 
 
 NativeCode = TypeVar("NativeCode")

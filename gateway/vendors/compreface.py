@@ -20,7 +20,7 @@ from typing import Any
 from starlette.responses import Response
 
 from gateway.auth.key_header import KeyHeaderAuthenticator
-from gateway.auth.sessions import BoundSession
+from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
     AnswerWithheld,
@@ -41,6 +41,7 @@ from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
+    answer_response,
     is_success,
     keep_best,
     over_faces,
@@ -52,13 +53,15 @@ from gateway.vendors.answers import (
     strip_templates,
 )
 from gateway.vendors.base import (
+    AuthDeps,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
+    VendorDescriptor,
     native_error,
     reason_headers,
 )
-from gateway.vendors.inventory import Protocol, VendorBackend
+from gateway.vendors.inventory import VendorBackend
 from gateway.vendors.rest import (
     RestForwarder,
     add_counts,
@@ -72,7 +75,7 @@ from gateway.vendors.rest import (
     quoted,
     route,
 )
-from gateway.vendors.scale import from_wire, to_wire
+from gateway.vendors.scale import UNIT
 
 VENDOR = "compreface"
 PREFIX = "/api/v1"
@@ -158,23 +161,15 @@ class CompreFaceAdapter:
     def __init__(
         self,
         *,
-        authenticator: KeyHeaderAuthenticator,
         backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
-        self._authenticator = authenticator
         self.backend = backend
         self._max_image_bytes = max_image_bytes
         self._forwarder = RestForwarder(
             backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
         )
-
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        return await self._authenticator.authenticate(request)
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        return self._authenticator.claimed_key_id(request)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -271,11 +266,6 @@ class CompreFaceAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
-        from a new one (README: the key goes over TLS only, and the session wins)."""
-        return None
-
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> list[tuple[str, str]]:
@@ -365,7 +355,7 @@ class CompreFaceAdapter:
         return Outcome(
             response=rendered(response, document),
             match_count=None if name in ("Detect", "AddExample") or faces is None else len(scores),
-            top_similarity=max((from_wire(s, Protocol.COMPREFACE) for s in scores), default=None),
+            top_similarity=max((UNIT.from_wire(s) for s in scores), default=None),
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -386,7 +376,7 @@ class CompreFaceAdapter:
         """
         floor = None
         if obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.COMPREFACE)
+            floor = UNIT.to_wire(obligations.min_threshold)
         cap = obligations.max_results
         scores: list[float] = []
         if name == "Recognize":
@@ -428,17 +418,66 @@ class CompreFaceAdapter:
             raise UpstreamError("CompreFace answered with a body facegate cannot read") from exc
         return IssuedFaces(face_ids=(self.example_key(image_id),), faces_in_answer=1)
 
-    # -- errors --------------------------------------------------------------------------
+    # -- answers and errors --------------------------------------------------------------
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        return answer_response(
+            outcome, headers={"x-facegate-request-id": request_id}, media_type="application/json"
+        )
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, code = native_error(_ERROR_CODES, error, default=(500, 500))
-        if isinstance(error, VendorRefused):
-            status = error.status
-            code = int(error.vendor_code) if error.vendor_code is not None else code
-        headers = {"x-facegate-request-id": request_id}
-        headers |= reason_headers(error)
-        body = json.dumps({"message": error.message, "code": code})
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+        return error_response(error, request_id)
 
     async def aclose(self) -> None:
         await self._forwarder.aclose()
+
+
+def error_response(error: FacegateError, request_id: str) -> Response:
+    """`error` in CompreFace's shape, `{"message", "code"}`, which its SDK hands back."""
+    status, code = native_error(_ERROR_CODES, error, default=(500, 500))
+    if isinstance(error, VendorRefused):
+        status = error.status
+        code = int(error.vendor_code) if error.vendor_code is not None else code
+    headers = {"x-facegate-request-id": request_id}
+    headers |= reason_headers(error)
+    body = json.dumps({"message": error.message, "code": code})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+_KEY_HEADER_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def _recognises(method: str, path: str) -> bool:
+    return method in _KEY_HEADER_METHODS and path.startswith(PREFIX + "/")
+
+
+def _authenticator(deps: AuthDeps) -> KeyHeaderAuthenticator:
+    return KeyHeaderAuthenticator(reads=deps.reads, master_key=deps.master_key, header=KEY_HEADER)
+
+
+def _adapter(backend: VendorBackend, settings: Settings) -> CompreFaceAdapter:
+    return CompreFaceAdapter(
+        backend=backend,
+        max_image_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+def _check_backend(backend: VendorBackend) -> str | None:
+    if not backend.collection:
+        return (
+            "collection is required for compreface: "
+            "it names the face collection the key's recognition service holds"
+        )
+    return None
+
+
+DESCRIPTOR = VendorDescriptor(
+    protocol=VENDOR,
+    recognises=_recognises,
+    scale=UNIT,
+    authenticator=_authenticator,
+    adapter=_adapter,
+    error_response=error_response,
+    check_backend=_check_backend,
+)

@@ -7,7 +7,7 @@ into a client of an address the caller chose (SSRF).
 
     vendors:
       - name: azure-face-east
-        protocol: azure                 # rekognition | azure | compreface
+        protocol: azure                 # a registered vendor: rekognition | azure | compreface
         base_url: https://east.api.cognitive.microsoft.com
         credentials: {secret_env: FACEGATE_AZURE_KEY}        # or {secret_file: /run/secrets/x}
         attestations:
@@ -16,6 +16,7 @@ into a client of an address the caller chose (SSRF).
             source: NIST FRTE 1:N identification, demographic differentials
             url: https://pages.nist.gov/frvt/html/frvt_demographics.html
 
+What else an entry must name is the vendor's own rule (`VendorDescriptor.check_backend`):
 Rekognition backends also name `region` and `credentials.access_key_id`; a CompreFace key
 belongs to one recognition service, whose face collection `collection` names. Secrets are
 read once, at load, and never listed: an auditor sees where a secret comes from, not what it is.
@@ -39,6 +40,10 @@ class InventoryError(ValueError):
 
 
 class Protocol(StrEnum):
+    """The built-in vendors' protocol names, for code that names one (the demo, tests). What
+    protocols exist is the registry's to say (gateway/vendors/__init__.py): a backend's
+    `protocol` is any registered one."""
+
     REKOGNITION = "rekognition"
     AZURE = "azure"
     COMPREFACE = "compreface"
@@ -72,13 +77,23 @@ class VendorBackend(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    protocol: Protocol
+    protocol: str
     base_url: str
     region: str = "us-east-1"
     collection: str | None = None
     credentials: Credentials
     attestations: dict[str, Attestation] = Field(default_factory=dict)
     secret: SecretStr = Field(default=SecretStr(""), exclude=True)
+
+    @field_validator("protocol")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        # Imported here: the registry imports the vendor modules, which import this one.
+        from gateway.vendors import REGISTRY
+
+        if value not in REGISTRY:
+            raise ValueError(f"must be one of {', '.join(REGISTRY)}")
+        return str(value)
 
     @field_validator("base_url")
     @classmethod
@@ -94,7 +109,7 @@ class VendorBackend(BaseModel):
         """What the policy reads: `input.vendor`. Dates become RFC 3339 for time.parse_*."""
         return {
             "name": self.name,
-            "protocol": self.protocol.value,
+            "protocol": self.protocol,
             "attestations": {
                 kind: {
                     "date": f"{a.date.isoformat()}T00:00:00Z",
@@ -107,11 +122,13 @@ class VendorBackend(BaseModel):
 
     def public_view(self) -> dict[str, Any]:
         """What an auditor may list: everything but the secret itself."""
+        from gateway.vendors import descriptor
+
         return {
             "name": self.name,
-            "protocol": self.protocol.value,
+            "protocol": self.protocol,
             "base_url": self.base_url,
-            "region": self.region if self.protocol is Protocol.REKOGNITION else None,
+            "region": self.region if descriptor(self.protocol).uses_region else None,
             "collection": self.collection,
             "credentials_source": self.credentials.source(),
             "attestations": {
@@ -131,18 +148,18 @@ class VendorInventory:
 
     def __init__(self, backends: list[VendorBackend]) -> None:
         self.backends = backends
-        self._by_protocol: dict[Protocol, VendorBackend] = {}
+        self._by_protocol: dict[str, VendorBackend] = {}
         for backend in backends:
             if backend.protocol in self._by_protocol:
                 raise InventoryError(
-                    f"vendors: two backends speak {backend.protocol.value}; "
+                    f"vendors: two backends speak {backend.protocol}; "
                     "facegate routes by protocol, so list at most one of each"
                 )
             self._by_protocol[backend.protocol] = backend
         if len({b.name for b in backends}) != len(backends):
             raise InventoryError("vendors: backend names must be unique")
 
-    def get(self, protocol: Protocol) -> VendorBackend | None:
+    def get(self, protocol: str) -> VendorBackend | None:
         return self._by_protocol.get(protocol)
 
     @classmethod
@@ -159,17 +176,15 @@ class VendorInventory:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise InventoryError(f"{path}: {where}: {first['msg']}") from exc
+        from gateway.vendors import descriptor
+
         backends = []
         for index, backend in enumerate(parsed.vendors):
             where = f"{path}: vendors.{index}.credentials"
             secret = _read_secret(backend.credentials, env=env, where=where, base=path.parent)
-            if backend.protocol is Protocol.REKOGNITION and not backend.credentials.access_key_id:
-                raise InventoryError(f"{where}.access_key_id is required for rekognition")
-            if backend.protocol is Protocol.COMPREFACE and not backend.collection:
-                raise InventoryError(
-                    f"{path}: vendors.{index}.collection is required for compreface: "
-                    "it names the face collection the key's recognition service holds"
-                )
+            complaint = descriptor(backend.protocol).check_backend(backend)
+            if complaint is not None:
+                raise InventoryError(f"{path}: vendors.{index}.{complaint}")
             backends.append(backend.model_copy(update={"secret": SecretStr(secret)}))
         return cls(backends)
 

@@ -111,7 +111,7 @@ async def test_an_unreachable_replay_cache_refuses_on_record(
     with BackgroundServer(app) as server:
         stack = Stack(settings=settings, url=server.url, vendor=vendor)
         # The gateway's cache, pointed at a Redis that is not there (a closed port).
-        authenticator = app.state.services.adapters[Protocol.REKOGNITION]._authenticator
+        authenticator = app.state.services.authenticators[Protocol.REKOGNITION].sigv4
         object.__setattr__(
             authenticator,
             "replays",

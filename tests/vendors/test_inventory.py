@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from gateway.auth.key_header import split_vendor_key, vendor_key
+from gateway.config import Settings
+from gateway.services import load_inventory
 from gateway.vendors.inventory import InventoryError, Protocol, VendorInventory
 
 GOOD = """
@@ -64,6 +67,8 @@ def test_a_good_file_loads_with_its_secrets_and_lists_none_of_them(tmp_path: Pat
         (("protocol: compreface", "protocol: azure"), "two backends speak azure"),
         (("source: NIST FRTE 1:N", "source: ''"), "source"),
         (("date: 2025-06-30", "date: last spring"), "date"),
+        # Only a registered vendor's protocol: the registry says which exist.
+        (("protocol: azure", "protocol: toy"), "vendors.0.protocol: .*rekognition, azure"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_key(
@@ -87,3 +92,32 @@ def test_the_key_header_form_of_a_case_session() -> None:
     assert split_vendor_key("no-separator") is None
     assert split_vendor_key(".secret") is None
     assert split_vendor_key("id.") is None
+
+
+def test_without_a_vendors_file_there_is_no_backend_unless_its_secret_is_given() -> None:
+    # No default secret for a real vendor: unset, the settings describe no backend.
+    assert load_inventory(Settings(_env_file=None)).backends == []  # type: ignore[call-arg]
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        rekognition_endpoint="https://rekognition.example.com",
+        rekognition_access_key_id="AKIAEXAMPLE",
+        rekognition_secret_access_key=SecretStr("from-the-admin"),
+    )
+    [backend] = load_inventory(settings).backends
+    assert (backend.protocol, backend.base_url, backend.credentials.access_key_id) == (
+        "rekognition",
+        "https://rekognition.example.com",
+        "AKIAEXAMPLE",
+    )
+    assert backend.secret.get_secret_value() == "from-the-admin"
+    assert backend.public_view()["region"] == "us-east-1"
+
+
+def test_a_secret_without_its_access_key_id_is_refused_naming_the_key() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        rekognition_secret_access_key=SecretStr("from-the-admin"),
+    )
+    with pytest.raises(InventoryError, match="rekognition_access_key_id"):
+        load_inventory(settings)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from gateway.auth.authenticator import SigV4Authenticator
-from gateway.auth.secrets import MasterKey
 from gateway.errors import (
     AuditUnavailable,
     MalformedRequest,
@@ -37,11 +35,6 @@ OBLIGATIONS = Obligations(min_threshold=99, max_results=5)
 @pytest.fixture
 def adapter() -> RekognitionAdapter:
     return RekognitionAdapter(
-        authenticator=SigV4Authenticator(
-            reads=None,  # type: ignore[arg-type]  # parsing never authenticates
-            master_key=MasterKey(b"k" * 32),
-            max_clock_skew=timedelta(minutes=15),
-        ),
         backend=backend(Protocol.REKOGNITION),
         max_image_bytes=1024,
         timeout_seconds=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.api.vendor import vendor_protocol
+from gateway.vendors import recognise
 from gateway.vendors.inventory import Protocol
 
 
@@ -28,4 +28,5 @@ from gateway.vendors.inventory import Protocol
 def test_requests_are_routed_by_method_and_path(
     method: str, path: str, expected: Protocol | None
 ) -> None:
-    assert vendor_protocol(method, path) is expected
+    found = recognise(method, path)
+    assert (found and found.protocol) == expected

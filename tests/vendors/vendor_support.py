@@ -10,12 +10,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from gateway.auth.key_header import KeyHeaderAuthenticator
 from gateway.auth.secrets import MasterKey
 from gateway.requests import IncomingRequest
-from gateway.vendors.azure import KEY_HEADER as AZURE_HEADER
 from gateway.vendors.azure import AzureFaceAdapter
-from gateway.vendors.compreface import KEY_HEADER as COMPREFACE_HEADER
 from gateway.vendors.compreface import CompreFaceAdapter
 from gateway.vendors.inventory import Credentials, Protocol, VendorBackend
 from gateway.vendors.rekognition import RekognitionAdapter
@@ -36,23 +33,17 @@ def backend(protocol: Protocol) -> VendorBackend:
 
 
 def adapters() -> dict[Protocol, Any]:
-    def key_auth(header: str) -> KeyHeaderAuthenticator:
-        return KeyHeaderAuthenticator(reads=None, master_key=MASTER, header=header)  # type: ignore[arg-type]
-
     limits = {"max_image_bytes": 1024 * 1024, "timeout_seconds": 1.0}
     return {
         Protocol.REKOGNITION: RekognitionAdapter(
-            authenticator=None,  # type: ignore[arg-type]
             backend=backend(Protocol.REKOGNITION),
             **limits,  # type: ignore[arg-type]
         ),
         Protocol.AZURE: AzureFaceAdapter(
-            authenticator=key_auth(AZURE_HEADER),
             backend=backend(Protocol.AZURE),
             **limits,  # type: ignore[arg-type]
         ),
         Protocol.COMPREFACE: CompreFaceAdapter(
-            authenticator=key_auth(COMPREFACE_HEADER),
             backend=backend(Protocol.COMPREFACE),
             **limits,  # type: ignore[arg-type]
         ),

@@ -1,5 +1,5 @@
-"""Auditors (and admins) list the vendor inventory: which systems staff can reach, and on
-what attestations. Secrets are never listed, only where each comes from."""
+"""The management API's vendor inventory: auditors (and admins) list which systems staff
+can reach, and on what attestations. Secrets are never listed, only where each comes from."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The vendor protocols' routes: each request goes to the pipeline with its adapter."""
+"""The vendor protocols' routes: a request in a registered vendor's protocol goes to the
+pipeline with that vendor; everything else goes on to the management API."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import dataclasses
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError, RequestTimeout
 from gateway.requests import IncomingRequest
 from gateway.services import Services
-from gateway.vendors.base import VendorAdapter
-from gateway.vendors.inventory import Protocol
+from gateway.vendors import recognise
+from gateway.vendors.base import BackendNotConfigured, Vendor
 
 
 def describe(request: Request) -> IncomingRequest:
@@ -62,10 +63,13 @@ async def read_body(
     return bytes(body)
 
 
-async def handle_vendor_request(
-    request: Request, services: Services, adapter: VendorAdapter
-) -> Response:
+async def handle_vendor_request(request: Request, services: Services, vendor: Vendor) -> Response:
     incoming = describe(request)
+    if vendor.adapter is None:
+        # Refused in the vendor's own shape and on record, before its body is read: there
+        # is nowhere to forward it.
+        error = BackendNotConfigured(f"no {vendor.name} backend is configured")
+        return await services.pipeline.reject(vendor, incoming, error)
     try:
         body = await read_body(
             request,
@@ -73,45 +77,8 @@ async def handle_vendor_request(
             timeout_seconds=services.settings.client_read_timeout_seconds,
         )
     except RequestError as exc:
-        return await services.pipeline.reject(adapter, incoming, exc)
-    return await services.pipeline.handle(adapter, dataclasses.replace(incoming, body=body))
-
-
-async def handle_protocol(request: Request, services: Services, protocol: Protocol) -> Response:
-    adapter = services.adapters.get(protocol)
-    if adapter is None:
-        return JSONResponse(
-            {
-                "error": {
-                    "code": "no_backend",
-                    "message": f"no {protocol.value} backend is configured",
-                }
-            },
-            status_code=404,
-        )
-    return await handle_vendor_request(request, services, adapter)
-
-
-# Which protocol a request speaks, by method and path: what the vendors' SDKs send.
-_KEY_HEADER_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-_PATH_PREFIXES = (
-    # Azure AI Face (both SDKs' path families): the Face client's endpoint pointed here.
-    ("/face/", Protocol.AZURE),
-    # CompreFace's REST API: compreface-sdk's domain and port pointed here.
-    ("/api/v1/", Protocol.COMPREFACE),
-)
-
-
-def vendor_protocol(method: str, path: str) -> Protocol | None:
-    """The vendor protocol a request speaks, or None for facegate's own routes."""
-    if path == "/":
-        # Amazon Rekognition's JSON 1.1 protocol: boto3 with endpoint_url pointed here.
-        return Protocol.REKOGNITION if method == "POST" else None
-    if method in _KEY_HEADER_METHODS:
-        for prefix, protocol in _PATH_PREFIXES:
-            if path.startswith(prefix):
-                return protocol
-    return None
+        return await services.pipeline.reject(vendor, incoming, exc)
+    return await services.pipeline.handle(vendor, dataclasses.replace(incoming, body=body))
 
 
 class VendorRoutes:
@@ -126,13 +93,11 @@ class VendorRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        protocol = (
-            vendor_protocol(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        )
-        if protocol is None:
+        found = recognise(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if found is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         services: Services = request.app.state.services
-        response = await handle_protocol(request, services, protocol)
+        response = await handle_vendor_request(request, services, services.vendors[found.protocol])
         await response(scope, receive, send)

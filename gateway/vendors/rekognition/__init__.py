@@ -3,301 +3,119 @@
 Requests arrive as `POST /` with `X-Amz-Target: RekognitionService.<Operation>` and a JSON
 body; errors go back as HTTP 4xx/5xx with `{"__type": ..., "Message": ...}` so that boto3
 raises its typed exceptions (e.g. `client.exceptions.AccessDeniedException`).
+
+The vendor, whole: here its authenticator, adapter and descriptor; its operation table in
+`operations.py`; its error shape in `errors.py`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.session
 import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from pydantic import SecretStr
 from starlette.responses import Response
 
 from gateway import strict_json
 from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
 from gateway.auth.sigv4 import ALWAYS_SIGNED
+from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
-    AnswerWithheld,
-    AuthenticationError,
-    ClockSkew,
-    ExpiredCredentials,
     FacegateError,
-    InvalidImage,
-    InvalidSignature,
     MalformedRequest,
-    MissingCredentials,
     PayloadTooLarge,
-    PermissionDenied,
-    PolicyDenied,
-    PolicyUnavailable,
-    ServiceUnavailable,
-    UnknownAccessKey,
     UnsupportedOperation,
     UpstreamError,
-    VendorRefused,
 )
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
+    answer_response,
     is_success,
     keep_best,
     over_faces,
     read_answer,
     refused,
     rendered,
-    score,
     strip_keys,
     strip_templates,
 )
 from gateway.vendors.base import (
+    AuthDeps,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
-    native_error,
-    reason_headers,
+    VendorDescriptor,
 )
 from gateway.vendors.http import upstream_client
-from gateway.vendors.inventory import VendorBackend
+from gateway.vendors.inventory import Credentials as BackendCredentials
+from gateway.vendors.inventory import InventoryError, VendorBackend
+from gateway.vendors.rekognition.errors import (
+    CONTENT_TYPE,
+    error_response,
+    known_error,
+    rekognition_error_type,
+)
+from gateway.vendors.rekognition.operations import (
+    _PROBE_FACE_FIELDS,
+    _RESPONSE_ATTRIBUTES,
+    OPERATIONS,
+    VENDOR,
+    OperationSpec,
+    _dig,
+    _faces,
+    _list,
+    _similarity,
+    _with_value,
+    face_key,
+    issued_faces,
+    normalise_attribute,
+)
 from gateway.vendors.rest import add_counts
+from gateway.vendors.scale import PERCENT
 
-VENDOR = "rekognition"
+__all__ = [
+    "DESCRIPTOR",
+    "OPERATIONS",
+    "RekognitionAdapter",
+    "RekognitionAuthenticator",
+    "error_response",
+    "face_key",
+    "issued_faces",
+]
+
 TARGET_PREFIX = "RekognitionService."
-CONTENT_TYPE = "application/x-amz-json-1.1"
 REQUIRED_SIGNED_HEADERS = ALWAYS_SIGNED | {"x-amz-target"}
 
 
 @dataclass(frozen=True)
-class OperationSpec:
-    """Where one Rekognition operation keeps the fields the policy cares about."""
+class RekognitionAuthenticator:
+    """SigV4, as boto3 signs: X-Amz-Target signed too, and each signature spent once."""
 
-    kind: OperationKind
-    collection: tuple[str, ...] = ()  # path to the collection id in the body
-    threshold: str | None = None  # field holding the match threshold (0-100)
-    max_results: str | None = None  # field capping the matches returned
-    images: tuple[str, ...] = ()  # fields holding an Image structure
-    attributes: str | None = None  # field listing requested face attributes
-    matches: str | None = None  # response field listing matches
-    max_faces: str | None = None  # field capping the faces acted on (IndexFaces: enrolled)
+    sigv4: SigV4Authenticator
 
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        return await self.sigv4.authenticate(request, required_headers=REQUIRED_SIGNED_HEADERS)
 
-_I, _V, _D, _E, _M, _S, _C = (
-    OperationKind.IDENTIFY,
-    OperationKind.VERIFY,
-    OperationKind.DETECT,
-    OperationKind.ENROLL,
-    OperationKind.MANAGE,
-    OperationKind.STREAM,
-    OperationKind.CELEBRITY,
-)
-_COLLECTION = ("CollectionId",)
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        return claimed_access_key_id(request)
 
-OPERATIONS: dict[str, OperationSpec] = {
-    "DetectFaces": OperationSpec(_D, images=("Image",), attributes="Attributes"),
-    "CompareFaces": OperationSpec(
-        _V,
-        threshold="SimilarityThreshold",
-        images=("SourceImage", "TargetImage"),
-        matches="FaceMatches",
-    ),
-    "SearchFacesByImage": OperationSpec(
-        _I,
-        collection=_COLLECTION,
-        threshold="FaceMatchThreshold",
-        max_results="MaxFaces",
-        images=("Image",),
-        matches="FaceMatches",
-    ),
-    "SearchFaces": OperationSpec(
-        _I,
-        collection=_COLLECTION,
-        threshold="FaceMatchThreshold",
-        max_results="MaxFaces",
-        matches="FaceMatches",
-    ),
-    "SearchUsersByImage": OperationSpec(
-        _I,
-        collection=_COLLECTION,
-        threshold="UserMatchThreshold",
-        max_results="MaxUsers",
-        images=("Image",),
-        matches="UserMatches",
-    ),
-    "SearchUsers": OperationSpec(
-        _I,
-        collection=_COLLECTION,
-        threshold="UserMatchThreshold",
-        max_results="MaxUsers",
-        matches="UserMatches",
-    ),
-    "IndexFaces": OperationSpec(
-        _E,
-        collection=_COLLECTION,
-        images=("Image",),
-        attributes="DetectionAttributes",
-        max_faces="MaxFaces",
-    ),
-    "CreateCollection": OperationSpec(_M, collection=_COLLECTION),
-    "DeleteCollection": OperationSpec(_M, collection=_COLLECTION),
-    "DescribeCollection": OperationSpec(_M, collection=_COLLECTION),
-    "ListCollections": OperationSpec(_M),
-    "ListFaces": OperationSpec(_M, collection=_COLLECTION),
-    "DeleteFaces": OperationSpec(_M, collection=_COLLECTION),
-    "RecognizeCelebrities": OperationSpec(_C, images=("Image",)),
-    "GetCelebrityInfo": OperationSpec(_C),
-    "StartFaceSearch": OperationSpec(_S, collection=_COLLECTION, threshold="FaceMatchThreshold"),
-    "GetFaceSearch": OperationSpec(_S, matches="Persons"),
-    "StartFaceDetection": OperationSpec(_S),
-    "CreateStreamProcessor": OperationSpec(
-        _S,
-        collection=("Settings", "FaceSearch", "CollectionId"),
-        threshold="Settings.FaceSearch.FaceMatchThreshold",
-    ),
-    "StartStreamProcessor": OperationSpec(_S),
-}
-
-# Operations that name a face by the FaceId an earlier IndexFaces handed out, searching for
-# it: the face's source is looked up in step 3 (gateway/context/face_sources.py).
-_PROBE_FACE_FIELDS = {"SearchFaces": "FaceId", "SearchUsers": "FaceId"}
-
-
-def face_key(face_id: str) -> str:
-    """A Rekognition FaceId, namespaced for the face-source store."""
-    return f"{VENDOR}:face:{face_id}"
-
-
-def issued_faces(name: str, body: bytes) -> IssuedFaces | None:
-    """The FaceIds an IndexFaces answer hands out, and every face the vendor found.
-
-    A face Rekognition found but did not index (UnindexedFaces) was still in the image.
-    """
-    if name != "IndexFaces":
-        return None
-    try:
-        document = json.loads(body)
-        records = document.get("FaceRecords") or []
-        ids = tuple(face_key(r["Face"]["FaceId"]) for r in records)
-        found = len(records) + len(document.get("UnindexedFaces") or [])
-    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
-        raise UpstreamError("Rekognition answered with a body facegate cannot read") from exc
-    return IssuedFaces(face_ids=ids, faces_in_answer=found)
-
-
-# Rekognition's attribute names, normalised for the policy.
-_ATTRIBUTE_NAMES = {
-    "AGE_RANGE": "age",
-    "EMOTIONS": "emotions",
-    "GENDER": "gender",
-}
-
-# How each error surfaces in Rekognition's protocol: (HTTP status, __type).
-_ERROR_TYPES: list[tuple[type[FacegateError], int, str]] = [
-    (PayloadTooLarge, 400, "ImageTooLargeException"),
-    (InvalidImage, 400, "InvalidImageFormatException"),
-    (UnsupportedOperation, 400, "UnknownOperationException"),
-    (MalformedRequest, 400, "InvalidParameterException"),
-    (MissingCredentials, 403, "MissingAuthenticationTokenException"),
-    (UnknownAccessKey, 400, "UnrecognizedClientException"),
-    (ExpiredCredentials, 400, "ExpiredTokenException"),
-    (ClockSkew, 400, "InvalidSignatureException"),
-    (InvalidSignature, 400, "InvalidSignatureException"),
-    (AuthenticationError, 400, "UnrecognizedClientException"),
-    (PolicyDenied, 400, "AccessDeniedException"),
-    (PolicyUnavailable, 400, "AccessDeniedException"),
-    (PermissionDenied, 400, "AccessDeniedException"),
-    (ServiceUnavailable, 503, "ServiceUnavailableException"),
-    (VendorRefused, 500, "InternalServerError"),
-    (UpstreamError, 500, "InternalServerError"),
-    (AnswerWithheld, 400, "AccessDeniedException"),
-]
-
-
-# Where each normalised attribute appears in Rekognition's answers (FaceDetail fields).
-_RESPONSE_ATTRIBUTES = {"age": "AgeRange", "gender": "Gender", "emotions": "Emotions"}
-
-
-def _list(document: dict[str, Any], key: str) -> list[Any]:
-    value = document.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{key} is not a list")
-    return value
-
-
-def _similarity(match: dict[str, Any]) -> float:
-    return score(match["Similarity"], maximum=100.0)
-
-
-def _faces(operation: str, document: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(faces the answer holds, faces enrolled) for the operations whose answers hold faces.
-
-    Faces are those the policy's max_faces counts for the operation's kind: detected,
-    searched (Rekognition searches the largest face only), in the comparison target, or
-    enrolled. Unindexed faces of an IndexFaces were detected but not enrolled.
-    """
-    if operation == "DetectFaces":
-        return len(_list(document, "FaceDetails")), None
-    if operation == "CompareFaces":
-        return len(_list(document, "FaceMatches")) + len(_list(document, "UnmatchedFaces")), None
-    if operation in ("SearchFacesByImage", "SearchFaces", "SearchUsersByImage", "SearchUsers"):
-        return 1, None
-    if operation == "IndexFaces":
-        enrolled = len(_list(document, "FaceRecords"))
-        return enrolled, enrolled
-    if operation == "GetFaceSearch":
-        return len(_list(document, "Persons")), None
-    return None, None
-
-
-# The error types Rekognition documents (botocore's service model): a vendor's error code is
-# passed on only when it is one of these, never its message.
-@functools.cache
-def _known_errors() -> frozenset[str]:
-    model = botocore.session.get_session().get_service_model("rekognition")
-    return frozenset(shape.name for shape in model.error_shapes) | {"ServiceUnavailableException"}
-
-
-def _error_type(document: Any) -> object:
-    return document.get("__type", "").rsplit("#", 1)[-1] if isinstance(document, dict) else None
-
-
-def _known_error(code: str) -> bool:
-    return code in _known_errors()
-
-
-def normalise_attribute(name: str) -> str:
-    return _ATTRIBUTE_NAMES.get(name, name.lower())
-
-
-def _with_value(container: object, path: list[str], value: object) -> dict[str, Any]:
-    """A copy of `container` (an object, or a new one) with `value` at `path`."""
-    copy = dict(container) if isinstance(container, dict) else {}
-    if len(path) == 1:
-        copy[path[0]] = value
-    else:
-        copy[path[0]] = _with_value(copy.get(path[0]), path[1:], value)
-    return copy
-
-
-def _dig(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = payload
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
+    async def claim(self, request: IncomingRequest, operation: FaceOperation) -> None:
+        # Management operations are idempotent at the vendor: replaying one adds nothing,
+        # and clients poll them (gateway/auth/replay.py).
+        if operation.kind is not OperationKind.MANAGE:
+            await self.sigv4.spend(request)
 
 
 class RekognitionAdapter:
@@ -306,12 +124,10 @@ class RekognitionAdapter:
     def __init__(
         self,
         *,
-        authenticator: SigV4Authenticator,
         backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
-        self._authenticator = authenticator
         self.backend = backend
         self._endpoint = backend.base_url
         self._signer = SigV4Auth(
@@ -321,14 +137,6 @@ class RekognitionAdapter:
         )
         self._max_image_bytes = max_image_bytes
         self._client = upstream_client(timeout_seconds=timeout_seconds)
-
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        return await self._authenticator.authenticate(
-            request, required_headers=REQUIRED_SIGNED_HEADERS
-        )
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        return claimed_access_key_id(request)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -448,12 +256,6 @@ class RekognitionAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        # Management operations are idempotent at the vendor: replaying one adds nothing,
-        # and clients poll them (gateway/auth/replay.py).
-        if parsed.operation.kind is not OperationKind.MANAGE:
-            await self._authenticator.spend(request)
-
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> dict[str, Any] | None:
@@ -525,7 +327,9 @@ class RekognitionAdapter:
         self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
     ) -> Outcome:
         if not is_success(response):
-            return refused(response, "Rekognition", code_of=_error_type, known=_known_error)
+            return refused(
+                response, "Rekognition", code_of=rekognition_error_type, known=known_error
+            )
         spec = OPERATIONS[parsed.operation.name]
         document = read_answer(response, "Rekognition")
         if document is None:
@@ -602,16 +406,82 @@ class RekognitionAdapter:
             return None
         return issued_faces(parsed.operation.name, response.body)
 
-    # -- errors --------------------------------------------------------------------------
+    # -- answers and errors --------------------------------------------------------------
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        # boto3 reads the request id from x-amzn-RequestId; the body is always JSON 1.1.
+        return answer_response(
+            outcome, headers={"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE
+        )
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, error_type = native_error(_ERROR_TYPES, error, default=(500, "InternalServerError"))
-        if isinstance(error, VendorRefused):
-            status, error_type = error.status, error.vendor_code or error_type
-        headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error_type}
-        headers |= reason_headers(error)
-        body = json.dumps({"__type": error_type, "Message": error.message})
-        return Response(body, status_code=status, media_type=CONTENT_TYPE, headers=headers)
+        return error_response(error, request_id)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _recognises(method: str, path: str) -> bool:
+    # The AWS JSON 1.1 protocol: boto3 with endpoint_url pointed here posts to /.
+    return method == "POST" and path == "/"
+
+
+def _authenticator(deps: AuthDeps) -> RekognitionAuthenticator:
+    return RekognitionAuthenticator(
+        SigV4Authenticator(
+            reads=deps.reads,
+            master_key=deps.master_key,
+            max_clock_skew=deps.settings.max_clock_skew,
+            replays=deps.replays,
+        )
+    )
+
+
+def _adapter(backend: VendorBackend, settings: Settings) -> RekognitionAdapter:
+    return RekognitionAdapter(
+        backend=backend,
+        max_image_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+def _check_backend(backend: VendorBackend) -> str | None:
+    if not backend.credentials.access_key_id:
+        return "credentials.access_key_id is required for rekognition"
+    return None
+
+
+def _settings_backend(settings: Settings) -> VendorBackend | None:
+    """The FACEGATE_REKOGNITION_* backend, used when there is no vendors file: only when
+    its credentials are given (there is no default secret)."""
+    secret = settings.rekognition_secret_access_key
+    if secret is None or not secret.get_secret_value():
+        return None
+    if not settings.rekognition_access_key_id:
+        raise InventoryError(
+            "rekognition_access_key_id is required with rekognition_secret_access_key"
+        )
+    return VendorBackend(
+        name=VENDOR,
+        protocol=VENDOR,
+        base_url=settings.rekognition_endpoint,
+        region=settings.rekognition_region,
+        credentials=BackendCredentials(
+            access_key_id=settings.rekognition_access_key_id,
+            secret_env="FACEGATE_REKOGNITION_SECRET_ACCESS_KEY",  # noqa: S106 (a name)
+        ),
+        secret=SecretStr(secret.get_secret_value()),
+    )
+
+
+DESCRIPTOR = VendorDescriptor(
+    protocol=VENDOR,
+    recognises=_recognises,
+    scale=PERCENT,
+    authenticator=_authenticator,
+    adapter=_adapter,
+    error_response=error_response,
+    check_backend=_check_backend,
+    settings_backend=_settings_backend,
+    uses_region=True,
+)

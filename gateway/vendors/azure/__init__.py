@@ -22,6 +22,9 @@ scale.py): identify's `confidenceThreshold` is raised to it, `maxNumOfCandidates
 capped, and the answer checked: candidates under the floor or past the cap are dropped,
 and a verification under the floor is reported as not identical. Refusals use Azure's
 error shape, `{"error": {"code", "message"}}`, which both SDKs raise as their own errors.
+
+The vendor, whole: here its adapter and descriptor; its route table in `routes.py`; its
+error shape in `errors.py`.
 """
 
 from __future__ import annotations
@@ -33,45 +36,53 @@ from typing import Any
 from starlette.responses import Response
 
 from gateway.auth.key_header import KeyHeaderAuthenticator
-from gateway.auth.sessions import BoundSession
+from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
-    AnswerWithheld,
-    AuthenticationError,
     FacegateError,
     MalformedRequest,
-    PayloadTooLarge,
-    PermissionDenied,
-    PolicyDenied,
-    PolicyUnavailable,
-    RequestError,
-    ServiceUnavailable,
     UnsupportedOperation,
     UpstreamError,
-    VendorRefused,
 )
-from gateway.operations import FaceOperation, OperationKind
+from gateway.operations import FaceOperation
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
+    answer_response,
     is_success,
     keep_best,
     over_faces,
     read_answer,
     refused,
     rendered,
-    score,
     strip_keys,
     strip_templates,
 )
+from gateway.vendors.azure.errors import (
+    _KNOWN_ERRORS,
+    _error_code,
+    _request_id_headers,
+    error_response,
+)
+from gateway.vendors.azure.routes import (
+    _PERSON_GROUP_KEYS,
+    _RESPONSE_FIELDS,
+    ROUTES,
+    VENDOR,
+    _confidence,
+    _faces_list,
+    face_key,
+    issued_faces,
+    normalise_attribute,
+)
 from gateway.vendors.base import (
+    AuthDeps,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
-    native_error,
-    reason_headers,
+    VendorDescriptor,
 )
-from gateway.vendors.inventory import Protocol, VendorBackend
+from gateway.vendors.inventory import VendorBackend
 from gateway.vendors.rest import (
     RestForwarder,
     Route,
@@ -81,151 +92,22 @@ from gateway.vendors.rest import (
     match_route,
     parse_query,
     quoted,
-    route,
 )
-from gateway.vendors.scale import from_wire, to_wire
+from gateway.vendors.scale import UNIT
 
-VENDOR = "azure"
-KEY_HEADER = "ocp-apim-subscription-key"
-_VERSION = r"^/face/(?P<version>v1\.[0-9]+(?:-preview(?:\.[0-9]+)?)?)(?P<rest>/.*)$"
-
-_I, _V, _D, _E, _M = (
-    OperationKind.IDENTIFY,
-    OperationKind.VERIFY,
-    OperationKind.DETECT,
-    OperationKind.ENROLL,
-    OperationKind.MANAGE,
-)
-_DETECT_PARAMS = (
-    "returnFaceId", "returnFaceLandmarks", "returnFaceAttributes", "recognitionModel",
-    "returnRecognitionModel", "detectionModel", "faceIdTimeToLive",
-)  # fmt: skip
-_G, _P, _F = r"(?P<group>[^/]+)", r"(?P<person>[^/]+)", r"(?P<face>[^/]+)"
-
-
-def _group_routes(collection: str, title: str) -> tuple[Route, ...]:
-    base = f"/{collection}"
-    return (
-        route("GET", base, f"List{title}s", _M, ("start", "top", "returnRecognitionModel")),
-        route("PUT", f"{base}/{_G}", f"Create{title}", _M),
-        route("GET", f"{base}/{_G}", f"Get{title}", _M, ("returnRecognitionModel",)),
-        route("PATCH", f"{base}/{_G}", f"Update{title}", _M),
-        route("DELETE", f"{base}/{_G}", f"Delete{title}", _M),
-        route("POST", f"{base}/{_G}/train", f"Train{title}", _M),
-        route("GET", f"{base}/{_G}/training", f"Get{title}TrainingStatus", _M),
-        route("POST", f"{base}/{_G}/persons", f"Create{title}Person", _M),
-        route("GET", f"{base}/{_G}/persons", f"List{title}Persons", _M, ("start", "top")),
-        route("GET", f"{base}/{_G}/persons/{_P}", f"Get{title}Person", _M),
-        route("PATCH", f"{base}/{_G}/persons/{_P}", f"Update{title}Person", _M),
-        route("DELETE", f"{base}/{_G}/persons/{_P}", f"Delete{title}Person", _M),
-        route(
-            "POST",
-            f"{base}/{_G}/persons/{_P}/persistedfaces",
-            f"Add{title}PersonFace",
-            _E,
-            ("userData", "targetFace", "detectionModel"),
-            images=("body",),
-        ),
-        route("GET", f"{base}/{_G}/persons/{_P}/persistedfaces/{_F}", f"Get{title}PersonFace", _M),
-        route(
-            "PATCH", f"{base}/{_G}/persons/{_P}/persistedfaces/{_F}", f"Update{title}PersonFace", _M
-        ),
-        route(
-            "DELETE",
-            f"{base}/{_G}/persons/{_P}/persistedfaces/{_F}",
-            f"Delete{title}PersonFace",
-            _M,
-        ),
-    )
-
-
-ROUTES: tuple[Route, ...] = (
-    route("POST", "/detect", "Detect", _D, _DETECT_PARAMS, images=("body",)),
-    route("POST", "/verify", "Verify", _V),
-    route("POST", "/identify", "Identify", _I),
-    route("POST", "/findsimilars", "FindSimilar", _I),
-    *_group_routes("largepersongroups", "LargePersonGroup"),
-    *_group_routes("persongroups", "PersonGroup"),
-)
-
-_PERSON_GROUP_KEYS = ("largePersonGroupId", "personGroupId", "dynamicPersonGroupId")
-
-
-def face_key(face_id: str) -> str:
-    """An Azure faceId (a detection's, 24 hours), namespaced for the face-source store."""
-    return f"{VENDOR}:face:{face_id}"
-
-
-def issued_faces(name: str, body: bytes) -> IssuedFaces | None:
-    """The ids an answer hands out: a detect's faceIds (and every face it found), or the
-    persistedFaceId of a face added to a person."""
-    adds_face = name.startswith("Add") and name.endswith("PersonFace")
-    if name != "Detect" and not adds_face:
-        return None
-    try:
-        document = json.loads(body)
-        if adds_face:
-            persisted = f"{VENDOR}:persistedface:{document['persistedFaceId']}"
-            return IssuedFaces(face_ids=(persisted,), faces_in_answer=1)
-        ids = tuple(face_key(f["faceId"]) for f in document if f.get("faceId") is not None)
-        return IssuedFaces(face_ids=ids, faces_in_answer=len(document))
-    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
-        raise UpstreamError("Azure Face answered with a body facegate cannot read") from exc
-
-
-# Azure's attribute names, normalised for the policy.
-_ATTRIBUTE_NAMES = {"emotion": "emotions"}
-_RESPONSE_FIELDS = {"age": "age", "gender": "gender", "emotions": "emotion"}
-
-_ERROR_CODES: list[tuple[type[FacegateError], int, str]] = [
-    (PayloadTooLarge, 400, "InvalidImageSize"),
-    (UnsupportedOperation, 404, "NotFound"),
-    (RequestError, 400, "BadArgument"),
-    (AuthenticationError, 401, "401"),
-    (PolicyDenied, 403, "PermissionDenied"),
-    (PolicyUnavailable, 403, "PermissionDenied"),
-    (PermissionDenied, 403, "PermissionDenied"),
-    (ServiceUnavailable, 503, "ServiceUnavailable"),
-    (UpstreamError, 502, "BadGateway"),
-    (AnswerWithheld, 403, "PermissionDenied"),
+__all__ = [
+    "DESCRIPTOR",
+    "KEY_HEADER",
+    "ROUTES",
+    "AzureFaceAdapter",
+    "error_response",
+    "face_key",
+    "issued_faces",
 ]
 
-
-# The error codes Azure Face documents: a vendor's error code is passed on only when it is
-# one of these, never its message.
-_KNOWN_ERRORS = frozenset(
-    {
-        "BadArgument", "InvalidImage", "InvalidImageSize", "InvalidURL", "InvalidRequest",
-        "NotFound", "FaceNotFound", "PersonNotFound", "PersistedFaceNotFound",
-        "PersonGroupNotFound", "LargePersonGroupNotFound", "FaceListNotFound",
-        "LargeFaceListNotFound", "PersonGroupNotTrained", "LargePersonGroupNotTrained",
-        "LargeFaceListNotTrained", "PersonGroupTrainingNotFinished",
-        "LargePersonGroupTrainingNotFinished", "PersonGroupExists", "LargePersonGroupExists",
-        "FaceListExists", "LargeFaceListExists", "QuotaExceeded", "RateLimitExceeded",
-        "ConcurrentOperationConflict", "MethodNotAllowed", "UnsupportedMediaType",
-        "Unspecified", "PermissionDenied", "InternalServerError", "ServiceUnavailable",
-    }
-)  # fmt: skip
-
-
-def _error_code(document: Any) -> object:
-    error = document.get("error") if isinstance(document, dict) else None
-    return error.get("code") if isinstance(error, dict) else None
-
-
-def _confidence(item: dict[str, Any]) -> float:
-    return score(item["confidence"], maximum=1.0)
-
-
-def _faces_list(document: Any) -> list[Any]:
-    if not isinstance(document, list) or not all(isinstance(f, dict) for f in document):
-        raise TypeError("the answer is not a list of faces")
-    return document
-
-
-def normalise_attribute(name: str) -> str:
-    name = name.strip().lower()
-    return _ATTRIBUTE_NAMES.get(name, name)
+KEY_HEADER = "ocp-apim-subscription-key"
+PATH_PREFIX = "/face/"
+_VERSION = rf"^{PATH_PREFIX}(?P<version>v1\.[0-9]+(?:-preview(?:\.[0-9]+)?)?)(?P<rest>/.*)$"
 
 
 class AzureFaceAdapter:
@@ -234,23 +116,15 @@ class AzureFaceAdapter:
     def __init__(
         self,
         *,
-        authenticator: KeyHeaderAuthenticator,
         backend: VendorBackend,
         max_image_bytes: int,
         timeout_seconds: float,
     ) -> None:
-        self._authenticator = authenticator
         self.backend = backend
         self._max_image_bytes = max_image_bytes
         self._forwarder = RestForwarder(
             backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
         )
-
-    async def authenticate(self, request: IncomingRequest) -> BoundSession:
-        return await self._authenticator.authenticate(request)
-
-    def claimed_key_id(self, request: IncomingRequest) -> str | None:
-        return self._authenticator.claimed_key_id(request)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -294,7 +168,7 @@ class AzureFaceAdapter:
         if spec.name == "Identify":
             confidence = payload.get("confidenceThreshold")
             if confidence is not None:
-                threshold = from_wire(self._unit(confidence, "confidenceThreshold"), Protocol.AZURE)
+                threshold = UNIT.from_wire(self._unit(confidence, "confidenceThreshold"))
             max_results = self._count(payload, "maxNumOfCandidatesReturned", 100)
         elif spec.name == "FindSimilar":
             max_results = self._count(payload, "maxNumOfCandidatesReturned", 1000)
@@ -414,11 +288,6 @@ class AzureFaceAdapter:
 
     # -- forward -------------------------------------------------------------------------
 
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
-        """Nothing to claim: a bearer key signs no request, so a resent one cannot be told
-        from a new one (README: the key goes over TLS only, and the session wins)."""
-        return None
-
     def apply_obligations(
         self, parsed: ParsedRequest, obligations: Obligations
     ) -> tuple[bytes, list[tuple[str, str]]]:
@@ -426,7 +295,7 @@ class AzureFaceAdapter:
         name = parsed.operation.name
         changes: dict[str, Any] = {}
         if name == "Identify" and obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.AZURE)
+            floor = UNIT.to_wire(obligations.min_threshold)
             if parsed.payload.get("confidenceThreshold", 0) < floor:
                 changes["confidenceThreshold"] = floor
         if name in ("Identify", "FindSimilar") and obligations.max_results is not None:
@@ -487,7 +356,7 @@ class AzureFaceAdapter:
         name = parsed.operation.name
         floor = None
         if obligations.min_threshold is not None:
-            floor = to_wire(obligations.min_threshold, Protocol.AZURE)
+            floor = UNIT.to_wire(obligations.min_threshold)
         dropped: dict[str, int] = {}
         removed = {
             _RESPONSE_FIELDS[a] for a in obligations.remove_attributes if a in _RESPONSE_FIELDS
@@ -540,7 +409,7 @@ class AzureFaceAdapter:
         return Outcome(
             response=rendered(response, document),
             match_count=len(scores) if name in ("Identify", "FindSimilar", "Verify") else None,
-            top_similarity=max((from_wire(s, Protocol.AZURE) for s in scores), default=None),
+            top_similarity=max((UNIT.from_wire(s) for s in scores), default=None),
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -552,16 +421,46 @@ class AzureFaceAdapter:
             return None
         return issued_faces(parsed.operation.name, response.body)
 
-    # -- errors --------------------------------------------------------------------------
+    # -- answers and errors --------------------------------------------------------------
+
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        return answer_response(
+            outcome, headers=_request_id_headers(request_id), media_type="application/json"
+        )
 
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
-        status, code = native_error(_ERROR_CODES, error, default=(500, "InternalServerError"))
-        if isinstance(error, VendorRefused):
-            status, code = error.status, error.vendor_code or code
-        headers = {"x-facegate-request-id": request_id, "apim-request-id": request_id}
-        headers |= reason_headers(error)
-        body = json.dumps({"error": {"code": code, "message": error.message}})
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+        return error_response(error, request_id)
 
     async def aclose(self) -> None:
         await self._forwarder.aclose()
+
+
+_KEY_HEADER_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def _recognises(method: str, path: str) -> bool:
+    # Both SDKs' path families; a version facegate does not serve is still Azure's, and is
+    # refused by parse in Azure's shape, on record.
+    return method in _KEY_HEADER_METHODS and path.startswith(PATH_PREFIX)
+
+
+def _authenticator(deps: AuthDeps) -> KeyHeaderAuthenticator:
+    return KeyHeaderAuthenticator(reads=deps.reads, master_key=deps.master_key, header=KEY_HEADER)
+
+
+def _adapter(backend: VendorBackend, settings: Settings) -> AzureFaceAdapter:
+    return AzureFaceAdapter(
+        backend=backend,
+        max_image_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+DESCRIPTOR = VendorDescriptor(
+    protocol=VENDOR,
+    recognises=_recognises,
+    scale=UNIT,
+    authenticator=_authenticator,
+    adapter=_adapter,
+    error_response=error_response,
+)
