@@ -207,12 +207,3 @@ async def revoke_case_session(
     if row.principal_id != by.id and not by.has_role(Role.ADMIN):
         raise PermissionDenied("only the session's officer or an admin can revoke it")
     row.revoked_at = now
-
-
-async def list_case_sessions(
-    db: AsyncSession, *, principal_id: str | None = None
-) -> list[CaseSessionRow]:
-    statement = select(CaseSessionRow).order_by(CaseSessionRow.created_at)
-    if principal_id is not None:
-        statement = statement.where(CaseSessionRow.principal_id == principal_id)
-    return list(await db.scalars(statement))
