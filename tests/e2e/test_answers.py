@@ -25,8 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.app import create_app
+from gateway.case import LegalBasis
 from gateway.context.activity import ActivityEvent, ActivityUnavailable, MemoryActivityStore
-from gateway.context.case import LegalBasis
 from gateway.context.warrants import WarrantKind
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
