@@ -34,7 +34,7 @@ from botocore.credentials import Credentials
 from gateway.auth.principals import Role, create_principal
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import IssuedCredentials, open_case_session
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, LegalBasis
 from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async

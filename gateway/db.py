@@ -111,7 +111,13 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend (SQLite would hand back naive ones)."""
+    """A timezone-aware instant, stored in UTC and always read back aware in UTC.
+
+    SQLite has no time zone type and SQLAlchemy writes only the wall-clock digits there,
+    so converting to UTC before writing is what keeps the instant (and string order in
+    range filters) right. Naive values are refused rather than guessed at. The one column
+    type of every facegate time (audit log, principals, keys, sessions, warrants).
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -119,7 +125,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("facegate stores only timezone-aware datetimes")
         return value.astimezone(UTC)
 

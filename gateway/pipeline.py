@@ -26,6 +26,7 @@ from starlette.responses import Response
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.sessions import BoundSession
+from gateway.case import CaseFields
 from gateway.context.activity import (
     ActivityEvent,
     ActivityStore,
@@ -38,15 +39,9 @@ from gateway.context.face_sources import (
     FaceSourcesUnavailable,
     MemoryFaceSourceStore,
     sources_of,
-    with_face_sources,
 )
-from gateway.context.gather import gather_policy_input
-from gateway.context.inspection import (
-    LOCATION_HEADER,
-    ProbeInspection,
-    ProbeInspector,
-    parse_location_header,
-)
+from gateway.context.gather import gather
+from gateway.context.inspection import ProbeInspector
 from gateway.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -58,7 +53,6 @@ from gateway.errors import (
     UpstreamError,
     VendorRefused,
 )
-from gateway.operations import FaceOperation
 from gateway.policy.contract import (
     Decision,
     PolicyInput,
@@ -157,29 +151,37 @@ class Pipeline:
             raise
         record.parsed = parsed
 
-        # 3 gather: the probes inspected (a probe that is no image is refused here, on
-        #   record), the warrant registry, then the activity windows, which count this
-        #   request provisionally until step 5 has allowed it.
-        operation = await self._face_sources(parsed)
+        # 3 gather: the faces named by id traced, the probes inspected (a probe that is no
+        #   image is refused here, on record), the warrant registry, the vendor's facts,
+        #   then the activity windows, which count this request provisionally until step 5
+        #   has allowed it. From here on this method holds the reservation and releases it
+        #   on every path that does not forward.
         try:
-            inspection = await self._inspect(parsed, request)
             # An X-Facegate-* header of the wrong syntax is refused here, on record.
-            policy_input = await gather_policy_input(
-                self.reads,
+            gathered = await gather(
+                reads=self.reads,
                 session=session,
-                operation=operation,
+                operation=parsed.operation,
+                images=parsed.images,
+                probe_faces=parsed.probe_faces,
+                target_faces=parsed.target_faces,
                 headers=request.headers,
+                request_id=request.request_id,
                 now=request.received_at,
-                inspection=inspection,
+                # The backend's inventory entry (attestations included) is input.vendor.
+                vendor=VendorFacts.model_validate(adapter.backend.policy_view()),
+                face_sources=self.face_sources,
+                activity=self.activity,
+                inspector=self.inspector,
             )
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
-        # The backend's inventory entry (attestations included) is the policy's input.vendor.
-        policy_input.vendor = VendorFacts.model_validate(adapter.backend.policy_view())
-        event = self._event(policy_input, request)
-        reservation = await self._reserve(event)
-        policy_input = policy_input.model_copy(update={"activity": reservation.counts})
+        policy_input, event, reservation = (
+            gathered.policy_input,
+            gathered.event,
+            gathered.reservation,
+        )
         record.policy_input = policy_input
 
         try:
@@ -239,24 +241,6 @@ class Pipeline:
         if outcome.match_count is not None:
             response.headers["x-facegate-lead-notice"] = LEAD_NOTICE
         return response
-
-    async def _inspect(self, parsed: ParsedRequest, request: IncomingRequest) -> ProbeInspection:
-        if self.inspector is not None:
-            return await self.inspector.inspect(parsed.images, request.headers)
-        header = request.headers.get(LOCATION_HEADER, "").strip()
-        return ProbeInspection(locations=(parse_location_header(header),) if header else ())
-
-    async def _face_sources(self, parsed: ParsedRequest) -> FaceOperation:
-        """Step 3: where each face the request names by id came from (fail closed)."""
-        try:
-            return await with_face_sources(
-                parsed.operation,
-                store=self.face_sources,
-                probe_faces=parsed.probe_faces,
-                target_faces=parsed.target_faces,
-            )
-        except FaceSourcesUnavailable as exc:
-            raise ServiceUnavailable("the face-source store could not be read") from exc
 
     async def _remember_faces(
         self,
@@ -325,33 +309,6 @@ class Pipeline:
                 return replace(outcome, withheld=error)
         return outcome
 
-    @staticmethod
-    def _event(policy_input: PolicyInput, request: IncomingRequest) -> ActivityEvent:
-        principal, operation = policy_input.principal, policy_input.operation
-        return ActivityEvent(
-            request_id=request.request_id,
-            at=request.received_at,
-            officer=principal.id,
-            agency=principal.agency,
-            case_number=policy_input.context.case_number,
-            kind=operation.kind,
-            probe_digests=tuple(operation.probe_digests),
-            faces_in_probe=operation.faces_in_probe,
-            compared_identities=tuple(operation.compared_identities),
-            face_sources=tuple(
-                (f.source, str(f.index_in_source))
-                for f in operation.face_sources
-                if f.source is not None
-            ),
-            probe_identities=tuple(i.identity for i in operation.images if i.identity),
-        )
-
-    async def _reserve(self, event: ActivityEvent) -> Reservation:
-        try:
-            return await self.activity.reserve(event)
-        except ActivityUnavailable as exc:
-            raise ServiceUnavailable("the activity windows could not be read") from exc
-
     async def _release(self, reservation: Reservation) -> None:
         try:
             await self.activity.release(reservation)
@@ -393,14 +350,10 @@ class _RecordBuilder:
             }
             fields |= self.session.context.model_dump(mode="json")
         if self.policy_input is not None:
-            context = self.policy_input.context
-            fields |= {
-                "purpose": context.purpose,
-                "case_number": context.case_number,
-                "offense": context.offense,
-                "legal_basis": context.legal_basis,
-                "warrant_id": context.warrant_id,
-            }
+            # The case fields as judged (the session's, completed by headers).
+            fields |= self.policy_input.context.model_dump(
+                mode="json", include=set(CaseFields.model_fields)
+            )
         if self.parsed is not None:
             # As gathered when it has been: probes include the images faces named by id
             # came from.

@@ -465,10 +465,6 @@ stated_locations contains loc if {
 	some loc in object.get(ctx, "locations", [])
 }
 
-stated_locations contains ctx.location if {
-	is_object(ctx.location)
-}
-
 # Ray casting: a horizontal ray from the point crosses the ring's edges an odd number of
 # times when the point is inside. No division by zero: the two ends straddle the point's y.
 ring_crossings(ring, p) := count([i |

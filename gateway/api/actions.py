@@ -1,4 +1,4 @@
-"""What the management routes share to call an admin action (gateway/auth/admin.py): a
+"""What the management routes share to call an admin action (gateway/admin.py): a
 recorder writing to the route's transaction, and the commit before the answer."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.admin import Recorder
 from gateway.api.deps import record_change
-from gateway.auth.admin import Recorder
 from gateway.auth.principals import Principal
 from gateway.services import Services
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.admin import Actor, action_record
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.api_keys import authenticate_api_key, key_id_of
 from gateway.auth.principals import Principal, Role
@@ -160,13 +161,11 @@ async def record_read(
 def _record(
     request: Request, event_type: EventType, *, by: Principal, action: str, detail: dict[str, Any]
 ) -> AuditRecord:
-    return AuditRecord(
-        time=datetime.now(UTC),
+    actor = Actor.principal(by, client_address=request.client.host if request.client else None)
+    return action_record(
+        event_type,
+        actor=actor,
+        action=action,
+        detail=detail,
         request_id=request.state.request_id,
-        event_type=event_type,
-        agency=by.agency,
-        officer=by.id,
-        key_id=by.key_id,
-        client_address=request.client.host if request.client else None,
-        detail={"action": action, **detail},
     )

@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.actions import commit_before_answering, recorder
-from gateway.api.deps import Admin, DbDep, ServicesDep
-from gateway.auth.admin import (
+from gateway.admin import (
     ApiKeyRevoked,
     PrincipalDisabled,
     disable_principal,
@@ -17,6 +15,8 @@ from gateway.auth.admin import (
     issue_key,
     revoke_key,
 )
+from gateway.api.actions import commit_before_answering, recorder
+from gateway.api.deps import Admin, DbDep, ServicesDep
 from gateway.auth.principals import Principal, Role, list_principals
 
 router = APIRouter(prefix="/facegate/v1/principals", tags=["principals"])

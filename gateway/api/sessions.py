@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from gateway.admin import close_session as close_case_session
+from gateway.admin import open_session as open_case_session
 from gateway.api.actions import commit_before_answering, recorder
 from gateway.api.deps import DbDep, Officer, PrincipalDep, ServicesDep
-from gateway.auth.admin import close_session as close_case_session
-from gateway.auth.admin import open_session as open_case_session
 from gateway.auth.sessions import IssuedCredentials
-from gateway.context.case import CaseContext
+from gateway.case import CaseContext
 
 router = APIRouter(prefix="/facegate/v1/sessions", tags=["sessions"])
 

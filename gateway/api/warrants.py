@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from gateway.admin import register_warrant, withdraw_warrant
 from gateway.api.actions import commit_before_answering, recorder
 from gateway.api.deps import Admin, DbDep, ServicesDep
-from gateway.auth.admin import register_warrant, withdraw_warrant
 from gateway.context.warrants import WarrantCreate, WarrantRead, list_warrants
 
 router = APIRouter(prefix="/facegate/v1/warrants", tags=["warrants"])

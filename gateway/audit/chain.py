@@ -12,7 +12,8 @@ Each entry's hash covers its predecessor's::
     record_hash(0) = GENESIS_HASH (32 zero bytes)
 
 This module is the only place that defines those bytes; the log stores and re-checks them,
-and a later Merkle tree (RFC 6962) can take ``canonical_bytes`` as its leaf input.
+and the Merkle tree (RFC 6962, ``gateway.audit.merkle``) takes ``canonical_bytes`` as its
+leaf input.
 """
 
 from __future__ import annotations

@@ -11,13 +11,12 @@ here needs a new migration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     Double,
     Index,
     Integer,
@@ -26,39 +25,11 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-from gateway.db import Base
+from gateway.db import Base, UTCDateTime
 
 HEX_SHA256_LENGTH = 64
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware instant, stored in UTC and always read back aware in UTC.
-
-    SQLite has no time zone type and SQLAlchemy writes only the wall-clock digits there,
-    so converting to UTC before writing is what keeps the instant (and string order in
-    range filters) right. Naive values are refused rather than guessed at.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("audit_log.time must be timezone-aware")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 class AuditLogEntry(Base):

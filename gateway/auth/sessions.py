@@ -8,6 +8,7 @@ signed with the issued key is judged under that context.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import bindparam, select
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from gateway.auth.models import CaseSessionRow, PrincipalRow
 from gateway.auth.principals import EXCLUSIVE_ROLES, Principal, Role, principal_from_row
 from gateway.auth.secrets import MasterKey, new_access_key_id
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, CaseFields, LegalBasis
 from gateway.context.warrants import WarrantRow
 from gateway.errors import MalformedRequest, PermissionDenied
 
@@ -79,11 +80,7 @@ async def open_case_session(
         CaseSessionRow(
             access_key_id=access_key_id,
             principal_id=principal.id,
-            purpose=context.purpose,
-            case_number=context.case_number,
-            offense=context.offense,
-            legal_basis=context.legal_basis.value if context.legal_basis else None,
-            warrant_id=context.warrant_id,
+            **context.model_dump(mode="json"),  # the case fields, one column each
             # Through the API, the key the officer authenticated with; None from the CLI.
             api_key_id=principal.key_id,
             created_at=now,
@@ -158,11 +155,7 @@ async def revoke_open_sessions(
 _LOAD_CASE_SESSION = (
     select(
         CaseSessionRow.access_key_id,
-        CaseSessionRow.purpose,
-        CaseSessionRow.case_number,
-        CaseSessionRow.offense,
-        CaseSessionRow.legal_basis,
-        CaseSessionRow.warrant_id,
+        *(getattr(CaseSessionRow, name) for name in CaseFields.model_fields),
         CaseSessionRow.expires_at,
         CaseSessionRow.revoked_at,
         PrincipalRow.id,
@@ -186,13 +179,7 @@ async def load_case_session(
     return BoundSession(
         access_key_id=row.access_key_id,
         principal=principal_from_row(row, key_id=row.access_key_id),
-        context=CaseContext.from_store(
-            purpose=row.purpose,
-            case_number=row.case_number,
-            offense=row.offense,
-            legal_basis=LegalBasis(row.legal_basis) if row.legal_basis else None,
-            warrant_id=row.warrant_id,
-        ),
+        context=CaseContext.from_store(**_case_fields(row)),
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
     )
@@ -209,10 +196,8 @@ async def revoke_case_session(
     row.revoked_at = now
 
 
-async def list_case_sessions(
-    db: AsyncSession, *, principal_id: str | None = None
-) -> list[CaseSessionRow]:
-    statement = select(CaseSessionRow).order_by(CaseSessionRow.created_at)
-    if principal_id is not None:
-        statement = statement.where(CaseSessionRow.principal_id == principal_id)
-    return list(await db.scalars(statement))
+def _case_fields(row: Any) -> dict[str, Any]:
+    fields = {name: getattr(row, name) for name in CaseFields.model_fields}
+    if row.legal_basis:
+        fields["legal_basis"] = LegalBasis(row.legal_basis)
+    return fields

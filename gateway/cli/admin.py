@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.auth.admin import (
+from gateway.admin import (
     disable_principal,
     enrol_principal,
     issue_key,
@@ -19,8 +19,8 @@ from gateway.auth.admin import (
 )
 from gateway.auth.principals import Role, get_principal, list_principals
 from gateway.auth.secrets import MasterKey
+from gateway.case import CaseContext, LegalBasis
 from gateway.cli.runtime import run, runtime, settings_of
-from gateway.context.case import CaseContext, LegalBasis
 from gateway.context.warrants import (
     WarrantCreate,
     WarrantKind,

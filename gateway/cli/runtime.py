@@ -7,17 +7,15 @@ is recorded in the audit log like any admin action, attributed to the OS user wh
 from __future__ import annotations
 
 import asyncio
-import getpass
-import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.admin import Actor, action_record
 from gateway.audit.checkpoint import CheckpointError, SignedTreeState, Signer
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord, EventType
@@ -57,13 +55,7 @@ class CliRuntime:
         await self.audit.append(self._record(EventType.AUDIT_READ, action, detail))
 
     def _record(self, event_type: EventType, action: str, detail: dict[str, Any]) -> AuditRecord:
-        return AuditRecord(
-            time=datetime.now(UTC),
-            request_id=uuid.uuid4().hex,
-            event_type=event_type,
-            officer=f"cli:{getpass.getuser()}",
-            detail={"action": action, "via": "cli", **detail},
-        )
+        return action_record(event_type, actor=Actor.cli(), action=action, detail=detail)
 
 
 def log_signer(settings: Settings) -> Signer:

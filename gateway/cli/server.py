@@ -127,6 +127,6 @@ def demo(
     workdir: Annotated[str, typer.Option(help="where the demo keeps its database")] = "var/demo",
 ) -> None:
     """Start the gateway and the reference vendor on loopback and drive a scripted scenario."""
-    from gateway.demo import run_demo
+    from refvendor.demo import run_demo
 
     raise typer.Exit(run_demo(workdir))

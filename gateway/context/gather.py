@@ -1,20 +1,43 @@
-"""Step 3: everything the policy needs besides the request itself."""
+"""Step 3: everything the policy needs besides the request itself, gathered once.
+
+`gather` returns one complete, frozen PolicyInput: the operation with the sources of the
+faces it names by id and what inspecting its images found, the case context and the
+warrant as found, the vendor's inventory facts, and the activity counts with this request
+counted provisionally (its reservation, which the caller then owns).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.sessions import BoundSession
-from gateway.context.case import CaseContext, LegalBasis, canonical
-from gateway.context.inspection import ProbeInspection
+from gateway.case import CaseContext, LegalBasis, canonical
+from gateway.context.activity import (
+    ActivityEvent,
+    ActivityStore,
+    ActivityUnavailable,
+    Reservation,
+)
+from gateway.context.face_sources import (
+    FaceSourceStore,
+    FaceSourcesUnavailable,
+    with_face_sources,
+)
+from gateway.context.inspection import (
+    LOCATION_HEADER,
+    ProbeInspection,
+    ProbeInspector,
+    parse_location_header,
+)
 from gateway.context.warrants import find_warrant
 from gateway.db import map_database_errors
-from gateway.errors import MalformedRequest
+from gateway.errors import MalformedRequest, ServiceUnavailable
 from gateway.operations import FaceOperation, ImageFacts, image_roles
-from gateway.policy.contract import PolicyContext, PolicyInput
+from gateway.policy.contract import PolicyContext, PolicyInput, VendorFacts
 
 # Clients that can add headers may state the case context per request.
 CONTEXT_HEADERS = {
@@ -34,7 +57,7 @@ def merge_case_context(
     The session wins: its context was stated when the credentials were issued and is what
     they are bound to. A header may fill a field the session left empty; a header that
     contradicts the session is reported as a conflict for the policy to refuse. A header
-    whose value is not of its field's syntax (gateway/context/case.py) is a MalformedRequest
+    whose value is not of its field's syntax (gateway/case.py) is a MalformedRequest
     naming the header; a value is compared in its canonical form ("Homicide" is "homicide").
     """
     stated_values: dict[str, object] = {}
@@ -71,15 +94,94 @@ def image_facts(operation: FaceOperation, inspection: ProbeInspection) -> list[I
     ]
 
 
-async def gather_policy_input(
+@dataclass(frozen=True)
+class Gathered:
+    """What step 3 found. `reservation` counts the request in the activity windows
+    provisionally: whoever receives it owns it, and must release it unless the request is
+    allowed and forwarded (the pipeline releases it when the decision is refused or fails).
+    """
+
+    policy_input: PolicyInput
+    event: ActivityEvent  # the request as the activity windows count it
+    reservation: Reservation
+
+
+async def gather(
+    *,
+    reads: AsyncEngine,
+    session: BoundSession,
+    operation: FaceOperation,
+    images: tuple[bytes, ...],
+    probe_faces: tuple[str, ...],
+    target_faces: tuple[str, ...],
+    headers: Mapping[str, str],
+    request_id: str,
+    now: datetime,
+    vendor: VendorFacts | None,
+    face_sources: FaceSourceStore,
+    activity: ActivityStore,
+    inspector: ProbeInspector | None = None,
+) -> Gathered:
+    """The complete policy input of one request, with its activity reservation.
+
+    Raises RequestError for what the caller sent wrong (an image that is none, an
+    X-Facegate-* header of the wrong syntax): the pipeline refuses it on record.
+    Raises ServiceUnavailable when a store cannot be read (face sources, warrant registry,
+    activity windows): nothing is judged without them. The activity windows are read
+    last, so that when this raises no reservation is held, and when it returns the caller
+    holds exactly one.
+    """
+    try:
+        operation = await with_face_sources(
+            operation, store=face_sources, probe_faces=probe_faces, target_faces=target_faces
+        )
+    except FaceSourcesUnavailable as exc:
+        raise ServiceUnavailable("the face-source store could not be read") from exc
+    inspection = await _inspect(inspector, images, headers)
+    operation, context = await _gather_context(
+        reads,
+        session=session,
+        operation=operation,
+        headers=headers,
+        now=now,
+        inspection=inspection,
+    )
+    event = _event(session, operation, context, request_id=request_id, now=now)
+    try:
+        reservation = await activity.reserve(event)
+    except ActivityUnavailable as exc:
+        raise ServiceUnavailable("the activity windows could not be read") from exc
+    policy_input = PolicyInput(
+        principal=session.principal,
+        operation=operation,
+        context=context,
+        vendor=vendor,
+        activity=reservation.counts,
+        now=now.isoformat().replace("+00:00", "Z"),
+    )
+    return Gathered(policy_input=policy_input, event=event, reservation=reservation)
+
+
+async def _inspect(
+    inspector: ProbeInspector | None, images: tuple[bytes, ...], headers: Mapping[str, str]
+) -> ProbeInspection:
+    if inspector is not None:
+        return await inspector.inspect(images, headers)
+    header = headers.get(LOCATION_HEADER, "").strip()
+    return ProbeInspection(locations=(parse_location_header(header),) if header else ())
+
+
+async def _gather_context(
     reads: AsyncEngine,
     *,
     session: BoundSession,
     operation: FaceOperation,
     headers: Mapping[str, str],
     now: datetime,
-    inspection: ProbeInspection | None = None,
-) -> PolicyInput:
+    inspection: ProbeInspection,
+) -> tuple[FaceOperation, PolicyContext]:
+    """The operation completed by what inspection found, and the case context completed
+    by headers with the warrant as found in the registry."""
     context, conflicts = merge_case_context(session.context, headers)
     with map_database_errors("the warrant registry could not be read"):
         async with reads.connect() as db:
@@ -90,24 +192,44 @@ async def gather_policy_input(
                 case_number=context.case_number,
                 now=now,
             )
-    locations = [loc.as_policy() for loc in inspection.locations] if inspection else []
-    if inspection is not None and inspection.faces_in_probe is not None:
+    if inspection.faces_in_probe is not None:
         operation = operation.model_copy(update={"faces_in_probe": inspection.faces_in_probe})
-    if inspection is not None and inspection.images:
+    if inspection.images:
         operation = operation.model_copy(update={"images": image_facts(operation, inspection)})
-    return PolicyInput(
-        principal=session.principal,
-        operation=operation,
-        context=PolicyContext(
-            purpose=context.purpose,
-            case_number=context.case_number,
-            offense=context.offense,
-            legal_basis=context.legal_basis.value if context.legal_basis else None,
-            warrant_id=context.warrant_id,
-            warrant=warrant,
-            conflicts=conflicts,
-            location=locations[0] if locations else None,
-            locations=locations,
+    policy_context = PolicyContext(
+        # The case fields as stated (model_dump: a context stored before codes were checked
+        # is passed on as it is, for the strict-input check to refuse).
+        **context.model_dump(mode="json"),
+        warrant=warrant,
+        conflicts=conflicts,
+        locations=[loc.as_policy() for loc in inspection.locations],
+    )
+    return operation, policy_context
+
+
+def _event(
+    session: BoundSession,
+    operation: FaceOperation,
+    context: PolicyContext,
+    *,
+    request_id: str,
+    now: datetime,
+) -> ActivityEvent:
+    principal = session.principal
+    return ActivityEvent(
+        request_id=request_id,
+        at=now,
+        officer=principal.id,
+        agency=principal.agency,
+        case_number=context.case_number,
+        kind=operation.kind,
+        probe_digests=tuple(operation.probe_digests),
+        faces_in_probe=operation.faces_in_probe,
+        compared_identities=tuple(operation.compared_identities),
+        face_sources=tuple(
+            (f.source, str(f.index_in_source))
+            for f in operation.face_sources
+            if f.source is not None
         ),
-        now=now.isoformat().replace("+00:00", "Z"),
+        probe_identities=tuple(i.identity for i in operation.images if i.identity),
     )

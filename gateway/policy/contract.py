@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from gateway.auth.principals import Principal
-from gateway.context.case import CODE_SYNTAX, IDENTIFIER_SYNTAX, is_code, is_identifier
+from gateway.case import CODE_SYNTAX, IDENTIFIER_SYNTAX, CaseFields, is_code, is_identifier
 from gateway.errors import MalformedRequest, Reason
 from gateway.operations import FaceOperation
 
@@ -52,19 +52,16 @@ class WarrantFinding(BaseModel):
     created_by: str | None = None  # the principal id (or "cli") that registered it
 
 
-class PolicyContext(BaseModel):
-    purpose: str | None = None
-    case_number: str | None = None
-    offense: str | None = None
-    legal_basis: str | None = None
-    warrant_id: str | None = None
+class PolicyContext(CaseFields):
+    """The case context the request is judged under (CaseFields: the session's, completed
+    by headers), and what step 3 found for it."""
+
     warrant: WarrantFinding = Field(
         default_factory=lambda: WarrantFinding(status=WarrantStatus.NONE)
     )
     conflicts: list[str] = Field(default_factory=list)  # header fields that contradict the session
-    location: dict[str, float] | None = None  # {"lat": .., "lon": ..} when known
-    # Every position stated for the probes (EXIF GPS first, then X-Facegate-Location);
-    # `location` is the first of them.
+    # Every position stated for the probes (EXIF GPS first, then X-Facegate-Location), each
+    # {"lat": .., "lon": ..}.
     locations: list[dict[str, float]] = Field(default_factory=list)
 
 
@@ -89,7 +86,13 @@ ActivityCounts = dict[str, dict[str, dict[str, Count]]]
 
 
 class PolicyInput(BaseModel):
-    """What the engines evaluate. Only a strict input is evaluated: see STRICT_FIELDS."""
+    """What the engines evaluate. Only a strict input is evaluated: see STRICT_FIELDS.
+
+    Built once, complete, by step 3 (gateway/context/gather.py) and frozen from then on:
+    what the decision record says was judged is what the engines were given.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     principal: Principal
     operation: FaceOperation
@@ -136,7 +139,7 @@ class Decision(BaseModel):
 # OPA and regorus agree on a policy's decision only where their builtins agree: `lower` and
 # `trim_space` on ASCII, `format_int` and comparisons on integers, `time.parse_rfc3339_ns`
 # on a plain UTC timestamp. The gateway builds every input to that syntax (codes are made
-# canonical where an officer states them: gateway/context/case.py), and PolicyService
+# canonical where an officer states them: gateway/case.py), and PolicyService
 # refuses any input that is not (policy_input_invalid) before an engine sees it: a value
 # that slipped past the doors (model_copy validates nothing) is refused, never judged two
 # ways.
@@ -186,8 +189,6 @@ STRICT_FIELDS: tuple[tuple[str, Syntax], ...] = (
     ("context.case_number", IDENTIFIER),
     ("context.warrant_id", IDENTIFIER),
     ("context.conflicts.*", CODE),
-    ("context.location.lat", LATITUDE),
-    ("context.location.lon", LONGITUDE),
     ("context.locations.*.lat", LATITUDE),
     ("context.locations.*.lon", LONGITUDE),
     ("operation.attributes.*", CODE),

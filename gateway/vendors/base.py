@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ParsedRequest:
     operation: FaceOperation
-    payload: dict[str, Any]  # the native request body, decoded
+    # The native request parameters, decoded: the JSON body (Rekognition, Azure); for
+    # CompreFace, whose parameters travel in the query string, {"query": those parameters}.
+    payload: dict[str, Any]
     # The body to forward when no obligation rewrites it: rebuilt by `parse` from exactly
     # what it parsed and inspected (JSON written again, a form encoded again, the image
     # bytes digested), never the bytes as received, which another parser might read as

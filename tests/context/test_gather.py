@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, LegalBasis
 from gateway.context.gather import merge_case_context
 from gateway.errors import MalformedRequest
 
@@ -58,3 +58,13 @@ def test_each_inspected_image_gets_its_role_digest_identity_and_faces() -> None:
     assert [i.role for i in image_facts(index, one)] == ["enrolment"]
     search = FaceOperation(vendor="rekognition", name="SearchFacesByImage", kind="identify")
     assert [i.role for i in image_facts(search, one)] == ["probe"]
+
+
+def test_every_case_field_has_its_header_and_reaches_the_policy() -> None:
+    from gateway.case import CaseFields
+    from gateway.context.gather import CONTEXT_HEADERS
+    from gateway.policy.contract import PolicyContext
+
+    assert set(CONTEXT_HEADERS) == set(CaseFields.model_fields)
+    assert set(CaseFields.model_fields) <= set(PolicyContext.model_fields)
+    assert "location" not in PolicyContext.model_fields

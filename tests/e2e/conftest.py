@@ -22,8 +22,8 @@ from gateway.auth.key_header import vendor_key
 from gateway.auth.principals import Principal, Role, create_principal
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import IssuedCredentials, open_case_session
+from gateway.case import CaseContext, LegalBasis
 from gateway.config import Settings
-from gateway.context.case import CaseContext, LegalBasis
 from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.operations import OperationKind

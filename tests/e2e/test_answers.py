@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.auth.principals import Role
+from gateway.case import LegalBasis
 from gateway.context.activity import ActivityEvent, ActivityUnavailable, MemoryActivityStore
-from gateway.context.case import LegalBasis
 from gateway.context.warrants import WarrantKind
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind

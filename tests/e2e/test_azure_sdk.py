@@ -16,7 +16,7 @@ from azure.core.exceptions import HttpResponseError
 from gateway.auth.key_header import vendor_key
 from gateway.auth.principals import Role
 from gateway.auth.sessions import IssuedCredentials
-from gateway.context.case import LegalBasis
+from gateway.case import LegalBasis
 from refvendor import samples
 from tests.e2e.conftest import Stack, vendor_calls
 

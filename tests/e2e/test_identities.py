@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from gateway.app import create_app
 from gateway.audit.log import AuditLog
 from gateway.audit.schemas import AuditQuery
-from gateway.context.case import LegalBasis
+from gateway.case import LegalBasis
 from gateway.context.face_sources import FaceSourcesUnavailable, SourceRecord
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.context.case import LegalBasis
+from gateway.case import LegalBasis
 from gateway.context.warrants import WarrantKind
 from gateway.operations import OperationKind
 from refvendor import samples

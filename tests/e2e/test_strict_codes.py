@@ -1,4 +1,4 @@
-"""Codes enter in a strict ASCII syntax, or not at all (gateway/context/case.py).
+"""Codes enter in a strict ASCII syntax, or not at all (gateway/case.py).
 
 The two policy engines lower-case and trim text differently beyond ASCII, so a code outside
 it could be allowed by one and refused by the other. Where an officer states one (a case

@@ -22,7 +22,7 @@ from gateway.auth.models import CaseSessionRow, PrincipalRow
 from gateway.auth.principals import Role
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import IssuedCredentials
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, LegalBasis
 from gateway.db import create_engine, session_factory
 from refvendor import samples
 from tests.e2e.conftest import CASE, Stack, vendor_calls

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from policy_support import POLICY_DIR, an_identification, open_test_engine, service_for
 
 from gateway.auth.principals import Role
-from gateway.context.case import LegalBasis
+from gateway.case import LegalBasis
 from gateway.operations import OperationKind
 from gateway.policy.bundle import load_bundle
 from gateway.policy.contract import Decision, PolicyInput, WarrantStatus

@@ -1,5 +1,5 @@
 """Who may hold which roles, who may open a session on a warrant, and the admin actions that
-stop someone (gateway/auth/admin.py), against a real database."""
+stop someone (gateway/admin.py), against a real database."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.auth.admin import disable_principal, revoke_key
+from gateway.admin import disable_principal, revoke_key
 from gateway.auth.api_keys import authenticate_api_key, issue_api_key, key_id_of
 from gateway.auth.models import PrincipalRow
 from gateway.auth.principals import Principal, Role, create_principal, get_principal
 from gateway.auth.secrets import MasterKey
 from gateway.auth.sessions import load_case_session, open_case_session
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, LegalBasis
 from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.errors import ExpiredCredentials, MalformedRequest, PermissionDenied

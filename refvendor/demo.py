@@ -2,6 +2,8 @@
 
 Everything runs on embedded defaults (SQLite, the in-process Rego engine, the reference
 vendor). The database is left in the work directory for inspection with `facegate audit`.
+It lives beside the reference vendor it drives rather than in the product package: the
+gateway itself never imports it (`facegate demo` loads it on demand).
 """
 
 from __future__ import annotations

@@ -4,17 +4,27 @@ these, so both change the same rows and record the same fields.
 Each action takes keyword-only arguments and a `record` callable that writes its audit
 record in the caller's transaction: the change and its record commit together or not at
 all, and the change takes effect (the key or session is refused) from that commit on.
+Every recorder builds its record with `action_record`, so an action is recorded alike
+whoever calls it; only the attribution (`Actor`) differs.
+
+Admin actions are not all about authentication (warrants; next, leads, reviews and
+reports), so they live here, beside the request path rather than inside one of its parts.
+A new action: a function here, then a route in gateway/api/ and a command in gateway/cli/.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import getpass
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.api_keys import issue_api_key, key_id_of, revoke_all_api_keys, revoke_api_key
 from gateway.auth.models import PrincipalRow
 from gateway.auth.principals import Principal, Role, create_principal
@@ -25,7 +35,7 @@ from gateway.auth.sessions import (
     revoke_case_session,
     revoke_open_sessions,
 )
-from gateway.context.case import CaseContext
+from gateway.case import CaseContext
 from gateway.context.warrants import WarrantCreate, WarrantRead, create_warrant, revoke_warrant
 from gateway.errors import MalformedRequest
 
@@ -35,6 +45,54 @@ class Recorder(Protocol):
     record_change, the CLI's CliRuntime.record), attributed to whoever acts."""
 
     async def __call__(self, action: str, **detail: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Whom an admin action or an audit read is attributed to in the log."""
+
+    officer: str
+    agency: str | None = None
+    key_id: str | None = None
+    client_address: str | None = None
+    via: str | None = None  # "cli": run on the gateway's host, not through the API
+
+    @classmethod
+    def principal(cls, principal: Principal, *, client_address: str | None) -> Actor:
+        """A principal acting through the management API with its API key."""
+        return cls(
+            officer=principal.id,
+            agency=principal.agency,
+            key_id=principal.key_id,
+            client_address=client_address,
+        )
+
+    @classmethod
+    def cli(cls) -> Actor:
+        """The OS user running a `facegate` command on the gateway's host."""
+        return cls(officer=f"cli:{getpass.getuser()}", via="cli")
+
+
+def action_record(
+    event_type: EventType,
+    *,
+    actor: Actor,
+    action: str,
+    detail: Mapping[str, Any],
+    request_id: str | None = None,
+) -> AuditRecord:
+    """The audit record of an admin action (or an audit read): the one place it is built."""
+    via = {"via": actor.via} if actor.via is not None else {}
+    return AuditRecord(
+        time=datetime.now(UTC),
+        request_id=request_id or uuid.uuid4().hex,
+        event_type=event_type,
+        agency=actor.agency,
+        officer=actor.officer,
+        key_id=actor.key_id,
+        client_address=actor.client_address,
+        detail={"action": action, **via, **detail},
+    )
 
 
 class ApiKeyRevoked(BaseModel):

@@ -78,7 +78,25 @@ CODE_FIELDS = ("purpose", "offense", "legal_basis")
 IDENTIFIER_FIELDS = ("case_number", "warrant_id")
 
 
-class CaseContext(BaseModel):
+class CaseFields(BaseModel):
+    """The five fields of a case context, as plain values: their one definition.
+
+    CaseContext narrows them to what an officer may state (checked where it is stated);
+    the policy's context (gateway/policy/contract.py) extends them unchecked, since the
+    policy input is held to the strict syntax as a whole before an engine reads it, and a
+    value that slipped past the doors must reach that check to be refused on record.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    purpose: str | None = None
+    case_number: str | None = None
+    offense: str | None = None
+    legal_basis: str | None = None
+    warrant_id: str | None = None
+
+
+class CaseContext(CaseFields):
     """Bound to a case session when it is opened; may be completed by X-Facegate-* headers.
 
     Every field is optional here: a missing one is the policy's to refuse, with a reason,
@@ -87,13 +105,7 @@ class CaseContext(BaseModel):
     error; CaseContext.checked() turns it into a MalformedRequest.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    purpose: str | None = None
-    case_number: str | None = None
-    offense: str | None = None
     legal_basis: LegalBasis | None = None
-    warrant_id: str | None = None
 
     @field_validator(*CODE_FIELDS, *IDENTIFIER_FIELDS, mode="before")
     @classmethod

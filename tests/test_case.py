@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.context.case import CaseContext, LegalBasis
+from gateway.case import CaseContext, LegalBasis
 from gateway.context.gather import merge_case_context
 from gateway.errors import MalformedRequest
 

@@ -1,0 +1,255 @@
+"""The pipeline's ordering contracts, driven directly: a small fake adapter in front of the
+real audit log and activity store, so each contract is seen from inside the step that
+depends on it (gateway/pipeline.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from starlette.responses import Response
+
+from gateway.audit.models import AuditLogEntry
+from gateway.audit.records import AuditRecord, EventType
+from gateway.auth.principals import Principal, Role
+from gateway.auth.sessions import BoundSession
+from gateway.case import CaseContext
+from gateway.config import Settings
+from gateway.context.activity import ActivityEvent, MemoryActivityStore
+from gateway.context.face_sources import IssuedFaces
+from gateway.db import request_reader
+from gateway.errors import AuditUnavailable, FacegateError
+from gateway.operations import FaceOperation, OperationKind
+from gateway.pipeline import Pipeline
+from gateway.policy.contract import Decision, Obligations, PolicyInput
+from gateway.requests import IncomingRequest
+from gateway.services import Services
+from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+
+REPO = Path(__file__).resolve().parents[2]
+PRINCIPAL = Principal(id="officer-1", name="Officer", agency="dpd", roles=(Role.OFFICER,))
+ANSWER = b'{"FaceMatches": []}'
+
+
+@dataclass
+class FixedPolicy:
+    """Decides as told, or fails; keeps what it was given."""
+
+    allow: bool = True
+    fail: bool = False
+    seen: list[PolicyInput] = field(default_factory=list)
+
+    async def decide(self, policy_input: PolicyInput) -> Decision:
+        self.seen.append(policy_input)
+        if self.fail:
+            raise RuntimeError("the engine broke")
+        if self.allow:
+            return Decision(allow=True, policy_revision="test", engine="fixed")
+        return Decision.deny(
+            code="test_denied", message="no", policy_revision="test", engine="fixed"
+        )
+
+
+@dataclass
+class FakeAdapter:
+    """Parse / forward / filter of a vendor with no protocol; `forward` looks at the log."""
+
+    services: Services
+    name: str = "fake"
+    forwarded: list[list[str]] = field(default_factory=list)
+    request_id: str = ""
+
+    @property
+    def backend(self) -> Any:
+        return self.services.inventory.backends[0]
+
+    async def authenticate(self, request: IncomingRequest) -> BoundSession:
+        return BoundSession(
+            access_key_id="AKIAFAKE",
+            principal=PRINCIPAL,
+            context=CaseContext(purpose="criminal_investigation", case_number="2026-1"),
+            expires_at=request.received_at + timedelta(hours=1),
+            revoked=False,
+        )
+
+    def claimed_key_id(self, request: IncomingRequest) -> str | None:
+        return "AKIAFAKE"
+
+    def parse(self, request: IncomingRequest) -> ParsedRequest:
+        self.request_id = request.request_id
+        operation = FaceOperation(
+            vendor="fake", name="SearchFacesByImage", kind=OperationKind.IDENTIFY, collection="c"
+        )
+        return ParsedRequest(operation=operation, payload={}, body=b"{}")
+
+    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+        return None
+
+    async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
+        # What another reader of the database sees at the moment of forwarding.
+        self.forwarded.append(await committed_event_types(self.services, self.request_id))
+        return UpstreamResponse(status_code=200, headers={}, body=ANSWER)
+
+    def filter(
+        self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
+    ) -> Outcome:
+        return Outcome(response=response, match_count=0)
+
+    def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
+        return None
+
+    def error_response(self, error: FacegateError, *, request_id: str) -> Response:
+        return Response(error.code, status_code=400)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class OutcomeRefusingAudit:
+    """The real log, except that outcome records cannot be written."""
+
+    services: Services
+
+    async def append(self, record: AuditRecord) -> Any:
+        if record.event_type is EventType.OUTCOME:
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append(record)
+
+
+async def committed_event_types(services: Services, request_id: str) -> list[str]:
+    """The records of one request another reader of the database sees, in order."""
+    async with services.sessions() as db:
+        rows = await db.scalars(
+            select(AuditLogEntry)
+            .where(AuditLogEntry.request_id == request_id)
+            .order_by(AuditLogEntry.seq)
+        )
+        return [row.event_type for row in rows]
+
+
+@pytest.fixture
+async def services(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Services]:
+    from gateway.migrate import upgrade_async
+
+    await upgrade_async(sqlite_url)
+    built = await Services.build(
+        Settings(
+            database_url=sqlite_url,
+            master_key_file=tmp_path / "master.key",
+            log_key_file=tmp_path / "log.key",
+            policy_dir=REPO / "policies",
+        )
+    )
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+def pipeline_of(services: Services, policy: FixedPolicy, **overrides: Any) -> Pipeline:
+    fields: dict[str, Any] = {
+        "audit": services.audit,
+        "policy": policy,
+        "reads": request_reader(services.engine),
+        "activity": MemoryActivityStore(),
+    }
+    return Pipeline(**(fields | overrides))
+
+
+def incoming() -> IncomingRequest:
+    return IncomingRequest(
+        request_id=str(uuid.uuid4()),
+        received_at=datetime.now(UTC),
+        method="POST",
+        path="/",
+        query="",
+        headers={},
+        body=b"{}",
+        client_address="127.0.0.1",
+    )
+
+
+def requests_counted(activity: MemoryActivityStore, request: IncomingRequest) -> Any:
+    """How many requests the officer's day window holds, besides a probe request."""
+
+    async def probe() -> Any:
+        event = ActivityEvent(
+            request_id=str(uuid.uuid4()),
+            at=request.received_at,
+            officer=PRINCIPAL.id,
+            agency=PRINCIPAL.agency,
+            case_number=None,
+            kind=OperationKind.DETECT,
+        )
+        reservation = await activity.reserve(event)
+        await activity.release(reservation)
+        return reservation.counts["officer"]["requests"]["day"] - 1
+
+    return probe()
+
+
+async def test_nothing_is_forwarded_before_its_decision_record_is_committed(
+    services: Services,
+) -> None:
+    adapter = FakeAdapter(services)
+    response = await pipeline_of(services, FixedPolicy()).handle(adapter, incoming())
+    assert response.status_code == 200
+    assert adapter.forwarded == [["decision"]]
+
+
+async def test_the_outcome_is_recorded_before_the_answer_is_returned(services: Services) -> None:
+    adapter, request = FakeAdapter(services), incoming()
+    response = await pipeline_of(services, FixedPolicy()).handle(adapter, request)
+    assert response.body == ANSWER
+    assert await committed_event_types(services, request.request_id) == ["decision", "outcome"]
+
+
+async def test_an_answer_whose_outcome_cannot_be_recorded_is_withheld(services: Services) -> None:
+    adapter = FakeAdapter(services)
+    pipeline = pipeline_of(services, FixedPolicy(), audit=OutcomeRefusingAudit(services))
+    response = await pipeline.handle(adapter, incoming())
+    assert adapter.forwarded == [["decision"]]
+    assert response.body != ANSWER
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("policy", [FixedPolicy(allow=False), FixedPolicy(fail=True)])
+async def test_a_refused_or_failed_decision_releases_its_activity_reservation(
+    services: Services, policy: FixedPolicy
+) -> None:
+    activity = MemoryActivityStore()
+    adapter = FakeAdapter(services)
+    request = incoming()
+    response = await pipeline_of(services, policy, activity=activity).handle(adapter, request)
+    assert response.status_code == 400
+    assert adapter.forwarded == []
+    # The policy was shown the request counted (1), and it is no longer counted.
+    assert policy.seen[-1].activity["officer"]["requests"]["day"] == 1
+    assert await requests_counted(activity, request) == 0
+
+
+async def test_an_allowed_request_stays_counted(services: Services) -> None:
+    activity = MemoryActivityStore()
+    request = incoming()
+    await pipeline_of(services, FixedPolicy(), activity=activity).handle(
+        FakeAdapter(services), request
+    )
+    assert await requests_counted(activity, request) == 1
+
+
+async def test_the_policy_input_is_complete_and_frozen(services: Services) -> None:
+    policy = FixedPolicy()
+    await pipeline_of(services, policy).handle(FakeAdapter(services), incoming())
+    judged = policy.seen[-1]
+    assert judged.vendor is not None and judged.vendor.name == services.inventory.backends[0].name
+    assert judged.activity["officer"]["requests"]["day"] == 1
+    assert judged.context.case_number == "2026-1"
+    with pytest.raises(ValueError, match="frozen"):
+        judged.activity = {}  # type: ignore[misc]
