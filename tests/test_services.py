@@ -40,7 +40,7 @@ async def test_one_adapter_per_backend_and_the_pipeline_shares_the_stores(
         assert set(services.adapters) == {b.protocol for b in services.inventory.backends}
         assert len(services.adapters) == 3
         for protocol, adapter in services.adapters.items():
-            assert adapter.backend.protocol is protocol
+            assert adapter.backend.protocol == protocol
         pipeline = services.pipeline
         assert pipeline.audit is services.audit
         assert pipeline.policy is services.policy

@@ -30,11 +30,24 @@ from gateway.pipeline import Pipeline
 from gateway.policy.contract import Decision, Obligations, PolicyInput
 from gateway.requests import IncomingRequest
 from gateway.services import Services
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse
+from gateway.vendors import descriptor
+from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, Vendor
 
 REPO = Path(__file__).resolve().parents[2]
 PRINCIPAL = Principal(id="officer-1", name="Officer", agency="dpd", roles=(Role.OFFICER,))
 ANSWER = b'{"FaceMatches": []}'
+
+
+class FakeBackend:
+    """The fake vendor's inventory entry, as the policy reads it (input.vendor)."""
+
+    name = "fake-backend"
+
+    def policy_view(self) -> dict[str, Any]:
+        return {"name": self.name, "protocol": "rekognition", "attestations": {}}
+
+
+FAKE_BACKEND = FakeBackend()
 
 
 @dataclass
@@ -67,7 +80,7 @@ class FakeAdapter:
 
     @property
     def backend(self) -> Any:
-        return self.services.inventory.backends[0]
+        return FAKE_BACKEND
 
     async def authenticate(self, request: IncomingRequest) -> BoundSession:
         return BoundSession(
@@ -88,7 +101,7 @@ class FakeAdapter:
         )
         return ParsedRequest(operation=operation, payload={}, body=b"{}")
 
-    async def claim(self, request: IncomingRequest, parsed: ParsedRequest) -> None:
+    async def claim(self, request: IncomingRequest, operation: FaceOperation) -> None:
         return None
 
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
@@ -104,8 +117,15 @@ class FakeAdapter:
     def issued_faces(self, parsed: ParsedRequest, response: UpstreamResponse) -> IssuedFaces | None:
         return None
 
+    def render(self, outcome: Outcome, *, request_id: str) -> Response:
+        return Response(outcome.response.body, status_code=outcome.response.status_code)
+
     def error_response(self, error: FacegateError, *, request_id: str) -> Response:
         return Response(error.code, status_code=400)
+
+    def as_vendor(self) -> Vendor:
+        """This fake as a registered vendor: its own authenticator and adapter."""
+        return Vendor(descriptor=descriptor("rekognition"), authenticator=self, adapter=self)
 
     async def aclose(self) -> None:
         return None
@@ -199,14 +219,14 @@ async def test_nothing_is_forwarded_before_its_decision_record_is_committed(
     services: Services,
 ) -> None:
     adapter = FakeAdapter(services)
-    response = await pipeline_of(services, FixedPolicy()).handle(adapter, incoming())
+    response = await pipeline_of(services, FixedPolicy()).handle(adapter.as_vendor(), incoming())
     assert response.status_code == 200
     assert adapter.forwarded == [["decision"]]
 
 
 async def test_the_outcome_is_recorded_before_the_answer_is_returned(services: Services) -> None:
     adapter, request = FakeAdapter(services), incoming()
-    response = await pipeline_of(services, FixedPolicy()).handle(adapter, request)
+    response = await pipeline_of(services, FixedPolicy()).handle(adapter.as_vendor(), request)
     assert response.body == ANSWER
     assert await committed_event_types(services, request.request_id) == ["decision", "outcome"]
 
@@ -214,7 +234,7 @@ async def test_the_outcome_is_recorded_before_the_answer_is_returned(services: S
 async def test_an_answer_whose_outcome_cannot_be_recorded_is_withheld(services: Services) -> None:
     adapter = FakeAdapter(services)
     pipeline = pipeline_of(services, FixedPolicy(), audit=OutcomeRefusingAudit(services))
-    response = await pipeline.handle(adapter, incoming())
+    response = await pipeline.handle(adapter.as_vendor(), incoming())
     assert adapter.forwarded == [["decision"]]
     assert response.body != ANSWER
     assert response.status_code == 400
@@ -227,7 +247,9 @@ async def test_a_refused_or_failed_decision_releases_its_activity_reservation(
     activity = MemoryActivityStore()
     adapter = FakeAdapter(services)
     request = incoming()
-    response = await pipeline_of(services, policy, activity=activity).handle(adapter, request)
+    response = await pipeline_of(services, policy, activity=activity).handle(
+        adapter.as_vendor(), request
+    )
     assert response.status_code == 400
     assert adapter.forwarded == []
     # The policy was shown the request counted (1), and it is no longer counted.
@@ -239,16 +261,16 @@ async def test_an_allowed_request_stays_counted(services: Services) -> None:
     activity = MemoryActivityStore()
     request = incoming()
     await pipeline_of(services, FixedPolicy(), activity=activity).handle(
-        FakeAdapter(services), request
+        FakeAdapter(services).as_vendor(), request
     )
     assert await requests_counted(activity, request) == 1
 
 
 async def test_the_policy_input_is_complete_and_frozen(services: Services) -> None:
     policy = FixedPolicy()
-    await pipeline_of(services, policy).handle(FakeAdapter(services), incoming())
+    await pipeline_of(services, policy).handle(FakeAdapter(services).as_vendor(), incoming())
     judged = policy.seen[-1]
-    assert judged.vendor is not None and judged.vendor.name == services.inventory.backends[0].name
+    assert judged.vendor is not None and judged.vendor.name == FAKE_BACKEND.name
     assert judged.activity["officer"]["requests"]["day"] == 1
     assert judged.context.case_number == "2026-1"
     with pytest.raises(ValueError, match="frozen"):
