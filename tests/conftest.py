@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis_asyncio
 import sqlalchemy as sa
 
 from gateway.migrate import upgrade_async
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,3 +73,17 @@ async def migrated_database_url(database_url: str) -> AsyncIterator[str]:
     """The same, with every Alembic migration applied."""
     await upgrade_async(database_url)
     yield database_url
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own in the shared Redis, its keys deleted afterwards."""
+    prefix = f"facegate:test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

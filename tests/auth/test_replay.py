@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis.asyncio as redis_asyncio
 
 from gateway.auth.replay import RedisReplayCache, ReplayCacheUnavailable
 from gateway.serving import free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.conftest import REDIS_URL
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"facegate:test:replay:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 async def test_two_replicas_accept_a_signature_once_between_them(prefix: str) -> None:

@@ -4,7 +4,6 @@ functions that decide what is remembered and what a request is judged by."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -22,22 +21,9 @@ from gateway.context.face_sources import (
     with_face_sources,
 )
 from gateway.operations import FaceOperation, OperationKind
+from tests.conftest import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CROWD = SourceRecord(source="sha256:crowd", faces_in_source=8)
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"facegate:test:face-sources:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 StoreFactory = Callable[[], FaceSourceStore]

@@ -8,13 +8,11 @@ refusal at whichever step refuses it, and lawful use beside it.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as redis_asyncio
 from azure.ai.vision.face.models import FaceDetectionModel, FaceRecognitionModel
 from azure.core.exceptions import HttpResponseError
 from botocore.exceptions import ClientError
@@ -29,6 +27,7 @@ from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
 from refvendor import samples
+from tests.conftest import REDIS_URL
 from tests.e2e.conftest import (
     CASE,
     Stack,
@@ -401,21 +400,6 @@ async def test_a_face_id_is_judged_by_the_source_facegate_recorded_for_it(
 
 
 # -- replicas share the face sources ---------------------------------------------------------
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"facegate:test:identities:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.postgres

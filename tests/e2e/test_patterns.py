@@ -10,13 +10,12 @@ from __future__ import annotations
 import io
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as redis_asyncio
 import yaml
 from botocore.exceptions import ClientError
 from PIL import Image
@@ -30,11 +29,11 @@ from gateway.auth.principals import Role
 from gateway.migrate import upgrade_async
 from gateway.serving import BackgroundServer
 from refvendor import samples
+from tests.conftest import REDIS_URL
 from tests.context.test_inspection import png_bomb
 from tests.e2e.conftest import REPO, Stack, gateway_settings, vendor_calls, vendor_client
 from tests.e2e.test_bad_input import records_of
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # Inside data/zones.yaml's place of worship, which is protected at all times.
 PLACE_OF_WORSHIP = (42.3305, -83.0510)
 
@@ -272,19 +271,6 @@ async def test_an_officer_over_the_rate_limit_is_refused(
         assert (
             "has made 4 requests within one hour (at most 3)" in error.response["Error"]["Message"]
         )
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"facegate:test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.postgres
