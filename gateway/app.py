@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.api import audit, inventory, principals, sessions, warrants
+from gateway.api import audit, health, inventory, principals, sessions, warrants
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor_routes import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
+from gateway.observability.logs import startup as startup_log
+from gateway.observability.tracing import configure_tracing, shutdown_tracing
 from gateway.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,10 @@ async def _reload_policy_forever(services: Services) -> None:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_tracing()  # off unless OTEL_* asks (gateway/observability/tracing.py)
         services = await Services.build(settings)
         app.state.services = services
+        startup_log(services)
         reloader = asyncio.create_task(_reload_policy_forever(services))
         try:
             yield
@@ -47,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
             await services.aclose()
+            shutdown_tracing()
 
     app = FastAPI(title="facegate", version=__version__, lifespan=lifespan)
     # The last added runs first: every request gets its id, then vendor protocols leave,
@@ -64,12 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"x-facegate-request-id": request.state.request_id},
         )
 
-    @app.get("/facegate/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        services: Services = app.state.services
-        return {"status": "ok", "policy_revision": services.policy.revision}
-
-    for module in (sessions, warrants, principals, audit, inventory):
+    for module in (health, sessions, warrants, principals, audit, inventory):
         app.include_router(module.router)
     return app
 

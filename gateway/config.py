@@ -93,5 +93,10 @@ class Settings(BaseSettings):
     refuse_replayed_signatures: bool = True
     redis_timeout_seconds: float = 1.0
 
+    # After SIGTERM the server stops accepting and lets in-flight requests finish (each with
+    # its outcome record) for up to this long; more than upstream_timeout_seconds, so a
+    # forward in progress ends on its own deadline, recorded, rather than cut off.
+    shutdown_grace_seconds: int = 60
+
     # Which addresses the gateway trusts to set X-Forwarded-For.
     trusted_proxies: list[str] = Field(default_factory=list)

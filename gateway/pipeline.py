@@ -53,6 +53,7 @@ from gateway.errors import (
     UpstreamError,
     VendorRefused,
 )
+from gateway.observability.requests import saw, step
 from gateway.policy.contract import (
     Decision,
     PolicyInput,
@@ -121,7 +122,8 @@ class Pipeline:
 
         # 1 authenticate
         try:
-            session = await authenticator.authenticate(request)
+            with step("authenticate"):
+                session = await authenticator.authenticate(request)
         except AuthenticationError as exc:
             key_id = authenticator.claimed_key_id(request)
             await self._append(record.refusal(EventType.AUTH_FAILURE, exc, key_id=key_id))
@@ -141,11 +143,12 @@ class Pipeline:
         # 2 parse. A large body (a 5 MB image as base64 JSON or a form) takes milliseconds
         #   to decode; it is parsed on a worker thread so other requests are not held.
         try:
-            if len(request.body) > PARSE_ON_LOOP_BYTES:
-                parsed = await asyncio.to_thread(adapter.parse, request)
-            else:
-                parsed = adapter.parse(request)
-            require_attribute_codes(parsed.operation)
+            with step("parse"):
+                if len(request.body) > PARSE_ON_LOOP_BYTES:
+                    parsed = await asyncio.to_thread(adapter.parse, request)
+                else:
+                    parsed = adapter.parse(request)
+                require_attribute_codes(parsed.operation)
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
@@ -158,22 +161,23 @@ class Pipeline:
         #   on every path that does not forward.
         try:
             # An X-Facegate-* header of the wrong syntax is refused here, on record.
-            gathered = await gather(
-                reads=self.reads,
-                session=session,
-                operation=parsed.operation,
-                images=parsed.images,
-                probe_faces=parsed.probe_faces,
-                target_faces=parsed.target_faces,
-                headers=request.headers,
-                request_id=request.request_id,
-                now=request.received_at,
-                # The backend's inventory entry (attestations included) is input.vendor.
-                vendor=VendorFacts.model_validate(adapter.backend.policy_view()),
-                face_sources=self.face_sources,
-                activity=self.activity,
-                inspector=self.inspector,
-            )
+            with step("gather"):
+                gathered = await gather(
+                    reads=self.reads,
+                    session=session,
+                    operation=parsed.operation,
+                    images=parsed.images,
+                    probe_faces=parsed.probe_faces,
+                    target_faces=parsed.target_faces,
+                    headers=request.headers,
+                    request_id=request.request_id,
+                    now=request.received_at,
+                    # The backend's inventory entry (attestations included) is input.vendor.
+                    vendor=VendorFacts.model_validate(adapter.backend.policy_view()),
+                    face_sources=self.face_sources,
+                    activity=self.activity,
+                    inspector=self.inspector,
+                )
         except RequestError as exc:
             await self._append(record.refusal(EventType.REJECTED, exc))
             raise
@@ -186,11 +190,13 @@ class Pipeline:
 
         try:
             # 4 decide (PolicyService never raises: errors and timeouts come back as denials)
-            decision = await self.policy.decide(policy_input)
+            with step("decide"):
+                decision = await self.policy.decide(policy_input)
 
             # 5 record the decision. When append returns, the record is committed; if it
             #   cannot be written, AuditUnavailable propagates and the request is refused.
-            await self._append(record.decision(decision))
+            with step("record_decision"):
+                await self._append(record.decision(decision))
         except BaseException:
             await self._release(reservation)
             raise
@@ -219,7 +225,8 @@ class Pipeline:
 
         # 6 forward
         try:
-            upstream = await adapter.forward(parsed, decision.obligations)
+            with step("forward"):
+                upstream = await adapter.forward(parsed, decision.obligations)
         except UpstreamError as exc:
             await self._append(record.outcome(None, decision, started, error=exc))
             raise
@@ -227,14 +234,16 @@ class Pipeline:
         # 7 filter. The vendor has answered, so from here on whatever happens is recorded as
         #   this request's outcome before the client hears of it: an answer that cannot be
         #   checked (or a check that fails) is withheld, never passed on unchecked.
-        outcome = self._filter(adapter, parsed, decision, upstream, request.request_id)
-        if outcome.enrolled is not None:
-            outcome = await self._count_enrolled(event, outcome)
-        outcome = await self._remember_faces(adapter, parsed, upstream, policy_input, outcome)
+        with step("filter"):
+            outcome = self._filter(adapter, parsed, decision, upstream, request.request_id)
+            if outcome.enrolled is not None:
+                outcome = await self._count_enrolled(event, outcome)
+            outcome = await self._remember_faces(adapter, parsed, upstream, policy_input, outcome)
 
         # 8 record the outcome. If this fails the vendor has answered, but the answer is
         #   withheld: a match nobody can account for is not handed out.
-        await self._append(record.outcome(outcome, decision, started))
+        with step("record_outcome"):
+            await self._append(record.outcome(outcome, decision, started))
         if outcome.withheld is not None:
             raise outcome.withheld  # rendered in the vendor's shape by handle()
         response = adapter.render(outcome, request_id=request.request_id)
@@ -319,6 +328,7 @@ class Pipeline:
     async def _append(self, record: AuditRecord) -> None:
         try:
             await self.audit.append(record)
+            saw(record)  # the request's log line and metrics read its records
         except AuditUnavailable:
             log.error("audit append failed; refusing request %s", record.request_id)
             raise

@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError, RequestTimeout
+from gateway.observability.metrics import reason_codes_for
+from gateway.observability.requests import observe_request
 from gateway.requests import IncomingRequest
 from gateway.services import Services
 from gateway.vendors import recognise
@@ -65,6 +67,21 @@ async def read_body(
 
 async def handle_vendor_request(request: Request, services: Services, vendor: Vendor) -> Response:
     incoming = describe(request)
+    # Its span, steps, metrics and one log line (gateway/observability/requests.py).
+    with observe_request(
+        vendor.name,
+        incoming,
+        known_operations=vendor.descriptor.operation_names,
+        reasons=reason_codes_for(services.settings.policy_dir),
+    ) as observed:
+        response = await _answer(request, incoming, services, vendor)
+        observed.answered(response.status_code)
+    return response
+
+
+async def _answer(
+    request: Request, incoming: IncomingRequest, services: Services, vendor: Vendor
+) -> Response:
     if vendor.adapter is None:
         # Refused in the vendor's own shape and on record, before its body is read: there
         # is nowhere to forward it.

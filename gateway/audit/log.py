@@ -75,6 +75,7 @@ from gateway.audit.stores import (
     map_database_errors,
 )
 from gateway.errors import AuditUnavailable
+from gateway.observability.metrics import observe_batch
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -216,7 +217,10 @@ class AuditLog:
             batch = self._pending[: self._max_batch]
             del self._pending[: len(batch)]
             try:
-                with map_database_errors("append to"):
+                with (
+                    observe_batch(len(batch), waiting=len(self._pending)),
+                    map_database_errors("append to"),
+                ):
                     results = await self._commit_batch([p.record for p in batch])
             except BaseException as exc:
                 error: BaseException = exc

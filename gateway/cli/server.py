@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from gateway.app import create_app
 from gateway.cli.runtime import settings_of
 from gateway.db import is_sqlite
 from gateway.migrate import upgrade
+from gateway.observability.logs import configure_logging
 from gateway.policy.bundle import PolicyLoadError, load_bundle
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -50,9 +50,7 @@ def serve(
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every forwarded request at INFO: noise, and work, on the request path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()  # JSON lines (gateway/observability/logs.py)
     try:
         load_bundle(settings.policy_dir)  # a clear message now, not a traceback at startup
     except PolicyLoadError as exc:
@@ -80,6 +78,11 @@ def serve(
             err=True,
         )
     upgrade(settings.database_url)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its series here and /metrics sums them (gateway/observability/
+        # metrics.py); set before the workers start, which import prometheus_client anew.
+        metrics_dir = tempfile.mkdtemp(prefix="facegate-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     with contextlib.ExitStack() as stack:
         if refvendor:
             from gateway.serving import BackgroundServer
@@ -119,6 +122,9 @@ def serve(
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=settings.trusted_proxies or None,
             access_log=False,
+            # uvicorn stops accepting at SIGTERM and waits for in-flight requests.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            log_config=None,  # keep the JSON handler configure_logging installed
         )
 
 

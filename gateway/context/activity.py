@@ -62,6 +62,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.context.identity import identity_keys
+from gateway.observability.metrics import ACTIVITY_STORE_ERRORS
 from gateway.operations import OperationKind
 
 WINDOWS: dict[str, int] = {  # name -> length in seconds
@@ -534,6 +535,7 @@ class RedisActivityStore:
         try:
             return await script(keys=keys, args=[json.dumps(document)])
         except (RedisError, OSError) as exc:
+            ACTIVITY_STORE_ERRORS.inc()
             raise ActivityUnavailable(f"Redis: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.config import Settings
 from gateway.errors import Reason
+from gateway.observability.metrics import observe_policy_evaluation
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
 from gateway.policy.cases import CASES_DIR, cases_digest, load_cases, run_cases
 from gateway.policy.contract import Decision, Obligations, PolicyInput, strict_input_problems
@@ -45,6 +46,7 @@ POLICY_TIMEOUT = "policy_timeout"
 POLICY_UNDEFINED = "policy_undefined"
 # The input is not one the policy contract allows (see contract.strict_input_problems).
 POLICY_INPUT_INVALID = "policy_input_invalid"
+_FAILURE_CODES = frozenset({POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED, POLICY_INPUT_INVALID})
 
 
 class PolicyEngine(Protocol):
@@ -211,7 +213,14 @@ class PolicyService:
         serving.in_flight += 1
         serving.idle.clear()
         try:
-            return await self._decide_on(engine, policy_input)
+            started = time.perf_counter()
+            decision = await self._decide_on(engine, policy_input)
+            observe_policy_evaluation(
+                engine.name,
+                time.perf_counter() - started,
+                failures=[r.code for r in decision.reasons if r.code in _FAILURE_CODES],
+            )
+            return decision
         finally:
             serving.in_flight -= 1
             if serving.in_flight == 0:

@@ -190,6 +190,9 @@ class VendorDescriptor:
     # The backend the settings describe when there is no vendors file (None: none).
     settings_backend: Callable[[Settings], VendorBackend | None] = _no_settings_backend
     uses_region: bool = False  # whether `region` means anything to it (listed if so)
+    # Its native operation names: the bounded set a metric's `operation` label is drawn
+    # from (gateway/observability/metrics.py); any other name is counted as "other".
+    operation_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -480,4 +480,5 @@ DESCRIPTOR = VendorDescriptor(
     adapter=_adapter,
     error_response=error_response,
     check_backend=_check_backend,
+    operation_names=frozenset(r.name for r in ROUTES),
 )

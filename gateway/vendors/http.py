@@ -16,6 +16,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.observability.tracing import client_span
+
 
 class _Transport(AiohttpTransport):
     """httpx-aiohttp maps aiohttp's common errors to httpx's; this maps the rest (a reply
@@ -39,15 +41,21 @@ class _DeadlineClient(httpx.AsyncClient):
         self._deadline_seconds = deadline_seconds
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            async with asyncio.timeout(self._deadline_seconds):
-                # Without stream=True (the adapters never stream), send returns only once
-                # the whole body is read: the deadline covers it.
-                return await super().send(request, **kwargs)
-        except TimeoutError as exc:
-            raise httpx.TimeoutException(
-                f"no complete answer within {self._deadline_seconds} s", request=request
-            ) from exc
+        # The forward's CLIENT span, its traceparent added to the headers as sent: after a
+        # Rekognition request was signed, so it is not one of the signed headers.
+        url = str(request.url.copy_with(query=None))
+        with client_span(request.method, url, request.headers) as span:
+            try:
+                async with asyncio.timeout(self._deadline_seconds):
+                    # Without stream=True (the adapters never stream), send returns only
+                    # once the whole body is read: the deadline covers it.
+                    response = await super().send(request, **kwargs)
+            except TimeoutError as exc:
+                raise httpx.TimeoutException(
+                    f"no complete answer within {self._deadline_seconds} s", request=request
+                ) from exc
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
 
 
 def upstream_client(*, timeout_seconds: float) -> httpx.AsyncClient:

@@ -463,4 +463,5 @@ DESCRIPTOR = VendorDescriptor(
     authenticator=_authenticator,
     adapter=_adapter,
     error_response=error_response,
+    operation_names=frozenset(r.name for r in ROUTES),
 )

@@ -484,4 +484,5 @@ DESCRIPTOR = VendorDescriptor(
     check_backend=_check_backend,
     settings_backend=_settings_backend,
     uses_region=True,
+    operation_names=frozenset(OPERATIONS),
 )

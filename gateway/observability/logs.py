@@ -1,0 +1,91 @@
+"""Logs: one JSON object per line on stderr, through the standard library's logging.
+
+python-json-logger rather than structlog: every module here, uvicorn, Alembic and httpx
+already log through `logging.getLogger(__name__)`; a formatter on the root handler turns
+all of them into JSON without touching a call site or adding a second logging API.
+Fields a caller passes in `extra=` become keys of the object (the per-request line of
+gateway/observability/requests.py is built that way).
+
+What must never be logged (a secret, an image, a template, a probe's bytes) is kept out
+where log lines are written: requests.py writes a fixed set of fields, and `startup`
+below writes the database URL without its user, password or query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+log = logging.getLogger("gateway.startup")
+
+_FORMAT = "{levelname}{name}{message}"
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        _FORMAT,
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",  # ISO 8601, UTC
+    )
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr for every logger (uvicorn's included), at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn installs its own text handlers; its records go to the root's instead.
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # httpx logs every forwarded request at INFO: noise, and work, on the request path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def database_without_credentials(url: str) -> str:
+    """The database URL with no user, password or query (which may carry either)."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "(unparseable database URL)"
+    bare = URL.create(
+        parsed.drivername, host=parsed.host, port=parsed.port, database=parsed.database
+    )
+    return bare.render_as_string(hide_password=True)
+
+
+def startup(services: Services) -> None:
+    """Say, once, what this process serves with: which database, policy and log key."""
+    settings = services.settings
+    signer = services.audit.signer
+    verifier = signer.verifier if signer is not None else None
+    log.info(
+        "facegate started",
+        extra={
+            "event": "startup",
+            "database": database_without_credentials(settings.database_url),
+            "policy_engine": services.policy.engine_name,
+            "policy_revision": services.policy.revision,
+            "log_origin": settings.log_origin,
+            "log_key_id": verifier.key_id.hex() if verifier is not None else None,
+            "log_public_key_sha256": (
+                hashlib.sha256(verifier.public_key).hexdigest() if verifier is not None else None
+            ),
+            "vendors": [
+                {"name": b.name, "protocol": b.protocol, "base_url": b.base_url}
+                for b in services.inventory.backends
+            ],
+            "redis": settings.redis_url is not None,
+        },
+    )
