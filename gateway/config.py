@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     # One database for the audit log, principals, sessions and warrants.
     database_url: str = "sqlite+aiosqlite:///./facegate.db"
+    # `facegate serve` applies the migrations first; off where a one-shot job does it once
+    # before the replicas start (compose.yaml's `migrate`), so replicas never race on it.
+    migrate_on_start: bool = True
 
     # Secret material. The master key derives every session secret (see auth/secrets.py).
     master_key_file: Path = Path("facegate-master.key")

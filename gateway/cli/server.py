@@ -77,7 +77,8 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    upgrade(settings.database_url)
+    if settings.migrate_on_start:
+        upgrade(settings.database_url)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its series here and /metrics sums them (gateway/observability/
         # metrics.py); set before the workers start, which import prometheus_client anew.
