@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.api.deps import ServicesDep
 from gateway.observability.health import readiness
+from gateway.observability.leads import refresh_lead_states
 from gateway.observability.metrics import exposition
 
 router = APIRouter(include_in_schema=False)
@@ -43,6 +44,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(services: ServicesDep) -> Response:
+    await refresh_lead_states(services.engine)
     content, content_type = exposition()
     return Response(content, media_type=content_type)

@@ -123,7 +123,7 @@ ACTIVITY_STORE_ERRORS: Final = Counter(
     "facegate_activity_store_errors_total",
     "Activity-window reads or writes that failed (requests refused, or counted too long).",
 )
-# Written by the leads' own code (or refresh_lead_states below): a count per review state.
+# Set from the leads table at each scrape (gateway/observability/leads.py).
 LEADS: Final = Gauge(
     "facegate_leads",
     "Investigative leads by review state.",
@@ -165,7 +165,10 @@ class ReasonCodes:
 @functools.cache
 def reason_codes_for(policy_dir: Path) -> ReasonCodes:
     """The reason codes of the error tree and of the policy in `policy_dir`, read once."""
-    codes = ReasonCodes()
+    # Imported here: the policy engine imports this module for its own metrics.
+    from gateway.policy.engine import FAILURE_CODES
+
+    codes = ReasonCodes(FAILURE_CODES)
     codes.add_policy(policy_dir)
     return codes
 

@@ -46,7 +46,7 @@ POLICY_TIMEOUT = "policy_timeout"
 POLICY_UNDEFINED = "policy_undefined"
 # The input is not one the policy contract allows (see contract.strict_input_problems).
 POLICY_INPUT_INVALID = "policy_input_invalid"
-_FAILURE_CODES = frozenset({POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED, POLICY_INPUT_INVALID})
+FAILURE_CODES = frozenset({POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED, POLICY_INPUT_INVALID})
 
 
 class PolicyEngine(Protocol):
@@ -218,7 +218,7 @@ class PolicyService:
             observe_policy_evaluation(
                 engine.name,
                 time.perf_counter() - started,
-                failures=[r.code for r in decision.reasons if r.code in _FAILURE_CODES],
+                failures=[r.code for r in decision.reasons if r.code in FAILURE_CODES],
             )
             return decision
         finally:
