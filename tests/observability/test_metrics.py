@@ -41,3 +41,26 @@ def test_status_codes_and_review_states_are_bounded() -> None:
     assert status_label(999) == "other"
     assert review_state_label("pending") == "pending"
     assert review_state_label("Case 2026-HOM-0042") == "other"
+
+
+def test_workers_sharing_a_multiprocess_directory_are_summed(tmp_path: Path) -> None:
+    """`serve --workers N`: each worker writes its series to PROMETHEUS_MULTIPROC_DIR and
+    any worker's /metrics serves the sum (two processes here, each counting one request)."""
+    import os
+    import subprocess
+    import sys
+
+    count_one = (
+        "from gateway.observability import metrics;"
+        "metrics.REQUESTS.labels(vendor='rekognition', operation='DetectFaces',"
+        " decision='allow').inc()"
+    )
+    expose = "from gateway.observability.metrics import exposition;print(exposition()[0].decode())"
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count_one], env=env, check=True, cwd=REPO)
+    page = subprocess.run(
+        [sys.executable, "-c", expose], env=env, check=True, cwd=REPO, capture_output=True
+    ).stdout.decode()
+    line = 'facegate_requests_total{decision="allow",operation="DetectFaces",vendor="rekognition"}'
+    assert f"{line} 2.0" in page
