@@ -18,6 +18,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.engine import URL, make_url
 
@@ -35,6 +36,8 @@ def json_formatter() -> logging.Formatter:
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",  # ISO 8601, UTC
+        # uvicorn adds the message again with terminal colour codes: not for a log file.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
 
 

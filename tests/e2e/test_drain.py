@@ -1,6 +1,7 @@
 """Graceful shutdown: a real `facegate serve` process gets SIGTERM while a request is at a
 slow vendor; the request completes, its outcome record is in the log, the process exits.
-Its stderr is JSON lines: the start-up summary and the request's own line."""
+Its stderr is JSON lines: the start-up summary and the request's own line; tracing switched
+on by OTEL_TRACES_EXPORTER exports the request's spans."""
 
 from __future__ import annotations
 
@@ -56,11 +57,20 @@ class SlowVendor:
         await self.app(scope, receive, send)
 
 
+def is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def environment(settings: Any, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEGATE_", "OTEL_"))}
     for name in ("database_url", "master_key_file", "log_key_file", "policy_dir", "vendors_file"):
         env[f"FACEGATE_{name.upper()}"] = str(getattr(settings, name))
     env["FACEGATE_PORT"] = str(port)
+    # Tracing switched on the standard way; the console exporter prints spans to stdout.
+    env["OTEL_TRACES_EXPORTER"] = "console"
     return env
 
 
@@ -136,7 +146,8 @@ async def test_sigterm_lets_the_request_in_flight_finish_with_its_outcome_record
     records = [(e.event_type, e.decision) for e in page.entries if e.request_id == request_id]
     assert records == [("decision", "allow"), ("outcome", "allow")]
 
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    output = log_path.read_text()
+    lines = [json.loads(line) for line in output.splitlines() if is_json_object(line)]
     (startup,) = [line for line in lines if line.get("event") == "startup"]
     assert startup["database"] == sqlite_url
     assert startup["policy_engine"] == "embedded"
@@ -151,3 +162,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_with_its_outcome_record
     assert lines.index(request_line) < messages.index("Application shutdown complete.")
     assert request_line["decision"] == "allow"
     assert request_line["operation"] == "DetectFaces"
+    # OTEL_TRACES_EXPORTER=console: the request's spans were exported, flushed at shutdown.
+    for name in ("facegate.authenticate", "facegate.forward", "facegate.record_outcome"):
+        assert f'"name": "{name}"' in output
+    assert '"kind": "SpanKind.CLIENT"' in output
