@@ -34,6 +34,7 @@ from gateway.observability.tracing import TRACER, extract
 from gateway.requests import IncomingRequest
 
 REQUEST_LOG: Final = logging.getLogger("gateway.requests")
+log = logging.getLogger(__name__)
 
 _current: ContextVar[Observation | None] = ContextVar("facegate_request", default=None)
 
@@ -49,7 +50,7 @@ class Observation:
     decision: str | None = None
     reason_codes: list[str] = field(default_factory=list)
     upstream_status: int | None = None
-    forwarded: bool = False
+    forwarded: bool = False  # the forward step ran (an outcome may come without one)
     status: int | None = None
 
     def saw(self, record: AuditRecord) -> None:
@@ -63,7 +64,6 @@ class Observation:
         if isinstance(withheld, str) and withheld not in self.reason_codes:
             self.reason_codes.append(withheld)
         if record.event_type == "outcome":
-            self.forwarded = True
             self.upstream_status = record.upstream_status
 
     def answered(self, status: int) -> None:
@@ -108,7 +108,13 @@ def observe_request(
                 span.set_attribute("facegate.decision", observed.decision or metrics.NONE)
     finally:
         _current.reset(token)
-        _finish(observed)
+        try:
+            _finish(observed)
+        except Exception:
+            # Observing never costs the client its answer.
+            log.exception(
+                "could not record the metrics or log line of request %s", observed.request_id
+            )
 
 
 @contextmanager
@@ -116,6 +122,8 @@ def step(name: str) -> Iterator[None]:
     """Time one pipeline step (a histogram per vendor and step) inside its own span."""
     observed = _current.get()
     vendor = observed.vendor if observed is not None else metrics.NONE
+    if observed is not None and name == "forward":
+        observed.forwarded = True
     started = time.perf_counter()
     try:
         with TRACER.start_as_current_span(f"facegate.{name}", attributes={"facegate.step": name}):

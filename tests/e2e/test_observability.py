@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -124,6 +125,28 @@ async def test_metrics_move_after_real_requests_and_carry_no_identifying_label(
     assert 1 <= delta("facegate_audit_batch_records_count") <= 3
     assert delta("facegate_audit_batch_records_sum") == 3
     assert delta("facegate_audit_commit_duration_seconds_count") >= 1
+
+
+async def test_an_unreachable_vendor_counts_as_an_upstream_failure_and_an_error(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    settings = gateway_settings(migrated_database_url, tmp_path, "http://127.0.0.1:9")
+    with BackgroundServer(create_app(settings)) as gateway:
+        stack = Stack(settings=settings, url=gateway.url, vendor=None)  # type: ignore[arg-type]
+        client = stack.rekognition(await stack.session())
+        before = facegate_samples(gateway.url)
+        with pytest.raises(ClientError):
+            client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
+        after = facegate_samples(gateway.url)
+    labels = {"vendor": "rekognition"}
+    for name, extra in (
+        ("facegate_upstream_failures_total", {}),
+        ("facegate_requests_total", {"operation": "DetectFaces", "decision": "error"}),
+    ):
+        assert value(after, name, **labels, **extra) - value(before, name, **labels, **extra) == 1
+    assert value(after, "facegate_upstream_responses_total", **labels) == value(
+        before, "facegate_upstream_responses_total", **labels
+    )
 
 
 def test_metrics_are_not_taken_by_the_vendor_routes(stack: Stack) -> None:
