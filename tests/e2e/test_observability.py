@@ -150,7 +150,7 @@ async def test_an_unreachable_vendor_counts_as_an_upstream_failure_and_an_error(
 
 
 def test_metrics_are_not_taken_by_the_vendor_routes(stack: Stack) -> None:
-    # A GET or a POST to /metrics is facegate's, never a vendor request (no audit record, no
+    # GET /metrics is facegate's, never a vendor request (no audit record, no
     # vendor error shape): the metrics page answers.
     response = httpx.get(f"{stack.url}/metrics")
     assert response.status_code == 200

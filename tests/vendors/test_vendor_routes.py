@@ -19,6 +19,9 @@ from gateway.vendors.inventory import Protocol
         # facegate's own routes, and what no vendor SDK sends, are FastAPI's to answer.
         ("GET", "/", None),
         ("GET", "/facegate/health", None),
+        ("GET", "/facegate/ready", None),
+        ("GET", "/metrics", None),
+        ("POST", "/metrics", None),
         ("POST", "/facegate/v1/sessions", None),
         ("HEAD", "/face/v1.0/detect", None),
         ("POST", "/face", None),
