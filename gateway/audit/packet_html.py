@@ -164,20 +164,30 @@ def _summary(entry: Mapping[str, Any]) -> str:
             f"lead {detail.get('lead_id')}, rank {detail.get('rank')},"
             f" similarity {detail.get('similarity')}"
         )
+    refused = f" ({_e(entry.get('reason_codes'))})" if decision == "deny" else ""
     if kind == "lead_review":
-        return _e(
-            f"{detail.get('verdict')} on lead {detail.get('lead_id')} ({decision}):"
-            f" {detail.get('status_before')} -> {detail.get('status_after')}"
-        )
+        change = f"{_v(detail.get('status_before'))} -> {_v(detail.get('status_after'))}"
+        verdict = f"{detail.get('verdict')} on lead {detail.get('lead_id')}"
+        if decision == "deny":
+            return f"<span class=deny>review refused</span>: {_e(verdict)}{refused}"
+        return _e(f"{verdict}: lead {change}")
     if kind == "lead_action":
-        return _e(f"{detail.get('kind')} on lead {detail.get('lead_id')} ({decision})")
+        action = f"{detail.get('kind')} on lead {detail.get('lead_id')}"
+        if decision == "deny":
+            return f"<span class=deny>action refused</span>: {_e(action)}{refused}"
+        return _e(f"{action} (lead {_v(detail.get('lead_status'))})")
     if kind == "authorisation":
         return _e(
-            f"{detail.get('state')} ({detail.get('basis')}), deadline {detail.get('deadline')}"
+            f"{detail.get('state')} ({_v(detail.get('basis'))}),"
+            f" deadline {_v(detail.get('deadline'))}"
         )
     if kind in ("rejected", "auth_failure"):
         return f"<span class=deny>refused</span> {_e(entry.get('reason_codes'))}"
     return _e(detail.get("action"))
+
+
+def _v(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _positions(seqs: list[int]) -> str:
@@ -212,6 +222,11 @@ def _searches(entries: list[dict[str, Any]]) -> str:
     for entry in entries:
         if entry.get("event_type") in _SEARCH_EVENTS:
             by_request[str(entry.get("request_id"))].append(entry)
+    produced: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        detail = entry.get("detail")
+        if entry.get("event_type") == "lead" and isinstance(detail, dict):
+            produced[str(detail.get("search_request_id"))].append(str(detail.get("lead_id")))
     sections = []
     for number, (request_id, group) in enumerate(by_request.items(), start=1):
         first = group[0]
@@ -262,6 +277,8 @@ def _searches(entries: list[dict[str, Any]]) -> str:
                 )
             else:
                 parts.append(f"<h4>Refused</h4>{_rows([('Reasons', entry.get('reason_codes'))])}")
+        if produced.get(request_id):
+            parts.append(f"<h4>Leads produced</h4>{_rows([('Leads', produced[request_id])])}")
         parts.append("</section>")
         sections.append("".join(parts))
     return "<h2>Searches</h2>" + ("".join(sections) or "<p>No search in this case.</p>")

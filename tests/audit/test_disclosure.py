@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.admin import Actor, action_record
@@ -22,7 +23,7 @@ from gateway.audit.packet import PACKET_FILE, DisclosurePacket
 from gateway.audit.packet_verifier import PacketReport, verify_packet
 from gateway.audit.records import AuditRecord, EventType
 from gateway.db import session_factory
-from gateway.errors import MalformedRequest
+from gateway.errors import AuditUnavailable, MalformedRequest
 from tests.audit.conftest import BASE_TIME, make_record
 
 CASE, OTHER = "2026-000123", "2026-000999"
@@ -81,7 +82,11 @@ def case_log() -> list[tuple[str, AuditRecord]]:
                 time=at(7),
                 event_type=EventType.LEAD_REVIEW,
                 officer="reviewer-1",
-                detail={"lead_id": "L-1", "verdict": "confirmed", "rationale": "same scar"},
+                detail={
+                    "lead_id": "L-1",
+                    "verdict": "confirmed",
+                    "rationale": "same scar <script>alert(1)</script>",
+                },
             ),
         ),
         (
@@ -175,6 +180,9 @@ async def test_a_packet_holds_exactly_the_entries_of_the_case_and_its_own_record
     write_packet(packet, tmp_path / "packet")
     report = verify_packet(tmp_path / "packet", signer.verifier)
     assert report.ok, report
+    # The page shows what the log says, escaped: a rationale cannot run in the reader's browser.
+    html = (tmp_path / "packet" / "packet.html").read_text()
+    assert "same scar &lt;script&gt;" in html and "<script" not in html
     assert [r.seq for r in report.entries] == [*expected, packet.disclosure_seq]
 
     # The other case's packet lists the earlier disclosure of CASE nowhere, and its own.
@@ -418,3 +426,33 @@ async def test_the_timeline_is_in_time_order_a_page_at_a_time(
     assert [(e.time, e.seq) for e in entries] == sorted((e.time, e.seq) for e in entries)
     with pytest.raises(MalformedRequest):
         await case_timeline(sessions=sessions, case_number=CASE, cursor="bm90LWEtY3Vyc29y")
+
+
+async def test_a_log_altered_behind_the_triggers_is_refused_not_disclosed(
+    log: AuditLog, engine: AsyncEngine
+) -> None:
+    seqs = await fill(log)
+    seq = seqs["negative"]
+    async with engine.begin() as connection:
+        # The database's owner edits a row of the case, past the guards.
+        if engine.dialect.name == "postgresql":
+            await connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            await connection.execute(
+                sa.text(f"UPDATE audit_log SET match_count = 1 WHERE seq = {seq}")
+            )
+        else:
+            triggers = (
+                await connection.execute(
+                    sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                )
+            ).all()
+            for name, _ in triggers:
+                await connection.execute(sa.text(f'DROP TRIGGER "{name}"'))
+            await connection.execute(
+                sa.text(f"UPDATE audit_log SET match_count = 1 WHERE seq = {seq}")
+            )
+            for _, sql in triggers:
+                await connection.execute(sa.text(sql))
+
+    with pytest.raises(AuditUnavailable, match=f"seq {seq} no longer hashes"):
+        await packet_of(log, engine)
