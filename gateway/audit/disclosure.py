@@ -42,6 +42,7 @@ from gateway.audit.packet import (
 from gateway.audit.records import AuditRecord, EventType
 from gateway.audit.schemas import AuditEntryRead
 from gateway.audit.stores import map_database_errors
+from gateway.case import canonical_identifier
 from gateway.errors import AuditUnavailable, MalformedRequest
 
 _BATCH: Final = 500
@@ -79,10 +80,9 @@ async def build_packet(
        (AuditUnavailable: run ``facegate audit verify``), never disclosed as if sound.
 
     Raises AuditUnavailable if the log has no signing key or fails, MalformedRequest for
-    an empty case number.
+    a case number that is not of the case number's syntax (``gateway.case``).
     """
-    if not case_number:
-        raise MalformedRequest("a case number is needed")
+    case_number = _case(case_number)
     signer = audit.signer
     if signer is None:
         raise AuditUnavailable("this log has no signing key: a packet needs a signed checkpoint")
@@ -190,6 +190,7 @@ async def case_timeline(
 ) -> TimelinePage:
     """One page of the entries of ``case_number`` in time order. ``cursor`` is the
     previous page's ``next_cursor``; MalformedRequest for one this did not issue."""
+    case_number = _case(case_number)
     if not 1 <= limit <= MAX_TIMELINE_PAGE:
         raise MalformedRequest(f"limit must be between 1 and {MAX_TIMELINE_PAGE}")
     after = None if cursor is None else _decode_cursor(cursor)
@@ -272,6 +273,14 @@ async def case_condition(
         ),
         *bound,
     )
+
+
+def _case(case_number: str) -> str:
+    """The case number as sessions store it; one that no session could carry is refused."""
+    try:
+        return canonical_identifier(case_number, what="case number")
+    except ValueError as exc:
+        raise MalformedRequest(str(exc)) from None
 
 
 def _detail(*path: str) -> ColumnElement[str]:

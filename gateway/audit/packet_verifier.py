@@ -13,6 +13,9 @@ What is checked, each failure named in the report:
   fails (the list is inside a signed leaf, so it cannot be edited to match);
 * each consistency hint proves its earlier checkpoint is a prefix of this one, and every
   older checkpoint the verifier was given (e.g. an earlier packet's) has such a proof.
+
+``packet.html`` is a rendering of ``packet.json``, not evidence: if it is not what this
+version renders from the packet, that is a warning, not a failure.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from typing import Any
 import rfc8785
 from pydantic import BaseModel, ValidationError
 
-from gateway.audit import merkle
+from gateway.audit import merkle, packet_html
 from gateway.audit.checkpoint import Checkpoint, CheckpointError, Verifier
 from gateway.audit.packet import (
     CHECKPOINT_FILE,
     DISCLOSE_ACTION,
     FORMAT,
+    HTML_FILE,
     PACKET_FILE,
     VERSION,
     DisclosurePacket,
@@ -61,6 +65,7 @@ class PacketReport(BaseModel):
     root_hash: str | None = None
     entry_count: int | None = None
     problems: list[str] = []  # about the packet as a whole
+    warnings: list[str] = []  # worth knowing, not a failure of what the log signed
     entries: list[EntryResult] = []
 
 
@@ -86,7 +91,17 @@ def verify_packet(
     problems.extend(_completeness(packet, results))
     if checkpoint is not None:
         problems.extend(_consistency(packet, checkpoint, verifier, older))
+    warnings = []
+    html = directory / HTML_FILE
+    if html.is_file() and html.read_bytes() != packet_html.render(packet).encode("utf-8"):
+        # Not a failure: another facegate version renders the same packet differently. But
+        # a reader of the page should know it is not what this packet.json says.
+        warnings.append(
+            f"{HTML_FILE} is not this version's rendering of {PACKET_FILE}: only {PACKET_FILE}"
+            " is verified; read the entries there"
+        )
     return PacketReport(
+        warnings=warnings,
         ok=not problems and all(r.ok for r in results),
         case_number=packet.case_number,
         tree_size=None if checkpoint is None else checkpoint.size,

@@ -78,7 +78,8 @@ def verify_packet_command(
 ) -> None:
     """Verify a disclosure packet offline: the checkpoint's signature, each entry's leaf
     hash and inclusion proof, and that no entry of the case was dropped from or added to
-    the packet. No database, no settings. Exit 1 if anything fails, 2 if unreadable."""
+    the packet. No database, no settings. Exit 1 if anything fails, 2 if the key or an
+    older checkpoint cannot be read."""
     try:
         verifier = Verifier.parse(public_key.read_text(encoding="utf-8", errors="replace"))
         older = [path.read_bytes() for path in older_checkpoint or []]
@@ -100,6 +101,8 @@ def _echo(report: PacketReport) -> None:
                 f"FAILED  seq {entry.seq} ({entry.event_type}): {entry.problem}",
                 fg=typer.colors.RED,
             )
+    for warning in report.warnings:
+        typer.secho(f"warning {warning}", fg=typer.colors.YELLOW)
     for problem in report.problems:
         typer.secho(f"FAILED  {problem}", fg=typer.colors.RED)
     if report.ok:

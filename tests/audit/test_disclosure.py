@@ -456,3 +456,28 @@ async def test_a_log_altered_behind_the_triggers_is_refused_not_disclosed(
 
     with pytest.raises(AuditUnavailable, match=f"seq {seq} no longer hashes"):
         await packet_of(log, engine)
+
+
+async def test_a_case_number_no_session_could_carry_is_refused_before_anything_is_recorded(
+    log: AuditLog, engine: AsyncEngine
+) -> None:
+    before = await log.tree_size()
+    for bad in ("", "   ", "2026\n123", "x" * 101):
+        with pytest.raises(MalformedRequest):
+            await packet_of(log, engine, bad)
+        with pytest.raises(MalformedRequest):
+            await case_timeline(sessions=session_factory(engine), case_number=bad)
+    assert await log.tree_size() == before
+
+
+async def test_an_edited_page_is_a_warning_and_the_packet_still_verifies(
+    built: tuple[Path, dict[str, int], DisclosurePacket],
+    tampered: Callable[[str], Path],
+    signer: Signer,
+) -> None:
+    assert verify_packet(built[0], signer.verifier).warnings == []
+    directory = tampered("page")
+    page = directory / "packet.html"
+    page.write_text(page.read_text().replace("negative result", "a result"))
+    report = verify_packet(directory, signer.verifier)
+    assert report.ok and len(report.warnings) == 1 and "packet.html" in report.warnings[0]
