@@ -110,9 +110,8 @@ async def build_packet(
     except CheckpointError as exc:
         raise AuditUnavailable(f"the log's checkpoint does not verify: {exc}") from None
     own = await _rows(sessions, [appended.seq])
-    entries = [
-        await _proved(audit, row, checkpoint) for row in [*rows, *own]
-    ]  # one proof per entry: entries of one case are few, and each proof is a handful of reads
+    # One proof per entry, read one by one: a case's entries are few, a proof a few reads.
+    entries = [await _proved(audit, row, checkpoint) for row in [*rows, *own]]
     hints = [
         await _consistency_hint(audit, sessions, row.seq, checkpoint)
         for row in rows
@@ -341,7 +340,13 @@ async def _checkpoint_covering(
 
 
 async def _proved(audit: AuditLog, row: AuditLogEntry, checkpoint: Checkpoint) -> PacketEntry:
-    leaf = chain.canonical_bytes(row.seq, _record_of(row))
+    try:
+        leaf = chain.canonical_bytes(row.seq, _record_of(row))
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        raise AuditUnavailable(
+            f"seq {row.seq} no longer makes a valid record ({str(exc).splitlines()[0]}):"
+            " run `facegate audit verify`"
+        ) from None
     proof = await audit.inclusion_proof(row.seq, checkpoint.size)
     leaf_hash = merkle.leaf_hash(leaf)
     hashes = [base64.b64decode(h) for h in proof.hashes]
