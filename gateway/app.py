@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.api import audit, health, inventory, principals, sessions, warrants
+from gateway.api import audit, cases, health, inventory, principals, sessions, warrants
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor_routes import VendorRoutes
 from gateway.config import Settings
@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"x-facegate-request-id": request.state.request_id},
         )
 
-    for module in (health, sessions, warrants, principals, audit, inventory):
+    for module in (health, sessions, warrants, principals, audit, inventory, cases):
         app.include_router(module.router)
     return app
 

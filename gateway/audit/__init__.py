@@ -14,4 +14,7 @@ log.py         AuditLog, the writer: group-commit append, signing; offers the re
 reads.py       checkpoints, inclusion and consistency proofs, entries as leaf bytes
 query.py       record queries by field, a page at a time, opaque cursors
 fsck.py        whole-log checks (the hash chain, the tree against a checkpoint), export
+packet.py      the disclosure packet's format and which entries belong to a case: pure
+disclosure.py  builds one case's packet (proofs against one checkpoint) and its timeline
+packet_verifier.py  verifies a packet offline; packet_html.py renders it for a reader
 """
