@@ -33,6 +33,7 @@ AuditorDep = Annotated[Viewer, Depends(page_for(*nav.AUDIT.roles))]
 CaseReaderDep = Annotated[Viewer, Depends(page_for(*nav.CASES.roles))]
 
 PAGE_SIZE: Final = 25
+MAX_PAGE: Final = 200
 # The audit API's filters (gateway.audit.schemas.AuditQuery), in the form's order.
 FILTERS: Final = tuple(AuditQuery.model_fields)
 COLUMNS: Final = tuple(AuditRecord.model_fields)
@@ -71,6 +72,7 @@ async def explorer(
     viewer: AuditorDep,
     services: ServicesDep,
     cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_SIZE,
 ) -> Response:
     params = dict(request.query_params)
     filters, problem = _filters_from(params)
@@ -82,8 +84,10 @@ async def explorer(
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
     )
-    page, query_problem = (None, None) if problem else await _page(services, filters, cursor)
+    page, query_problem = (None, None) if problem else await _page(services, filters, cursor, limit)
     kept = {k: v for k, v in params.items() if k in FILTERS and v}
+    if limit != PAGE_SIZE:
+        kept["limit"] = str(limit)
     return render(
         request,
         "audit.html",

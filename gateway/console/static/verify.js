@@ -132,7 +132,7 @@
     const root = await rootFromInclusion(
       leaf, body.proof.leaf_index, body.proof.tree_size, body.proof.hashes.map(b64)
     );
-    step("the proof's " + body.proof.hashes.length + " hashes lead to root " + hex(root).slice(0, 16) + "…", true);
+    step("root " + hex(root).slice(0, 16) + "… computed here from the leaf and the proof's " + body.proof.hashes.length + " hashes", true);
 
     const pinned = localStorage.getItem(PIN);
     const verifier = await parseVerifierKey(pinned || body.public_key);
