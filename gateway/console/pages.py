@@ -49,7 +49,7 @@ class CheckpointStatus:
 async def checkpoint_status(services: Services) -> CheckpointStatus:
     """The latest signed checkpoint and whether its signature verifies against the log's
     key and it is for this log. (Its root is checked against entries by the auditor's
-    browser on each record page, and by `facegate audit verify-tree`.)"""
+    browser on each record page, and by `facegate audit verify`.)"""
     latest = await services.audit.latest_checkpoint()
     signer = services.audit.signer
     if latest is None or signer is None:
