@@ -151,7 +151,7 @@ async def warrants(
         viewer=viewer,
         warrants=[(w, warrant_status(w, now)) for w in shown],
         page=page,
-        pages=max(1, -(-len(every) // TABLE_PAGE)),
+        pages=_pages(len(every)),
         authorisations=await _authorisations(services),
     )
 
@@ -183,7 +183,12 @@ async def _authorisations(services: Services) -> list[dict[str, Any]]:
 
 
 @router.get("/policy")
-async def policy(request: Request, viewer: PolicyDep, services: ServicesDep) -> Response:
+async def policy(
+    request: Request,
+    viewer: PolicyDep,
+    services: ServicesDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
     await record_read(services, request, viewer=viewer, action="policy.show")
     revision = services.policy.revision
     statement = (
@@ -203,6 +208,7 @@ async def policy(request: Request, viewer: PolicyDep, services: ServicesDep) -> 
     # The decision cases run on the engine serving now: what this page shows is what
     # the gateway decides, not what a copy of the policy would.
     results = await run_cases(services.policy.decide, cases)
+    results.sort(key=lambda r: r.passed)  # failures first: they are what an admin acts on
     return render(
         request,
         "policy.html",
@@ -210,6 +216,13 @@ async def policy(request: Request, viewer: PolicyDep, services: ServicesDep) -> 
         revision=revision,
         engine=services.policy.engine_name,
         activated=activated,
-        results=results,
+        total=len(results),
+        results=results[(page - 1) * TABLE_PAGE : page * TABLE_PAGE],
         failed=sum(1 for r in results if not r.passed),
+        page=page,
+        pages=_pages(len(results)),
     )
+
+
+def _pages(count: int) -> int:
+    return max(1, -(-count // TABLE_PAGE))

@@ -302,7 +302,13 @@ async def test_admin_pages_and_refusals_in_the_browser(
     browser.get(f"{stack.url}/console/policy")
     wait_for(browser, "#policy-cases")
     assert find(browser, "#cases-failed").text == "0 failed"
+    first = [tr.text for tr in browser.find_elements("css selector", "#policy-cases tbody tr")]
+    assert len(first) == 25
     shot(browser, "policy")
+    find(browser, "#next-page").click()
+    wait_for(browser, "#prev-page")
+    second = [tr.text for tr in browser.find_elements("css selector", "#policy-cases tbody tr")]
+    assert second and not set(second) & set(first)
 
     # A form posted without its CSRF token (as another site's page would): refused.
     browser.execute_script(
