@@ -37,12 +37,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ConsoleRefusal)
     async def refused(request: Request, exc: ConsoleRefusal) -> Response:
-        # The refusal is on record already (auth.record_refusal); the viewer is not shown
-        # the navigation of a session that may not be theirs to use here.
+        # The refusal is on record already (auth.record_refusal).
         return render(
             request,
             "error.html",
-            viewer=None,
+            viewer=exc.viewer,
             status_code=exc.status_code,
             message=exc.message,
             code=exc.code,

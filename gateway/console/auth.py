@@ -38,11 +38,12 @@ class SignInRequired(Exception):
 class ConsoleRefusal(Exception):
     """A refused console request, already on record: answered with an error page."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(self, status_code: int, code: str, message: str, *, viewer: Viewer) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
+        self.viewer = viewer  # still signed in: the error page keeps its Sign out control
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,9 @@ def page_for(*roles: Role) -> Callable[..., Awaitable[Viewer]]:
                 services, request, code="permission_denied", principal=viewer.principal
             )
             names = " or ".join(sorted(r.value for r in allowed))
-            raise ConsoleRefusal(403, "permission_denied", f"this page is for the {names} role")
+            raise ConsoleRefusal(
+                403, "permission_denied", f"this page is for the {names} role", viewer=viewer
+            )
         return viewer
 
     return dependency
@@ -146,7 +149,9 @@ async def checked_form(
     if not csrf_matches(viewer.csrf_token, fields.get(CSRF_FIELD)):
         code = "csrf_token_missing" if CSRF_FIELD not in fields else "csrf_token_invalid"
         await record_refusal(services, request, code=code, principal=viewer.principal)
-        raise ConsoleRefusal(403, code, "the form's CSRF token is missing or wrong: reload it")
+        raise ConsoleRefusal(
+            403, code, "the form's CSRF token is missing or wrong: reload it", viewer=viewer
+        )
     return fields
 
 

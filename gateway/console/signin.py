@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.admin import Actor, action_record
 from gateway.api.deps import ServicesDep
-from gateway.audit.records import EventType
+from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.api_keys import key_id_of
 from gateway.console.auth import (
     SESSION_COOKIE,
@@ -19,6 +19,7 @@ from gateway.console.auth import (
     CheckedForm,
     SignInRequired,
     Viewer,
+    ViewerDep,
     cookie_options,
     current_viewer,
     record_refusal,
@@ -53,6 +54,23 @@ def _signin_form(
     return response
 
 
+def _action(request: Request, viewer: Viewer, action: str, detail: dict[str, Any]) -> AuditRecord:
+    actor = Actor(
+        officer=viewer.principal.id,
+        agency=viewer.principal.agency,
+        key_id=viewer.principal.key_id,
+        client_address=request.client.host if request.client else None,
+        via="console",
+    )
+    return action_record(
+        EventType.ADMIN_ACTION,
+        actor=actor,
+        action=action,
+        detail=detail,
+        request_id=request.state.request_id,
+    )
+
+
 @router.get("/")
 async def index(request: Request, services: ServicesDep) -> Response:
     """Signed out: the sign-in form. Signed in: the viewer's first page."""
@@ -84,21 +102,14 @@ async def do_sign_in(
                 token, session = await sign_in(
                     db, api_key=api_key, ttl=services.settings.console_session_ttl, now=now
                 )
-                actor = Actor(
-                    officer=session.principal.id,
-                    agency=session.principal.agency,
-                    key_id=session.principal.key_id,
-                    client_address=request.client.host if request.client else None,
-                    via="console",
-                )
+                viewer = Viewer(session.principal, session.csrf_token, session.expires_at)
                 # In the sign-in's own transaction: no session exists that is not on record.
                 await services.audit.append(
-                    action_record(
-                        EventType.ADMIN_ACTION,
-                        actor=actor,
-                        action="console.sign_in",
-                        detail={"expires_at": session.expires_at.isoformat()},
-                        request_id=request.state.request_id,
+                    _action(
+                        request,
+                        viewer,
+                        "console.sign_in",
+                        {"expires_at": session.expires_at.isoformat()},
                     ),
                     db=db,
                 )
@@ -108,7 +119,6 @@ async def do_sign_in(
     except AuthenticationError as exc:
         await record_refusal(services, request, code=exc.code, key_id=key_id_of(api_key.strip()))
         return _signin_form(request, services, status_code=403, error="That API key was refused.")
-    viewer = Viewer(session.principal, session.csrf_token, session.expires_at)
     response = RedirectResponse(home_of(viewer), status_code=303)
     ttl_seconds = int(services.settings.console_session_ttl.total_seconds())
     response.set_cookie(
@@ -119,11 +129,14 @@ async def do_sign_in(
 
 
 @router.post("/sign-out")
-async def do_sign_out(form: CheckedForm, request: Request, services: ServicesDep) -> Response:
+async def do_sign_out(
+    form: CheckedForm, viewer: ViewerDep, request: Request, services: ServicesDep
+) -> Response:
     token = request.cookies.get(SESSION_COOKIE, "")
     with map_database_errors("the database failed: the session could not be ended"):
         async with services.sessions() as db, db.begin():
             await sign_out(db, token)
+            await services.audit.append(_action(request, viewer, "console.sign_out", {}), db=db)
     response = RedirectResponse("/console/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, **cookie_options(request, services))
     return response

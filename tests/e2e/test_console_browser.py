@@ -194,7 +194,7 @@ def verdict(driver: Any) -> str:
 
 
 async def test_auditor_reads_the_log_and_checks_a_proof_in_the_browser(
-    console: tuple[Stack, ProofTamperer], browser: Any
+    browser: Any, console: tuple[Stack, ProofTamperer]
 ) -> None:
     stack, tamperer = console
     key = await stack.principal("auditor-b1", Role.AUDITOR)
@@ -279,7 +279,7 @@ async def test_auditor_reads_the_log_and_checks_a_proof_in_the_browser(
 
 
 async def test_admin_pages_and_refusals_in_the_browser(
-    console: tuple[Stack, ProofTamperer], browser: Any
+    browser: Any, console: tuple[Stack, ProofTamperer]
 ) -> None:
     stack, _ = console
     admin_key = await stack.principal("admin-b2", Role.ADMIN)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -213,3 +214,35 @@ async def test_docs_page_loads_nothing_from_another_host(stack: Stack) -> None:
     for asset in sources:
         assert (await client.get(asset)).status_code == 200, asset
     assert (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_an_expired_session_is_refused_by_the_server(stack: Stack) -> None:
+    key = await stack.principal("auditor-c8", Role.AUDITOR)
+    stack.settings.console_session_ttl = timedelta(0)  # the running gateway's own settings
+    client = httpx.AsyncClient(base_url=stack.url)
+    form = await client.get("/console/")
+    answer = await client.post(
+        "/console/sign-in",
+        data={"api_key": key, "csrf_token": form_token(form.text)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    setting = next(
+        v for k, v in answer.headers.multi_items() if k == "set-cookie" and "console=" in v
+    )
+    token = setting.split(";")[0].split("=", 1)[1]
+    # The browser would drop the cookie at once; one that keeps it gets nothing either.
+    stale = await client.get(
+        "/console/dashboard",
+        headers={"cookie": f"facegate_console={token}"},
+        follow_redirects=False,
+    )
+    assert stale.status_code == 303 and stale.headers["location"] == "/console/"
+
+
+async def test_sign_in_and_sign_out_are_on_record(stack: Stack) -> None:
+    client = await sign_in(stack, await stack.principal("auditor-c9", Role.AUDITOR))
+    page = await client.get("/console/dashboard")
+    await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
+    actions = await records(stack, event_type="admin_action", officer="auditor-c9")
+    assert [r["detail"]["action"] for r in actions] == ["console.sign_in", "console.sign_out"]
