@@ -246,3 +246,30 @@ async def test_sign_in_and_sign_out_are_on_record(stack: Stack) -> None:
     await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
     actions = await records(stack, event_type="admin_action", officer="auditor-c9")
     assert [r["detail"]["action"] for r in actions] == ["console.sign_in", "console.sign_out"]
+
+
+async def test_a_role_with_no_page_yet_gets_a_page_not_a_redirect_loop(stack: Stack) -> None:
+    client = await sign_in(stack, await stack.principal("reviewer-c10", Role.REVIEWER))
+    home = await client.get("/console/")
+    assert home.status_code == 200 and 'id="sign-out"' in home.text
+    assert (await client.get("/console/dashboard")).status_code == 403
+
+
+async def test_a_read_that_cannot_be_recorded_is_not_served(stack: Stack) -> None:
+    auditor = await sign_in(stack, await stack.principal("auditor-c11", Role.AUDITOR))
+    assert (await auditor.get("/console/audit")).status_code == 200
+    engine = create_engine(stack.settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            # The append writes tree nodes; the pages' own queries read audit_log only, so
+            # only the read's record fails here, and with it the page.
+            await connection.execute(sa.text("ALTER TABLE audit_tree RENAME TO audit_tree_away"))
+        for path in ("/console/dashboard", "/console/audit", "/console/audit/1", "/console/policy"):
+            answer = await auditor.get(path)  # the last is a refusal: refused unrecorded, 503
+            assert answer.status_code == 503, (path, answer.status_code)
+            assert "audit_unavailable" in answer.text and "<table" not in answer.text
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE audit_tree_away RENAME TO audit_tree"))
+        await engine.dispose()
+    assert (await auditor.get("/console/audit")).status_code == 200
