@@ -28,6 +28,20 @@ LEAD: Final = "lead"
 LEAD_REVIEW: Final = "lead_review"
 AUTHORISATION: Final = "authorisation"
 TOP_REASONS: Final = 12
+# Refusals for patterns that amount to surveillance: the reason codes of the
+# "mass-surveillance patterns" section of policies/facegate.rego (a test keeps this set
+# equal to that section's codes).
+MISUSE_CODES: Final = frozenset(
+    {
+        "burst",
+        "crowd_scan",
+        "probe_across_cases",
+        "protected_place",
+        "rate_limit_exceeded",
+        "sweep_across_cases",
+        "watchlist_building",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,7 @@ class Row:
     reason_codes: list[str]
     legal_basis: str | None
     agency: str | None
+    officer: str | None
     vendor: str | None
     operation_kind: str | None
     detail: dict[str, Any]
@@ -59,6 +74,8 @@ class Figures:
     leads: int = 0
     leads_by_outcome: Counter[str] = field(default_factory=Counter)
     authorisations_by_state: Counter[str] = field(default_factory=Counter)
+    misuse_by_code: Counter[str] = field(default_factory=Counter)
+    misuse_by_officer: Counter[str] = field(default_factory=Counter)
 
     def charts(self) -> dict[str, Any]:
         """The chart data the dashboard's script draws, as plain JSON."""
@@ -97,6 +114,10 @@ def tally(rows: Iterable[Row]) -> Figures:
         figures.records += 1
         if row.decision == "deny":
             figures.refusals_by_reason.update(row.reason_codes or ["(no reason given)"])
+            misuse = MISUSE_CODES.intersection(row.reason_codes)
+            if misuse:
+                figures.misuse_by_code.update(misuse)
+                figures.misuse_by_officer[f"{row.officer} ({row.agency})"] += 1
         if row.event_type == "decision" and row.operation_kind == IDENTIFY:
             figures.searches += 1
             decision = "allow" if row.decision == "allow" else "deny"
@@ -133,6 +154,7 @@ async def dashboard_figures(sessions: async_sessionmaker[AsyncSession]) -> Figur
         AuditLogEntry.reason_codes,
         AuditLogEntry.legal_basis,
         AuditLogEntry.agency,
+        AuditLogEntry.officer,
         AuditLogEntry.vendor,
         AuditLogEntry.operation_kind,
         AuditLogEntry.detail,

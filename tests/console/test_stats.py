@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from gateway.console.stats import Row, tally, week_of
+from gateway.console.stats import MISUSE_CODES, Row, tally, week_of
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def row(seq: int, event_type: str, **fields: Any) -> Row:
@@ -15,6 +19,7 @@ def row(seq: int, event_type: str, **fields: Any) -> Row:
         "reason_codes": [],
         "legal_basis": None,
         "agency": "Metro PD",
+        "officer": "officer-1",
         "vendor": "rekognition",
         "operation_kind": None,
         "detail": {},
@@ -35,9 +40,10 @@ def test_searches_refusals_leads_and_authorisations_are_counted() -> None:
         row(9, "lead_review", decision="deny", reason_codes=["reviewer_is_searcher"]),
         row(10, "authorisation", detail={"authorisation_id": "A1", "state": "opened"}),
         row(11, "authorisation", detail={"authorisation_id": "A1", "state": "overdue"}),
+        row(12, "decision", decision="deny", reason_codes=["burst", "missing_case_number"]),
     ]
     figures = tally(rows)
-    assert figures.records == 11
+    assert figures.records == 12
     assert (figures.searches, figures.searches_refused) == (2, 1)
     assert figures.identifications_by_basis == {"warrant": 1}
     assert figures.refusals_by_reason == {
@@ -45,7 +51,11 @@ def test_searches_refusals_leads_and_authorisations_are_counted() -> None:
         "b": 1,
         "unknown_access_key": 1,
         "reviewer_is_searcher": 1,
+        "burst": 1,
+        "missing_case_number": 1,
     }
+    assert figures.misuse_by_code == {"burst": 1}
+    assert figures.misuse_by_officer == {"officer-1 (Metro PD)": 1}
     # A refused review is no outcome; leads never reviewed are shown as such.
     assert figures.leads_by_outcome == {"confirmed": 1, "not yet reviewed": 2}
     assert figures.authorisations_by_state == {"overdue": 1}
@@ -56,3 +66,10 @@ def test_searches_refusals_leads_and_authorisations_are_counted() -> None:
         "series": {"allowed": [1], "refused": [1]},
     }
     assert charts["searches_by_agency"]["series"]["count"] == [2]
+
+
+def test_misuse_codes_are_the_policys_surveillance_pattern_codes() -> None:
+    rego = (REPO / "policies" / "facegate.rego").read_text()
+    start = rego.index("# --- mass-surveillance patterns")
+    end = rego.index("# ---", start + 10)
+    assert set(re.findall(r'reason\("([a-z_]+)"', rego[start:end])) == MISUSE_CODES

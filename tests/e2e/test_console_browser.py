@@ -211,6 +211,7 @@ async def test_auditor_reads_the_log_and_checks_a_proof_in_the_browser(
     for chart in ("searches_by_week", "refusals_by_reason", "identifications_by_basis"):
         assert drawn_pixels(browser, f"chart-{chart}") > 500, chart
     assert find(browser, "#checkpoint-server").text == "verified"
+    assert find(browser, "#misuse-none")  # the refusals here are for missing case facts
     shot(browser, "dashboard")
     browser.set_window_size(820, 1180)  # a tablet, portrait
     shot(browser, "dashboard-tablet")
