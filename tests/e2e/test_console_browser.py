@@ -17,6 +17,7 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import create_app
+from gateway.audit.checkpoint import SignedTreeState, Signer
 from gateway.auth.principals import Role
 from gateway.serving import BackgroundServer
 from refvendor import samples
@@ -114,6 +115,16 @@ async def console(
     """A gateway (behind the tampering hook, off until a test turns it on) with traffic:
     searches allowed under a warrant and refused without one."""
     settings = gateway_settings(migrated_database_url, tmp_path, vendor.url)
+
+    # A log key whose base64 holds a "+", the key string's own separator: the browser must
+    # split the key string at its first two only (a random key has one half the time).
+    def key_base64() -> str:
+        signer = Signer.load_or_create(settings.log_key_file, settings.log_origin)
+        return str(signer.verifier).split("+", 2)[2]
+
+    while "+" not in key_base64():
+        settings.log_key_file.unlink()
+        SignedTreeState.beside(settings.log_key_file).path.unlink()
     tamperer = ProofTamperer(create_app(settings))
     with BackgroundServer(tamperer) as gateway:
         stack = Stack(settings=settings, url=gateway.url, vendor=vendor)

@@ -67,9 +67,11 @@
   }
 
   async function parseVerifierKey(text) {
+    // name+keyid+base64, split at the first two "+" only: standard base64 holds "+" too.
     const parts = text.trim().split("+");
-    if (parts.length !== 3) throw new Error("the key does not read name+keyid+base64");
-    const [name, idHex, encoded] = parts;
+    if (parts.length < 3) throw new Error("the key does not read name+keyid+base64");
+    const [name, idHex] = parts;
+    const encoded = parts.slice(2).join("+");
     const raw = b64(encoded);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 note key");
     const pub = raw.slice(1);
