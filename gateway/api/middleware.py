@@ -55,6 +55,9 @@ class ManagementGuard:
 
     Requests without a body pass through: their routes authenticate as before. Vendor
     protocols never get here (VendorRoutes, outside this middleware, takes them first).
+    The console's forms (under COOKIE_SESSION_PREFIX) carry no bearer key: their bodies
+    are read bounded (COOKIE_SESSION_MAX_BODY_BYTES) without it, and the console's routes
+    check the session cookie and CSRF token themselves (gateway/console/auth.py).
     """
 
     def __init__(self, app: ASGIApp) -> None:
