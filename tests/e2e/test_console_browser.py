@@ -195,6 +195,19 @@ def drawn_pixels(driver: Any, canvas_id: str) -> int:
     )
 
 
+def only_from(driver: Any, origin: str) -> list[str]:
+    """Every resource the page loaded, asserted to come from facegate itself."""
+    urls = [
+        str(url)
+        for url in driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name);"
+        )
+    ]
+    assert urls, "the page loaded no resources"
+    assert all(url.startswith(origin + "/") for url in urls), urls
+    return urls
+
+
 def verdict(driver: Any) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -223,6 +236,7 @@ async def test_auditor_reads_the_log_and_checks_a_proof_in_the_browser(
         assert drawn_pixels(browser, f"chart-{chart}") > 500, chart
     assert find(browser, "#checkpoint-server").text == "verified"
     assert find(browser, "#misuse-none")  # the refusals here are for missing case facts
+    assert only_from(browser, stack.url)
     shot(browser, "dashboard")
     browser.set_window_size(820, 1180)  # a tablet, portrait
     shot(browser, "dashboard-tablet")
@@ -338,3 +352,4 @@ async def test_admin_pages_and_refusals_in_the_browser(
     browser.get(f"{stack.url}/docs")
     assert "facegate" in wait_for(browser, ".swagger-ui .info .title").text
     shot(browser, "docs")
+    assert only_from(browser, stack.url)
