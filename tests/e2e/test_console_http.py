@@ -273,3 +273,22 @@ async def test_a_read_that_cannot_be_recorded_is_not_served(stack: Stack) -> Non
             await connection.execute(sa.text("ALTER TABLE audit_tree_away RENAME TO audit_tree"))
         await engine.dispose()
     assert (await auditor.get("/console/audit")).status_code == 200
+
+
+async def test_explorer_filters_and_bad_input(stack: Stack) -> None:
+    auditor = await sign_in(stack, await stack.principal("auditor-c12", Role.AUDITOR))
+    allowed = await auditor.get("/console/audit", params={"event_type": "audit_read"})
+    assert allowed.status_code == 200
+    rows = re.findall(r'<tr>\s*<td><a href="/console/audit/(\d+)"', allowed.text)
+    assert (
+        rows
+        and "<td>audit_read</td>" in allowed.text
+        and "<td>admin_action</td>" not in (allowed.text)
+    )
+    reversed_window = await auditor.get(
+        "/console/audit",
+        params={"time_from": "2026-12-01T00:00", "time_until": "2026-11-01T00:00"},
+    )
+    assert reversed_window.status_code == 400 and "time_from" in reversed_window.text
+    forged = await auditor.get("/console/audit", params={"cursor": "not-a-cursor"})
+    assert forged.status_code == 400 and "cursor" in forged.text
