@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gateway import __version__
+from gateway import __version__, console
 from gateway.api import audit, cases, health, inventory, principals, sessions, warrants
+from gateway.api.docs import install_docs
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor_routes import VendorRoutes
 from gateway.config import Settings
@@ -53,7 +54,9 @@ def create_app(settings: Settings) -> FastAPI:
             await services.aclose()
             shutdown_tracing()
 
-    app = FastAPI(title="facegate", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="facegate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     # The last added runs first: every request gets its id, then vendor protocols leave,
     # then management requests with a body are authenticated before it is read.
     app.add_middleware(ManagementGuard)
@@ -71,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (health, sessions, warrants, principals, audit, inventory, cases):
         app.include_router(module.router)
+    install_docs(app)  # /docs with Swagger UI served locally (works offline)
+    console.install(app)  # the oversight console, /console/
     return app
 
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     session_ttl: timedelta = timedelta(hours=8)
     session_max_ttl: timedelta = timedelta(hours=24)
     max_clock_skew: timedelta = timedelta(minutes=15)
+    # A console sign-in (gateway/console/) lasts this long; sign-out ends it sooner.
+    console_session_ttl: timedelta = timedelta(hours=8)
     max_body_bytes: int = REKOGNITION_MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
     # A client has this long to send its whole body (vendor protocols and the management
     # API): one whose chunked body stops is answered 400 and recorded, not waited on.

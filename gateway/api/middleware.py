@@ -23,6 +23,10 @@ from gateway.errors import (
 )
 from gateway.services import Services
 
+# Paths under this prefix authenticate by a console session cookie, not a bearer key.
+COOKIE_SESSION_PREFIX = "/console/"
+COOKIE_SESSION_MAX_BODY_BYTES = 16 * 1024
+
 
 class RequestIdMiddleware:
     """Gives every HTTP request an id, reachable as `request.state.request_id`."""
@@ -51,6 +55,9 @@ class ManagementGuard:
 
     Requests without a body pass through: their routes authenticate as before. Vendor
     protocols never get here (VendorRoutes, outside this middleware, takes them first).
+    The console's forms (under COOKIE_SESSION_PREFIX) carry no bearer key: their bodies
+    are read bounded (COOKIE_SESSION_MAX_BODY_BYTES) without it, and the console's routes
+    check the session cookie and CSRF token themselves (gateway/console/auth.py).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -69,18 +76,24 @@ class ManagementGuard:
         client = scope.get("client")
         client_address = client[0] if client else None
         principal: Principal | None = None
+        # The console's forms authenticate by session cookie and CSRF token, checked by
+        # its own routes (gateway/console/); their bodies are small and read bounded here.
+        cookie_session = scope["path"].startswith(COOKIE_SESSION_PREFIX)
         try:
-            principal = await authenticate_caller(
-                services,
-                headers=headers,
-                request_id=request_id,
-                client_address=client_address,
-                route=scope["path"],
-            )
+            if not cookie_session:
+                principal = await authenticate_caller(
+                    services,
+                    headers=headers,
+                    request_id=request_id,
+                    client_address=client_address,
+                    route=scope["path"],
+                )
             body = await _read_body(
                 receive,
                 declared=headers.get("content-length"),
-                max_bytes=services.settings.management_max_body_bytes,
+                max_bytes=COOKIE_SESSION_MAX_BODY_BYTES
+                if cookie_session
+                else services.settings.management_max_body_bytes,
                 timeout_seconds=services.settings.client_read_timeout_seconds,
             )
             content_type = headers.get("content-type", "application/json").split(";")[0]
@@ -101,17 +114,22 @@ class ManagementGuard:
             )
             await response(scope, receive, send)
             return
-        scope["state"]["principal"] = principal
-        delivered = False
+        if principal is not None:
+            scope["state"]["principal"] = principal
+        await self.app(scope, _replay(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: the disconnect, when it comes
 
-        await self.app(scope, replay, send)
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: the disconnect, when it comes
+
+    return replay
 
 
 async def _read_body(
