@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from gateway.api.deps import Auditor, ServicesDep, record_read
-from gateway.audit.query import InvalidQuery
 from gateway.audit.schemas import (
     AuditPage,
     AuditQuery,
@@ -18,7 +17,7 @@ from gateway.audit.schemas import (
     LogEntryPage,
     VerifyReport,
 )
-from gateway.errors import AuditUnavailable, MalformedRequest
+from gateway.errors import AuditUnavailable
 
 router = APIRouter(prefix="/facegate/v1/audit", tags=["audit"])
 
@@ -41,10 +40,7 @@ async def list_records(
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
     )
-    try:
-        return await services.audit.query(filters, cursor=cursor, limit=limit)
-    except InvalidQuery as exc:
-        raise MalformedRequest(str(exc)) from None
+    return await services.audit.query(filters, cursor=cursor, limit=limit)
 
 
 @router.get("/verify")

@@ -62,6 +62,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.context.identity import identity_keys
+from gateway.errors import ServiceUnavailable
 from gateway.operations import OperationKind
 
 WINDOWS: dict[str, int] = {  # name -> length in seconds
@@ -283,7 +284,7 @@ class ActivityStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ActivityUnavailable(Exception):
+class ActivityUnavailable(ServiceUnavailable):
     """The activity store could not be read or written."""
 
 

@@ -34,8 +34,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway.errors import ConfigurationError
 
-class InventoryError(ValueError):
+
+class InventoryError(ConfigurationError):
     """The vendors file is missing, unreadable or wrong; the message names the key."""
 
 
