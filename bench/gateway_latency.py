@@ -42,7 +42,7 @@ from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import free_port
-from gateway.vendors.inventory import write_reference_inventory
+from refvendor.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -26,7 +26,8 @@ FacegateError
 │   ├── StorageUnavailable    the database could not be read or written (sessions, warrants,
 │   │                         principals): raised at the storage edge, `gateway.db`
 │   ├── ReplayCacheUnavailable  the replay cache cannot tell a spent signature (gateway.auth.replay)
-│   ├── ActivityUnavailable   the activity windows' store failed (gateway.context.activity)
+│   ├── ActivityUnavailable   the activity windows' store failed
+│   │                         (gateway.context.activity.store)
 │   └── FaceSourcesUnavailable  the face-source store failed (gateway.context.face_sources)
 ├── UpstreamError             the vendor could not be reached or answered garbage
 │   └── VendorRefused         the vendor answered with an error (its own text is not passed on)

@@ -40,7 +40,7 @@ async def list_records(
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
     )
-    return await services.audit.query(filters, cursor=cursor, limit=limit)
+    return await services.audit_records.query(filters, cursor=cursor, limit=limit)
 
 
 @router.get("/verify")
@@ -51,7 +51,7 @@ async def verify(auditor: Auditor, services: ServicesDep, request: Request) -> V
         by=auditor,
         action="audit.verify",
     )
-    return await services.audit.verify()
+    return await services.audit_checker.verify()
 
 
 NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -77,7 +77,7 @@ async def checkpoint(
         by=auditor,
         action="audit.checkpoint",
     )
-    latest = await services.audit.latest_checkpoint()
+    latest = await services.audit_reader.latest_checkpoint()
     if latest is None:
         raise AuditUnavailable("the log has signed no checkpoint yet")
     return PlainTextResponse(latest.note, media_type=NOTE_MEDIA_TYPE)
@@ -99,7 +99,7 @@ async def inclusion_proof(
         seq=seq,
         tree_size=tree_size,
     )
-    return await services.audit.inclusion_proof(seq, tree_size)
+    return await services.audit_reader.inclusion_proof(seq, tree_size)
 
 
 @router.get("/proofs/consistency")
@@ -118,7 +118,7 @@ async def consistency_proof(
         first=first,
         second=second,
     )
-    return await services.audit.consistency_proof(first, second)
+    return await services.audit_reader.consistency_proof(first, second)
 
 
 @router.get("/entries")
@@ -138,4 +138,4 @@ async def entries(
         start=start,
         end=end,
     )
-    return await services.audit.entries(start, end)
+    return await services.audit_reader.entries(start, end)
