@@ -10,6 +10,13 @@ alike. Each round sends one load and reads the gateway process's CPU time from /
     .venv/bin/python bench/compare_trees.py /tmp/before . [--load sequential|rate|closed]
         [--rate 150] [--rounds 6] [--seconds 5] [--database postgresql|sqlite]
 
+Both trees run on this checkout's virtualenv (its dependencies must serve both) and their
+databases are prepared by this checkout's code (`gateway_latency.prepare`: an officer, a
+warrant bound to the officer's agency registered by an admin, a case session), so the two
+trees must share the schema (the same migrations). Every request is signed on its own
+(`SignedRequests`) and both gateways keep the replay check on, as deployed; a load stops at
+the first answer that is not a 200, so every figure is of allowed, forwarded requests.
+
 Loads: `sequential` (one request at a time: the latency a lone request pays), `rate` (open
 loop at --rate requests/s), `closed` (16 callers, each waiting for its answer). Prints per
 tree the median over rounds of CPU ms per request and of the load's latency or throughput.
@@ -33,11 +40,11 @@ from bench_policy import lifted_policy
 from gateway_latency import (
     BIN,
     BODY,
+    SignedRequests,
     closed_loop,
     gateway_environment,
     open_loop,
     prepare,
-    signed_headers,
     start,
     start_upstream,
 )
@@ -56,21 +63,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def sequential(url: str, headers: dict[str, str], seconds: float) -> tuple[float, int]:
+async def sequential(url: str, headers: SignedRequests, seconds: float) -> tuple[float, int]:
     """Median latency in ms of requests sent one at a time, and how many were sent."""
     latencies = []
     deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(timeout=30) as client:
         while time.perf_counter() < deadline:
+            signed = headers()  # the client's work, before the clock starts
             started = time.perf_counter()
-            response = await client.post(url + "/", headers=headers, content=BODY)
+            response = await client.post(url + "/", headers=signed, content=BODY)
             response.raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)
     return statistics.median(latencies), len(latencies)
 
 
 def one_round(
-    load: str, url: str, headers: dict[str, str], options: argparse.Namespace
+    load: str, url: str, headers: SignedRequests, options: argparse.Namespace
 ) -> tuple[dict[str, float], int]:
     """The load's figures (p50 and p99 ms, or requests/s) and how many requests were sent."""
     if load == "sequential":
@@ -112,7 +120,9 @@ def main() -> None:
             for name, tree, database_url in zip(
                 "AB", options.trees, (database_a, database_b), strict=True
             ):
-                environment = gateway_environment(workdir, name, database_url, upstream_url)
+                environment = gateway_environment(
+                    workdir, name, database_url, upstream_url, refuse_replays=True
+                )
                 credentials = asyncio.run(
                     prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"]))
                 )
@@ -130,7 +140,7 @@ def main() -> None:
                     workdir / f"gateway-{name}.log",
                 )
                 url = f"http://127.0.0.1:{port}"
-                gateways.append((name, tree, process, url, signed_headers(url, credentials)))
+                gateways.append((name, tree, process, url, SignedRequests(url, credentials)))
             cpu: dict[str, list[float]] = {"A": [], "B": []}
             figures: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
             for round_number in range(options.rounds):

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +42,7 @@ from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.operations import OperationKind
 from gateway.serving import free_port
-from gateway.vendors.inventory import write_reference_inventory
+from refvendor.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -116,27 +118,42 @@ async def prepare(database_url: str, master_key_file: Path) -> IssuedCredentials
         await engine.dispose()
 
 
-def signed_headers(url: str, credentials: IssuedCredentials | None) -> dict[str, str]:
-    request = AWSRequest(
-        method="POST",
-        url=url + "/",
-        data=BODY,
-        headers={
+class SignedRequests:
+    """The headers of one request at each call, signed as an SDK signs each call.
+
+    A gateway forwards one signature once (its replay cache refuses it after), so each
+    request gets a signature of its own: the body stays the same probe, and a signed
+    invocation id, like the one boto3 sends, makes each signature distinct. Without
+    credentials (the stub, called directly) every call gets the same unsigned headers.
+    """
+
+    def __init__(self, url: str, credentials: IssuedCredentials | None) -> None:
+        self._url = url + "/"
+        self._signer = (
+            None
+            if credentials is None
+            else SigV4Auth(
+                Credentials(credentials.access_key_id, credentials.secret_access_key),
+                "rekognition",
+                "us-east-1",
+            )
+        )
+
+    def __call__(self) -> dict[str, str]:
+        headers = {
             "Content-Type": "application/x-amz-json-1.1",
             "X-Amz-Target": "RekognitionService.SearchFacesByImage",
-        },
-    )
-    if credentials is not None:
-        SigV4Auth(
-            Credentials(credentials.access_key_id, credentials.secret_access_key),
-            "rekognition",
-            "us-east-1",
-        ).add_auth(request)
-    return dict(request.headers.items())
+        }
+        if self._signer is None:
+            return headers
+        headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        request = AWSRequest(method="POST", url=self._url, data=BODY, headers=headers)
+        self._signer.add_auth(request)
+        return dict(request.headers.items())
 
 
 async def open_loop(
-    name: str, url: str, headers: dict[str, str], rate: float, seconds: float
+    name: str, url: str, headers: Callable[[], dict[str, str]], rate: float, seconds: float
 ) -> Result:
     """Send at a fixed rate whatever the answers' speed, so queueing shows in the tail."""
     latencies: list[float] = []
@@ -144,12 +161,13 @@ async def open_loop(
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         for _ in range(20):  # warm connections and caches
-            await client.post(url + "/", headers=headers, content=BODY)
+            await client.post(url + "/", headers=headers(), content=BODY)
 
         async def one() -> None:
             nonlocal errors
+            signed = headers()  # the client's work, before the clock starts
             started = time.perf_counter()
-            response = await client.post(url + "/", headers=headers, content=BODY)
+            response = await client.post(url + "/", headers=signed, content=BODY)
             if response.status_code != 200:
                 errors += 1
             latencies.append((time.perf_counter() - started) * 1000)
@@ -168,7 +186,9 @@ async def open_loop(
     return Result(name, latencies, errors, len(latencies) / elapsed)
 
 
-async def closed_loop(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> float:
+async def closed_loop(
+    url: str, headers: Callable[[], dict[str, str]], concurrency: int, seconds: float
+) -> float:
     """Requests per second with `concurrency` callers each waiting for its answer."""
     done = 0
     deadline = time.perf_counter() + seconds
@@ -177,7 +197,7 @@ async def closed_loop(url: str, headers: dict[str, str], concurrency: int, secon
         async def caller() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                response = await client.post(url + "/", headers=headers, content=BODY)
+                response = await client.post(url + "/", headers=headers(), content=BODY)
                 response.raise_for_status()
                 done += 1
 
@@ -224,10 +244,13 @@ def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def gateway_environment(
-    workdir: Path, name: str, database_url: str, upstream_url: str
+    workdir: Path, name: str, database_url: str, upstream_url: str, *, refuse_replays: bool = False
 ) -> dict[str, str]:
     """FACEGATE_* for a benchmarked gateway: its own keys, and an attested inventory whose
-    one Rekognition backend is the stub (the stub checks no signature)."""
+    one Rekognition backend is the stub (the stub checks no signature).
+
+    ``refuse_replays`` keeps the replay check on, as deployed: for a load generator that
+    signs each request on its own (``SignedRequests``)."""
     inventory = write_reference_inventory(
         workdir / f"vendors-{name}",
         upstream_url,
@@ -241,9 +264,9 @@ def gateway_environment(
         "FACEGATE_MASTER_KEY_FILE": str(workdir / f"{name}.key"),
         "FACEGATE_LOG_KEY_FILE": str(workdir / f"{name}-log.key"),
         "FACEGATE_VENDORS_FILE": str(inventory),
-        # The load generator resends one signed request, which a gateway refuses as a
-        # replay: the check is off for the benchmark only.
-        "FACEGATE_REFUSE_REPLAYED_SIGNATURES": "false",
+        # A load generator that resends one signed request would be refused as a replay:
+        # the check is off unless each request is signed on its own.
+        "FACEGATE_REFUSE_REPLAYED_SIGNATURES": "true" if refuse_replays else "false",
     }
 
 
@@ -285,14 +308,14 @@ def main() -> None:
                 open_loop(
                     "upstream directly",
                     upstream_url,
-                    signed_headers(upstream_url, None),
+                    SignedRequests(upstream_url, None),
                     options.rate,
                     options.seconds,
                 )
             )
             direct_rps = asyncio.run(
                 closed_loop(
-                    upstream_url, signed_headers(upstream_url, None), options.concurrency, 5
+                    upstream_url, SignedRequests(upstream_url, None), options.concurrency, 5
                 )
             )
             print(
@@ -303,7 +326,9 @@ def main() -> None:
                 # SQLite is the single-process default: a second process would wait for its
                 # file lock in SQLite's busy handler, which sleeps for milliseconds at a time.
                 workers = options.workers if kind == "postgresql" else 1
-                environment = gateway_environment(workdir, kind, database_url, upstream_url)
+                environment = gateway_environment(
+                    workdir, kind, database_url, upstream_url, refuse_replays=True
+                )
                 credentials = asyncio.run(
                     prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"]))
                 )
@@ -330,7 +355,7 @@ def main() -> None:
                 )
                 processes.append(gateway)
                 url = f"http://127.0.0.1:{port}"
-                headers = signed_headers(url, credentials)
+                headers = SignedRequests(url, credentials)
                 result = asyncio.run(
                     open_loop(f"gateway ({kind})", url, headers, options.rate, options.seconds)
                 )

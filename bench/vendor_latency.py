@@ -48,10 +48,10 @@ from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
-from gateway.vendors.inventory import write_reference_inventory
 from refvendor import samples
 from refvendor.app import create_app as create_refvendor
 from refvendor.faces import FaceEngine
+from refvendor.inventory import write_reference_inventory
 
 REK = ("refvendor", "refvendor-secret")
 AZURE_KEY, COMPREFACE_KEY = "bench-azure-key", "bench-compreface-key"

@@ -3,10 +3,13 @@
 FacegateError
 ├── RequestError              the caller sent something we cannot accept (HTTP 400)
 │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
-│   │   └── RequestTimeout    the body stopped arriving before the read deadline
+│   │   ├── RequestTimeout    the body stopped arriving before the read deadline
+│   │   └── InvalidQuery      an audit query's cursor or limit (gateway.audit.query)
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
 │   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
+│       └── BackendNotConfigured  a protocol with no backend in the inventory
+│                                 (gateway.vendors.base): refused on record
 ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
 │   ├── MissingCredentials
 │   ├── UnknownAccessKey
@@ -22,32 +25,35 @@ FacegateError
 │   ├── AuditUnavailable      the audit log could not be written or read
 │   ├── StorageUnavailable    the database could not be read or written (sessions, warrants,
 │   │                         principals): raised at the storage edge, `gateway.db`
-│   └── ReplayCacheUnavailable  the replay cache cannot tell a spent signature (gateway.auth.replay)
+│   ├── ReplayCacheUnavailable  the replay cache cannot tell a spent signature (gateway.auth.replay)
+│   ├── ActivityUnavailable   the activity windows' store failed
+│   │                         (gateway.context.activity.store)
+│   └── FaceSourcesUnavailable  the face-source store failed (gateway.context.face_sources)
 ├── UpstreamError             the vendor could not be reached or answered garbage
 │   └── VendorRefused         the vendor answered with an error (its own text is not passed on)
-└── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
+├── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
+├── ConfigurationError        a file or setting the gateway cannot start with: startup stops
+│   └── InventoryError        a vendors file that cannot be used, naming the key
+│                             (gateway.vendors.inventory)
+└── VerificationError         evidence about the log that does not verify; also a ValueError
+    │                         (it is bad input to whoever reads it: verifiers of exports and
+    │                         rows catch a ValueError for any line that does not hold up)
+    ├── CheckpointError       a signed note, key or checkpoint that does not open
+    │                         (gateway.audit.checkpoint)
+    └── ProofError            an inclusion or consistency proof that does not verify, or one
+                              asked outside the tree (gateway.audit.merkle)
+
+Each error of a module's own domain is defined in that module (where it is raised, so its
+import path is the module's), subclassing its branch here. A store's outage
+(ActivityUnavailable, FaceSourcesUnavailable) is a ServiceUnavailable: before the decision
+the pipeline refuses the request with it; after the vendor answered, a count or a face
+source it could not write withholds the answer, on record (gateway/pipeline.py).
 
 Database errors never leave the storage edge raw: ``gateway.db.map_database_errors`` turns
 them into StorageUnavailable, and the audit stores' edge
-(``gateway.audit.stores.map_database_errors``) into AuditUnavailable.
-
-Errors of a module's own domain, outside FacegateError, each turned into one of the above
-(or into a report) where it is caught:
-
-Exception
-├── ActivityUnavailable       the activity store failed (gateway.context.activity): the
-│                             pipeline refuses (ServiceUnavailable), or logs it once answered
-├── FaceSourcesUnavailable    the face-source store failed (gateway.context.face_sources): the
-│                             pipeline refuses (ServiceUnavailable), or logs it once answered
-└── ValueError
-    ├── CheckpointError       a signed note or checkpoint that does not open
-    │                         (gateway.audit.checkpoint)
-    ├── ProofError            an inclusion or consistency proof that does not verify
-    │                         (gateway.audit.merkle)
-    ├── InvalidQuery          an audit query's cursor or limit (gateway.audit.query): the API
-    │                         answers MalformedRequest (400)
-    └── InventoryError        a vendors file that cannot be used, naming the key
-                              (gateway.vendors.inventory): startup stops
+(``gateway.audit.stores.map_database_errors``) into AuditUnavailable. The management API
+answers every FacegateError in its JSON shape, ``{"error": {"code", "message"}}`` with the
+error's status: a database outage is a 503 there, never a bare 500.
 """
 
 from __future__ import annotations
@@ -195,3 +201,16 @@ class AnswerWithheld(FacegateError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ConfigurationError(FacegateError):
+    """A file or setting the gateway cannot start with; the message names the key."""
+
+    code = "configuration_error"
+
+
+class VerificationError(FacegateError, ValueError):
+    """A note, checkpoint or proof that does not verify. Also a ValueError: to a verifier it
+    is input that does not hold up, as a malformed line of an export is."""
+
+    code = "verification_failed"

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.checkpoint import SignedTreeState, Signer
+from gateway.audit.fsck import LogChecker
 from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
+from gateway.audit.reads import LogReader
 from gateway.auth.replay import (
     AcceptEveryReplay,
     MemoryReplayCache,
@@ -57,7 +60,10 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     master_key: MasterKey
-    audit: AuditLog
+    audit: AuditLog  # the writer; reads, queries and checks below, over the same database
+    audit_reader: LogReader
+    audit_records: RecordQuery
+    audit_checker: LogChecker
     policy: PolicyService
     inventory: VendorInventory
     # Every registered vendor: its authenticator, and its adapter when the inventory has
@@ -153,6 +159,9 @@ class Services:
             sessions=sessions,
             master_key=master_key,
             audit=audit,
+            audit_reader=LogReader(sessions),
+            audit_records=RecordQuery(sessions),
+            audit_checker=LogChecker(sessions),
             policy=policy,
             inventory=inventory,
             vendors=vendors,

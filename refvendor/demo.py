@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.migrate import upgrade
 from gateway.serving import BackgroundServer
-from gateway.vendors.inventory import write_reference_inventory
+from refvendor.boot import reference_backend
 
 VENDOR_KEY, VENDOR_SECRET = "refvendor", "refvendor-secret"
 CASE, OLD_CASE = "2026-HOM-0042", "2025-ROB-0007"
@@ -33,9 +33,6 @@ CASE, OLD_CASE = "2026-HOM-0042", "2025-ROB-0007"
 
 def run_demo(workdir: str) -> int:
     from refvendor import samples
-    from refvendor.app import create_app as create_refvendor
-    from refvendor.azure import DEFAULT_KEY as DEFAULT_AZURE_KEY
-    from refvendor.compreface import DEFAULT_KEY as DEFAULT_COMPREFACE_KEY
 
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -53,24 +50,15 @@ def run_demo(workdir: str) -> int:
     upgrade(settings.database_url)
 
     print("starting the reference vendor (dlib face engine) ...")
-    with BackgroundServer(
-        create_refvendor(access_key_id=VENDOR_KEY, secret_access_key=VENDOR_SECRET)
-    ) as vendor:
-        # All three protocols go to the reference vendor, attested (and labelled) for the demo.
-        inventory = write_reference_inventory(
-            root / "vendors",
-            vendor.url,
-            rekognition=(VENDOR_KEY, VENDOR_SECRET),
-            azure_key=DEFAULT_AZURE_KEY,
-            compreface_key=DEFAULT_COMPREFACE_KEY,
-            attested_on=datetime.now(UTC).date(),
-        )
+    with reference_backend(
+        root / "vendors", access_key_id=VENDOR_KEY, secret_access_key=VENDOR_SECRET
+    ) as (vendor_url, inventory):
         settings = settings.model_copy(
-            update={"rekognition_endpoint": vendor.url, "vendors_file": inventory}
+            update={"rekognition_endpoint": vendor_url, "vendors_file": inventory}
         )
         with BackgroundServer(create_app(settings)) as gateway:
-            print(f"gateway on {gateway.url}, vendor on {vendor.url}, audit log in {database}\n")
-            _seed_vendor(vendor.url, samples)
+            print(f"gateway on {gateway.url}, vendor on {vendor_url}, audit log in {database}\n")
+            _seed_vendor(vendor_url, samples)
             api = _Api(gateway.url, _bootstrap_admin(settings))
             return _scenario(api, gateway.url, samples, settings)
 

@@ -9,7 +9,7 @@ import pytest
 from gateway.config import Settings
 from gateway.migrate import upgrade_async
 from gateway.services import Services
-from gateway.vendors.inventory import write_reference_inventory
+from refvendor.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from gateway.api.deps import Auditor, ServicesDep, record_read
-from gateway.audit.query import InvalidQuery
 from gateway.audit.schemas import (
     AuditPage,
     AuditQuery,
@@ -18,7 +17,7 @@ from gateway.audit.schemas import (
     LogEntryPage,
     VerifyReport,
 )
-from gateway.errors import AuditUnavailable, MalformedRequest
+from gateway.errors import AuditUnavailable
 
 router = APIRouter(prefix="/facegate/v1/audit", tags=["audit"])
 
@@ -41,10 +40,7 @@ async def list_records(
         filters=filters.model_dump(mode="json", exclude_none=True),
         cursor=cursor,
     )
-    try:
-        return await services.audit.query(filters, cursor=cursor, limit=limit)
-    except InvalidQuery as exc:
-        raise MalformedRequest(str(exc)) from None
+    return await services.audit_records.query(filters, cursor=cursor, limit=limit)
 
 
 @router.get("/verify")
@@ -55,7 +51,7 @@ async def verify(auditor: Auditor, services: ServicesDep, request: Request) -> V
         by=auditor,
         action="audit.verify",
     )
-    return await services.audit.verify()
+    return await services.audit_checker.verify()
 
 
 NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -81,7 +77,7 @@ async def checkpoint(
         by=auditor,
         action="audit.checkpoint",
     )
-    latest = await services.audit.latest_checkpoint()
+    latest = await services.audit_reader.latest_checkpoint()
     if latest is None:
         raise AuditUnavailable("the log has signed no checkpoint yet")
     return PlainTextResponse(latest.note, media_type=NOTE_MEDIA_TYPE)
@@ -103,7 +99,7 @@ async def inclusion_proof(
         seq=seq,
         tree_size=tree_size,
     )
-    return await services.audit.inclusion_proof(seq, tree_size)
+    return await services.audit_reader.inclusion_proof(seq, tree_size)
 
 
 @router.get("/proofs/consistency")
@@ -122,7 +118,7 @@ async def consistency_proof(
         first=first,
         second=second,
     )
-    return await services.audit.consistency_proof(first, second)
+    return await services.audit_reader.consistency_proof(first, second)
 
 
 @router.get("/entries")
@@ -142,4 +138,4 @@ async def entries(
         start=start,
         end=end,
     )
-    return await services.audit.entries(start, end)
+    return await services.audit_reader.entries(start, end)

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE
+from gateway.errors import VerificationError
 
 fcntl: ModuleType | None
 try:
@@ -54,7 +55,7 @@ _PRIVATE_PREFIX: Final = "PRIVATE+KEY+"
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VerificationError):
     """A malformed key, note or checkpoint, or one whose signature does not verify. The
     message says which, in words an auditor can act on."""
 

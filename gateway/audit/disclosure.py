@@ -39,6 +39,7 @@ from gateway.audit.packet import (
     PacketLog,
     fingerprint,
 )
+from gateway.audit.reads import LogReader
 from gateway.audit.records import AuditRecord, EventType
 from gateway.audit.schemas import AuditEntryRead
 from gateway.audit.stores import map_database_errors
@@ -86,7 +87,7 @@ async def build_packet(
     signer = audit.signer
     if signer is None:
         raise AuditUnavailable("this log has no signing key: a packet needs a signed checkpoint")
-    as_of = await audit.tree_size()
+    as_of = await LogReader(audit.sessions).tree_size()
     rows = await _case_rows(sessions, case_number, up_to=as_of)
     seqs = [row.seq for row in rows]
     packet_id = uuid.uuid4().hex
@@ -347,7 +348,7 @@ async def _proved(audit: AuditLog, row: AuditLogEntry, checkpoint: Checkpoint) -
             f"seq {row.seq} no longer makes a valid record ({str(exc).splitlines()[0]}):"
             " run `facegate audit verify`"
         ) from None
-    proof = await audit.inclusion_proof(row.seq, checkpoint.size)
+    proof = await LogReader(audit.sessions).inclusion_proof(row.seq, checkpoint.size)
     leaf_hash = merkle.leaf_hash(leaf)
     hashes = [base64.b64decode(h) for h in proof.hashes]
     if _b64(leaf_hash) != proof.leaf_hash:
@@ -378,7 +379,7 @@ async def _consistency_hint(
     earlier = await _checkpoint_covering(sessions, disclosure_seq)
     if earlier is None or earlier.tree_size > checkpoint.size:
         return None
-    proof = await audit.consistency_proof(earlier.tree_size, checkpoint.size)
+    proof = await LogReader(audit.sessions).consistency_proof(earlier.tree_size, checkpoint.size)
     return ConsistencyHint(
         disclosure_seq=disclosure_seq,
         tree_size=earlier.tree_size,

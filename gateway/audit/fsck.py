@@ -32,11 +32,12 @@ from gateway.errors import AuditUnavailable
 
 
 class LogChecker:
-    """Checks of the whole log over ``sessions``, reading the tree through ``reader``."""
+    """Checks of the whole log over ``sessions``, reading the tree through a ``LogReader``
+    of the same database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reader: LogReader) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._reader = reader
+        self._reader = LogReader(sessions)
 
     async def verify(self, *, batch_size: int = VERIFY_BATCH_SIZE) -> VerifyReport:
         """Re-check the whole chain from seq 1 and report the first bad entry.

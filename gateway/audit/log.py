@@ -1,7 +1,9 @@
 """The audit log's writer: append entries to the Merkle tree (and the hash chain) in group
-commits, and sign a checkpoint with each batch. Reads are in ``reads.py`` (checkpoints,
-proofs, entries), record queries in ``query.py``, whole-log checks and export in
-``fsck.py``; ``AuditLog`` offers them too, so that one object is the log.
+commits, and sign a checkpoint with each batch. Only the writer is here: what it checks
+before signing is in ``signing.py``; reads (checkpoints, proofs, entries) are
+``reads.LogReader``, record queries ``query.RecordQuery``, whole-log checks and export
+``fsck.LogChecker``, each opened over the same session factory by whoever needs it
+(``gateway.services.Services``, the CLI's runtime).
 
 Contract:
 
@@ -36,38 +38,17 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
-from gateway.audit.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    SignedTreeState,
-    Signer,
-    Verifier,
-    open_note,
-)
-from gateway.audit.fsck import LogChecker
-from gateway.audit.query import DEFAULT_PAGE_SIZE, RecordQuery, decode_cursor, encode_cursor
-from gateway.audit.reads import MAX_PAGE_SIZE, VERIFY_BATCH_SIZE, LogReader
+from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
 from gateway.audit.records import AuditRecord
-from gateway.audit.schemas import (
-    AppendedEntry,
-    AuditPage,
-    AuditQuery,
-    ConsistencyProof,
-    InclusionProof,
-    LogEntryPage,
-    StoredCheckpoint,
-    TreeReport,
-    VerifyReport,
-)
+from gateway.audit.schemas import AppendedEntry
+from gateway.audit.signing import check_latest_checkpoint, check_signed_state, read_compact_range
 from gateway.audit.stores import (
     AppendStore,
     SQLAlchemyStore,
@@ -76,15 +57,6 @@ from gateway.audit.stores import (
 )
 from gateway.errors import AuditUnavailable
 from gateway.observability.metrics import observe_batch
-
-__all__ = [
-    "DEFAULT_PAGE_SIZE",
-    "MAX_PAGE_SIZE",
-    "VERIFY_BATCH_SIZE",
-    "AuditLog",
-    "decode_cursor",
-    "encode_cursor",
-]
 
 DEFAULT_LOCK_TIMEOUT: Final = timedelta(seconds=30)
 DEFAULT_MAX_BATCH: Final = 512
@@ -153,9 +125,12 @@ class AuditLog:
         self._staged_checkpoint: Checkpoint | None = None  # signed in the batch being written
         # The database is chosen once, here: the commit path only asks the store for a batch.
         self._store = group_commit_store(engine, lock_timeout_ms=self._lock_timeout_ms)
-        self._reader = LogReader(sessions)
-        self._records = RecordQuery(sessions)
-        self._checker = LogChecker(sessions, self._reader)
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory this log writes through: a ``LogReader``, ``RecordQuery`` or
+        ``LogChecker`` of the same log is opened over it."""
+        return self._sessions
 
     @property
     def signer(self) -> Signer | None:
@@ -311,18 +286,18 @@ class AuditLog:
             # exactly this edge.
             compact = cached[2].copy()
         else:
-            compact = await _read_compact_range(store, size)
+            compact = await read_compact_range(store, size)
             # 3. Before extending a tree we did not just sign, check it is the tree the
             #    latest checkpoint signed. Were it not (rows changed behind the guards, a
             #    replica with another key), a new checkpoint would contradict an old one
             #    that auditors may hold: refuse.
-            if sign:
-                await self._check_latest_checkpoint(store, compact)
+            if sign and self._signer is not None:
+                await check_latest_checkpoint(store, compact, self._signer)
         # 3b. And check it extends the last tree this key signed, as recorded beside the key:
         #    the database's own checkpoints may have been cut back with the tree. Every
         #    signing batch checks; after our own batch the sizes match and it is a compare.
-        if sign and self._signed_state is not None:
-            await self._check_signed_state(store, compact)
+        if sign and self._signer is not None and self._signed_state is not None:
+            await check_signed_state(store, compact, self._signer, self._signed_state)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
         #    refused alone and takes no seq, so the others keep contiguous ones.
@@ -378,155 +353,6 @@ class AuditLog:
             self._staged = (compact.size, prev_hash, compact.copy())
         return results
 
-    async def _check_signed_state(self, store: AppendStore, compact: merkle.CompactRange) -> None:
-        """Raise AuditUnavailable unless the stored tree ``compact`` (the one about to be
-        extended and signed) is a consistent extension of the last tree the key signed."""
-        assert self._signed_state is not None and self._signer is not None
-        state = self._signed_state
-        refusing = "refusing to sign: run `facegate audit verify`"
-        try:
-            # A read of a few dozen bytes, from the page cache: not worth a thread hop.
-            recorded = state.read()
-        except (CheckpointError, OSError) as exc:
-            raise AuditUnavailable(
-                f"the record of the last signed tree cannot be read ({exc}); {refusing}"
-            ) from None
-        if recorded is None:
-            latest = await store.read_latest_checkpoint()
-            if latest is None:
-                return  # this log has never signed: its first signature starts the record
-            raise AuditUnavailable(
-                f"there is no record of the last tree this key signed ({state.path}), yet the"
-                f" database holds a checkpoint of {latest.tree_size} entries; refusing to sign"
-                " until an operator checks the log and pins a checkpoint"
-                " (`facegate audit pin-head`)"
-            )
-        if recorded.origin != self._signer.name:
-            raise AuditUnavailable(
-                f"{state.path} records a tree of log {recorded.origin!r}, not"
-                f" {self._signer.name!r}; {refusing}"
-            )
-        if recorded.size > compact.size:
-            raise AuditUnavailable(
-                f"this key signed a tree of {recorded.size} entries but the database holds"
-                f" {compact.size}: entries were removed; {refusing}"
-            )
-        if recorded.size == compact.size:
-            consistent = compact.root() == recorded.root_hash
-        else:
-            ranges = merkle.consistency_ranges(recorded.size, compact.size)
-            ids = merkle.proof_node_ids(ranges)
-            nodes = await store.read_nodes(ids)
-            consistent = len(nodes) == len(ids)
-            if consistent:
-                try:
-                    merkle.verify_consistency(
-                        recorded.size,
-                        compact.size,
-                        recorded.root_hash,
-                        compact.root(),
-                        merkle.hashes_for(ranges, nodes.__getitem__),
-                    )
-                except merkle.ProofError:
-                    consistent = False
-        if not consistent:
-            raise AuditUnavailable(
-                f"the stored tree of {compact.size} entries does not extend the tree of"
-                f" {recorded.size} this key last signed: the log was rewritten; {refusing}"
-            )
-
-    async def _check_latest_checkpoint(
-        self, store: AppendStore, compact: merkle.CompactRange
-    ) -> None:
-        assert self._signer is not None
-        latest = await store.read_latest_checkpoint()
-        if latest is None:
-            return
-        try:
-            open_note(latest.note, self._signer.verifier)
-        except CheckpointError as exc:
-            raise AuditUnavailable(
-                f"the latest checkpoint (tree size {latest.tree_size}) is not one this log's key"
-                f" signed ({exc}); refusing to sign another"
-            ) from None
-        if latest.tree_size > compact.size:
-            raise AuditUnavailable(
-                f"the latest checkpoint signs {latest.tree_size} entries but the log holds"
-                f" {compact.size}: entries are missing; run `facegate audit verify`"
-            )
-        if latest.tree_size == compact.size:
-            root = compact.root()
-        else:
-            root = (await _read_compact_range(store, latest.tree_size)).root()
-        if root != latest.root_hash:
-            raise AuditUnavailable(
-                f"the stored tree no longer has the root the checkpoint of size"
-                f" {latest.tree_size} signed; refusing to sign a fork: run `facegate audit verify`"
-            )
-
-    # The log's reads, queries and checks, done by the modules that hold each job.
-
-    async def query(
-        self, filters: AuditQuery, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
-    ) -> AuditPage:
-        """See ``RecordQuery.query``."""
-        return await self._records.query(filters, cursor=cursor, limit=limit)
-
-    async def verify(self, *, batch_size: int = VERIFY_BATCH_SIZE) -> VerifyReport:
-        """See ``LogChecker.verify``."""
-        return await self._checker.verify(batch_size=batch_size)
-
-    async def verify_tree(
-        self,
-        verifier: Verifier,
-        *,
-        checkpoint: str | bytes | None = None,
-        older: Sequence[str | bytes] = (),
-        all_checkpoints: bool = False,
-    ) -> TreeReport:
-        """See ``LogChecker.verify_tree``."""
-        return await self._checker.verify_tree(
-            verifier, checkpoint=checkpoint, older=older, all_checkpoints=all_checkpoints
-        )
-
-    async def export(self, directory: Path) -> StoredCheckpoint:
-        """See ``LogChecker.export``."""
-        return await self._checker.export(directory)
-
-    async def tree_size(self) -> int:
-        """See ``LogReader.tree_size``."""
-        return await self._reader.tree_size()
-
-    async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        """See ``LogReader.latest_checkpoint``."""
-        return await self._reader.latest_checkpoint()
-
-    def checkpoints(self) -> AsyncIterator[StoredCheckpoint]:
-        """See ``LogReader.checkpoints``."""
-        return self._reader.checkpoints()
-
-    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
-        """See ``LogReader.inclusion_proof``."""
-        return await self._reader.inclusion_proof(seq, tree_size)
-
-    async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
-        """See ``LogReader.consistency_proof``."""
-        return await self._reader.consistency_proof(first, second)
-
-    async def entries(self, start: int, end: int) -> LogEntryPage:
-        """See ``LogReader.entries``."""
-        return await self._reader.entries(start, end)
-
-    def leaves(
-        self, *, start: int = 1, end: int | None = None, batch_size: int = VERIFY_BATCH_SIZE
-    ) -> AsyncIterator[bytes]:
-        """See ``LogReader.leaves``."""
-        return self._reader.leaves(start=start, end=end, batch_size=batch_size)
-
-    async def logged_leaf_hashes(self, *, end: int, batch_size: int = 10_000) -> bytes:
-        """See ``LogReader.logged_leaf_hashes``."""
-        return await self._reader.logged_leaf_hashes(end=end, batch_size=batch_size)
-
 
 def _column_values(record: AuditRecord) -> dict[str, Any]:
     # The JSON form, exactly what chain.canonical_bytes hashes, so that reading a row back
@@ -546,15 +372,3 @@ def _head_hash(seq: int, record_hash: str) -> bytes:
         # Chaining onto garbage would bury the damage under a valid-looking entry.
         raise AuditUnavailable(f"the audit log head (seq {seq}) is corrupt: run verify")
     return value
-
-
-async def _read_compact_range(store: AppendStore, size: int) -> merkle.CompactRange:
-    ids = merkle.CompactRange.node_ids(size)
-    nodes = await store.read_nodes(set(ids))
-    if len(nodes) != len(ids):
-        # The entries say n, the tree lacks the nodes of n: building on it would sign a
-        # root nobody can reproduce. Fail closed.
-        raise AuditUnavailable(
-            f"the audit tree does not cover the {size} entries logged: run `facegate audit verify`"
-        )
-    return merkle.CompactRange(size, [nodes[i] for i in ids])

@@ -25,6 +25,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
+from gateway.errors import VerificationError
+
 HASH_SIZE: Final = 32
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 
@@ -32,7 +34,7 @@ NodeId = tuple[int, int]  # (level, index)
 Range = tuple[int, int]  # leaves [start, end)
 
 
-class ProofError(ValueError):
+class ProofError(VerificationError):
     """A proof request outside the tree, or a proof that does not verify."""
 
 

@@ -13,14 +13,16 @@ from gateway.audit.models import AuditLogEntry
 from gateway.audit.reads import MAX_PAGE_SIZE
 from gateway.audit.schemas import AuditEntryRead, AuditPage, AuditQuery
 from gateway.audit.stores import map_database_errors
+from gateway.errors import MalformedRequest
 
 DEFAULT_PAGE_SIZE: Final = 100
 _MAX_CURSOR_LENGTH: Final = 32
 
 
-class InvalidQuery(ValueError):
+class InvalidQuery(MalformedRequest):
     """A query this log cannot answer: a cursor it did not issue, a limit out of range.
-    A domain error: the management API answers it as a bad request (400)."""
+    The caller's mistake, so a MalformedRequest: the management API answers it (400) as it
+    answers any other, and the CLI prints its message."""
 
 
 class RecordQuery:

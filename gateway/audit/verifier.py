@@ -22,8 +22,8 @@ What is checked, and what each failure is called:
 * every older checkpoint given, e.g. one an auditor saved last month, is the root of a
   prefix of these same entries (INCONSISTENT: the log was rewritten since).
 
-Pure: no database. ``AuditLog.verify_tree`` feeds the same ``TreeVerifier`` from a live
-database instead of a file.
+Pure: no database. ``LogChecker.verify_tree`` (fsck.py) feeds the same ``TreeVerifier``
+from a live database instead of a file.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ must not be taken for a replay. Management operations (listing, describing, dele
 collections) are idempotent at the vendor, so a replay of one adds nothing and they spend
 nothing; everything that searches, compares, detects or enrols spends its signature.
 
-Two caches behind one interface, like the activity windows (gateway/context/activity.py):
+Two caches behind one interface, like the activity windows (gateway/context/activity/):
 in memory for one replica (the embedded default), in Redis when replicas share it.
 """
 

@@ -137,8 +137,8 @@ def export(
                 chain, tree = await _check(rt, verifier)
             sound = chain.ok and tree.ok
             stored = None
-            if await rt.audit.latest_checkpoint() is not None:
-                stored = await rt.audit.export(out)
+            if await rt.reader.latest_checkpoint() is not None:
+                stored = await rt.checker.export(out)
                 (out / "log.pub").write_text(str(verifier) + "\n")
             if sound:
                 await rt.record_read("audit.export")
@@ -217,8 +217,8 @@ async def _check(
 ) -> tuple[VerifyReport, TreeReport]:
     """The chain and the tree, read only: nothing is appended before the log is known sound
     (an append would fail on a damaged log, or build on the damage)."""
-    chain = await rt.audit.verify()
-    tree = await rt.audit.verify_tree(
+    chain = await rt.checker.verify()
+    tree = await rt.checker.verify_tree(
         verifier, checkpoint=checkpoint, older=older, all_checkpoints=True
     )
     return chain, tree
@@ -227,7 +227,7 @@ async def _check(
 async def _unsigned_but_sound(rt: CliRuntime, chain: VerifyReport, note: bytes | None) -> bool:
     """A sound chain that no checkpoint covers yet (appended before the key's first
     signature, e.g. just after `facegate db upgrade`): nothing to check the tree against."""
-    return chain.ok and note is None and await rt.audit.latest_checkpoint() is None
+    return chain.ok and note is None and await rt.reader.latest_checkpoint() is None
 
 
 def _log_verifier(rt: CliRuntime) -> Verifier:
@@ -280,7 +280,7 @@ def list_records(
                 "audit.list",
                 filters=filters.model_dump(mode="json", exclude_none=True),
             )
-            page = await rt.audit.query(filters, limit=limit)
+            page = await rt.records.query(filters, limit=limit)
         for entry in page.entries:
             typer.echo(entry.model_dump_json())
 

@@ -17,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin import Actor, action_record
 from gateway.audit.checkpoint import CheckpointError, SignedTreeState, Signer
+from gateway.audit.fsck import LogChecker
 from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
+from gateway.audit.reads import LogReader
 from gateway.audit.records import AuditRecord, EventType
 from gateway.config import Settings
 from gateway.db import create_engine, session_factory
@@ -43,7 +46,10 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 @dataclass
 class CliRuntime:
     db: AsyncSession
-    audit: AuditLog
+    audit: AuditLog  # the writer: the command's own records
+    reader: LogReader
+    records: RecordQuery
+    checker: LogChecker
     settings: Settings
 
     async def record(self, action: str, **detail: Any) -> None:
@@ -85,7 +91,14 @@ async def runtime(settings: Settings) -> AsyncIterator[CliRuntime]:
     audit = log_of(sessions, settings)
     try:
         async with sessions() as db, db.begin():
-            yield CliRuntime(db=db, audit=audit, settings=settings)
+            yield CliRuntime(
+                db=db,
+                audit=audit,
+                reader=LogReader(sessions),
+                records=RecordQuery(sessions),
+                checker=LogChecker(sessions),
+                settings=settings,
+            )
     finally:
         await audit.aclose()
         await engine.dispose()

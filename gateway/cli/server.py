@@ -1,12 +1,13 @@
-"""`facegate serve`, `facegate demo` and `facegate db upgrade`."""
+"""`facegate serve`, `facegate demo` and `facegate db upgrade`.
+
+The reference vendor (`serve --refvendor`) and the demo live in `refvendor/`, loaded only
+when asked for: this module, like the rest of the gateway, never imports them at import."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -86,33 +87,11 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     with contextlib.ExitStack() as stack:
         if refvendor:
-            from gateway.serving import BackgroundServer
-            from gateway.vendors.inventory import write_reference_inventory
-            from refvendor.app import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
-            from refvendor.app import create_app as create_refvendor
-            from refvendor.azure import DEFAULT_KEY as DEFAULT_AZURE_KEY
-            from refvendor.compreface import DEFAULT_KEY as DEFAULT_COMPREFACE_KEY
+            # Loaded on demand: the product package never imports the reference vendor.
+            from refvendor.boot import serve_with_reference_vendor
 
-            # The reference vendor's own credentials, unless the settings name others.
-            given = settings.rekognition_secret_access_key
-            key_id = settings.rekognition_access_key_id or DEFAULT_ACCESS_KEY_ID
-            secret = given.get_secret_value() if given else DEFAULT_SECRET_ACCESS_KEY
-            vendor = stack.enter_context(
-                BackgroundServer(create_refvendor(access_key_id=key_id, secret_access_key=secret))
-            )
-            # All three protocols go to the reference vendor, attested and labelled as a demo.
-            inventory = write_reference_inventory(
-                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facegate-"))),
-                vendor.url,
-                rekognition=(key_id, secret),
-                azure_key=DEFAULT_AZURE_KEY,
-                compreface_key=DEFAULT_COMPREFACE_KEY,
-                attested_on=datetime.now(UTC).date(),
-            )
-            settings = settings.model_copy(update={"vendors_file": inventory})
-            # Worker processes build their Settings from the environment.
-            os.environ["FACEGATE_VENDORS_FILE"] = str(inventory)
-            typer.echo(f"reference vendor on {vendor.url}")
+            settings, vendor_url = stack.enter_context(serve_with_reference_vendor(settings))
+            typer.echo(f"reference vendor on {vendor_url}")
         uvicorn.run(
             # Several workers each build their own app in their own process.
             "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings),

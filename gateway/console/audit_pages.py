@@ -60,7 +60,7 @@ async def _page(
     services: Any, filters: AuditQuery, cursor: str | None, limit: int = PAGE_SIZE
 ) -> tuple[AuditPage | None, str | None]:
     try:
-        page: AuditPage = await services.audit.query(filters, cursor=cursor, limit=limit)
+        page: AuditPage = await services.audit_records.query(filters, cursor=cursor, limit=limit)
     except InvalidQuery as exc:
         return None, str(exc)
     return page, None
@@ -148,7 +148,7 @@ async def record_proof(
     """What the browser needs to check record ``seq`` itself: its leaf bytes, its
     inclusion proof in the latest signed checkpoint, that checkpoint, the public key."""
     await record_read(services, request, viewer=viewer, action="audit.inclusion_proof", seq=seq)
-    latest = await services.audit.latest_checkpoint()
+    latest = await services.audit_reader.latest_checkpoint()
     signer = services.audit.signer
     if latest is None or signer is None or not 1 <= seq <= latest.tree_size:
         return JSONResponse(
@@ -156,8 +156,8 @@ async def record_proof(
             status_code=409,
             headers=SECURITY_HEADERS,
         )
-    leaf = (await services.audit.entries(seq, seq + 1)).entries[0].leaf
-    proof = await services.audit.inclusion_proof(seq, latest.tree_size)
+    leaf = (await services.audit_reader.entries(seq, seq + 1)).entries[0].leaf
+    proof = await services.audit_reader.inclusion_proof(seq, latest.tree_size)
     return JSONResponse(
         {
             "seq": seq,

@@ -50,7 +50,7 @@ async def checkpoint_status(services: Services) -> CheckpointStatus:
     """The latest signed checkpoint and whether its signature verifies against the log's
     key and it is for this log. (Its root is checked against entries by the auditor's
     browser on each record page, and by `facegate audit verify`.)"""
-    latest = await services.audit.latest_checkpoint()
+    latest = await services.audit_reader.latest_checkpoint()
     signer = services.audit.signer
     if latest is None or signer is None:
         return CheckpointStatus(None, None, False, "no signed checkpoint yet", None, None)
@@ -60,7 +60,7 @@ async def checkpoint_status(services: Services) -> CheckpointStatus:
         return CheckpointStatus(
             latest.tree_size, latest.created_at, False, str(exc), latest.note, None
         )
-    ok = opened.size == latest.tree_size and opened.size <= await services.audit.tree_size()
+    ok = opened.size == latest.tree_size and opened.size <= await services.audit_reader.tree_size()
     message = "signature verifies" if ok else "the signed size does not match the log"
     return CheckpointStatus(
         opened.size, latest.created_at, ok, message, latest.note, str(signer.verifier)

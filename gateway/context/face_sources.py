@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.errors import ServiceUnavailable
 from gateway.operations import FaceOperation, FaceSource
 
 TTL_SECONDS = 24 * 3600  # Azure keeps a detected faceId for 24 hours at most
@@ -87,7 +88,7 @@ def sources_of(operation: FaceOperation, issued: IssuedFaces) -> dict[str, Sourc
     }
 
 
-class FaceSourcesUnavailable(Exception):
+class FaceSourcesUnavailable(ServiceUnavailable):
     """The face-source store could not be read or written."""
 
 

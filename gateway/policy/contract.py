@@ -81,7 +81,7 @@ class VendorFacts(BaseModel):
 
 # A sliding-window count: an integer, never "6", 6.0 or true (the engines part ways on them).
 Count = Annotated[int, Strict(), Field(ge=0)]
-# scope -> stream -> window -> count; see gateway/context/activity.py.
+# scope -> stream -> window -> count; see gateway/context/activity/.
 ActivityCounts = dict[str, dict[str, dict[str, Count]]]
 
 

@@ -34,8 +34,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway.errors import ConfigurationError
 
-class InventoryError(ValueError):
+
+class InventoryError(ConfigurationError):
     """The vendors file is missing, unreadable or wrong; the message names the key."""
 
 
@@ -208,55 +210,3 @@ def _read_secret(credentials: Credentials, *, env: dict[str, str], where: str, b
     if not value:
         raise InventoryError(f"{where}.secret_file: {secret_path} is empty")
     return value
-
-
-def write_reference_inventory(
-    directory: Path,
-    url: str,
-    *,
-    rekognition: tuple[str, str],
-    azure_key: str,
-    compreface_key: str,
-    attested_on: date | None = None,
-) -> Path:
-    """A vendors file with the local reference vendor behind all three protocols.
-
-    For the demo, benchmarks and tests only. With `attested_on`, each backend carries a
-    demographic accuracy attestation of that date whose source says plainly that it is not
-    an independent test: the reference vendor has none, and identification through it is
-    a demonstration, not evidence.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    attestations: dict[str, Any] = {}
-    if attested_on is not None:
-        attestations["demographic_accuracy_test"] = {
-            "date": attested_on.isoformat(),
-            "source": "facegate reference vendor: NOT an independent test (demo and tests only)",
-        }
-    access_key_id, secret_access_key = rekognition
-    backends: list[dict[str, Any]] = []
-    for protocol, secret in (
-        (Protocol.REKOGNITION, secret_access_key),
-        (Protocol.AZURE, azure_key),
-        (Protocol.COMPREFACE, compreface_key),
-    ):
-        name = f"refvendor-{protocol.value}"
-        secret_file = directory / f"{name}.secret"
-        secret_file.write_text(secret + "\n")
-        secret_file.chmod(0o600)
-        credentials: dict[str, Any] = {"secret_file": str(secret_file)}
-        backend: dict[str, Any] = {
-            "name": name,
-            "protocol": protocol.value,
-            "base_url": url,
-            "credentials": credentials,
-            "attestations": attestations,
-        }
-        if protocol is Protocol.REKOGNITION:
-            credentials["access_key_id"] = access_key_id
-        if protocol is Protocol.COMPREFACE:
-            backend["collection"] = "mugshots"
-        backends.append(backend)
-    path = directory / "vendors.yaml"
-    path.write_text(yaml.safe_dump({"vendors": backends}, sort_keys=False))
-    return path

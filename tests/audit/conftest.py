@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.fsck import LogChecker
 from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
+from gateway.audit.reads import LogReader
 from gateway.audit.records import AuditRecord, EventType
 from gateway.db import create_engine, session_factory
 
@@ -32,6 +35,21 @@ def make_record(**overrides: Any) -> AuditRecord:
     }
     fields.update(overrides)
     return AuditRecord(**fields)
+
+
+def reader_of(log: AuditLog) -> LogReader:
+    """Reads of the log ``log`` writes (checkpoints, proofs, entries)."""
+    return LogReader(log.sessions)
+
+
+def records_of(log: AuditLog) -> RecordQuery:
+    """Record queries of the log ``log`` writes."""
+    return RecordQuery(log.sessions)
+
+
+def checker_of(log: AuditLog) -> LogChecker:
+    """Whole-log checks and export of the log ``log`` writes."""
+    return LogChecker(log.sessions)
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import chain, guards
 from gateway.audit.log import AuditLog
-from gateway.audit.query import InvalidQuery, decode_cursor, encode_cursor
+from gateway.audit.query import InvalidQuery, RecordQuery, decode_cursor, encode_cursor
 from gateway.audit.records import AuditRecord, EventType
 from gateway.audit.schemas import AuditQuery, VerifyProblem
 from gateway.db import create_engine, session_factory
 from gateway.errors import AuditUnavailable
 from gateway.migrate import upgrade_async
+from tests.audit.conftest import checker_of, records_of
 
 RecordFactory = Callable[..., AuditRecord]
 
@@ -52,7 +53,7 @@ async def test_append_then_verify(
 
     assert (first.seq, second.seq) == (1, 2)
     assert first.record_hash == chain.entry_hash(1, record_factory(request_id="a"), bytes(32)).hex()
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert report.ok
     assert report.entries_checked == 2
     assert report.head_hash == second.record_hash
@@ -61,7 +62,7 @@ async def test_append_then_verify(
     # Committed when append returned: another engine (another process, say) sees both.
     other = create_engine(migrated_database_url)
     try:
-        page = await AuditLog(session_factory(other)).query(AuditQuery())
+        page = await RecordQuery(session_factory(other)).query(AuditQuery())
     finally:
         await other.dispose()
     assert [entry.seq for entry in page.entries] == [1, 2]
@@ -69,7 +70,7 @@ async def test_append_then_verify(
 
 
 async def test_empty_log_verifies(audit_log: AuditLog) -> None:
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert report.ok and report.entries_checked == 0 and report.head_hash is None
 
 
@@ -104,12 +105,12 @@ async def test_every_field_survives_storage(audit_log: AuditLog) -> None:
     )
     appended = await audit_log.append(record)
 
-    (entry,) = (await audit_log.query(AuditQuery())).entries
+    (entry,) = (await records_of(audit_log).query(AuditQuery())).entries
     stored = entry.model_dump(exclude={"seq", "prev_hash", "record_hash"})
     assert stored == record.model_dump()  # time compares as an instant
     assert entry.time.utcoffset() == timedelta(0)
     assert entry.record_hash == appended.record_hash
-    assert (await audit_log.verify()).ok
+    assert (await checker_of(audit_log).verify()).ok
 
 
 async def test_naive_time_is_refused_and_nothing_written(
@@ -117,7 +118,7 @@ async def test_naive_time_is_refused_and_nothing_written(
 ) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await audit_log.append(record_factory(time=datetime(2026, 3, 1, 9, 30)))
-    assert (await audit_log.verify()).entries_checked == 0
+    assert (await checker_of(audit_log).verify()).entries_checked == 0
     assert (await audit_log.append(record_factory())).seq == 1
 
 
@@ -162,7 +163,7 @@ async def all_pages(audit_log: AuditLog, filters: AuditQuery, limit: int) -> lis
     pages: list[list[int]] = []
     cursor: str | None = None
     while True:
-        page = await audit_log.query(filters, cursor=cursor, limit=limit)
+        page = await records_of(audit_log).query(filters, cursor=cursor, limit=limit)
         pages.append([entry.seq for entry in page.entries])
         if page.next_cursor is None:
             return pages
@@ -196,7 +197,7 @@ async def test_query_each_filter(audit_log: AuditLog, record_factory: RecordFact
         (AuditQuery(agency="nobody"), []),
     ]  # fmt: skip
     for filters, expected in cases:
-        page = await audit_log.query(filters, limit=100)
+        page = await records_of(audit_log).query(filters, limit=100)
         got = [entry.seq for entry in page.entries]
         assert got == expected, filters
         assert page.next_cursor is None
@@ -222,10 +223,10 @@ async def test_cursor_sees_entries_appended_after_it(
     audit_log: AuditLog, record_factory: RecordFactory
 ) -> None:
     await append_many(audit_log, record_factory, 3)
-    first = await audit_log.query(AuditQuery(), limit=2)
+    first = await records_of(audit_log).query(AuditQuery(), limit=2)
     assert first.next_cursor is not None
     await append_many(audit_log, record_factory, 2)
-    rest = await audit_log.query(AuditQuery(), cursor=first.next_cursor, limit=10)
+    rest = await records_of(audit_log).query(AuditQuery(), cursor=first.next_cursor, limit=10)
     assert [entry.seq for entry in rest.entries] == [3, 4, 5]
 
 
@@ -247,10 +248,10 @@ def test_cursor_round_trips() -> None:
 
 async def test_query_refuses_bad_cursor_and_limit(audit_log: AuditLog) -> None:
     with pytest.raises(InvalidQuery, match="cursor"):
-        await audit_log.query(AuditQuery(), cursor="not base64!")
+        await records_of(audit_log).query(AuditQuery(), cursor="not base64!")
     for limit in (0, -1, 1001):
         with pytest.raises(InvalidQuery, match="limit"):
-            await audit_log.query(AuditQuery(), limit=limit)
+            await records_of(audit_log).query(AuditQuery(), limit=limit)
 
 
 def test_query_model_validates_its_parameters() -> None:
@@ -271,7 +272,7 @@ async def test_verify_finds_an_altered_field(
     await append_many(audit_log, record_factory, 5)
     await tamper(engine, "UPDATE audit_log SET officer = 'someone-else' WHERE seq = 3")
 
-    report = await audit_log.verify(batch_size=2)
+    report = await checker_of(audit_log).verify(batch_size=2)
     assert not report.ok
     assert (report.first_bad_seq, report.problem) == (3, VerifyProblem.ALTERED)
     assert report.entries_checked == 2
@@ -291,7 +292,7 @@ async def test_verify_finds_an_altered_time(
     )
     await tamper(engine, "UPDATE audit_log SET time = :t WHERE seq = 2", t=one_microsecond_later)
 
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert (report.first_bad_seq, report.problem) == (2, VerifyProblem.ALTERED)
 
 
@@ -300,7 +301,7 @@ async def test_verify_finds_a_rehashed_forgery_at_the_next_link(
 ) -> None:
     # A forger who also rewrites seq 3's record_hash still breaks seq 4's prev_hash.
     await append_many(audit_log, record_factory, 5)
-    page = await audit_log.query(AuditQuery(), limit=3)
+    page = await records_of(audit_log).query(AuditQuery(), limit=3)
     original = page.entries[2]
     forged = AuditRecord.model_validate(
         {**original.model_dump(include=set(AuditRecord.model_fields)), "officer": "someone-else"}
@@ -312,7 +313,7 @@ async def test_verify_finds_a_rehashed_forgery_at_the_next_link(
         h=forged_hash,
     )
 
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert (report.first_bad_seq, report.problem) == (4, VerifyProblem.OUT_OF_ORDER)
     assert report.entries_checked == 3
     assert report.head_hash == forged_hash
@@ -325,7 +326,7 @@ async def test_verify_finds_a_deleted_row_as_a_gap(
     # seq 3 starts the second batch of two: the gap sits on a batch boundary.
     await tamper(engine, "DELETE FROM audit_log WHERE seq = 3")
 
-    report = await audit_log.verify(batch_size=2)
+    report = await checker_of(audit_log).verify(batch_size=2)
     assert not report.ok
     assert (report.first_bad_seq, report.problem) == (3, VerifyProblem.MISSING)
     assert report.entries_checked == 2
@@ -337,7 +338,7 @@ async def test_verify_finds_the_first_row_deleted(
     await append_many(audit_log, record_factory, 3)
     await tamper(engine, "DELETE FROM audit_log WHERE seq IN (1, 2)")
 
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert (report.first_bad_seq, report.problem) == (1, VerifyProblem.MISSING)
     assert report.entries_checked == 0
     assert report.detail is not None and "seqs 1..2" in report.detail
@@ -355,7 +356,7 @@ async def test_verify_finds_a_stray_row_before_the_first(
         " policy_revision, probe_digests, upstream_status, match_count, top_similarity,"
         " latency_ms, detail, prev_hash, record_hash FROM audit_log WHERE seq = 1",
     )
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert (report.first_bad_seq, report.problem) == (0, VerifyProblem.OUT_OF_ORDER)
 
 
@@ -363,10 +364,10 @@ async def test_verify_cannot_see_a_cut_tail_but_head_hash_shows_it(
     audit_log: AuditLog, engine: AsyncEngine, record_factory: RecordFactory
 ) -> None:
     await append_many(audit_log, record_factory, 4)
-    noted_head = (await audit_log.verify()).head_hash
+    noted_head = (await checker_of(audit_log).verify()).head_hash
     await tamper(engine, "DELETE FROM audit_log WHERE seq = 4")
 
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert report.ok and report.entries_checked == 3
     assert report.head_hash != noted_head
 
@@ -408,7 +409,7 @@ async def test_append_in_callers_transaction_commits_with_it(
         notes = (await connection.execute(sa.text("SELECT note FROM scratch"))).scalars().all()
     assert notes == ["kept"]
     assert (await audit_log.append(record_factory(request_id="d"))).seq == 3
-    report = await audit_log.verify()
+    report = await checker_of(audit_log).verify()
     assert report.ok and report.entries_checked == 3
 
 
@@ -422,11 +423,11 @@ async def test_verify_names_a_row_sqlite_cannot_read_back(
         audit_log = AuditLog(session_factory(engine))
         await append_many(audit_log, record_factory, 4)
         await tamper(engine, "UPDATE audit_log SET time = 'garbage' WHERE seq = 3")
-        report = await audit_log.verify(batch_size=2)
+        report = await checker_of(audit_log).verify(batch_size=2)
         assert (report.first_bad_seq, report.problem) == (3, VerifyProblem.ALTERED)
         assert report.detail is not None and "garbage" in report.detail
         await tamper(engine, "UPDATE audit_log SET time = 'x', detail = '{bad' WHERE seq = 3")
-        assert (await audit_log.verify()).first_bad_seq == 3
+        assert (await checker_of(audit_log).verify()).first_bad_seq == 3
     finally:
         await engine.dispose()
 
@@ -475,7 +476,7 @@ async def test_sqlite_append_makes_its_connection_durable(
                 await db.execute(sa.text("PRAGMA synchronous = OFF"))
                 await db.execute(sa.text("INSERT INTO scratch VALUES ('x')"))  # txn now open
                 await audit_log.append(record_factory(), db=db)
-        report = await audit_log.verify()
+        report = await checker_of(audit_log).verify()
         assert report.ok and report.entries_checked == 1
     finally:
         await engine.dispose()

@@ -16,6 +16,7 @@ from gateway.audit.schemas import AppendedEntry, AuditQuery
 from gateway.audit.stores import SEQUENCER_LOCK_ID
 from gateway.db import create_engine, session_factory
 from gateway.errors import AuditUnavailable
+from tests.audit.conftest import checker_of, records_of
 
 RecordFactory = Callable[..., AuditRecord]
 
@@ -24,7 +25,7 @@ async def all_entries(audit_log: AuditLog) -> list[tuple[int, str, str]]:
     entries: list[tuple[int, str, str]] = []
     cursor: str | None = None
     while True:
-        page = await audit_log.query(AuditQuery(), cursor=cursor, limit=1000)
+        page = await records_of(audit_log).query(AuditQuery(), cursor=cursor, limit=1000)
         entries.extend((e.seq, e.prev_hash, e.record_hash) for e in page.entries)
         if page.next_cursor is None:
             return entries
@@ -50,7 +51,7 @@ async def test_concurrent_appends_get_contiguous_seqs(
         *(audit_log.append(record_factory(request_id=f"req-{i}")) for i in range(200))
     )
     assert_one_unbroken_chain(list(appended), await all_entries(audit_log), 200)
-    report = await audit_log.verify(batch_size=64)
+    report = await checker_of(audit_log).verify(batch_size=64)
     assert report.ok and report.entries_checked == 200
 
 
@@ -77,7 +78,7 @@ async def test_two_replicas_append_without_gap_or_fork(
         )
     )
     assert_one_unbroken_chain(list(appended), await all_entries(audit_log), 200)
-    report = await replica.verify()
+    report = await checker_of(replica).verify()
     assert report.ok and report.entries_checked == 200
 
 
@@ -104,5 +105,5 @@ async def test_stuck_sequencer_fails_closed_then_recovers(
         await holder.rollback()
 
     assert (await impatient.append(record_factory(request_id="after"))).seq == 2
-    report = await impatient.verify()
+    report = await checker_of(impatient).verify()
     assert report.ok and report.entries_checked == 2

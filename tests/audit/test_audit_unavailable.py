@@ -13,6 +13,7 @@ from gateway.audit.records import AuditRecord, EventType
 from gateway.audit.schemas import AuditQuery
 from gateway.db import create_engine, session_factory
 from gateway.errors import AuditUnavailable
+from tests.audit.conftest import checker_of, records_of
 
 SECRET = "s3cret-pa55"
 
@@ -27,8 +28,8 @@ async def assert_every_operation_unavailable(url: str) -> None:
         audit_log = AuditLog(session_factory(engine))
         for operation in (
             lambda: audit_log.append(_record()),
-            lambda: audit_log.query(AuditQuery()),
-            lambda: audit_log.verify(),
+            lambda: records_of(audit_log).query(AuditQuery()),
+            lambda: checker_of(audit_log).verify(),
         ):
             with pytest.raises(AuditUnavailable) as raised:
                 await operation()

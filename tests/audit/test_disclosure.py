@@ -21,6 +21,7 @@ from gateway.audit.disclosure import build_packet, case_timeline, write_packet
 from gateway.audit.log import AuditLog
 from gateway.audit.packet import PACKET_FILE, DisclosurePacket
 from gateway.audit.packet_verifier import PacketReport, verify_packet
+from gateway.audit.reads import LogReader
 from gateway.audit.records import AuditRecord, EventType
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable, MalformedRequest
@@ -388,8 +389,8 @@ async def test_a_genuine_entry_of_another_case_slipped_in_fails(
     _, seqs, packet = built
     stranger = seqs["other-decision"]
     # In the log, unaltered, with a valid proof against the packet's own checkpoint.
-    proof = await log.inclusion_proof(stranger, packet.checkpoint.tree_size)
-    (leaf,) = (await log.entries(stranger, stranger + 1)).entries
+    proof = await LogReader(log.sessions).inclusion_proof(stranger, packet.checkpoint.tree_size)
+    (leaf,) = (await LogReader(log.sessions).entries(stranger, stranger + 1)).entries
     item = {
         "seq": stranger,
         "entry": json.loads(leaf.leaf),
@@ -461,13 +462,13 @@ async def test_a_log_altered_behind_the_triggers_is_refused_not_disclosed(
 async def test_a_case_number_no_session_could_carry_is_refused_before_anything_is_recorded(
     log: AuditLog, engine: AsyncEngine
 ) -> None:
-    before = await log.tree_size()
+    before = await LogReader(log.sessions).tree_size()
     for bad in ("", "   ", "2026\n123", "x" * 101):
         with pytest.raises(MalformedRequest):
             await packet_of(log, engine, bad)
         with pytest.raises(MalformedRequest):
             await case_timeline(sessions=session_factory(engine), case_number=bad)
-    assert await log.tree_size() == before
+    assert await LogReader(log.sessions).tree_size() == before
 
 
 async def test_an_edited_page_is_a_warning_and_the_packet_still_verifies(

@@ -19,6 +19,7 @@ from gateway.audit.schemas import AppendedEntry
 from gateway.audit.stores import AppendStore, AsyncpgStore
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
+from tests.audit.conftest import checker_of
 
 RecordFactory = Callable[..., AuditRecord]
 
@@ -75,6 +76,6 @@ async def test_group_commit_waits_for_the_wal_flush_even_if_configured_off(
         # levels flush it locally, and are kept as configured.
         expected = "on" if configured == "off" else configured
         assert log.in_force == [expected] * len(log.in_force)
-        assert (await log.verify()).entries_checked == 21
+        assert (await checker_of(log).verify()).entries_checked == 21
     finally:
         await engine.dispose()

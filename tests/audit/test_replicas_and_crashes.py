@@ -22,7 +22,7 @@ from gateway.audit.records import EventType
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.serving import free_port
-from tests.audit.conftest import make_record
+from tests.audit.conftest import make_record, reader_of
 from tests.audit.test_tree_log import check_everything
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,10 +106,10 @@ async def test_two_gateway_replicas_keep_one_log(postgres_url: str, tmp_path: Pa
     engine = create_engine(postgres_url)
     try:
         log = AuditLog(session_factory(engine), signer=signer)
-        size = await log.tree_size()
+        size = await reader_of(log).tree_size()
         # Each replica also recorded the policy it activated when it started.
         assert size == 2 * per_replica + 2
-        entries = [e async for e in log.leaves()]
+        entries = [e async for e in reader_of(log).leaves()]
         refused = [
             e for e in entries if f'"event_type":"{EventType.AUTH_FAILURE.value}"'.encode() in e
         ]
@@ -120,7 +120,7 @@ async def test_two_gateway_replicas_keep_one_log(postgres_url: str, tmp_path: Pa
         # Every request's record was signed; a policy activation is appended with its
         # revision's text, unsigned, and may come last (the next signed batch covers it).
         last_signed = max(i for i, e in enumerate(entries) if e in refused)
-        latest = await log.latest_checkpoint()
+        latest = await reader_of(log).latest_checkpoint()
         assert latest is not None and last_signed < latest.tree_size <= size
     finally:
         await engine.dispose()
@@ -162,18 +162,18 @@ async def test_a_process_killed_mid_append_leaves_a_log_that_verifies(
 
             # On restart: everything acknowledged is in the tree, and the log verifies and
             # keeps growing from where the dead process left it.
-            size = await log.tree_size()
+            size = await reader_of(log).tree_size()
             assert max(acknowledged) <= size
             entry = await log.append(make_record(request_id=f"after-kill-{round_}"))
             assert entry.seq == size + 1
             await check_everything(log, signer)
 
-        latest = await log.latest_checkpoint()
+        latest = await reader_of(log).latest_checkpoint()
         assert latest is not None
         checkpoint = Checkpoint.open(latest.note, signer.verifier)
         for seq in sorted(set(acknowledged))[:: max(1, len(acknowledged) // 20)]:
-            page = await log.entries(seq, seq + 1)
-            proof = await log.inclusion_proof(seq, checkpoint.size)
+            page = await reader_of(log).entries(seq, seq + 1)
+            proof = await reader_of(log).inclusion_proof(seq, checkpoint.size)
             merkle.verify_inclusion(
                 merkle.leaf_hash(page.entries[0].leaf.encode()),
                 seq - 1,

@@ -18,6 +18,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable
+from tests.audit.conftest import checker_of, reader_of
 from tests.audit.test_tree_log import ORIGIN, check_everything
 
 RecordFactory = Callable[..., AuditRecord]
@@ -88,8 +89,8 @@ async def test_a_log_cut_back_with_its_checkpoints_is_not_signed(
     await as_database_owner(engine, *cut_back_to(3))
     restarted = gateway_log(engine, signer, state)
     # What the database now holds is self-consistent: both verifiers accept it...
-    assert (await restarted.verify()).ok
-    assert (await restarted.verify_tree(signer.verifier, all_checkpoints=True)).ok
+    assert (await checker_of(restarted).verify()).ok
+    assert (await checker_of(restarted).verify_tree(signer.verifier, all_checkpoints=True)).ok
 
     # ...but the key signed 6 entries, and will not sign a tree that forgot three of them.
     with pytest.raises(AuditUnavailable, match="signed a tree of 6 entries but the database"):
@@ -106,7 +107,7 @@ async def test_an_emptied_checkpoint_table_and_a_rebuilt_tree_are_not_signed(
     # longer than the one signed, with other records in it.
     await append_each(AuditLog(session_factory(engine)), record_factory, "forged", 7)
     restarted = gateway_log(engine, signer, state)
-    assert (await restarted.verify()).ok
+    assert (await checker_of(restarted).verify()).ok
 
     with pytest.raises(AuditUnavailable, match="does not extend the tree of 4"):
         await restarted.append(record_factory(request_id="next"))
@@ -156,7 +157,7 @@ async def test_appends_across_restarts_and_replicas_go_on(
     await check_everything(last, signer)
     recorded = state.read()
     assert recorded is not None and recorded.size == 3 * 17 + 1
-    latest = await last.latest_checkpoint()
+    latest = await reader_of(last).latest_checkpoint()
     assert latest is not None
     assert recorded == Checkpoint.open(latest.note, signer.verifier)
 
@@ -172,7 +173,7 @@ async def test_a_lost_record_refuses_to_sign_until_a_checkpoint_is_pinned(
     assert await count(engine) == 3
 
     # What `facegate audit pin-head` does once the operator has checked the log.
-    latest = await restarted.latest_checkpoint()
+    latest = await reader_of(restarted).latest_checkpoint()
     assert latest is not None
     state.record(Checkpoint.open(latest.note, signer.verifier))
     await restarted.append(record_factory(request_id="c"))

@@ -20,6 +20,7 @@ from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import VerifyProblem
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable, MalformedRequest
+from tests.audit.conftest import checker_of, reader_of
 from tests.audit.test_audit_log import tamper
 
 RecordFactory = Callable[..., AuditRecord]
@@ -55,13 +56,15 @@ def b64(value: str) -> bytes:
 
 async def check_everything(log: AuditLog, signer: Signer) -> int:
     """Verify the whole log, every checkpoint, and consistency between successive ones."""
-    chain_report = await log.verify()
+    chain_report = await checker_of(log).verify()
     assert chain_report.ok, chain_report
-    tree_report = await log.verify_tree(signer.verifier, all_checkpoints=True)
+    tree_report = await checker_of(log).verify_tree(signer.verifier, all_checkpoints=True)
     assert tree_report.ok, tree_report
-    checkpoints = [Checkpoint.open(c.note, signer.verifier) async for c in log.checkpoints()]
+    checkpoints = [
+        Checkpoint.open(c.note, signer.verifier) async for c in reader_of(log).checkpoints()
+    ]
     for older, newer in itertools.pairwise(checkpoints):
-        proof = await log.consistency_proof(older.size, newer.size)
+        proof = await reader_of(log).consistency_proof(older.size, newer.size)
         merkle.verify_consistency(
             older.size, newer.size, older.root_hash, newer.root_hash, [b64(h) for h in proof.hashes]
         )
@@ -79,14 +82,14 @@ async def test_group_commit_signs_each_batch_and_proofs_verify(
     signed = await check_everything(tree_log, signer)
     assert 1 <= signed < 60
 
-    latest = await tree_log.latest_checkpoint()
+    latest = await reader_of(tree_log).latest_checkpoint()
     assert latest is not None
     checkpoint = Checkpoint.open(latest.note, signer.verifier)
     assert checkpoint.size == 60
     for seq in (1, 2, 31, 60):
-        page = await tree_log.entries(seq, seq + 1)
+        page = await reader_of(tree_log).entries(seq, seq + 1)
         leaf = page.entries[0].leaf.encode()
-        proof = await tree_log.inclusion_proof(seq, 60)
+        proof = await reader_of(tree_log).inclusion_proof(seq, 60)
         assert b64(proof.leaf_hash) == merkle.leaf_hash(leaf)
         merkle.verify_inclusion(
             merkle.leaf_hash(leaf),
@@ -120,7 +123,7 @@ async def test_db_appends_join_the_tree_and_the_next_batch_signs_them(
         await tree_log.append(record_factory(request_id="admin-1"), db=db)
         await tree_log.append(record_factory(request_id="admin-2"), db=db)
     await tree_log.append(record_factory(request_id="last"))
-    latest = await tree_log.latest_checkpoint()
+    latest = await reader_of(tree_log).latest_checkpoint()
     assert latest is not None and latest.tree_size == 4
     assert await check_everything(tree_log, signer) == 2
 
@@ -131,14 +134,17 @@ async def test_bad_proof_requests_say_what_is_wrong(
     for i in range(5):
         await tree_log.append(record_factory(request_id=f"req-{i}"))
     cases = [
-        (tree_log.inclusion_proof(0, 5), "seq 0 is not in a tree of size 5"),
-        (tree_log.inclusion_proof(6, 5), "seq 6 is not in a tree of size 5"),
-        (tree_log.inclusion_proof(1, 9), "tree_size 9 is outside the log: it holds 5 entries"),
-        (tree_log.consistency_proof(4, 2), "first (4) must be between 0 and second (2)"),
-        (tree_log.consistency_proof(1, 6), "second 6 is outside the log"),
-        (tree_log.entries(0, 3), "need 1 <= start < end"),
-        (tree_log.entries(1, 7), "end 7 is beyond the log"),
-        (tree_log.entries(1, 5000), "at most 1000 entries"),
+        (reader_of(tree_log).inclusion_proof(0, 5), "seq 0 is not in a tree of size 5"),
+        (reader_of(tree_log).inclusion_proof(6, 5), "seq 6 is not in a tree of size 5"),
+        (
+            reader_of(tree_log).inclusion_proof(1, 9),
+            "tree_size 9 is outside the log: it holds 5 entries",
+        ),
+        (reader_of(tree_log).consistency_proof(4, 2), "first (4) must be between 0 and second (2)"),
+        (reader_of(tree_log).consistency_proof(1, 6), "second 6 is outside the log"),
+        (reader_of(tree_log).entries(0, 3), "need 1 <= start < end"),
+        (reader_of(tree_log).entries(1, 7), "end 7 is beyond the log"),
+        (reader_of(tree_log).entries(1, 5000), "at most 1000 entries"),
     ]
     for call, message in cases:
         with pytest.raises(MalformedRequest) as raised:
@@ -152,7 +158,7 @@ async def test_an_altered_row_is_named_by_the_tree_verifier(
     for i in range(8):
         await tree_log.append(record_factory(request_id=f"req-{i}"))
     await tamper(engine, "UPDATE audit_log SET decision = 'deny' WHERE seq = 5")
-    report = await tree_log.verify_tree(signer.verifier)
+    report = await checker_of(tree_log).verify_tree(signer.verifier)
     assert (report.ok, report.first_bad_seq, report.problem) == (False, 5, VerifyProblem.ALTERED)
 
 
@@ -258,7 +264,7 @@ async def test_faults_before_and_after_persisting_leave_a_log_that_verifies(
     )
     # Every caller of the failed batch is told it failed, so none of them forwards.
     assert all(isinstance(r, AuditUnavailable) for r in results)
-    assert await log.tree_size() == (6 if persisted else 1)
+    assert await reader_of(log).tree_size() == (6 if persisted else 1)
     after = await log.append(record_factory(request_id="after"))
     assert after.seq == (7 if persisted else 2)
     await check_everything(log, signer)

@@ -16,7 +16,7 @@ from gateway.audit.log import AuditLog, _column_values
 from gateway.audit.models import AuditLogEntry
 from gateway.db import create_engine, session_factory
 from gateway.migrate import alembic_config, upgrade_async
-from tests.audit.conftest import make_record
+from tests.audit.conftest import checker_of, make_record, reader_of
 
 
 async def write_chain_entries(url: str, count: int, *, break_at: int | None = None) -> None:
@@ -52,7 +52,7 @@ async def test_existing_entries_become_the_first_leaves(database_url: str) -> No
         log = AuditLog(session_factory(engine), signer=signer)
         entry = await log.append(make_record(request_id="new"))
         assert entry.seq == 38
-        note = await log.latest_checkpoint()
+        note = await reader_of(log).latest_checkpoint()
         assert note is not None
         checkpoint = Checkpoint.open(note.note, signer.verifier)
         assert checkpoint.size == 38
@@ -60,7 +60,7 @@ async def test_existing_entries_become_the_first_leaves(database_url: str) -> No
             merkle.leaf_hash(chain.canonical_bytes(seq, make_record(request_id=f"old-{seq}")))
             for seq in range(1, 38)
         )
-        proof = await log.consistency_proof(37, 38)
+        proof = await reader_of(log).consistency_proof(37, 38)
         merkle.verify_consistency(
             37,
             38,
@@ -68,8 +68,8 @@ async def test_existing_entries_become_the_first_leaves(database_url: str) -> No
             checkpoint.root_hash,
             [base64.b64decode(h) for h in proof.hashes],
         )
-        assert (await log.verify()).ok
-        assert (await log.verify_tree(signer.verifier)).ok
+        assert (await checker_of(log).verify()).ok
+        assert (await checker_of(log).verify_tree(signer.verifier)).ok
     finally:
         await engine.dispose()
 

@@ -28,9 +28,9 @@ from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant
 from gateway.db import create_engine, session_factory
 from gateway.operations import OperationKind
 from gateway.serving import BackgroundServer
-from gateway.vendors.inventory import write_reference_inventory
 from refvendor import samples
 from refvendor.app import create_app as create_refvendor
+from refvendor.inventory import write_reference_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_KEY, VENDOR_SECRET = "refvendor", "refvendor-secret"

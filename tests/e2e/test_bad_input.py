@@ -15,7 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.auth.sessions import IssuedCredentials
 from gateway.db import create_engine, session_factory
@@ -74,7 +74,7 @@ def post(stack: Stack, headers: dict[str, str], body: Any) -> httpx.Response:
 async def records_of(stack: Stack, **filters: Any) -> list[Any]:
     engine = create_engine(stack.settings.database_url)
     try:
-        page = await AuditLog(session_factory(engine)).query(AuditQuery(**filters), limit=1000)
+        page = await RecordQuery(session_factory(engine)).query(AuditQuery(**filters), limit=1000)
         return page.entries
     finally:
         await engine.dispose()

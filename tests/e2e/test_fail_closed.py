@@ -15,7 +15,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from gateway.app import create_app
-from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.db import create_engine, session_factory
 from gateway.serving import BackgroundServer
@@ -176,7 +176,7 @@ async def test_an_unreachable_vendor_is_an_error_on_record(stack: Stack, tmp_pat
 
     engine = create_engine(stack.settings.database_url)
     try:
-        page = await AuditLog(session_factory(engine)).query(AuditQuery(case_number=CASE))
+        page = await RecordQuery(session_factory(engine)).query(AuditQuery(case_number=CASE))
     finally:
         await engine.dispose()
     assert [(e.event_type, e.decision) for e in page.entries] == [

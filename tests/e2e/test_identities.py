@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError
 from botocore.exceptions import ClientError
 
 from gateway.app import create_app
-from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.case import LegalBasis
 from gateway.context.face_sources import FaceSourcesUnavailable, SourceRecord
@@ -358,7 +358,7 @@ async def test_face_ids_that_cannot_be_traced_are_withheld_and_searches_by_id_re
 
     engine = create_engine(stack.settings.database_url)
     try:
-        page = await AuditLog(session_factory(engine)).query(AuditQuery(case_number=CASE))
+        page = await RecordQuery(session_factory(engine)).query(AuditQuery(case_number=CASE))
     finally:
         await engine.dispose()
     assert [(e.operation, e.event_type, e.decision) for e in page.entries] == [

@@ -23,6 +23,7 @@ from policy_support import an_identification, repin_cases_from
 
 from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.config import Settings
 from gateway.db import create_engine, session_factory
@@ -43,7 +44,9 @@ class Gateway:
     engine: Any
 
     async def policy_records(self) -> list[dict[str, Any]]:
-        page = await self.audit.query(AuditQuery(event_type="policy"), limit=100)
+        page = await RecordQuery(self.audit.sessions).query(
+            AuditQuery(event_type="policy"), limit=100
+        )
         return [entry.detail for entry in page.entries]
 
     async def kept(self, revision: str) -> dict[str, str] | None:

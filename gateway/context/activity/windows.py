@@ -1,0 +1,186 @@
+"""What one request adds to the activity windows, and which counts it reads back: a plan,
+pure (no store, no clock but the event's own time), that every store carries out alike.
+The windows and streams are described in the package's docstring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.context.identity import identity_keys
+from gateway.operations import OperationKind
+
+WINDOWS: dict[str, int] = {  # name -> length in seconds
+    "second": 1,
+    "ten_seconds": 10,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+}
+RETENTION_MS = max(WINDOWS.values()) * 1000
+EVENT_STREAMS = ("requests", "probes", "identifications", "enrolments")
+
+
+@dataclass(frozen=True)
+class ActivityEvent:
+    """One request as the windows count it. Digests only: no image, no template."""
+
+    request_id: str
+    at: datetime
+    officer: str
+    agency: str
+    case_number: str | None
+    kind: OperationKind
+    probe_digests: tuple[str, ...] = ()
+    faces_in_probe: int | None = None
+    # Stored identities compared one by one (FaceOperation.compared_identities).
+    compared_identities: tuple[str, ...] = ()
+    # (source image identity, the face's place in it) of each face named by id whose source
+    # is known: distinct faces of one image, however often it was detected.
+    face_sources: tuple[tuple[str, str], ...] = ()
+    # The perceptual identity of each image inspected (gateway.context.identity); when
+    # given, probes are known by these rather than by their digests.
+    probe_identities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Add:
+    key: str
+    member: str
+    latest: bool  # a distinct value: its score becomes the later of its old one and now
+
+
+@dataclass(frozen=True)
+class Query:
+    path: tuple[str, str, str]  # (scope, stream, window) in the counts document
+    key: str
+    since_ms: int  # counts members scored after this
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one event adds, and which counts it reads back: pure, shared by every store."""
+
+    now_ms: int
+    adds: tuple[Add, ...]
+    queries: tuple[Query, ...]
+
+    def counts(self, results: Iterable[int]) -> dict[str, Any]:
+        """The counts document from one result per query, in query order."""
+        document: dict[str, Any] = {}
+        for query, value in zip(self.queries, results, strict=True):
+            scope, stream, window = query.path
+            windows = document.setdefault(scope, {}).setdefault(stream, {})
+            # Several probe keys answer one path: the policy sees the largest.
+            windows[window] = max(windows.get(window, 0), int(value))
+        return document
+
+
+def _case_id(agency: str, case_number: str) -> str:
+    # Case numbers are per agency; the key is opaque so that neither may forge the other.
+    return hashlib.sha256(json.dumps([agency, case_number]).encode()).hexdigest()[:32]
+
+
+def _scopes(event: ActivityEvent) -> dict[str, str]:
+    scopes = {"officer": f"officer:{event.officer}", "agency": f"agency:{event.agency}"}
+    if event.case_number:
+        scopes["case"] = f"case:{_case_id(event.agency, event.case_number)}"
+    return scopes
+
+
+# Most members one after-the-fact count adds: far past any limit a policy sets, and it keeps
+# one Redis call bounded whatever number a vendor's answer claims.
+MAX_RECORDED_AFTER = 10_000
+
+
+def plan_after(event: ActivityEvent, *, stream: str, count: int) -> tuple[Add, ...]:
+    """The members an after-the-fact count adds: "<request id>:<n>" for n below `count`, in
+    every scope of the event. The reservation added "<request id>:0".. for what it counted,
+    so a member both add is counted once: the stream keeps the larger of the two counts."""
+    if stream not in EVENT_STREAMS:
+        raise ValueError(f"{stream!r} is not an event stream")
+    count = max(0, min(count, MAX_RECORDED_AFTER))
+    return tuple(
+        Add(f"{prefix}:{stream}", f"{event.request_id}:{i}", latest=False)
+        for prefix in _scopes(event).values()
+        for i in range(count)
+    )
+
+
+def plan(event: ActivityEvent) -> Plan:
+    now_ms = int(event.at.timestamp() * 1000)
+    scopes = _scopes(event)
+
+    per_stream = {
+        "requests": 1,
+        "probes": len(event.probe_digests),
+        "identifications": 1 if event.kind == OperationKind.IDENTIFY else 0,
+        # A crowd photo sent to IndexFaces enrols every face in it.
+        "enrolments": (
+            (event.faces_in_probe if event.faces_in_probe is not None else 1)
+            if event.kind == OperationKind.ENROLL
+            else 0
+        ),
+    }
+    adds: list[Add] = []
+    for prefix in scopes.values():
+        for stream, n in per_stream.items():
+            adds += [
+                Add(f"{prefix}:{stream}", f"{event.request_id}:{i}", latest=False) for i in range(n)
+            ]
+
+    # A comparison against stored identities is a search of the reference data, whatever
+    # the policy later calls it: it marks the case for the sweep rules as a 1:N search does.
+    searches = event.kind == OperationKind.IDENTIFY or bool(event.compared_identities)
+    identifies_in_case = searches and event.case_number
+    case_value = json.dumps([event.agency, event.case_number])
+    # A probe is known by its picture, not its bytes: the same face appended to or
+    # re-encoded is the same probe. Its identity's band keys are each a probe key; the
+    # policy sees the largest count any of them holds (Plan.counts).
+    probes = event.probe_identities or event.probe_digests
+    probe_keys = [key for probe in probes for key in identity_keys(probe)]
+    for scope, prefix in scopes.items():
+        adds += [Add(f"{prefix}:distinct_probes", p, latest=True) for p in probes]
+        if identifies_in_case and scope in ("officer", "agency"):
+            adds.append(Add(f"{prefix}:distinct_cases", case_value, latest=True))
+        if scope in ("officer", "case"):
+            adds += [
+                Add(f"{prefix}:distinct_identities", identity, latest=True)
+                for identity in event.compared_identities
+            ]
+    if identifies_in_case:
+        adds += [Add(f"probe:{key}:distinct_cases", case_value, latest=True) for key in probe_keys]
+
+    # One source image's faces searched one by one: keyed by the source, whoever searches.
+    sources = sorted({source for source, _ in event.face_sources})
+    adds += [
+        Add(f"source:{source}:distinct_faces", face, latest=True)
+        for source, face in event.face_sources
+    ]
+
+    streams = {scope: [*EVENT_STREAMS, "distinct_probes"] for scope in scopes}
+    streams["officer"] += ["distinct_cases", "distinct_identities"]
+    streams["agency"].append("distinct_cases")
+    if "case" in streams:
+        streams["case"].append("distinct_identities")
+    queries: list[Query] = []
+    for window, seconds in WINDOWS.items():
+        since = now_ms - seconds * 1000
+        for scope, prefix in scopes.items():
+            queries += [
+                Query((scope, stream, window), f"{prefix}:{stream}", since)
+                for stream in streams[scope]
+            ]
+        queries += [
+            Query(("probe", "distinct_cases", window), f"probe:{key}:distinct_cases", since)
+            for key in probe_keys
+        ]
+        queries += [
+            Query(("source", "distinct_faces", window), f"source:{source}:distinct_faces", since)
+            for source in sources
+        ]
+    return Plan(now_ms=now_ms, adds=tuple(adds), queries=tuple(queries))
