@@ -18,6 +18,8 @@ FacegateError
 │   │   └── ReplayedRequest   a signature already accepted once, sent again
 │   └── ClockSkew
 ├── PermissionDenied          an authenticated principal lacks the role for an action
+│   └── ConsoleRoleMissing    signed in, but no role any console page serves
+│                             (gateway.console.sessions)
 ├── PolicyDenied              the policy decided no; carries the reasons
 ├── PolicyUnavailable         the engine raised, timed out or gave no decision (a deny)
 │   └── PolicyLoadError       a policy bundle that cannot be loaded (gateway.policy.bundle)
