@@ -42,6 +42,7 @@ class EventType(StrEnum):
     ADMIN_ACTION = "admin_action"  # principals, sessions, warrants changed
     AUDIT_READ = "audit_read"  # an auditor read or exported the log
     POLICY = "policy"  # a policy revision activated, or refused (gateway/policy/revisions.py)
+    REPORT = "report"  # a report made, or refused (gateway/reports/): template, period, digest
 
 
 class AuditRecord(BaseModel):
