@@ -26,6 +26,7 @@ from gateway.reports.templates import ReportSettings
 
 Record = Mapping[str, Any]
 MAD_SCALE = 0.6745  # makes the MAD comparable to a standard deviation under normality
+MEAN_AD_SCALE = 1.253314  # the same for the mean absolute deviation
 
 
 def _is_search(record: Record) -> bool:
@@ -52,7 +53,8 @@ class _Signal:
 
 class OfficerVolume(_Signal):
     """Officers whose allowed searches are far above their agency's: robust z-score
-    0.6745 (x - median) / MAD over the agency's officers, above ``robust_z``."""
+    0.6745 (x - median) / MAD over the agency's officers (1.2533 x the mean absolute
+    deviation in place of MAD / 0.6745 when the MAD is 0), above ``robust_z``."""
 
     def __init__(self, settings: ReportSettings) -> None:
         super().__init__(settings)
@@ -74,12 +76,17 @@ class OfficerVolume(_Signal):
             counts = [len(s) for s in officers.values()]
             median = statistics.median(counts)
             mad = statistics.median(abs(c - median) for c in counts)
+            # Most officers alike makes the MAD 0; then the mean absolute deviation,
+            # scaled to match (Iglewicz and Hoaglin's modified z-score does the same).
+            spread = (
+                mad / MAD_SCALE
+                if mad
+                else MEAN_AD_SCALE * statistics.fmean(abs(c - median) for c in counts)
+            )
             for officer, seqs in sorted(officers.items()):
-                if len(seqs) < limits.min_searches or len(seqs) <= median:
+                if len(seqs) < limits.min_searches or not spread:
                     continue
-                # A MAD of 0 (most officers alike): any officer above the median is
-                # infinitely far in MAD units; say so rather than divide by zero.
-                score = MAD_SCALE * (len(seqs) - median) / mad if mad else float("inf")
+                score = (len(seqs) - median) / spread
                 if score > limits.robust_z:
                     rows.append(
                         {
@@ -88,7 +95,7 @@ class OfficerVolume(_Signal):
                             "searches": len(seqs),
                             "agency_median": median,
                             "agency_mad": mad,
-                            "robust_z": None if mad == 0 else round(score, 2),
+                            "robust_z": round(score, 2),
                             "entries": seqs,
                         }
                     )
