@@ -82,7 +82,7 @@ def entries(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
             "case_number": f"2026-{rng.randrange(20_000):05d}",
             "offense": rng.choice(OFFENSES),
             "legal_basis": "exigent" if rng.random() < 0.02 else "warrant",
-            "probe_digests": ["sha256:%064x" % rng.getrandbits(256)],
+            "probe_digests": [f"sha256:{rng.getrandbits(256):064x}"],
         }
         batch: list[dict[str, Any]] = []
         allowed = rng.random() < 0.9
@@ -220,7 +220,7 @@ async def measured(run: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[float, 
     return time.perf_counter() - started, peak_mb(), before
 
 
-async def bench(async_url: str, sync_url: str, count: int) -> None:
+async def bench(async_url: str, sync_url: str, count: int, audience_wanted: str) -> None:
     signer = Signer.generate("bench/facegate")
     await upgrade_async(async_url)
     started = time.perf_counter()
@@ -257,10 +257,10 @@ async def bench(async_url: str, sync_url: str, count: int) -> None:
         f"{'plain scan of every row, all columns':40} {seconds:6.2f} s  peak {peak:5.0f} MB"
         f" (from {before:.0f})"
     )
-    for template in load_templates(POLICIES):
-        audience = "oversight"
+    for template, made in load_templates(POLICIES).items():
+        audience = audience_wanted if audience_wanted in made.audiences else made.audiences[0]
 
-        async def run(template: str = template) -> None:
+        async def run(template: str = template, audience: str = audience) -> None:
             await make_report(
                 template_id=template,
                 period="2026",
@@ -286,15 +286,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--audience",
+        choices=["public", "oversight"],
+        default="public",
+        help="where a template offers it (the misuse signals are for oversight only)",
+    )
     args = parser.parse_args()
     if args.database == "postgres":
         with fresh_database() as url:
             sync_url = url.replace("postgresql+asyncpg", "postgresql+psycopg")
-            asyncio.run(bench(url, sync_url, args.records))
+            asyncio.run(bench(url, sync_url, args.records, args.audience))
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "facegate.db"
-        asyncio.run(bench(f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", args.records))
+        sqlite = f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}"
+        asyncio.run(bench(*sqlite, args.records, args.audience))
 
 
 if __name__ == "__main__":

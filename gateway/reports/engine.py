@@ -3,11 +3,14 @@
 Records arrive in log order (seq ascending), as dicts (query.py). Nothing is kept but each
 figure's accumulator: a count, a set, a running sum per group, the rows of a list, a
 signal's tallies. Records are dispatched by ``event_type`` to the figures whose ``where``
-names it, so a record costs only the figures that could count it.
+names it, and each distinct ``where`` is tested once per record however many figures share
+it (a template's figures mostly differ in their grouping, not their filter): a record
+costs only the filters that could count it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -22,7 +25,8 @@ BASE_NAMES = frozenset({"seq", "time", "event_type"})
 
 
 class Accumulator(Protocol):
-    def add(self, record: Record) -> None: ...
+    def add(self, record: Record) -> None:
+        """Count ``record``, which the figure's ``where`` already matched."""
 
     def result(self) -> Result: ...
 
@@ -33,7 +37,6 @@ class _Aggregate:
     def __init__(self, query: Query) -> None:
         self._names = list(query.group_by)
         self._keys = [getter(n) for n in self._names]
-        self._matches = predicate(query.where)
         self._kind = query.aggregate
         self._cells: dict[tuple[Any, ...], list[Any]] = {}
         self._of: Callable[[Record], Any] | None = None
@@ -49,8 +52,6 @@ class _Aggregate:
         return [0, set() if self._kind == "distinct" else 0]
 
     def add(self, record: Record) -> None:
-        if not self._matches(record):
-            return
         for key in group_keys(self._keys, record) if self._keys else [()]:
             cell = self._cells.get(key)
             if cell is None:
@@ -101,14 +102,12 @@ class _List:
     def __init__(self, query: Query) -> None:
         assert query.list_ is not None
         self._columns = [(n, getter(n)) for n in query.list_]
-        self._matches = predicate(query.where)
         self._rows: list[dict[str, Any]] = []
 
     def add(self, record: Record) -> None:
-        if self._matches(record):
-            row = {"seq": record["seq"]}
-            row.update((name, read(record)) for name, read in self._columns)
-            self._rows.append(row)
+        row = {"seq": record["seq"]}
+        row.update((name, read(record)) for name, read in self._columns)
+        self._rows.append(row)
 
     def result(self) -> Result:
         return Result(grouped=False, rows=self._rows)
@@ -128,22 +127,31 @@ def _event_types(query: Query) -> list[str] | None:
     return None
 
 
+def _always(record: Record) -> bool:
+    return True
+
+
+Route = tuple[Callable[[Record], bool], list[Accumulator]]
+
+
 class Evaluator:
     """The figures of ``fields`` over the records of ``period``; ``add`` each record in
-    log order, then ``results``."""
+    log order, then ``results``. ``names`` and ``event_types`` say what records it reads:
+    a source may leave out the rest."""
 
     def __init__(
         self, fields: Sequence[ReportField], period: Period, settings: ReportSettings
     ) -> None:
         self._start, self._end = period.start_text, period.end_text
         self._accumulators: dict[str, Accumulator] = {}
-        self._by_type: dict[str, list[Accumulator]] = {}
-        self._any: list[Accumulator] = []
+        # event type (None: any) -> filter -> the accumulators behind it
+        routes: dict[str | None, dict[str, Route]] = {}
         self.names: set[str] = set(BASE_NAMES)
         types: set[str] | None = set()
         for report_field in fields:
             query = report_field.query
             accumulator: Accumulator
+            where = dict(query.where)
             if query.signal is not None:
                 signal = SIGNALS[query.signal]
                 accumulator = signal.make(settings)
@@ -153,27 +161,37 @@ class Evaluator:
                 accumulator = _List(query) if query.list_ is not None else _Aggregate(query)
                 wanted = _event_types(query)
                 self.names |= query.names()
+                if wanted is not None:
+                    del where["event_type"]  # dispatch tests it
             self._accumulators[report_field.id] = accumulator
+            key = json.dumps(where, sort_keys=True)
+            for event_type in wanted if wanted is not None else [None]:
+                by_filter = routes.setdefault(event_type, {})
+                if key not in by_filter:
+                    by_filter[key] = (predicate(where) if where else _always, [])
+                by_filter[key][1].append(accumulator)
             if wanted is None:
-                self._any.append(accumulator)
                 types = None
-            else:
-                for event_type in wanted:
-                    self._by_type.setdefault(event_type, []).append(accumulator)
-                if types is not None:
-                    types.update(wanted)
+            elif types is not None:
+                types.update(wanted)
+        self._any = list(routes.pop(None, {}).values())
+        self._by_type = {t: list(r.values()) for t, r in routes.items() if t is not None}
         self.event_types: frozenset[str] | None = None if types is None else frozenset(types)
-        # detail.x needs the whole detail column.
+        # detail.x needs the whole detail column; month and date are read from time.
         self.names = {n.split(".", 1)[0] for n in self.names if n not in {"month", "date"}}
 
     def add(self, record: Record) -> None:
         time = record["time"]
         if not self._start <= time < self._end:
             return
-        for accumulator in self._by_type.get(record["event_type"], ()):
-            accumulator.add(record)
-        for accumulator in self._any:
-            accumulator.add(record)
+        for matches, accumulators in self._by_type.get(record["event_type"], ()):
+            if matches(record):
+                for accumulator in accumulators:
+                    accumulator.add(record)
+        for matches, accumulators in self._any:
+            if matches(record):
+                for accumulator in accumulators:
+                    accumulator.add(record)
 
     def add_all(self, records: Iterable[Record]) -> None:
         for record in records:

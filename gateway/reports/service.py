@@ -13,6 +13,7 @@ Making a report, in order:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterable
 from datetime import datetime
@@ -31,7 +32,7 @@ from gateway.reports.document import Report, ReportCheckpoint, ReportFigure, Rep
 from gateway.reports.engine import Evaluator
 from gateway.reports.periods import Period, parse_period
 from gateway.reports.query import Record
-from gateway.reports.sources import database_records
+from gateway.reports.sources import database_records, sqlite_file, sqlite_records
 from gateway.reports.templates import (
     AUDIENCES,
     Audience,
@@ -163,14 +164,17 @@ async def make_report(
         ) from None
     fields = template.fields_for(chosen)
     evaluator = Evaluator(fields, parsed, settings)
-    async for row in database_records(
-        sessions,
-        tree_size=checkpoint.size,
-        period=parsed,
-        names=evaluator.names,
-        event_types=evaluator.event_types,
-    ):
-        evaluator.add(row)
+    size, names, types = checkpoint.size, evaluator.names, evaluator.event_types
+    path = sqlite_file(sessions)
+    if path is not None:
+        # The whole pass on a worker thread: the event loop keeps serving meanwhile.
+        rows = sqlite_records(path, tree_size=size, period=parsed, names=names, event_types=types)
+        await asyncio.to_thread(evaluator.add_all, rows)
+    else:
+        async for row in database_records(
+            sessions, tree_size=size, period=parsed, names=names, event_types=types
+        ):
+            evaluator.add(row)
     values = _publish(evaluator, chosen, settings)
     report = Report(
         template=template.id,

@@ -2,14 +2,17 @@
 an entry's canonical JSON (``chain.canonical_bytes``) as parsed, restricted to the names the
 figures read. Records beyond the checkpoint's tree size are never read.
 
-The database path selects only the columns the figures need and only the event types and
-time range they can count (a narrowing the engine repeats, so it only saves work): a year
-of a million entries is read in seconds without building a million ORM objects.
+The database paths select only the columns the figures need and only the event types and
+time range they can count (a narrowing the engine repeats, so it only saves work), and
+build no ORM objects. SQLite, the embedded default, is read with the standard library's
+driver on a worker thread (``sqlite_records``): SQLAlchemy's result processing over
+aiosqlite cost about 100 us a row, ten times the driver's own.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +24,7 @@ from gateway.audit.chain import format_time
 from gateway.audit.models import AuditLogEntry
 from gateway.audit.stores import map_database_errors
 from gateway.audit.verifier import ENTRIES_FILE
+from gateway.errors import AuditUnavailable
 from gateway.reports.periods import Period
 
 BATCH: Final = 20_000
@@ -59,6 +63,70 @@ async def database_records(
                 if len(rows) < BATCH:
                     return
                 last = rows[-1].seq
+
+
+def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The database file behind ``sessions`` if it is a SQLite file, else None."""
+    engine = sessions.kw.get("bind")
+    url = getattr(engine, "url", None)
+    if url is None or url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(database)
+
+
+_JSON_COLUMNS: Final = frozenset({"reason_codes", "obligations", "probe_digests", "detail"})
+
+
+def sqlite_records(
+    path: str,
+    *,
+    tree_size: int,
+    period: Period,
+    names: set[str],
+    event_types: frozenset[str] | None,
+) -> Iterator[dict[str, Any]]:
+    """As ``database_records``, from a SQLite file, synchronously (run it on a thread).
+    SQLAlchemy writes a time there as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (``UTCDateTime``),
+    which orders as text and becomes the export's RFC 3339 by two edits.
+    Raises AuditUnavailable if the file cannot be read."""
+    wanted = sorted({"seq", "time", "event_type"} | names)
+    decode = [name in _JSON_COLUMNS for name in wanted]
+    at = wanted.index("time")
+    sql = (
+        f"SELECT {', '.join(wanted)} FROM audit_log"  # noqa: S608 (names: model columns)
+        " WHERE seq <= ? AND time >= ? AND time < ?"
+    )
+    params: list[Any] = [tree_size, _sqlite_time(period.start_text), _sqlite_time(period.end_text)]
+    if event_types is not None:
+        sql += f" AND event_type IN ({', '.join('?' * len(event_types))})"
+        params += sorted(event_types)
+    sql += " ORDER BY seq"
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
+    try:
+        cursor = connection.execute(sql, params)
+        while rows := cursor.fetchmany(BATCH):
+            for row in rows:
+                record = {}
+                for name, value, is_json in zip(wanted, row, decode, strict=True):
+                    if value is not None:
+                        record[name] = json.loads(value) if is_json else value
+                text = row[at]
+                record["time"] = f"{text[:10]}T{text[11:]}Z"
+                yield record
+    except sqlite3.Error as exc:
+        raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
+    finally:
+        connection.close()
+
+
+def _sqlite_time(rfc3339: str) -> str:
+    return rfc3339.replace("T", " ").removesuffix("Z")
 
 
 def export_records(directory: Path, *, tree_size: int) -> Iterator[dict[str, Any]]:

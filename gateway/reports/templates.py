@@ -138,9 +138,13 @@ def reports_dir(policy_dir: Path) -> Path:
     return policy_dir / "reports"
 
 
+# libyaml's loader where PyYAML was built with it: ten times faster than the pure one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_LOADER)  # noqa: S506 (a safe loader)
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"{path}: cannot be read: {exc}") from None
 
