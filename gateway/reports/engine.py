@@ -52,7 +52,14 @@ class _Aggregate:
         return [0, set() if self._kind == "distinct" else 0]
 
     def add(self, record: Record) -> None:
-        for key in group_keys(self._keys, record) if self._keys else [()]:
+        if len(self._keys) == 1:  # the common case, without building a product
+            value = self._keys[0](record)
+            keys: Iterable[tuple[Any, ...]] = (
+                group_keys(self._keys, record) if isinstance(value, list | dict) else [(value,)]
+            )
+        else:
+            keys = group_keys(self._keys, record) if self._keys else [()]
+        for key in keys:
             cell = self._cells.get(key)
             if cell is None:
                 cell = self._cells[key] = self._new()

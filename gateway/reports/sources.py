@@ -93,31 +93,40 @@ def sqlite_records(
     which orders as text and becomes the export's RFC 3339 by two edits.
     Raises AuditUnavailable if the file cannot be read."""
     wanted = sorted({"seq", "time", "event_type"} | names)
-    decode = [name in _JSON_COLUMNS for name in wanted]
-    at = wanted.index("time")
+    decode = [name for name in wanted if name in _JSON_COLUMNS]
+    # A plain scan in rowid order, which is seq order: the log only ever inserts the next
+    # seqs (under its sequencer) and the database refuses UPDATE and DELETE. Checked below
+    # all the same. Measured: twice as fast as walking an index and sorting by seq.
     sql = (
-        f"SELECT {', '.join(wanted)} FROM audit_log"  # noqa: S608 (names: model columns)
+        f"SELECT {', '.join(wanted)} FROM audit_log NOT INDEXED"  # noqa: S608 (model columns)
         " WHERE seq <= ? AND time >= ? AND time < ?"
     )
     params: list[Any] = [tree_size, _sqlite_time(period.start_text), _sqlite_time(period.end_text)]
     if event_types is not None:
         sql += f" AND event_type IN ({', '.join('?' * len(event_types))})"
         params += sorted(event_types)
-    sql += " ORDER BY seq"
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
     try:
         cursor = connection.execute(sql, params)
+        last = 0
+        loads = json.loads
         while rows := cursor.fetchmany(BATCH):
             for row in rows:
-                record = {}
-                for name, value, is_json in zip(wanted, row, decode, strict=True):
-                    if value is not None:
-                        record[name] = json.loads(value) if is_json else value
-                text = row[at]
+                record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
+                for name in decode:
+                    if name in record:
+                        # Most lists and details are empty: spare the decoder (a third of
+                        # the read's time went to json.loads).
+                        text = record[name]
+                        record[name] = [] if text == "[]" else {} if text == "{}" else loads(text)
+                text = record["time"]
                 record["time"] = f"{text[:10]}T{text[11:]}Z"
+                if record["seq"] <= last:
+                    raise AuditUnavailable("the audit log's rows are not in seq order")
+                last = record["seq"]
                 yield record
     except sqlite3.Error as exc:
         raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
