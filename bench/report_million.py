@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from gateway.audit.stores.base import CHECKPOINT_TABLE, LOG_TABLE
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.reports.service import make_report
+from gateway.reports.sources import sqlite_file
 from gateway.reports.templates import load_templates
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
@@ -270,7 +272,7 @@ async def bench(async_url: str, sync_url: str, count: int, audience_wanted: str)
 
     seconds, peak, before = await measured(plain_scan)
     print(
-        f"{'plain scan of every row, all columns':40} {seconds:6.2f} s  peak {peak:5.0f} MB"
+        f"{'plain scan: every row, all columns':40} {seconds:6.2f} s  peak {peak:5.0f} MB"
         f" (from {before:.0f})"
     )
     for template, made in load_templates(POLICIES).items():
