@@ -46,8 +46,12 @@ Exception
     │                         (gateway.audit.merkle)
     ├── InvalidQuery          an audit query's cursor or limit (gateway.audit.query): the API
     │                         answers MalformedRequest (400)
-    └── InventoryError        a vendors file that cannot be used, naming the key
-                              (gateway.vendors.inventory): startup stops
+    ├── InventoryError        a vendors file that cannot be used, naming the key
+    │                         (gateway.vendors.inventory): startup stops
+    ├── TemplateError         a report template or settings file that cannot be used, naming
+    │                         file and key (gateway.reports.templates): ServiceUnavailable
+    └── QueryError            a report query outside the vocabulary (gateway.reports.query):
+                              inside a template, a TemplateError
 """
 
 from __future__ import annotations

@@ -171,10 +171,10 @@ async def make_report(
         rows = sqlite_records(path, tree_size=size, period=parsed, names=names, event_types=types)
         await asyncio.to_thread(evaluator.add_all, rows)
     else:
-        async for row in database_records(
+        async for batch in database_records(
             sessions, tree_size=size, period=parsed, names=names, event_types=types
         ):
-            evaluator.add(row)
+            await asyncio.to_thread(evaluator.add_all, batch)  # one thread at a time, in order
     values = _publish(evaluator, chosen, settings)
     report = Report(
         template=template.id,

@@ -37,9 +37,10 @@ async def database_records(
     period: Period,
     names: set[str],
     event_types: frozenset[str] | None,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[list[dict[str, Any]]]:
     """Entries 1..tree_size of the period, in seq order, as canonical-JSON dicts with only
-    ``names`` (plus seq, time, event_type). AuditUnavailable if the database fails."""
+    ``names`` (plus seq, time, event_type), a batch at a time. AuditUnavailable if the
+    database fails."""
     wanted = sorted({"seq", "time", "event_type"} | names)
     columns = [getattr(AuditLogEntry, name) for name in wanted]
     last = 0
@@ -56,10 +57,12 @@ async def database_records(
                 if event_types is not None:
                     statement = statement.where(AuditLogEntry.event_type.in_(sorted(event_types)))
                 rows = (await session.execute(statement)).all()
+                batch = []
                 for row in rows:
                     record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
                     record["time"] = format_time(record["time"])
-                    yield record
+                    batch.append(record)
+                yield batch
                 if len(rows) < BATCH:
                     return
                 last = rows[-1].seq
