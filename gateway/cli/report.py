@@ -114,7 +114,7 @@ def verify(
     recorded = (
         f"; its making is recorded at seq {check.recorded_at_seq}"
         if check.recorded_at_seq is not None
-        else "; the export ends before the record of its making"
+        else "; the export holds no record of its making (made after the export, or elsewhere)"
     )
     typer.echo(
         f"ok: {check.figures_checked} figures recomputed from the export, checkpoint signed"
