@@ -143,8 +143,9 @@ Route = tuple[Callable[[Record], bool], list[Accumulator]]
 
 class Evaluator:
     """The figures of ``fields`` over the records of ``period``; ``add`` each record in
-    log order, then ``results``. ``names`` and ``event_types`` say what records it reads:
-    a source may leave out the rest."""
+    log order, then ``results``. ``names`` and ``event_types`` say what records it reads,
+    and ``reads(name)`` of which event types it reads a field: a source may leave out the
+    rest."""
 
     def __init__(
         self, fields: Sequence[ReportField], period: Period, settings: ReportSettings
@@ -155,6 +156,7 @@ class Evaluator:
         routes: dict[str | None, dict[str, Route]] = {}
         self.names: set[str] = set(BASE_NAMES)
         types: set[str] | None = set()
+        read_by_type: dict[str | None, set[str]] = {}
         for report_field in fields:
             query = report_field.query
             accumulator: Accumulator
@@ -163,13 +165,16 @@ class Evaluator:
                 signal = SIGNALS[query.signal]
                 accumulator = signal.make(settings)
                 wanted: list[str] | None = list(signal.event_types)
-                self.names |= signal.names
+                used = set(signal.names)
             else:
                 accumulator = _List(query) if query.list_ is not None else _Aggregate(query)
                 wanted = _event_types(query)
-                self.names |= query.names()
+                used = query.names()
                 if wanted is not None:
                     del where["event_type"]  # dispatch tests it
+            self.names |= used
+            for event_type in wanted if wanted is not None else [None]:
+                read_by_type.setdefault(event_type, set()).update(n.split(".", 1)[0] for n in used)
             self._accumulators[report_field.id] = accumulator
             key = json.dumps(where, sort_keys=True)
             for event_type in wanted if wanted is not None else [None]:
@@ -186,6 +191,13 @@ class Evaluator:
         self.event_types: frozenset[str] | None = None if types is None else frozenset(types)
         # detail.x needs the whole detail column; month and date are read from time.
         self.names = {n.split(".", 1)[0] for n in self.names if n not in {"month", "date"}}
+        self._read_by_type = read_by_type
+
+    def reads(self, name: str) -> frozenset[str] | None:
+        """The event types whose records the figures read ``name`` of; None: every type."""
+        if name in self._read_by_type.get(None, set()):
+            return None
+        return frozenset(t for t, names in self._read_by_type.items() if t and name in names)
 
     def add(self, record: Record) -> None:
         time = record["time"]

@@ -168,7 +168,14 @@ async def make_report(
     path = sqlite_file(sessions)
     if path is not None:
         # The whole pass on a worker thread: the event loop keeps serving meanwhile.
-        rows = sqlite_records(path, tree_size=size, period=parsed, names=names, event_types=types)
+        rows = sqlite_records(
+            path,
+            tree_size=size,
+            period=parsed,
+            names=names,
+            event_types=types,
+            reads=evaluator.reads,
+        )
         await asyncio.to_thread(evaluator.add_all, rows)
     else:
         async for batch in database_records(

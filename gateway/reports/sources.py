@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,13 +90,16 @@ def sqlite_records(
     period: Period,
     names: set[str],
     event_types: frozenset[str] | None,
+    reads: Callable[[str], frozenset[str] | None] = lambda name: None,
 ) -> Iterator[dict[str, Any]]:
     """As ``database_records``, from a SQLite file, synchronously (run it on a thread).
     SQLAlchemy writes a time there as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (``UTCDateTime``),
-    which orders as text and becomes the export's RFC 3339 by two edits.
+    which orders as text and becomes the export's RFC 3339 by two edits. A JSON column is
+    decoded only in records of the event types ``reads`` says a figure reads it of (None:
+    all), and left out of the others (``Evaluator.reads``).
     Raises AuditUnavailable if the file cannot be read."""
     wanted = sorted({"seq", "time", "event_type"} | names)
-    decode = [name for name in wanted if name in _JSON_COLUMNS]
+    decode = [(name, reads(name)) for name in wanted if name in _JSON_COLUMNS]
     # A plain scan in rowid order, which is seq order: the log only ever inserts the next
     # seqs (under its sequencer) and the database refuses UPDATE and DELETE. Checked below
     # all the same. Measured: twice as fast as walking an index and sorting by seq.
@@ -119,12 +122,16 @@ def sqlite_records(
         while rows := cursor.fetchmany(BATCH):
             for row in rows:
                 record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
-                for name in decode:
-                    if name in record:
-                        # Most lists and details are empty: spare the decoder (a third of
-                        # the read's time went to json.loads).
-                        text = record[name]
-                        record[name] = [] if text == "[]" else {} if text == "{}" else loads(text)
+                for name, types in decode:
+                    if name not in record:
+                        continue
+                    if types is not None and record["event_type"] not in types:
+                        del record[name]  # no figure reads it of this record: not decoded
+                        continue
+                    # Most lists and details are empty: spare the decoder (a third of the
+                    # read's time went to json.loads).
+                    text = record[name]
+                    record[name] = [] if text == "[]" else {} if text == "{}" else loads(text)
                 text = record["time"]
                 record["time"] = f"{text[:10]}T{text[11:]}Z"
                 if record["seq"] <= last:
