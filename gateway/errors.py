@@ -35,8 +35,12 @@ FacegateError
 │   └── VendorRefused         the vendor answered with an error (its own text is not passed on)
 ├── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
 ├── ConfigurationError        a file or setting the gateway cannot start with: startup stops
-│   └── InventoryError        a vendors file that cannot be used, naming the key
-│                             (gateway.vendors.inventory)
+│   ├── InventoryError        a vendors file that cannot be used, naming the key
+│   │                         (gateway.vendors.inventory)
+│   ├── TemplateError         a report template or settings file that cannot be used, naming
+│   │                         file and key (gateway.reports.templates); also a ValueError
+│   └── QueryError            a report query outside the vocabulary (gateway.reports.query);
+│                             also a ValueError: inside a template, a TemplateError
 └── VerificationError         evidence about the log that does not verify; also a ValueError
     │                         (it is bad input to whoever reads it: verifiers of exports and
     │                         rows catch a ValueError for any line that does not hold up)

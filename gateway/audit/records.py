@@ -42,7 +42,8 @@ class EventType(StrEnum):
     ADMIN_ACTION = "admin_action"  # principals, sessions, warrants changed
     AUDIT_READ = "audit_read"  # an auditor read or exported the log
     POLICY = "policy"  # a policy revision activated, or refused (gateway/policy/revisions.py)
-    # Leads and their oversight (issue 13; the shared lead contract names these values).
+    REPORT = "report"  # a report made, or refused (gateway/reports/): template, period, digest
+    # The leads contract's events (issue 13; values are the contract, reports count them).
     LEAD = "lead"
     LEAD_REVIEW = "lead_review"
     LEAD_ACTION = "lead_action"

@@ -1,0 +1,160 @@
+"""Where a report's records come from: the live log, or an export. Both give the same dicts:
+an entry's canonical JSON (``chain.canonical_bytes``) as parsed, restricted to the names the
+figures read. Records beyond the checkpoint's tree size are never read.
+
+The database paths select only the columns the figures need and only the event types and
+time range they can count (a narrowing the engine repeats, so it only saves work), and
+build no ORM objects. SQLite, the embedded default, is read with the standard library's
+driver on a worker thread (``sqlite_records``): SQLAlchemy's result processing over
+aiosqlite cost about 100 us a row, ten times the driver's own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.chain import format_time
+from gateway.audit.models import AuditLogEntry
+from gateway.audit.stores import map_database_errors
+from gateway.audit.verifier import ENTRIES_FILE
+from gateway.errors import AuditUnavailable
+from gateway.reports.periods import Period
+
+BATCH: Final = 20_000
+
+
+async def database_records(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    tree_size: int,
+    period: Period,
+    names: set[str],
+    event_types: frozenset[str] | None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Entries 1..tree_size of the period, in seq order, as canonical-JSON dicts with only
+    ``names`` (plus seq, time, event_type), a batch at a time. AuditUnavailable if the
+    database fails."""
+    wanted = sorted({"seq", "time", "event_type"} | names)
+    columns = [getattr(AuditLogEntry, name) for name in wanted]
+    last = 0
+    with map_database_errors():
+        async with sessions() as session:
+            while True:
+                statement = (
+                    select(*columns)
+                    .where(AuditLogEntry.seq > last, AuditLogEntry.seq <= tree_size)
+                    .where(AuditLogEntry.time >= period.start, AuditLogEntry.time < period.end)
+                    .order_by(AuditLogEntry.seq)
+                    .limit(BATCH)
+                )
+                if event_types is not None:
+                    statement = statement.where(AuditLogEntry.event_type.in_(sorted(event_types)))
+                rows = (await session.execute(statement)).all()
+                batch = []
+                for row in rows:
+                    record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
+                    record["time"] = format_time(record["time"])
+                    batch.append(record)
+                yield batch
+                if len(rows) < BATCH:
+                    return
+                last = rows[-1].seq
+
+
+def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The database file behind ``sessions`` if it is a SQLite file, else None."""
+    engine = sessions.kw.get("bind")
+    url = getattr(engine, "url", None)
+    if url is None or url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(database)
+
+
+_JSON_COLUMNS: Final = frozenset({"reason_codes", "obligations", "probe_digests", "detail"})
+
+
+def sqlite_records(
+    path: str,
+    *,
+    tree_size: int,
+    period: Period,
+    names: set[str],
+    event_types: frozenset[str] | None,
+    reads: Callable[[str], frozenset[str] | None] = lambda name: None,
+) -> Iterator[dict[str, Any]]:
+    """As ``database_records``, from a SQLite file, synchronously (run it on a thread).
+    SQLAlchemy writes a time there as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (``UTCDateTime``),
+    which orders as text and becomes the export's RFC 3339 by two edits. A JSON column is
+    decoded only in records of the event types ``reads`` says a figure reads it of (None:
+    all), and left out of the others (``Evaluator.reads``).
+    Raises AuditUnavailable if the file cannot be read."""
+    wanted = sorted({"seq", "time", "event_type"} | names)
+    decode = [(name, reads(name)) for name in wanted if name in _JSON_COLUMNS]
+    # A plain scan in rowid order, which is seq order: the log only ever inserts the next
+    # seqs (under its sequencer) and the database refuses UPDATE and DELETE. Checked below
+    # all the same. Measured: twice as fast as walking an index and sorting by seq.
+    sql = (
+        f"SELECT {', '.join(wanted)} FROM audit_log NOT INDEXED"  # noqa: S608 (model columns)
+        " WHERE seq <= ? AND time >= ? AND time < ?"
+    )
+    params: list[Any] = [tree_size, _sqlite_time(period.start_text), _sqlite_time(period.end_text)]
+    if event_types is not None:
+        sql += f" AND event_type IN ({', '.join('?' * len(event_types))})"
+        params += sorted(event_types)
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
+    try:
+        cursor = connection.execute(sql, params)
+        last = 0
+        loads = json.loads
+        while rows := cursor.fetchmany(BATCH):
+            for row in rows:
+                record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
+                for name, types in decode:
+                    if name not in record:
+                        continue
+                    if types is not None and record["event_type"] not in types:
+                        del record[name]  # no figure reads it of this record: not decoded
+                        continue
+                    # Most lists and details are empty: spare the decoder (a third of the
+                    # read's time went to json.loads).
+                    text = record[name]
+                    record[name] = [] if text == "[]" else {} if text == "{}" else loads(text)
+                text = record["time"]
+                record["time"] = f"{text[:10]}T{text[11:]}Z"
+                if record["seq"] <= last:
+                    raise AuditUnavailable("the audit log's rows are not in seq order")
+                last = record["seq"]
+                yield record
+    except sqlite3.Error as exc:
+        raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc
+    finally:
+        connection.close()
+
+
+def _sqlite_time(rfc3339: str) -> str:
+    return rfc3339.replace("T", " ").removesuffix("Z")
+
+
+def export_records(directory: Path, *, tree_size: int) -> Iterator[dict[str, Any]]:
+    """Entries 1..tree_size of an export (``entries.jsonl``), parsed. The export is checked
+    against the checkpoint first (``verify.py``); this only reads."""
+    with (directory / ENTRIES_FILE).open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number > tree_size:
+                return
+            record = json.loads(line)
+            if isinstance(record, dict):
+                yield record
