@@ -6,7 +6,8 @@ FacegateError
 │   │   └── RequestTimeout    the body stopped arriving before the read deadline
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
-│   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
+│   ├── UnsupportedOperation  an operation the adapter does not know: never forwarded
+│   └── NotFound              a lead or authorisation the caller named does not exist (404)
 ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
 │   ├── MissingCredentials
 │   ├── UnknownAccessKey
@@ -93,6 +94,11 @@ class InvalidImage(RequestError):
 
 class UnsupportedOperation(RequestError):
     code = "unsupported_operation"
+
+
+class NotFound(RequestError):
+    status_code = 404
+    code = "not_found"
 
 
 class AuthenticationError(FacegateError):

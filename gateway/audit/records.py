@@ -42,6 +42,12 @@ class EventType(StrEnum):
     ADMIN_ACTION = "admin_action"  # principals, sessions, warrants changed
     AUDIT_READ = "audit_read"  # an auditor read or exported the log
     POLICY = "policy"  # a policy revision activated, or refused (gateway/policy/revisions.py)
+    # Leads (gateway/leads/): one per candidate an identification produced, a reviewer's
+    # verdict or refused attempt, an action on a lead, an after-the-fact authorisation.
+    LEAD = "lead"
+    LEAD_REVIEW = "lead_review"
+    LEAD_ACTION = "lead_action"
+    AUTHORISATION = "authorisation"
 
 
 class AuditRecord(BaseModel):
