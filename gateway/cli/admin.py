@@ -43,6 +43,10 @@ def principals_add(
     name: Annotated[str, typer.Option()],
     agency: Annotated[str, typer.Option()],
     role: Annotated[list[Role], typer.Option(help="repeat for several roles")],
+    trained_until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="last day the training is valid (reviewers)"),
+    ] = None,
 ) -> None:
     """Enrol a principal and print their first API key (shown once)."""
 
@@ -57,6 +61,7 @@ def principals_add(
                 roles=role,
                 now=now,
                 record=rt.record,
+                trained_until=trained_until.date() if trained_until else None,
             )
             return await issue_key(db=rt.db, principal_id=principal_id, now=now, record=rt.record)
 
