@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
-from gateway.api import audit, inventory, principals, sessions, warrants
+from gateway.api import audit, inventory, leads, principals, sessions, warrants
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor_routes import VendorRoutes
 from gateway.config import Settings
@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         services: Services = app.state.services
         return {"status": "ok", "policy_revision": services.policy.revision}
 
-    for module in (sessions, warrants, principals, audit, inventory):
+    for module in (sessions, warrants, principals, audit, inventory, leads):
         app.include_router(module.router)
     return app
 
