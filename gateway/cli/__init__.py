@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import admin, audit, keys, policy, server
+from gateway.cli import admin, audit, keys, leads, policy, server
 from gateway.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -28,3 +28,5 @@ app.add_typer(admin.sessions_app, name="sessions")
 app.add_typer(admin.warrants_app, name="warrants")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
+app.add_typer(leads.app, name="leads")
+app.add_typer(leads.authorisations_app, name="authorisations")
