@@ -182,9 +182,12 @@ async def get_authorisations(
 ) -> list[reads.AuthorisationRead]:
     if caller.has_role(Role.AUDITOR):
         await record_read(services, request, by=caller, action="authorisations.list", status=status)
-    return await reads.list_authorisations(
-        db, agency=_scope(caller), now=datetime.now(UTC), status=status
-    )
+    now = datetime.now(UTC)
+    # Clocks that ran out are on record before anyone is shown them as overdue.
+    await service.record_overdue(db=db, now=now, record=_recorder(services, db))
+    listed = await reads.list_authorisations(db, agency=_scope(caller), now=now, status=status)
+    await commit_before_answering(db)
+    return listed
 
 
 @router.post("/authorisations/{authorisation_id}/decision")

@@ -161,9 +161,9 @@ def authorisations_list(
     async def _run() -> list[reads.AuthorisationRead]:
         async with runtime(settings_of(ctx)) as rt:
             await rt.record_read("authorisations.list", status=status)
-            return await reads.list_authorisations(
-                rt.db, agency=None, now=datetime.now(UTC), status=status
-            )
+            now = datetime.now(UTC)
+            await service.record_overdue(db=rt.db, now=now, record=_recorder(rt))
+            return await reads.list_authorisations(rt.db, agency=None, now=now, status=status)
 
     found = run(_run())
     if as_json:

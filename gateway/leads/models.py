@@ -32,6 +32,8 @@ class AuthorisationRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64))
     authority: Mapped[str | None] = mapped_column(String(200))
     reference: Mapped[str | None] = mapped_column(String(200))
+    # When its running out was put on record (an `overdue` authorisation record), once.
+    overdue_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LeadRow(Base):

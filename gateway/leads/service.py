@@ -216,6 +216,35 @@ async def decide_authorisation(
     )
 
 
+async def record_overdue(*, db: AsyncSession, now: datetime, record: LeadRecorder) -> list[str]:
+    """Put on record, once each, the authorisations whose clock ran out undecided (state
+    `overdue`); returns their ids. Called before authorisations are listed, so what an
+    auditor sees as overdue is in the log too. A decision after the deadline is still
+    recorded: overdue is a fact about the clock, not a refusal."""
+    query = (
+        select(AuthorisationRow)
+        .where(AuthorisationRow.state == "pending")
+        .where(AuthorisationRow.deadline <= now)
+        .where(AuthorisationRow.overdue_recorded_at.is_(None))
+        .order_by(AuthorisationRow.deadline)
+        .with_for_update()
+    )
+    found = list((await db.scalars(query)).all())
+    for authorisation in found:
+        authorisation.overdue_recorded_at = now
+        case = await _search_case(db, authorisation)
+        await record(
+            records.authorisation_record(
+                authorisation,
+                state="overdue",
+                case=case | {"agency": authorisation.agency, "officer": authorisation.officer},
+                actor=Actor(officer="facegate", agency=authorisation.agency),
+            )
+        )
+    await db.flush()
+    return [a.id for a in found]
+
+
 async def set_training(
     *, db: AsyncSession, principal_id: str, trained_until: date | None, record: Recorder
 ) -> None:

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("decided_by", sa.String(64), nullable=True),
         sa.Column("authority", sa.String(200), nullable=True),
         sa.Column("reference", sa.String(200), nullable=True),
+        sa.Column("overdue_recorded_at", TIME, nullable=True),
     )
     op.create_table(
         "leads",

@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from gateway.admin import Actor
+from gateway.audit.records import AuditRecord
 from gateway.auth.api_keys import issue_api_key
 from gateway.auth.principals import Role, create_principal
 from gateway.case import LegalBasis
@@ -320,6 +321,16 @@ async def test_an_authorisation_clock_runs_out(stack: Stack) -> None:
                 db, agency=None, now=after, status="overdue"
             )
             assert overdue.id == opened.id
+            kept: list[AuditRecord] = []
+
+            async def keep(entry: AuditRecord) -> None:
+                kept.append(entry)
+
+            assert await service.record_overdue(db=db, now=before, record=keep) == []
+            assert await service.record_overdue(db=db, now=after, record=keep) == [opened.id]
+            assert await service.record_overdue(db=db, now=after, record=keep) == []  # once
+            [entry] = kept
+            assert entry.detail["state"] == "overdue" and entry.case_number == CASE
             early = await service.act_on_lead(
                 db=db, decide=policy.decide, lead_id=lead, actor=Actor(officer="officer-1"),
                 kind="contacted", note="", now=before, record=record,
