@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import UTCDateTime
 from gateway.errors import MalformedRequest, NotFound
 from gateway.leads.models import AuthorisationRow, LeadActionRow, LeadReviewRow, LeadRow
 
@@ -113,7 +114,9 @@ async def list_leads(
     every agency's, for auditors), a page at a time."""
     if not 1 <= limit <= MAX_LIMIT:
         raise MalformedRequest(f"limit must be 1..{MAX_LIMIT}")
-    query = select(LeadRow).order_by(LeadRow.created_at, LeadRow.id).limit(limit + 1)
+    # A search's leads share its time: best first among them.
+    order = (LeadRow.created_at, LeadRow.rank, LeadRow.id)
+    query = select(LeadRow).order_by(*order).limit(limit + 1)
     if agency is not None:
         query = query.where(LeadRow.agency == agency)
     if case_number is not None:
@@ -123,13 +126,10 @@ async def list_leads(
     if officer is not None:
         query = query.where(LeadRow.officer == officer)
     if cursor is not None:
-        after, after_id = _open_cursor(cursor)
-        query = query.where(
-            or_(
-                LeadRow.created_at > after,
-                and_(LeadRow.created_at == after, LeadRow.id > after_id),
-            )
-        )
+        after, rank, lead_id = _open_cursor(cursor)
+        # Typed as the columns are: SQLite compares the stored UTC text.
+        position = tuple_(literal(after, UTCDateTime()), literal(rank), literal(lead_id))
+        query = query.where(tuple_(*order) > position)
     rows = list((await db.scalars(query)).all())
     page, more = rows[:limit], len(rows) > limit
     leads = [await _read(db, row, now=now) for row in page]
@@ -235,13 +235,13 @@ async def _read(db: AsyncSession, row: LeadRow, *, now: datetime) -> LeadRead:
 
 
 def _cursor(row: LeadRow) -> str:
-    text = f"{row.created_at.astimezone(UTC).isoformat()}|{row.id}"
+    text = f"{row.created_at.astimezone(UTC).isoformat()}|{row.rank}|{row.id}"
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def _open_cursor(cursor: str) -> tuple[datetime, str]:
+def _open_cursor(cursor: str) -> tuple[datetime, int, str]:
     try:
-        when, lead_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(when), lead_id
+        when, rank, lead_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 2)
+        return datetime.fromisoformat(when), int(rank), lead_id
     except ValueError as exc:
         raise MalformedRequest("the cursor is not one this API gave") from exc
