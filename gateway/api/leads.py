@@ -7,7 +7,7 @@ policy's reason codes: the refusal is on record whatever the caller does next.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin import Actor
-from gateway.api.actions import commit_before_answering
+from gateway.api.actions import commit_before_answering, recorder
 from gateway.api.deps import (
     Admin,
     Auditor,
@@ -48,6 +48,10 @@ class ReviewCreate(BaseModel):
 class ActionCreate(BaseModel):
     kind: str = Field(min_length=1, max_length=64)
     note: str = Field(default="", max_length=4000)
+
+
+class Training(BaseModel):
+    trained_until: date | None  # the last day it is valid; None: no training on record
 
 
 class AuthorisationDecision(BaseModel):
@@ -211,3 +215,23 @@ async def decide(
     )
     await commit_before_answering(db)
     return asdict(decided)
+
+
+@router.post("/principals/{principal_id}/training")
+async def set_training(
+    principal_id: str,
+    body: Training,
+    admin: Admin,
+    db: DbDep,
+    services: ServicesDep,
+    request: Request,
+) -> Training:
+    """Record a reviewer's training (Maryland wants it yearly): `principal.training`."""
+    await service.set_training(
+        db=db,
+        principal_id=principal_id,
+        trained_until=body.trained_until,
+        record=recorder(services, request, db=db, by=admin),
+    )
+    await commit_before_answering(db)
+    return body

@@ -87,10 +87,12 @@ async def test_reviewers_verify_a_lead_and_the_officer_acts_on_it_from_the_cli(
 
     code, output = await facegate(url, tmp_path, *review("examiner-untrained"))
     assert code == 1 and "reviewer_training_lapsed" in output
+    training = ("principals", "training", "examiner-untrained", "--until", "2999-12-31")
+    assert (await facegate(url, tmp_path, *training))[0] == 0
     act = ("leads", "act", best, "--officer", "officer-1", "--kind", "lineup")
     code, output = await facegate(url, tmp_path, *act)
     assert code == 1 and "lead_not_verified" in output
-    assert (await facegate(url, tmp_path, *review("examiner-1")))[0] == 0
+    assert (await facegate(url, tmp_path, *review("examiner-untrained")))[0] == 0
     code, output = await facegate(url, tmp_path, *review("examiner-2"))
     assert code == 0 and "verified" in output
     assert (await facegate(url, tmp_path, *act))[0] == 0

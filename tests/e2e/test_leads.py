@@ -347,3 +347,17 @@ async def test_an_authorisation_clock_runs_out(stack: Stack) -> None:
     finally:
         await policy.close()
         await engine.dispose()
+
+
+async def test_a_reviewer_whose_training_is_renewed_may_review(stack: Stack) -> None:
+    await stack.warrant("W-1")
+    admin = await enrol(stack, "admin-1", Role.ADMIN)
+    lapsed = await enrol(stack, "examiner-1", Role.REVIEWER, trained_until=None)
+    _, [lead] = boto_search(stack, stack.rekognition(await stack.session("officer-1")))
+    assert refused(review(stack, lapsed, lead)) == {"reviewer_training_lapsed"}
+
+    renewed = {"trained_until": TRAINED.isoformat()}
+    path = "/facegate/v1/principals/examiner-1/training"
+    assert api(stack, "POST", path, lapsed, json=renewed).status_code == 403  # not an admin
+    assert api(stack, "POST", path, admin, json=renewed).status_code == 200
+    assert review(stack, lapsed, lead).status_code == 200
