@@ -234,11 +234,12 @@ class Pipeline:
         if outcome.enrolled is not None:
             outcome = await self._count_enrolled(event, outcome)
         outcome = await self._remember_faces(adapter, parsed, upstream, policy_input, outcome)
-        outcome, leads = await self._open_leads(record, decision, request, outcome)
-
-        # 8 record the outcome. If this fails the vendor has answered, but the answer is
-        #   withheld: a match nobody can account for is not handed out.
-        await self._append(record.outcome(outcome, decision, started, leads=leads))
+        # 8 record the outcome (an identification's with its leads, in one transaction).
+        #   If this fails the vendor has answered, but the answer is withheld: a match
+        #   nobody can account for is not handed out.
+        outcome, leads = await self._open_leads(record, decision, request, outcome, started)
+        if leads is None:
+            await self._append(record.outcome(outcome, decision, started))
         if outcome.withheld is not None:
             raise outcome.withheld  # rendered in the vendor's shape by handle()
         response = adapter.render(outcome, request_id=request.request_id)
@@ -254,10 +255,11 @@ class Pipeline:
         decision: Decision,
         request: IncomingRequest,
         outcome: Outcome,
+        started: float,
     ) -> tuple[Outcome, list[str] | None]:
-        """Before step 8: each candidate of an identification's answer becomes a lead, its
-        row and record committed (gateway/leads/book.py); if they cannot be, the answer is
-        withheld, as when the outcome record cannot be written. None: no identification."""
+        """Step 8 for an identification's answer: each candidate becomes a lead, committed
+        with the outcome record (gateway/leads/book.py). If that fails, the answer is
+        withheld and its outcome is still to be recorded. None: not recorded here."""
         if self.leads is None or outcome.candidates is None or outcome.withheld is not None:
             return outcome, None
         search = Search(
@@ -267,9 +269,12 @@ class Pipeline:
             received_at=request.received_at,
         )
         try:
-            return outcome, await self.leads.open_leads(
-                search=search, candidates=outcome.candidates
+            ids = await self.leads.open_leads(
+                search=search,
+                candidates=outcome.candidates,
+                outcome=lambda ids: record.outcome(outcome, decision, started, leads=ids),
             )
+            return outcome, ids
         except ServiceUnavailable as exc:
             log.error("could not record the leads of request %s", request.request_id)
             return replace(outcome, withheld=exc), None

@@ -1,16 +1,17 @@
 """Where an identification's answer becomes leads, before the answer leaves (pipeline step 8).
 
-Contract (the same ordering as the outcome record): `open_leads` returns only when every
-lead row, its `lead` audit record and, for a search that must be authorised afterwards, the
-authorisation and its `opened` record are committed, in one transaction. If it raises, none
-is, and the pipeline withholds the answer: a candidate nobody can review is not handed out.
+Contract (the outcome record's, extended): `open_leads` returns only when every lead row,
+its `lead` audit record, for a search that must be authorised afterwards the authorisation
+and its `opened` record, and the search's outcome record are committed, in one transaction.
+If it raises, none is, and the pipeline records the outcome as withheld: a candidate nobody
+can review is not handed out.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord
 from gateway.db import map_database_errors
 from gateway.leads.models import AuthorisationRow, LeadRow
 from gateway.leads.records import authorisation_record, candidate_digest, lead_opened
@@ -45,9 +47,18 @@ class LeadBook:
     sessions: async_sessionmaker[AsyncSession]
     audit: AuditLog
 
-    async def open_leads(self, *, search: Search, candidates: Sequence[Candidate]) -> list[str]:
-        """Record one lead per candidate (best first) and return their ids. Raises
-        AuditUnavailable or StorageUnavailable, and then nothing is committed."""
+    async def open_leads(
+        self,
+        *,
+        search: Search,
+        candidates: Sequence[Candidate],
+        outcome: Callable[[list[str]], AuditRecord],
+    ) -> list[str]:
+        """Record one lead per candidate (best first), then the search's outcome record
+        (`outcome(lead ids)`), in one transaction, and return the ids. Together, so that no
+        lead is on record for an answer that never left (its outcome failed), nor an
+        outcome naming leads that are not. Raises AuditUnavailable or StorageUnavailable,
+        and then nothing is committed: the caller records the outcome as withheld."""
         fields = search.fields
         with map_database_errors("the database failed: the leads could not be recorded"):
             async with self.sessions() as db, db.begin():
@@ -85,6 +96,7 @@ class LeadBook:
                     )
                     await self.audit.append(record, db=db)
                     ids.append(lead.id)
+                await self.audit.append(outcome(ids), db=db)
         return ids
 
     async def _open_authorisation(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway.audit.checkpoint import SignedTreeState, Signer
 from gateway.audit.log import AuditLog
+from gateway.audit.records import AuditRecord, EventType
 from gateway.db import create_engine, session_factory
 from gateway.leads.book import LeadBook, Search
 from gateway.vendors.base import Candidate
@@ -46,7 +47,11 @@ async def a_search(url: str, tmp_path: Path, *, exigent: bool = False) -> list[s
         )
         found = [Candidate(id="face-1", similarity=99.4), Candidate(id="face-2", similarity=91.2)]
         return await LeadBook(sessions=sessions, audit=audit).open_leads(
-            search=search, candidates=found
+            search=search,
+            candidates=found,
+            outcome=lambda ids: AuditRecord(
+                **search.fields, event_type=EventType.OUTCOME, detail={"leads": ids}
+            ),
         )
     finally:
         await audit.aclose()

@@ -318,3 +318,25 @@ async def test_an_answer_whose_leads_cannot_be_recorded_is_withheld(services: Se
     assert response.body != ANSWER
     assert "x-facegate-leads" not in response.headers
     assert await committed_event_types(services, request.request_id) == ["decision", "outcome"]
+
+
+@dataclass
+class OutcomeRefusingLeadAudit:
+    services: Services
+
+    async def append(self, record: AuditRecord, *, db: Any = None) -> Any:
+        if record.event_type is EventType.OUTCOME:
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append(record, db=db)
+
+
+async def test_no_lead_is_on_record_for_an_answer_whose_outcome_failed(
+    services: Services,
+) -> None:
+    adapter, request = CandidateAdapter(services), incoming()
+    audit = OutcomeRefusingLeadAudit(services)
+    book = LeadBook(sessions=services.sessions, audit=audit)  # type: ignore[arg-type]
+    pipeline = pipeline_of(services, FixedPolicy(), audit=audit, leads=book)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body != ANSWER
+    assert await committed_event_types(services, request.request_id) == ["decision"]
