@@ -18,7 +18,7 @@ import getpass
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -118,12 +118,20 @@ async def enrol_principal(
     roles: Sequence[Role],
     now: datetime,
     record: Recorder,
+    trained_until: date | None = None,
 ) -> Principal:
-    """Enrol a principal (recorded as `principal.create`)."""
+    """Enrol a principal (recorded as `principal.create`, with its training's last day)."""
     principal = await create_principal(
-        db, principal_id=principal_id, name=name, agency=agency, roles=roles, now=now
+        db,
+        principal_id=principal_id,
+        name=name,
+        agency=agency,
+        roles=roles,
+        now=now,
+        trained_until=trained_until,
     )
-    await record("principal.create", principal=principal.model_dump(mode="json"))
+    training = {"trained_until": trained_until.isoformat()} if trained_until else {}
+    await record("principal.create", principal=principal.model_dump(mode="json"), **training)
     return principal
 
 

@@ -12,7 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__, console
-from gateway.api import audit, cases, health, inventory, principals, reports, sessions, warrants
+from gateway.api import (
+    audit,
+    cases,
+    health,
+    inventory,
+    leads,
+    principals,
+    reports,
+    sessions,
+    warrants,
+)
 from gateway.api.docs import install_docs
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
 from gateway.api.vendor_routes import VendorRoutes
@@ -72,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"x-facegate-request-id": request.state.request_id},
         )
 
-    for module in (health, sessions, warrants, principals, audit, inventory, cases, reports):
+    for module in (health, sessions, warrants, principals, audit, inventory, cases, reports, leads):
         app.include_router(module.router)
     install_docs(app)  # /docs with Swagger UI served locally (works offline)
     console.install(app)  # the oversight console, /console/

@@ -7,9 +7,10 @@ FacegateError
 │   │   └── InvalidQuery      an audit query's cursor or limit (gateway.audit.query)
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
-│   └── UnsupportedOperation  an operation the adapter does not know: never forwarded
-│       └── BackendNotConfigured  a protocol with no backend in the inventory
-│                                 (gateway.vendors.base): refused on record
+│   ├── UnsupportedOperation  an operation the adapter does not know: never forwarded
+│   │   └── BackendNotConfigured  a protocol with no backend in the inventory
+│   │                             (gateway.vendors.base): refused on record
+│   └── NotFound              a lead or authorisation the caller named does not exist (404)
 ├── AuthenticationError       no, unknown, expired or wrongly signed credentials
 │   ├── MissingCredentials
 │   ├── UnknownAccessKey
@@ -105,6 +106,11 @@ class InvalidImage(RequestError):
 
 class UnsupportedOperation(RequestError):
     code = "unsupported_operation"
+
+
+class NotFound(RequestError):
+    status_code = 404
+    code = "not_found"
 
 
 class AuthenticationError(FacegateError):

@@ -53,6 +53,7 @@ from gateway.errors import (
     UpstreamError,
     VendorRefused,
 )
+from gateway.leads.book import LeadBook, Search
 from gateway.observability.requests import saw, step
 from gateway.policy.contract import (
     Decision,
@@ -83,6 +84,8 @@ class Pipeline:
     activity: ActivityStore = field(default_factory=MemoryActivityStore)
     # Where every face a vendor handed out came from (see gateway/context/face_sources.py).
     face_sources: FaceSourceStore = field(default_factory=MemoryFaceSourceStore)
+    # Where identifications' candidates become leads (None: not recorded, no header).
+    leads: LeadBook | None = None
 
     async def handle(self, vendor: Vendor, request: IncomingRequest) -> Response:
         """One request of a vendor with a backend (`vendor.adapter` is set), answered in
@@ -240,16 +243,57 @@ class Pipeline:
                 outcome = await self._count_enrolled(event, outcome)
             outcome = await self._remember_faces(adapter, parsed, upstream, policy_input, outcome)
 
-        # 8 record the outcome. If this fails the vendor has answered, but the answer is
-        #   withheld: a match nobody can account for is not handed out.
+        # 8 record the outcome (an identification's with its leads, in one transaction).
+        #   If this fails the vendor has answered, but the answer is withheld: a match
+        #   nobody can account for is not handed out.
         with step("record_outcome"):
-            await self._append(record.outcome(outcome, decision, started))
+            outcome, leads = await self._open_leads(record, decision, request, outcome, started)
+            if leads is None:
+                await self._append(record.outcome(outcome, decision, started))
         if outcome.withheld is not None:
             raise outcome.withheld  # rendered in the vendor's shape by handle()
         response = adapter.render(outcome, request_id=request.request_id)
         if outcome.match_count is not None:
             response.headers["x-facegate-lead-notice"] = LEAD_NOTICE
+        if leads is not None:
+            response.headers["x-facegate-leads"] = ",".join(leads)
         return response
+
+    async def _open_leads(
+        self,
+        record: _RecordBuilder,
+        decision: Decision,
+        request: IncomingRequest,
+        outcome: Outcome,
+        started: float,
+    ) -> tuple[Outcome, list[str] | None]:
+        """Step 8 for an identification's answer: each candidate becomes a lead, committed
+        with the outcome record (gateway/leads/book.py). If that fails, the answer is
+        withheld and its outcome is still to be recorded. None: not recorded here."""
+        if self.leads is None or outcome.candidates is None or outcome.withheld is not None:
+            return outcome, None
+        search = Search(
+            fields=record.common(),
+            policy_revision=decision.policy_revision,
+            authorisation=getattr(decision.obligations, "authorisation", None),
+            received_at=request.received_at,
+        )
+        try:
+            outcome_record: list[AuditRecord] = []
+
+            def outcome_with(ids: list[str]) -> AuditRecord:
+                outcome_record.append(record.outcome(outcome, decision, started, leads=ids))
+                return outcome_record[-1]
+
+            ids = await self.leads.open_leads(
+                search=search, candidates=outcome.candidates, outcome=outcome_with
+            )
+            for appended in outcome_record:
+                saw(appended)  # the request's log line and metrics read its records
+            return outcome, ids
+        except ServiceUnavailable as exc:
+            log.error("could not record the leads of request %s", request.request_id)
+            return replace(outcome, withheld=exc), None
 
     async def _remember_faces(
         self,
@@ -344,7 +388,7 @@ class _RecordBuilder:
     parsed: ParsedRequest | None = None
     policy_input: PolicyInput | None = None
 
-    def _common(self) -> dict[str, Any]:
+    def common(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "time": datetime.now(UTC),
             "request_id": self.request.request_id,
@@ -383,7 +427,7 @@ class _RecordBuilder:
     def refusal(
         self, event_type: EventType, error: FacegateError, *, key_id: str | None = None
     ) -> AuditRecord:
-        fields = self._common()
+        fields = self.common()
         if key_id is not None:
             fields["key_id"] = key_id
         return AuditRecord(
@@ -396,7 +440,7 @@ class _RecordBuilder:
 
     def decision(self, decision: Decision) -> AuditRecord:
         return AuditRecord(
-            **self._common(),
+            **self.common(),
             event_type=EventType.DECISION,
             decision="allow" if decision.allow else "deny",
             reason_codes=[r.code for r in decision.reasons],
@@ -427,8 +471,12 @@ class _RecordBuilder:
         started: float,
         *,
         error: FacegateError | None = None,
+        leads: list[str] | None = None,
     ) -> AuditRecord:
         detail: dict[str, Any] = {}
+        if leads is not None:
+            # An identification's leads; none is a negative result, disclosed as one.
+            detail |= {"leads": leads, "negative_result": not leads}
         if outcome is not None and outcome.withheld is not None:
             error = outcome.withheld
             # Why the client got an error rather than the answer: a stable code.
@@ -446,7 +494,7 @@ class _RecordBuilder:
                 detail["faces_enrolled"] = outcome.enrolled
         answered = outcome is not None and outcome.withheld is None
         return AuditRecord(
-            **self._common(),
+            **self.common(),
             event_type=EventType.OUTCOME,
             decision="allow" if error is None else "error",
             policy_revision=decision.policy_revision,

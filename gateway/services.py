@@ -29,6 +29,7 @@ from gateway.context.face_sources import (
 )
 from gateway.context.inspection import ProbeInspector
 from gateway.db import create_engine, request_reader, session_factory
+from gateway.leads.book import LeadBook
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
 from gateway.policy.revisions import AuditedPolicyJournal
@@ -152,6 +153,7 @@ class Services:
             inspector=inspector,
             activity=activity,
             face_sources=face_sources,
+            leads=LeadBook(sessions=sessions, audit=audit),
         )
         return cls(
             settings=settings,

@@ -12,6 +12,7 @@ import gateway.audit.models
 import gateway.auth.models
 import gateway.console.sessions
 import gateway.context.warrants
+import gateway.leads.models
 import gateway.policy.revisions  # noqa: F401  (registers every table on Base.metadata)
 from gateway.db import Base, create_engine
 

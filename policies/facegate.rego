@@ -10,15 +10,20 @@
 # Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
 #                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
-# allow is true exactly when no rule below adds a reason to `deny`.
+# allow is true exactly when no rule below adds a reason to `deny`. A lead's review or
+# action (input.kind) is decided by the rules at the end instead, from `lead_deny`.
 package facegate
 
 import rego.v1
 
-decision := {
+decision := lead_decision if {
+	lead_input
+} else := call_decision
+
+call_decision := {
 	"allow": count(deny) == 0,
 	"reasons": [r | some code in sort({d.code | some d in deny}); some r in deny; r.code == code],
-	"obligations": obligations,
+	"obligations": object.union(obligations, authorisation_obligation),
 }
 
 cfg := data.config
@@ -745,3 +750,201 @@ reference_collection_text := concat("", [" ", op.collection]) if {
 enrolment_alternative := " or a warrant that covers enrolment" if {
 	op.kind == "enroll"
 } else := ""
+
+# --- After-the-fact authorisation of searches without a warrant -----------------------------
+#
+# A search on a basis that must be authorised afterwards (data/leads.yaml, e.g. exigent)
+# opens a clock: 24 h for real-time use, 48 h for post-remote identification (EU AI Act
+# Art. 5(3), 26(10)). Once an authority refused one in a case, that case's next search on
+# that basis is refused.
+
+lead_cfg := cfg.leads
+
+authorisation_flag := flag if {
+	some flag in flags
+	lead_cfg.authorisation.flags[flag]
+}
+
+authorisation_clock := "realtime" if op.kind == "stream" else := "post_remote"
+
+authorisation_obligation := {"authorisation": {
+	"basis": lead_cfg.authorisation.flags[authorisation_flag],
+	"hours": lead_cfg.authorisation.clock_hours[authorisation_clock],
+}} if {
+	authorisation_flag
+} else := {}
+
+refused_bases := {normal(b) | some b in object.get(ctx, "refused_authorisations", [])}
+
+deny contains reason("authorisation_refused", concat("", [
+	"an authority refused the after-the-fact authorisation of an earlier ", basis,
+	" search in case ", ctx.case_number, ": no further search on that basis",
+])) if {
+	identification
+	basis in warrantless_bases
+	basis in refused_bases
+}
+
+# --- Leads: two-person verification and actions (input.kind) --------------------------------
+#
+# A match is a lead until the number of distinct, trained reviewers data/leads.yaml
+# requires have confirmed it (EU AI Act Art. 14(5): two); one rejection rejects it. Actions
+# other than those listed as needing no verification need a verified lead whose search,
+# if it must be authorised afterwards, has been authorised.
+
+lead_kinds := {"lead_review", "lead_action"}
+
+lead_input if input.kind in lead_kinds
+
+lead := input.lead
+
+lead_decision := {
+	"allow": count(lead_deny) == 0,
+	"reasons": [r | some code in sort({d.code | some d in lead_deny}); some r in lead_deny; r.code == code],
+	"obligations": {"flags": [], "lead_status": lead_status_after},
+}
+
+final_statuses := {"verified", "rejected", "void"}
+
+# A jurisdiction may require fewer than two reviewers only by naming the act that allows it.
+reviewers_required := lead_cfg.reviewers.required if {
+	lead_cfg.reviewers.required >= 2
+} else := lead_cfg.reviewers.required if {
+	is_string(lead_cfg.reviewers.legal_act)
+	trim_space(lead_cfg.reviewers.legal_act) != ""
+} else := 2
+
+earlier_confirmations := {r.reviewer | some r in lead.reviews; r.verdict == "confirmed"}
+
+confirmations := earlier_confirmations | {input.principal.id} if {
+	input.verdict == "confirmed"
+} else := earlier_confirmations
+
+lead_status_after := "rejected" if {
+	input.kind == "lead_review"
+	count(lead_deny) == 0
+	input.verdict == "rejected"
+} else := "verified" if {
+	input.kind == "lead_review"
+	count(lead_deny) == 0
+	count(confirmations) >= reviewers_required
+} else := lead.status
+
+verdicts := {"confirmed", "rejected", "inconclusive"}
+
+lead_deny contains reason("lead_other_agency", concat("", [
+	input.principal.id, " is not of ", lead.agency, ", whose lead this is",
+])) if {
+	input.principal.agency != lead.agency
+}
+
+lead_deny contains reason("lead_final", concat("", [
+	"lead ", lead.id, " is ", lead.status, " already: no further review",
+])) if {
+	input.kind == "lead_review"
+	lead.status in final_statuses
+}
+
+lead_deny contains reason("reviewer_not_qualified", concat("", [
+	input.principal.id, " does not hold the reviewer role",
+])) if {
+	input.kind == "lead_review"
+	not roles.reviewer in input.principal.roles
+}
+
+lead_deny contains reason("reviewer_training_lapsed", concat("", [
+	input.principal.id, " has no training on record valid today",
+])) if {
+	input.kind == "lead_review"
+	lead_cfg.training.required
+	not training_current
+}
+
+training_current if {
+	is_string(input.trained_until)
+	input.trained_until >= substring(input.now, 0, 10)
+}
+
+lead_deny contains reason("reviewer_is_searcher", concat("", [
+	input.principal.id, " ran the search that produced lead ", lead.id,
+	" and may not verify it",
+])) if {
+	input.kind == "lead_review"
+	input.principal.id == lead.officer
+}
+
+lead_deny contains reason("reviewer_already_reviewed", concat("", [
+	input.principal.id, " has reviewed lead ", lead.id, " already",
+])) if {
+	input.kind == "lead_review"
+	some r in lead.reviews
+	r.reviewer == input.principal.id
+}
+
+lead_deny contains reason("verdict_unknown", concat("", [
+	"a verdict is one of ", concat(", ", sort(verdicts)),
+])) if {
+	input.kind == "lead_review"
+	not input.verdict in verdicts
+}
+
+action_kinds := {normal(k) | some k in lead_cfg.actions.kinds}
+
+unverified_actions := {normal(k) | some k in lead_cfg.actions.without_verification}
+
+needs_verification if {
+	input.kind == "lead_action"
+	not input.action in unverified_actions
+}
+
+lead_deny contains reason("not_an_officer", concat("", [
+	"only officers record actions on leads, and ", input.principal.id, " is not one",
+])) if {
+	input.kind == "lead_action"
+	not roles.officer in input.principal.roles
+}
+
+lead_deny contains reason("action_kind_unknown", concat("", [
+	"an action is one of ", concat(", ", sort(action_kinds)),
+])) if {
+	input.kind == "lead_action"
+	not input.action in action_kinds
+}
+
+lead_deny contains reason("lead_void", concat("", [
+	"lead ", lead.id, " is void: its search's authorisation was refused",
+])) if {
+	needs_verification
+	lead.status == "void"
+}
+
+lead_deny contains reason("lead_not_verified", concat("", [
+	"lead ", lead.id, " is ", lead.status, ", not verified by ", format_int(reviewers_required, 10),
+	" reviewers: a match alone is no ground to act on",
+])) if {
+	needs_verification
+	lead.status != "verified"
+	lead.status != "void"
+}
+
+lead_deny contains reason("authorisation_pending", concat("", [
+	"the ", lead.authorisation.basis, " search behind lead ", lead.id,
+	" is not authorised yet",
+])) if {
+	needs_verification
+	lead.authorisation.state == "pending"
+	not authorisation_overdue
+}
+
+authorisation_overdue if {
+	lead.authorisation.state == "pending"
+	time.parse_rfc3339_ns(lead.authorisation.deadline) <= time.parse_rfc3339_ns(input.now)
+}
+
+lead_deny contains reason("authorisation_overdue", concat("", [
+	"the ", lead.authorisation.basis, " search behind lead ", lead.id,
+	" was not authorised by its deadline ", lead.authorisation.deadline,
+])) if {
+	needs_verification
+	authorisation_overdue
+}

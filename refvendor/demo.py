@@ -240,10 +240,11 @@ def _scenario(api: _Api, gateway_url: str, samples: Any, settings: Settings) -> 
         found = ", ".join(
             f"{m['Face']['ExternalImageId']} ({m['Similarity']:.1f}%)" for m in matches
         )
+        headers = response["ResponseMetadata"]["HTTPHeaders"]
         print(f"   ALLOWED  {len(matches)} lead(s): {found or 'none'}")
-        print(
-            f"   {response['ResponseMetadata']['HTTPHeaders'].get('x-facegate-lead-notice', '')}\n"
-        )
+        # The ids a reviewer verifies them by (`facegate leads review LEAD_ID ...`).
+        print(f"   lead ids: {headers.get('x-facegate-leads') or 'none (a negative result)'}")
+        print(f"   {headers.get('x-facegate-lead-notice', '')}\n")
 
     records = api.call(
         "GET",

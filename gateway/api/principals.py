@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -27,6 +27,8 @@ class PrincipalCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     agency: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1)
+    # The last day the principal's training is valid (reviewers need it current).
+    trained_until: date | None = None
 
 
 class PrincipalDisable(BaseModel):
@@ -50,6 +52,7 @@ async def add_principal(
         roles=body.roles,
         now=datetime.now(UTC),
         record=recorder(services, request, db=db, by=admin),
+        trained_until=body.trained_until,
     )
     await commit_before_answering(db)
     return principal

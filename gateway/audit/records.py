@@ -43,7 +43,8 @@ class EventType(StrEnum):
     AUDIT_READ = "audit_read"  # an auditor read or exported the log
     POLICY = "policy"  # a policy revision activated, or refused (gateway/policy/revisions.py)
     REPORT = "report"  # a report made, or refused (gateway/reports/): template, period, digest
-    # The leads contract's events (issue 13; values are the contract, reports count them).
+    # Leads (gateway/leads/): one per candidate an identification produced, a reviewer's
+    # verdict or refused attempt, an action on a lead, an after-the-fact authorisation.
     LEAD = "lead"
     LEAD_REVIEW = "lead_review"
     LEAD_ACTION = "lead_action"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -19,6 +19,9 @@ class PrincipalRow(Base):
     roles: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last day the principal's training is valid for (reviewers: Maryland wants it
+    # yearly); None: no training on record. Read by the lead policy, not here.
+    trained_until: Mapped[date | None] = mapped_column(Date, default=None)
 
 
 class ApiKeyRow(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -63,6 +63,7 @@ async def create_principal(
     agency: str,
     roles: Sequence[Role],
     now: datetime,
+    trained_until: date | None = None,
 ) -> Principal:
     if not roles:
         raise MalformedRequest("a principal needs at least one role")
@@ -75,6 +76,7 @@ async def create_principal(
         agency=agency,
         roles=[Role(r).value for r in roles],
         created_at=now,
+        trained_until=trained_until,
     )
     db.add(row)
     await db.flush()

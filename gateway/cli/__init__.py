@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import admin, audit, disclose, keys, policy, report, server
+from gateway.cli import admin, audit, disclose, keys, leads, policy, report, server
 from gateway.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -31,3 +31,5 @@ app.add_typer(audit.app, name="audit")
 app.command("disclose")(disclose.disclose)
 audit.app.command("verify-packet")(disclose.verify_packet_command)
 app.add_typer(report.app, name="report")
+app.add_typer(leads.app, name="leads")
+app.add_typer(leads.authorisations_app, name="authorisations")

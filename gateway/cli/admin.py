@@ -27,6 +27,7 @@ from gateway.context.warrants import (
     list_warrants,
 )
 from gateway.errors import MalformedRequest
+from gateway.leads.service import set_training
 from gateway.operations import OperationKind
 
 principals_app = typer.Typer(
@@ -43,6 +44,10 @@ def principals_add(
     name: Annotated[str, typer.Option()],
     agency: Annotated[str, typer.Option()],
     role: Annotated[list[Role], typer.Option(help="repeat for several roles")],
+    trained_until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="last day the training is valid (reviewers)"),
+    ] = None,
 ) -> None:
     """Enrol a principal and print their first API key (shown once)."""
 
@@ -57,10 +62,35 @@ def principals_add(
                 roles=role,
                 now=now,
                 record=rt.record,
+                trained_until=trained_until.date() if trained_until else None,
             )
             return await issue_key(db=rt.db, principal_id=principal_id, now=now, record=rt.record)
 
     typer.echo(run(_run()))
+
+
+@principals_app.command("training")
+def principals_training(
+    ctx: typer.Context,
+    principal_id: str,
+    until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="last day it is valid; omit to clear it"),
+    ] = None,
+) -> None:
+    """Record a principal's training (reviewers need it current to review leads)."""
+
+    async def _run() -> None:
+        async with runtime(settings_of(ctx)) as rt:
+            await set_training(
+                db=rt.db,
+                principal_id=principal_id,
+                trained_until=until.date() if until else None,
+                record=rt.record,
+            )
+
+    run(_run())
+    typer.echo(f"{principal_id}: trained until {until.date() if until else 'none'}")
 
 
 @principals_app.command("key")

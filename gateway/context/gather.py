@@ -36,6 +36,7 @@ from gateway.context.inspection import (
 from gateway.context.warrants import find_warrant
 from gateway.db import map_database_errors
 from gateway.errors import MalformedRequest, ServiceUnavailable
+from gateway.leads.refusals import refused_bases
 from gateway.operations import FaceOperation, ImageFacts, image_roles
 from gateway.policy.contract import PolicyContext, PolicyInput, VendorFacts
 
@@ -192,6 +193,12 @@ async def _gather_context(
                 case_number=context.case_number,
                 now=now,
             )
+    refused: list[str] = []
+    if context.legal_basis not in (None, LegalBasis.WARRANT, LegalBasis.COURT_ORDER):
+        # A search without a warrant, in a case whose earlier one an authority refused.
+        refused = await refused_bases(
+            reads, case_number=context.case_number, agency=session.principal.agency
+        )
     if inspection.faces_in_probe is not None:
         operation = operation.model_copy(update={"faces_in_probe": inspection.faces_in_probe})
     if inspection.images:
@@ -203,6 +210,7 @@ async def _gather_context(
         warrant=warrant,
         conflicts=conflicts,
         locations=[loc.as_policy() for loc in inspection.locations],
+        refused_authorisations=refused,
     )
     return operation, policy_context
 

@@ -33,8 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.contract import Decision, PolicyInput
+from gateway.policy.lead_input import AnyPolicyInput, LeadPolicyInput
 
-Decide = Callable[[PolicyInput], Awaitable[Decision]]
+Decide = Callable[[AnyPolicyInput], Awaitable[Decision]]
 # Where a policy directory keeps its decision cases.
 CASES_DIR = "cases"
 
@@ -52,7 +53,7 @@ class Expectation(BaseModel):
 class DecisionCase:
     name: str
     source: Path
-    input: PolicyInput
+    input: AnyPolicyInput
     expect: Expectation
 
 
@@ -168,7 +169,10 @@ def _load_case_file(path: Path) -> list[DecisionCase]:
                 f"decision case {name!r} in {path} has unknown keys {sorted(unknown)}"
             )
         try:
-            policy_input = PolicyInput.model_validate(_merge(base, entry.get("input") or {}))
+            merged = _merge(base, entry.get("input") or {})
+            # An input with a `kind` is a lead's review or action (gateway/policy/lead_input.py).
+            model = LeadPolicyInput if "kind" in merged else PolicyInput
+            policy_input: AnyPolicyInput = model.model_validate(merged)
             expect = Expectation.model_validate(entry.get("expect"))
         except ValidationError as exc:
             raise PolicyLoadError(f"decision case {name!r} in {path} is malformed: {exc}") from exc

@@ -63,6 +63,9 @@ class PolicyContext(CaseFields):
     # Every position stated for the probes (EXIF GPS first, then X-Facegate-Location), each
     # {"lat": .., "lon": ..}.
     locations: list[dict[str, float]] = Field(default_factory=list)
+    # The bases (e.g. exigent) of this case's after-the-fact authorisations that an
+    # authority refused: the case's next search on such a basis is refused (gateway/leads/).
+    refused_authorisations: list[str] = Field(default_factory=list)
 
 
 class AttestationFacts(BaseModel):
@@ -176,6 +179,11 @@ NUMBER = Syntax("a finite number", _is_number)
 LATITUDE = Syntax("a latitude in degrees", lambda v: _is_number(v) and -90 <= v <= 90)
 LONGITUDE = Syntax("a longitude in degrees", lambda v: _is_number(v) and -180 <= v <= 180)
 TIMESTAMP = Syntax("an RFC 3339 time in UTC (YYYY-MM-DDThh:mm:ss[.ffffff]Z)", _is_timestamp)
+# Compared as text with now's first ten characters, which is date order only in this form.
+DATE = Syntax(
+    "a date (YYYY-MM-DD)",
+    lambda v: isinstance(v, str) and _is_timestamp(f"{v}T00:00:00Z") and len(v) == 10,
+)
 
 # Every value the policy lower-cases, trims, parses, counts or computes with, by its path
 # in the JSON document the engines are sent ("*" is every key's value, or every item). A
@@ -197,6 +205,18 @@ STRICT_FIELDS: tuple[tuple[str, Syntax], ...] = (
     ("operation.threshold", NUMBER),
     ("vendor.attestations.*.date", TIMESTAMP),
     ("activity.*.*.*", COUNT),
+    ("context.refused_authorisations.*", CODE),
+    # A lead's review or action (gateway/policy/lead_input.py).
+    ("kind", CODE),
+    ("trained_until", DATE),
+    ("verdict", CODE),
+    ("action", CODE),
+    ("lead.status", CODE),
+    ("lead.similarity", NUMBER),
+    ("lead.reviews.*.verdict", CODE),
+    ("lead.authorisation.state", CODE),
+    ("lead.authorisation.basis", CODE),
+    ("lead.authorisation.deadline", TIMESTAMP),
 )
 
 

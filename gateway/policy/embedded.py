@@ -17,7 +17,7 @@ from typing import Any
 import opa_eval
 
 from gateway.policy.bundle import DECISION_QUERY, MODULE_FILE, PolicyBundle, PolicyLoadError
-from gateway.policy.contract import PolicyInput
+from gateway.policy.lead_input import AnyPolicyInput
 
 # What opa-eval returns, as a JSON string, for a query whose rule is undefined.
 _UNDEFINED = "<undefined>"
@@ -46,7 +46,7 @@ class EmbeddedEngine:
             max_workers=_WORKERS, thread_name_prefix="facegate-policy"
         )
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
         """The decision document, or None when the policy leaves it undefined."""
         input_json = policy_input.model_dump_json()
         loop = asyncio.get_running_loop()

@@ -33,8 +33,9 @@ from gateway.errors import Reason
 from gateway.observability.metrics import observe_policy_evaluation
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
 from gateway.policy.cases import CASES_DIR, cases_digest, load_cases, run_cases
-from gateway.policy.contract import Decision, Obligations, PolicyInput, strict_input_problems
+from gateway.policy.contract import Decision, Obligations, strict_input_problems
 from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.lead_input import AnyPolicyInput
 from gateway.policy.opa_server import OpaServerEngine
 from gateway.policy.revisions import PolicyJournal
 
@@ -64,7 +65,7 @@ class PolicyEngine(Protocol):
     @property
     def revision(self) -> str: ...
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any: ...
+    async def evaluate(self, policy_input: AnyPolicyInput) -> Any: ...
 
     async def close(self) -> None: ...
 
@@ -200,7 +201,7 @@ class PolicyService:
     def engine_name(self) -> str:
         return self._serving.engine.name
 
-    async def decide(self, policy_input: PolicyInput) -> Decision:
+    async def decide(self, policy_input: AnyPolicyInput) -> Decision:
         """The policy's decision on `policy_input`. Never raises (except on cancellation):
         an input that is not strict (contract.strict_input_problems) is refused unevaluated
         with code policy_input_invalid; an engine that fails, overruns the timeout or gives
@@ -226,7 +227,7 @@ class PolicyService:
             if serving.in_flight == 0:
                 serving.idle.set()
 
-    async def _decide_on(self, engine: PolicyEngine, policy_input: PolicyInput) -> Decision:
+    async def _decide_on(self, engine: PolicyEngine, policy_input: AnyPolicyInput) -> Decision:
         def refuse(code: str, message: str) -> Decision:
             return Decision.deny(
                 code=code, message=message, policy_revision=engine.revision, engine=engine.name

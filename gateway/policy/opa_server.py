@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from opa_client import AsyncOpaClient
 
 from gateway.policy.bundle import DATA_KEY, PolicyBundle, PolicyLoadError
-from gateway.policy.contract import PolicyInput
+from gateway.policy.lead_input import AnyPolicyInput
 
 POLICY_ID = "facegate"
 # The marker's name in both the module (a rule appended to package facegate) and the data.
@@ -96,7 +96,7 @@ class OpaServerEngine:
             engine = cls(revision=bundle.revision, client=client, resources=resources.pop_all())
         return engine
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
         """The decision document, or None when the policy leaves it undefined."""
         response = await self._client.ad_hoc_query(
             QUERY, input_data=policy_input.model_dump(mode="json")

@@ -75,6 +75,14 @@ class UpstreamResponse:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One candidate an identification's answer names: a lead once recorded (gateway/leads/)."""
+
+    id: str  # the vendor's id of the person or face, as the caller sees it
+    similarity: float  # normalised 0-100
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the audit log keeps of a vendor's answer: counts and scores, never faces."""
 
@@ -86,6 +94,9 @@ class Outcome:
     # comparison target (verify), enrolled (enroll). None where an answer holds no faces.
     faces: int | None = None
     enrolled: int | None = None  # faces the vendor says it enrolled (enrolment operations)
+    # An identification's candidates as handed out, best first (empty: a negative result);
+    # None for an answer that identifies no one.
+    candidates: tuple[Candidate, ...] | None = None
     # Set when the client must not get the answer: the error it gets instead, in the
     # vendor's shape (an unreadable answer, a vendor's error, too many faces).
     withheld: FacegateError | None = None

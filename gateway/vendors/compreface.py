@@ -54,6 +54,7 @@ from gateway.vendors.answers import (
 )
 from gateway.vendors.base import (
     AuthDeps,
+    Candidate,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
@@ -356,6 +357,7 @@ class CompreFaceAdapter:
             response=rendered(response, document),
             match_count=None if name in ("Detect", "AddExample") or faces is None else len(scores),
             top_similarity=max((UNIT.from_wire(s) for s in scores), default=None),
+            candidates=_candidates(document) if name == "Recognize" else None,
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -482,3 +484,15 @@ DESCRIPTOR = VendorDescriptor(
     check_backend=_check_backend,
     operation_names=frozenset(r.name for r in ROUTES),
 )
+
+
+def _candidates(document: dict[str, Any]) -> tuple[Candidate, ...]:
+    """Recognize's subjects, as kept, best first."""
+    found = []
+    for face in document["result"]:
+        for subject in face.get("subjects") or []:
+            name = subject["subject"]
+            if not isinstance(name, str) or not name:
+                raise TypeError("a subject has no name")
+            found.append(Candidate(id=name, similarity=UNIT.from_wire(_similarity(subject))))
+    return tuple(sorted(found, key=lambda c: c.similarity, reverse=True))

@@ -29,6 +29,9 @@ def test_the_demo_tells_its_story_and_its_verify_hint_works(tmp_path: Path) -> N
         if line.startswith("   ALLOWED") or line.startswith("   DENIED")
     ]
     assert decisions == ["ALLOWED"] + ["DENIED"] * 5
+    # The allowed search's lead ids, one per match, as the x-facegate-leads header gave them.
+    [lead_ids] = [line.split(": ", 1)[1] for line in lines if line.startswith("   lead ids:")]
+    assert len(lead_ids.split(",")) >= 1 and "none" not in lead_ids
     for reason in (
         "missing_case_number",
         "warrant_expired",

@@ -25,13 +25,14 @@ from gateway.context.activity import ActivityEvent, MemoryActivityStore
 from gateway.context.face_sources import IssuedFaces
 from gateway.db import request_reader
 from gateway.errors import AuditUnavailable, FacegateError
+from gateway.leads.book import LeadBook
 from gateway.operations import FaceOperation, OperationKind
 from gateway.pipeline import Pipeline
 from gateway.policy.contract import Decision, Obligations, PolicyInput
 from gateway.requests import IncomingRequest
 from gateway.services import Services
 from gateway.vendors import descriptor
-from gateway.vendors.base import Outcome, ParsedRequest, UpstreamResponse, Vendor
+from gateway.vendors.base import Candidate, Outcome, ParsedRequest, UpstreamResponse, Vendor
 
 REPO = Path(__file__).resolve().parents[2]
 PRINCIPAL = Principal(id="officer-1", name="Officer", agency="dpd", roles=(Role.OFFICER,))
@@ -275,3 +276,67 @@ async def test_the_policy_input_is_complete_and_frozen(services: Services) -> No
     assert judged.context.case_number == "2026-1"
     with pytest.raises(ValueError, match="frozen"):
         judged.activity = {}  # type: ignore[misc]
+
+
+@dataclass
+class CandidateAdapter(FakeAdapter):
+    """An identification whose answer names two candidates."""
+
+    def filter(
+        self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
+    ) -> Outcome:
+        found = (Candidate(id="face-a", similarity=99.5), Candidate(id="face-b", similarity=91.0))
+        return Outcome(response=response, match_count=2, top_similarity=99.5, candidates=found)
+
+
+@dataclass
+class LeadRefusingAudit:
+    services: Services
+
+    async def append(self, record: AuditRecord, *, db: Any = None) -> Any:
+        if record.event_type is EventType.LEAD:
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append(record, db=db)
+
+
+async def test_the_leads_are_recorded_before_the_answer_with_their_ids(services: Services) -> None:
+    adapter, request = CandidateAdapter(services), incoming()
+    pipeline = pipeline_of(services, FixedPolicy(), leads=services.pipeline.leads)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body == ANSWER
+    leads = response.headers["x-facegate-leads"].split(",")
+    assert len(leads) == 2
+    types = await committed_event_types(services, request.request_id)
+    assert types == ["decision", "lead", "lead", "outcome"]
+
+
+async def test_an_answer_whose_leads_cannot_be_recorded_is_withheld(services: Services) -> None:
+    adapter, request = CandidateAdapter(services), incoming()
+    book = LeadBook(sessions=services.sessions, audit=LeadRefusingAudit(services))  # type: ignore[arg-type]
+    pipeline = pipeline_of(services, FixedPolicy(), leads=book)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body != ANSWER
+    assert "x-facegate-leads" not in response.headers
+    assert await committed_event_types(services, request.request_id) == ["decision", "outcome"]
+
+
+@dataclass
+class OutcomeRefusingLeadAudit:
+    services: Services
+
+    async def append(self, record: AuditRecord, *, db: Any = None) -> Any:
+        if record.event_type is EventType.OUTCOME:
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append(record, db=db)
+
+
+async def test_no_lead_is_on_record_for_an_answer_whose_outcome_failed(
+    services: Services,
+) -> None:
+    adapter, request = CandidateAdapter(services), incoming()
+    audit = OutcomeRefusingLeadAudit(services)
+    book = LeadBook(sessions=services.sessions, audit=audit)  # type: ignore[arg-type]
+    pipeline = pipeline_of(services, FixedPolicy(), audit=audit, leads=book)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body != ANSWER
+    assert await committed_event_types(services, request.request_id) == ["decision"]

@@ -11,7 +11,7 @@ from policy_support import POLICY_DIR
 from gateway.errors import Reason
 from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.cases import DecisionCase, check, load_cases, run_cases
-from gateway.policy.contract import Decision, Obligations
+from gateway.policy.contract import Decision, Obligations, PolicyInput
 from gateway.policy.engine import POLICY_INPUT_INVALID, PolicyService
 
 CASES = load_cases(POLICY_DIR / "cases")
@@ -39,10 +39,17 @@ def test_every_reason_code_in_the_policy_has_a_case() -> None:
 
 
 def test_cases_cover_both_outcomes_of_every_operation_kind() -> None:
-    outcomes = {(case.input.operation.kind.value, case.expect.allow) for case in CASES}
+    outcomes = {
+        (case.input.operation.kind.value, case.expect.allow)
+        if isinstance(case.input, PolicyInput)
+        else (case.input.kind, case.expect.allow)
+        for case in CASES
+    }
     for kind in ("detect", "verify", "identify", "enroll", "manage", "stream"):
         assert (kind, True) in outcomes and (kind, False) in outcomes, kind
     assert ("celebrity", False) in outcomes
+    for kind in ("lead_review", "lead_action"):
+        assert (kind, True) in outcomes and (kind, False) in outcomes, kind
 
 
 def _decision(**changes: object) -> Decision:

@@ -44,7 +44,7 @@ from gateway.errors import (
     UnsupportedOperation,
     UpstreamError,
 )
-from gateway.operations import FaceOperation
+from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.answers import (
@@ -77,6 +77,7 @@ from gateway.vendors.azure.routes import (
 )
 from gateway.vendors.base import (
     AuthDeps,
+    Candidate,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
@@ -368,6 +369,7 @@ class AzureFaceAdapter:
         scores: list[float] = []
         faces: int | None = None
         enrolled: int | None = None
+        found: list[tuple[str, float]] = []  # identification candidates, (id, wire score)
         if name == "Detect":
             faces = len(_faces_list(document))
         elif name == "Identify":
@@ -382,6 +384,7 @@ class AzureFaceAdapter:
                 result["candidates"] = kept
                 add_counts(dropped, why)
                 scores += [_confidence(c) for c in kept]
+                found += [(_person_id(c), _confidence(c)) for c in kept]
         elif name == "FindSimilar":
             faces = 1
             document, why = keep_best(
@@ -389,6 +392,7 @@ class AzureFaceAdapter:
             )
             add_counts(dropped, why)
             scores += [_confidence(c) for c in document]
+            found += [(_similar_face_id(c), _confidence(c)) for c in document]
         elif name == "Verify":
             if not isinstance(document, dict):
                 raise TypeError("a verification is an object")
@@ -410,6 +414,14 @@ class AzureFaceAdapter:
             response=rendered(response, document),
             match_count=len(scores) if name in ("Identify", "FindSimilar", "Verify") else None,
             top_similarity=max((UNIT.from_wire(s) for s in scores), default=None),
+            candidates=(
+                tuple(
+                    Candidate(id=i, similarity=UNIT.from_wire(c))
+                    for i, c in sorted(found, key=lambda f: f[1], reverse=True)
+                )
+                if parsed.operation.kind is OperationKind.IDENTIFY
+                else None
+            ),
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -465,3 +477,17 @@ DESCRIPTOR = VendorDescriptor(
     error_response=error_response,
     operation_names=frozenset(r.name for r in ROUTES),
 )
+
+
+def _person_id(candidate: dict[str, Any]) -> str:
+    person = candidate["personId"]
+    if not isinstance(person, str) or not person:
+        raise TypeError("a candidate names no personId")
+    return person
+
+
+def _similar_face_id(face: dict[str, Any]) -> str:
+    found = face.get("persistedFaceId") or face.get("faceId")
+    if not isinstance(found, str) or not found:
+        raise TypeError("a similar face names no id")
+    return found

@@ -53,6 +53,7 @@ from gateway.vendors.answers import (
 )
 from gateway.vendors.base import (
     AuthDeps,
+    Candidate,
     Outcome,
     ParsedRequest,
     UpstreamResponse,
@@ -363,6 +364,7 @@ class RekognitionAdapter:
         # Counted before any match is cut: the faces the vendor found, not those kept.
         faces, enrolled = _faces(parsed.operation.name, document)
         kept: list[float] = []
+        candidates: tuple[Candidate, ...] | None = None
         if spec.matches == "Persons":
             # GetFaceSearch: the people tracked in a video, each with its own matches.
             for person in _list(document, "Persons"):
@@ -385,6 +387,11 @@ class RekognitionAdapter:
             document[spec.matches] = matches
             add_counts(dropped, why)
             kept = [_similarity(m) for m in matches]
+            if spec.kind is OperationKind.IDENTIFY:
+                candidates = tuple(
+                    Candidate(id=_candidate_id(m), similarity=_similarity(m))
+                    for m in sorted(matches, key=_similarity, reverse=True)
+                )
 
         withheld = over_faces(
             enrolled if enrolled is not None else faces,
@@ -395,6 +402,7 @@ class RekognitionAdapter:
             response=rendered(response, document),
             match_count=None if spec.matches is None else len(kept),
             top_similarity=max(kept, default=None),
+            candidates=candidates,
             dropped={k: v for k, v in dropped.items() if v},
             faces=faces,
             enrolled=enrolled,
@@ -486,3 +494,12 @@ DESCRIPTOR = VendorDescriptor(
     uses_region=True,
     operation_names=frozenset(OPERATIONS),
 )
+
+
+def _candidate_id(match: dict[str, Any]) -> str:
+    """The id a match names: a face's FaceId (SearchFaces*) or a user's UserId (SearchUsers*)."""
+    found = match.get("Face") or match.get("User") or {}
+    candidate = found.get("FaceId") or found.get("UserId")
+    if not isinstance(candidate, str) or not candidate:
+        raise TypeError("a match names no face or user id")
+    return candidate
