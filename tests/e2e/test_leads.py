@@ -9,12 +9,15 @@ blocks the case's next exigent search. The overdue clock is driven by the servic
 
 from __future__ import annotations
 
+import io
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from gateway.admin import Actor
 from gateway.audit.records import AuditRecord
@@ -83,9 +86,21 @@ def records(stack: Stack, auditor: str, **filters: str) -> list[dict[str, Any]]:
     return entries
 
 
+_SEARCHES = itertools.count()
+
+
+def distinct_probe() -> bytes:
+    """The same face, encoded anew for each search: two identical SigV4 requests within one
+    second carry one signature, and facegate accepts a signature once (auth/replay.py)."""
+    image = Image.open(io.BytesIO(samples.astronaut_variant_jpeg()))
+    encoded = io.BytesIO()
+    image.save(encoded, "JPEG", quality=95 - next(_SEARCHES) % 20)
+    return encoded.getvalue()
+
+
 def boto_search(stack: Stack, client: Any) -> tuple[dict[str, Any], list[str]]:
     answer = client.search_faces_by_image(
-        CollectionId="mugshots", Image={"Bytes": samples.astronaut_variant_jpeg()}
+        CollectionId="mugshots", Image={"Bytes": distinct_probe()}
     )
     header = answer["ResponseMetadata"]["HTTPHeaders"]["x-facegate-leads"]
     return answer, [lead for lead in header.split(",") if lead]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
+from gateway.leads.models import LeadRow
 from gateway.migrate import upgrade_async
 from gateway.serving import BackgroundServer
 from tests.e2e.conftest import gateway_settings
@@ -25,14 +27,26 @@ def lead_gauge(url: str) -> dict[str, float]:
 
 
 def write_leads(database: Path, states: list[str]) -> None:
+    """Leads rows as the migrated table holds them (only the status matters here)."""
     engine = sa.create_engine(f"sqlite:///{database}")
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE IF NOT EXISTS leads (id TEXT, status TEXT)"))
-        connection.execute(sa.text("DELETE FROM leads"))
+        connection.execute(sa.delete(LeadRow))
         for index, state in enumerate(states):
             connection.execute(
-                sa.text("INSERT INTO leads VALUES (:id, :status)"),
-                {"id": f"L{index}", "status": state},
+                sa.insert(LeadRow).values(
+                    id=f"L{index}",
+                    created_at=datetime(2026, 11, 30, tzinfo=UTC),
+                    search_request_id=f"r{index}",
+                    rank=1,
+                    agency="Metro PD",
+                    officer="officer-1",
+                    vendor="rekognition",
+                    operation="SearchFacesByImage",
+                    probe_digests=[],
+                    candidate_digest="0" * 64,
+                    similarity=99.0,
+                    status=state,
+                )
             )
     engine.dispose()
 
@@ -43,7 +57,7 @@ async def test_the_gauge_follows_the_leads_table(tmp_path: Path) -> None:
     await upgrade_async(url)
     settings = gateway_settings(url, tmp_path, "http://127.0.0.1:9")
     with BackgroundServer(create_app(settings)) as gateway:
-        assert lead_gauge(gateway.url) == {}  # no leads table yet: no series
+        assert lead_gauge(gateway.url) == {}  # no leads yet: no series
 
         write_leads(database, ["pending", "pending", "verified", "2026-HOM-0042 Smith"])
         # A state that is not a short code (here, free text) is "other", never a label.
