@@ -22,7 +22,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.db import create_engine, session_factory
 from gateway.serving import BackgroundServer, free_port
@@ -140,7 +140,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_with_its_outcome_record
     request_id = answer["ResponseMetadata"]["RequestId"]
     engine = create_engine(settings.database_url)
     try:
-        page = await AuditLog(session_factory(engine)).query(AuditQuery(case_number=CASE))
+        page = await RecordQuery(session_factory(engine)).query(AuditQuery(case_number=CASE))
     finally:
         await engine.dispose()
     records = [(e.event_type, e.decision) for e in page.entries if e.request_id == request_id]

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.app import create_app
-from gateway.audit.log import AuditLog
+from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.db import create_engine, session_factory
 from gateway.observability.logs import json_formatter
@@ -197,7 +197,7 @@ async def test_one_json_line_per_request_leading_to_its_audit_record_and_no_secr
     # The log line's request id is its audit records'.
     engine = create_engine(stack.settings.database_url)
     try:
-        page = await AuditLog(session_factory(engine)).query(AuditQuery(case_number=CASE))
+        page = await RecordQuery(session_factory(engine)).query(AuditQuery(case_number=CASE))
     finally:
         await engine.dispose()
     assert [e.event_type for e in page.entries if e.request_id == request_id] == [
