@@ -53,7 +53,8 @@ from gateway.audit.checkpoint import (
     Verifier,
     open_note,
 )
-from gateway.audit.fsck import LogChecker
+from gateway.audit.fsck import LogChecker, Progress
+from gateway.audit.handover import handover_in
 from gateway.audit.query import DEFAULT_PAGE_SIZE, RecordQuery, decode_cursor, encode_cursor
 from gateway.audit.reads import MAX_PAGE_SIZE, VERIFY_BATCH_SIZE, LogReader
 from gateway.audit.records import AuditRecord
@@ -439,12 +440,20 @@ class AuditLog:
         if latest is None:
             return
         try:
-            open_note(latest.note, self._signer.verifier)
+            text = open_note(latest.note, self._signer.verifier)
+            handover = handover_in(text)
         except CheckpointError as exc:
             raise AuditUnavailable(
                 f"the latest checkpoint (tree size {latest.tree_size}) is not one this log's key"
                 f" signed ({exc}); refusing to sign another"
             ) from None
+        if handover is not None and handover[2] != self._signer.verifier:
+            # This key handed the log over (a process that has not restarted since
+            # `facegate audit rotate-key`): a signature by it now would fork the chain.
+            raise AuditUnavailable(
+                f"this log's key was handed over to {handover[2]} at tree size"
+                f" {latest.tree_size}; restart with the new key file to sign"
+            )
         if latest.tree_size > compact.size:
             raise AuditUnavailable(
                 f"the latest checkpoint signs {latest.tree_size} entries but the log holds"
@@ -468,9 +477,11 @@ class AuditLog:
         """See ``RecordQuery.query``."""
         return await self._records.query(filters, cursor=cursor, limit=limit)
 
-    async def verify(self, *, batch_size: int = VERIFY_BATCH_SIZE) -> VerifyReport:
+    async def verify(
+        self, *, batch_size: int = VERIFY_BATCH_SIZE, progress: Progress | None = None
+    ) -> VerifyReport:
         """See ``LogChecker.verify``."""
-        return await self._checker.verify(batch_size=batch_size)
+        return await self._checker.verify(batch_size=batch_size, progress=progress)
 
     async def verify_tree(
         self,
@@ -479,15 +490,26 @@ class AuditLog:
         checkpoint: str | bytes | None = None,
         older: Sequence[str | bytes] = (),
         all_checkpoints: bool = False,
+        progress: Progress | None = None,
     ) -> TreeReport:
         """See ``LogChecker.verify_tree``."""
         return await self._checker.verify_tree(
-            verifier, checkpoint=checkpoint, older=older, all_checkpoints=all_checkpoints
+            verifier,
+            checkpoint=checkpoint,
+            older=older,
+            all_checkpoints=all_checkpoints,
+            progress=progress,
         )
 
-    async def export(self, directory: Path) -> StoredCheckpoint:
+    async def export(
+        self, directory: Path, *, progress: Progress | None = None
+    ) -> StoredCheckpoint:
         """See ``LogChecker.export``."""
-        return await self._checker.export(directory)
+        return await self._checker.export(directory, progress=progress)
+
+    async def handovers(self) -> list[str]:
+        """See ``LogChecker.handovers``."""
+        return await self._checker.handovers()
 
     async def tree_size(self) -> int:
         """See ``LogReader.tree_size``."""

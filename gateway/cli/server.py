@@ -11,13 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from gateway.app import create_app
 from gateway.cli.runtime import settings_of
-from gateway.db import is_sqlite
-from gateway.migrate import upgrade
-from gateway.policy.bundle import PolicyLoadError, load_bundle
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -25,6 +20,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply every migration to FACEGATE_DATABASE_URL."""
+    from gateway.migrate import upgrade
+
     upgrade(settings_of(ctx).database_url)
     typer.echo("database is at the latest revision")
 
@@ -46,6 +43,13 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the gateway (migrating the database first)."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.db import is_sqlite
+    from gateway.migrate import upgrade
+    from gateway.policy.bundle import PolicyLoadError, load_bundle
+
     settings = settings_of(ctx)
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
