@@ -104,8 +104,7 @@ async def rotate_log_key(
             tree_size = handover.tree_size
     finally:
         await log.aclose()
-    os.replace(staged, key_file)
-    _fsync_directory(key_file.parent)
+    _put_in_place(staged, key_file)
     return LogKeyRotated(old_key=old.verifier, new_key=new.verifier, tree_size=tree_size, seq=seq)
 
 
@@ -115,6 +114,12 @@ def _hands_over(note: str, old: Verifier, new: Verifier) -> bool:
     except CheckpointError:
         return False
     return found is not None and found[1] == old and found[2] == new
+
+
+def _put_in_place(staged: Path, key_file: Path) -> None:
+    """The new key over the old, atomically; durable once the directory is synced."""
+    os.replace(staged, key_file)
+    _fsync_directory(key_file.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -158,3 +158,57 @@ async def test_the_old_key_signs_nothing_after_the_handover(
     late = Checkpoint(ORIGIN, size + 1, handover.checkpoint.root_hash).sign(old)
     with pytest.raises(CheckpointError):
         chain.open(late, "a late checkpoint")
+
+
+async def test_an_interrupted_rotation_is_finished_by_running_it_again(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    record_factory: Callable[..., AuditRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key_file = tmp_path / "log.key"
+    await append(log_with(engine, key_file), record_factory, 3)
+    old = Signer.parse(key_file.read_text())
+
+    def crash(*args: object) -> None:
+        raise OSError("the host went down before the new key was put in place")
+
+    # The handover commits, then the rename of the new key over the old one fails.
+    monkeypatch.setattr("gateway.rotation._put_in_place", crash)
+    with pytest.raises(OSError):
+        await rotate_log_key(sessions=session_factory(engine), key_file=key_file, actor=Actor.cli())
+    monkeypatch.undo()
+    assert Signer.parse(key_file.read_text()).verifier == old.verifier
+    rotated = await rotate_log_key(
+        sessions=session_factory(engine), key_file=key_file, actor=Actor.cli()
+    )
+    assert rotated.seq is None  # nothing appended twice: the handover was already there
+    new = Signer.parse(key_file.read_text())
+    assert rotated.new_key == new.verifier != old.verifier
+    assert not (tmp_path / "log.key.next").exists()
+    await append(log_with(engine, key_file), record_factory, 2)
+    log = AuditLog(session_factory(engine))
+    assert len(await log.handovers()) == 1
+    report = await log.verify_tree(old.verifier, all_checkpoints=True)
+    assert report.ok and report.tree_size == 6, report
+
+
+async def test_export_and_verify_report_their_progress(
+    engine: AsyncEngine, tmp_path: Path, record_factory: Callable[..., AuditRecord]
+) -> None:
+    key_file = tmp_path / "log.key"
+    await append(log_with(engine, key_file), record_factory, 7)
+    log = AuditLog(session_factory(engine))
+    done: list[int] = []
+    await log.export(tmp_path / "export", progress=done.append)
+    assert sum(done) == 7
+    done.clear()
+    await log.verify(progress=done.append)
+    assert sum(done) == 7
+    done.clear()
+    verifier = Signer.parse(key_file.read_text()).verifier
+    assert (await log.verify_tree(verifier, progress=done.append)).ok
+    assert sum(done) == 7
+    done.clear()
+    assert verify_export(tmp_path / "export", verifier, progress=done.append).ok
+    assert sum(done) == 7

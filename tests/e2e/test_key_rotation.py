@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
@@ -159,6 +160,14 @@ async def test_log_key_rotation_hands_over_and_the_old_key_pinned_auditor_follow
             Image={"Bytes": samples.astronaut_jpeg()}
         )
         assert len(faces["FaceDetails"]) == 1
+        # The API publishes the new key, and the chain back to the old one.
+        async with httpx.AsyncClient(base_url=gateway.url) as api:
+            published = (await api.get("/facegate/v1/audit/public-key")).text.strip()
+            chain = (await api.get("/facegate/v1/audit/key-chain")).json()
+        assert published == str(new_signer.verifier)
+        assert chain["keys"] == [old_key.read_text(), published]
+        (handover,) = chain["handovers"]
+        assert f"key-handover-to {published}\n" in handover["note"]
 
     # An auditor who pinned only the old key verifies the live log and an export.
     output = await verified(stack, "--public-key", str(old_key))
