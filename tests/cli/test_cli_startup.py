@@ -72,7 +72,13 @@ async def test_a_database_never_migrated_is_one_line_and_nothing_is_created(
 ) -> None:
     missing = tmp_path / "facegate.db"
     url = f"sqlite+aiosqlite:///{missing}"
-    for command in (("principals", "list"), ("audit", "verify"), ("audit", "rotate-key")):
+    for command in (
+        ("principals", "list"),
+        ("audit", "verify"),
+        ("audit", "rotate-key"),
+        ("keys", "rotate-master"),
+        ("policy", "show", "0" * 64),
+    ):
         code, output = await facegate(url, tmp_path, *command)
         assert code == 3, output
         assert output.count("\n") == 1 and "Traceback" not in output, output
