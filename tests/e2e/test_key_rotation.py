@@ -86,10 +86,13 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
     assert sorted(ring) == [1, 2]  # version 1 kept: a live session uses it
     await verified(stack)
 
-    # The session opened before still works, on the gateway that was running all along.
+    # The session opened before still works, on the gateway that was running all along,
+    # signed (boto3's SigV4) and as a bearer key (CompreFace's x-api-key).
     assert (
         len(old_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
     )
+    answer = stack.compreface(before).detection.detect(samples.astronaut_jpeg(), {})
+    assert len(answer["result"]) == 1, answer
 
     # A new session derives under the new key, and the running gateway accepts it.
     after = await stack.session()
