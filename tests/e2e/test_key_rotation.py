@@ -103,6 +103,12 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
     assert (
         len(new_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
     )
+    # And the old session still works now that the gateway knows the new key as current.
+    assert (
+        len(old_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
+    )
+    answer = stack.compreface(before).detection.detect(samples.astronaut_jpeg(), {})
+    assert len(answer["result"]) == 1, answer
 
     # The rotation is on the log, without key material.
     code, listed = await facegate(stack, "audit", "list", "--event-type", "admin_action")
