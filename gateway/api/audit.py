@@ -75,10 +75,12 @@ async def public_key(services: ServicesDep) -> PlainTextResponse:
 
 
 @router.get("/key-chain")
-async def key_chain(services: ServicesDep) -> KeyChainRead:
+async def key_chain(auditor: Auditor, services: ServicesDep, request: Request) -> KeyChainRead:
     """Every key the log has signed with, oldest first, and the handover checkpoints that
-    link them (``gateway.audit.handover``): public, like the key. An auditor checks the
-    chain from the key they pinned (``KeyChain.build``), not by trusting this answer."""
+    link them (``gateway.audit.handover``). An auditor checks the chain from the key they
+    pinned (``KeyChain.build``), not by trusting this answer. For auditors, and recorded,
+    unlike the public key: finding the handovers reads every checkpoint."""
+    await record_read(services, request, by=auditor, action="audit.key_chain")
     signer = services.audit.signer
     if signer is None:
         raise AuditUnavailable("this gateway has no log signing key")

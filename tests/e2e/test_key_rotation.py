@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from gateway.app import create_app
 from gateway.audit.checkpoint import Signer
+from gateway.auth.principals import Role
 from gateway.auth.secrets import MasterKey, read_ring
 from gateway.db import create_engine
 from gateway.serving import BackgroundServer
@@ -170,9 +171,15 @@ async def test_log_key_rotation_hands_over_and_the_old_key_pinned_auditor_follow
         )
         assert len(faces["FaceDetails"]) == 1
         # The API publishes the new key, and the chain back to the old one.
+        auditor = await moved.principal("auditor-1", Role.AUDITOR)
         async with httpx.AsyncClient(base_url=gateway.url) as api:
             published = (await api.get("/facegate/v1/audit/public-key")).text.strip()
-            chain = (await api.get("/facegate/v1/audit/key-chain")).json()
+            assert (await api.get("/facegate/v1/audit/key-chain")).status_code in (401, 403)
+            chain = (
+                await api.get(
+                    "/facegate/v1/audit/key-chain", headers={"Authorization": f"Bearer {auditor}"}
+                )
+            ).json()
         assert published == str(new_signer.verifier)
         assert chain["keys"] == [old_key.read_text(), published]
         (handover,) = chain["handovers"]
