@@ -143,7 +143,10 @@ async def check_schema(database_url: str) -> None:
 
     from gateway.migrate import alembic_config
 
-    url = make_url(database_url)
+    try:
+        url = make_url(database_url)
+    except (SQLAlchemyError, ValueError):
+        raise DatabaseNotReady("FACEGATE_DATABASE_URL is not a database URL") from None
     shown = url.render_as_string(hide_password=True)
     upgrade = f"run `facegate db upgrade` to create or migrate it (FACEGATE_DATABASE_URL={shown})"
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -151,7 +154,10 @@ async def check_schema(database_url: str) -> None:
         if not path.is_file():  # noqa: ASYNC240 (a stat, before any loop work)
             raise DatabaseNotReady(f"there is no database at {path}: {upgrade}")
     heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
-    engine = create_async_engine(database_url)  # no pragmas: a read, changing nothing
+    try:
+        engine = create_async_engine(database_url)  # no pragmas: a read, changing nothing
+    except (SQLAlchemyError, ImportError) as exc:
+        raise DatabaseNotReady(f"cannot open the database {shown}: {exc}") from None
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(

@@ -85,6 +85,9 @@ async def test_a_database_never_migrated_is_one_line_and_nothing_is_created(
         assert "facegate db upgrade" in output and str(missing) in output
     assert not missing.exists()
     assert not (tmp_path / "log.key").exists() and not (tmp_path / "master.key").exists()
+    for wrong in ("mysql://someone@elsewhere/facegate", "not a url"):
+        code, output = await facegate(wrong, tmp_path, "principals", "list")
+        assert code == 3 and "Traceback" not in output and output.count("\n") == 1, output
 
 
 async def test_a_database_that_is_not_facegates_is_named_without_its_password(
