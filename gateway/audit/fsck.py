@@ -157,7 +157,7 @@ class LogChecker:
     async def handovers(self) -> list[str]:
         """The stored checkpoints that hand the log from one key to the next, in order
         (unverified: ``KeyChain.build`` checks them)."""
-        return [c.note async for c in self._reader.checkpoints() if is_handover(c.note)]
+        return [note for note in await self._reader.handover_notes() if is_handover(note)]
 
     async def export(
         self, directory: Path, *, progress: Progress | None = None
