@@ -9,11 +9,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from gateway.api.deps import Auditor, ServicesDep, record_read
+from gateway.audit.checkpoint import CheckpointError
+from gateway.audit.handover import KeyChain
 from gateway.audit.schemas import (
     AuditPage,
     AuditQuery,
     ConsistencyProof,
+    HandoverRead,
     InclusionProof,
+    KeyChainRead,
     LogEntryPage,
     VerifyReport,
 )
@@ -64,6 +68,27 @@ async def public_key(services: ServicesDep) -> PlainTextResponse:
     if signer is None:
         raise AuditUnavailable("this gateway has no log signing key")
     return PlainTextResponse(str(signer.verifier) + "\n", media_type=NOTE_MEDIA_TYPE)
+
+
+@router.get("/key-chain")
+async def key_chain(auditor: Auditor, services: ServicesDep, request: Request) -> KeyChainRead:
+    """Every key the log has signed with, oldest first, and the handover checkpoints that
+    link them (``gateway.audit.handover``). An auditor checks the chain from the key they
+    pinned (``KeyChain.build``), not by trusting this answer. For auditors, and recorded,
+    unlike the public key: finding the handovers reads every checkpoint."""
+    await record_read(services, request, by=auditor, action="audit.key_chain")
+    signer = services.audit.signer
+    if signer is None:
+        raise AuditUnavailable("this gateway has no log signing key")
+    notes = await services.audit_checker.handovers()
+    try:
+        chain = KeyChain.build(signer.verifier, notes)
+    except CheckpointError as exc:
+        raise AuditUnavailable(f"the log's chain of keys does not verify: {exc}") from None
+    return KeyChainRead(
+        keys=[str(key) for key in chain.keys],
+        handovers=[HandoverRead(tree_size=h.checkpoint.size, note=h.note) for h in chain.handovers],
+    )
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse)

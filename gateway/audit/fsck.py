@@ -5,7 +5,7 @@ They only read; a damaged log is reported, never repaired."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import chain
 from gateway.audit.checkpoint import CheckpointError, Verifier
+from gateway.audit.handover import KeyChain, is_handover
 from gateway.audit.models import AuditLogEntry
 from gateway.audit.reads import VERIFY_BATCH_SIZE, LogReader
 from gateway.audit.records import AuditRecord
@@ -23,12 +24,16 @@ from gateway.audit.stores import map_database_errors
 from gateway.audit.verifier import (
     CHECKPOINT_FILE,
     ENTRIES_FILE,
+    HANDOVERS_DIR,
     LEAF_HASHES_FILE,
     TreeVerifier,
     bad_checkpoint,
-    open_checkpoint,
+    checked_against,
 )
 from gateway.errors import AuditUnavailable
+
+Progress = Callable[[int], None]
+"""Told how many more entries were done (a progress bar's ``advance``)."""
 
 
 class LogChecker:
@@ -39,7 +44,9 @@ class LogChecker:
         self._sessions = sessions
         self._reader = LogReader(sessions)
 
-    async def verify(self, *, batch_size: int = VERIFY_BATCH_SIZE) -> VerifyReport:
+    async def verify(
+        self, *, batch_size: int = VERIFY_BATCH_SIZE, progress: Progress | None = None
+    ) -> VerifyReport:
         """Re-check the whole chain from seq 1 and report the first bad entry.
 
         Reads ``batch_size`` entries at a time in seq order, so memory stays flat however
@@ -47,6 +54,7 @@ class LogChecker:
         is the previous record_hash, and that each record_hash recomputes from the stored
         fields. Entries appended while it runs are checked too. Cutting entries off the
         end leaves a valid shorter chain: compare ``head_hash`` with a head noted before.
+        ``progress`` hears how many entries were checked, a batch at a time.
         Raises AuditUnavailable if the database fails.
         """
         if batch_size < 1:
@@ -74,6 +82,8 @@ class LogChecker:
                         prev_hash = bytes.fromhex(row.record_hash)
                         expected_seq += 1
                         last_seq = row.seq
+                    if progress is not None:
+                        progress(len(batch))
                     # The entries checked are not needed again: keep the session small.
                     session.expunge_all()
                     if len(batch) < batch_size:
@@ -91,11 +101,15 @@ class LogChecker:
         checkpoint: str | bytes | None = None,
         older: Sequence[str | bytes] = (),
         all_checkpoints: bool = False,
+        progress: Progress | None = None,
     ) -> TreeReport:
         """Check the stored entries against ``checkpoint`` (default: the latest stored) and
-        ``verifier``, with ``gateway.audit.verifier.TreeVerifier``. ``older`` checkpoints,
-        and with ``all_checkpoints`` every stored one, must be prefixes of the same tree.
-        Bad input gives a report that says what is wrong, never an exception."""
+        ``verifier``, with ``gateway.audit.verifier.TreeVerifier``. ``verifier`` may be any
+        key of the log's chain: the stored key handovers (``gateway.audit.handover``) are
+        followed from it, and each checkpoint is opened with the key in use at its size.
+        ``older`` checkpoints, the handover heads, and with ``all_checkpoints`` every
+        stored one, must be prefixes of the same tree. ``progress`` hears how many entries
+        were read. Bad input gives a report that says what is wrong, never an exception."""
         if checkpoint is None:
             latest = await self._reader.latest_checkpoint()
             if latest is None:
@@ -106,15 +120,12 @@ class LogChecker:
                 )
             checkpoint = latest.note
         try:
-            target = open_checkpoint(checkpoint, verifier, "checkpoint")
-            olders = [
-                open_checkpoint(n, verifier, f"older checkpoint {i + 1}")
-                for i, n in enumerate(older)
-            ]
+            chain = KeyChain.build(verifier, await self.handovers())
+            target, olders = checked_against(chain, checkpoint, older)
             if all_checkpoints:
                 olders.extend(
                     [
-                        open_checkpoint(c.note, verifier, f"stored checkpoint {c.tree_size}")
+                        chain.open(c.note, f"stored checkpoint {c.tree_size}")
                         async for c in self._reader.checkpoints()
                         if c.tree_size <= target.size
                     ]
@@ -129,6 +140,8 @@ class LogChecker:
         try:
             async for leaf in self._reader.leaves(end=target.size + 1):
                 tree.add(leaf)
+                if progress is not None:
+                    progress(1)
         except (ValueError, TypeError) as exc:
             bad = _next_seq(tree)
             return TreeReport(
@@ -142,7 +155,14 @@ class LogChecker:
             )
         return tree.finish()
 
-    async def export(self, directory: Path) -> StoredCheckpoint:
+    async def handovers(self) -> list[str]:
+        """The stored checkpoints that hand the log from one key to the next, in order
+        (unverified: ``KeyChain.build`` checks them)."""
+        return [note for note in await self._reader.handover_notes() if is_handover(note)]
+
+    async def export(
+        self, directory: Path, *, progress: Progress | None = None
+    ) -> StoredCheckpoint:
         """Write the latest checkpoint and the entries it signs to ``directory`` (see
         ``gateway.audit.verifier`` for the files). Raises AuditUnavailable before the first
         checkpoint. Reads only: a damaged log is exported as found, up to a row that no
@@ -159,6 +179,14 @@ class LogChecker:
         ):
             async for leaf in self._reader.leaves(end=latest.tree_size + 1):
                 handle.write(leaf + b"\n")
+                if progress is not None:
+                    progress(1)
+        handovers = [note for note in await self.handovers() if _size_of(note) <= latest.tree_size]
+        if handovers:
+            folder = directory / HANDOVERS_DIR
+            folder.mkdir(exist_ok=True)
+            for note in handovers:
+                (folder / f"{_size_of(note):020d}").write_text(note)
         logged = await self._reader.logged_leaf_hashes(end=latest.tree_size + 1)
         (directory / LEAF_HASHES_FILE).write_bytes(logged)
         (directory / CHECKPOINT_FILE).write_text(latest.note)
@@ -240,6 +268,14 @@ def _check_entry(
 
 def _hex_or_none(next_seq: int, head: bytes) -> str | None:
     return None if next_seq == 1 else head.hex()
+
+
+def _size_of(note: str) -> int:
+    # A malformed one is exported anyway (as size 0), so that the auditor's check names it.
+    try:
+        return int(note.split("\n", 2)[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def _next_seq(tree: TreeVerifier) -> int:

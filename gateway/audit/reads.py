@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import chain, merkle
+from gateway.audit.handover import FROM_PREFIX
 from gateway.audit.models import AuditCheckpoint, AuditLogEntry, AuditTreeNode
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import (
@@ -26,6 +27,7 @@ from gateway.audit.stores import map_database_errors, read_nodes
 from gateway.errors import AuditUnavailable, MalformedRequest
 
 MAX_PAGE_SIZE: Final = 1000
+HANDOVER_MARKER: Final = "\n" + FROM_PREFIX
 VERIFY_BATCH_SIZE: Final = 1000
 
 
@@ -72,6 +74,19 @@ class LogReader:
                     session.expunge_all()
                     if len(rows) < VERIFY_BATCH_SIZE:
                         return
+
+    async def handover_notes(self) -> list[str]:
+        """The notes of the checkpoints that carry a key handover line, smallest tree first
+        (unverified). Filtered by the database: a log signs one checkpoint per batch and
+        hands over rarely."""
+        statement = (
+            select(AuditCheckpoint.note)
+            .where(AuditCheckpoint.note.contains(HANDOVER_MARKER, autoescape=True))
+            .order_by(AuditCheckpoint.tree_size)
+        )
+        with map_database_errors():
+            async with self._sessions() as session:
+                return list(await session.scalars(statement))
 
     async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
         """The RFC 9162 inclusion proof of entry ``seq`` (leaf ``seq - 1``) in the tree of

@@ -147,3 +147,17 @@ class TreeReport(BaseModel):
     first_bad_seq: int | None = None
     problem: VerifyProblem | None = None
     detail: str | None = None
+
+
+class HandoverRead(BaseModel):
+    """A key handover: the checkpoint (a signed note) that hands the log to the next key."""
+
+    tree_size: int
+    note: str
+
+
+class KeyChainRead(BaseModel):
+    """The log's keys, oldest first (verifier key strings), and the handovers between them."""
+
+    keys: list[str]
+    handovers: list[HandoverRead]

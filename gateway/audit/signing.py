@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gateway.audit import merkle
 from gateway.audit.checkpoint import CheckpointError, SignedTreeState, Signer, open_note
+from gateway.audit.handover import handover_in
 from gateway.audit.stores import AppendStore
 from gateway.errors import AuditUnavailable
 
@@ -86,12 +87,19 @@ async def check_latest_checkpoint(
     if latest is None:
         return
     try:
-        open_note(latest.note, signer.verifier)
+        handover = handover_in(open_note(latest.note, signer.verifier))
     except CheckpointError as exc:
         raise AuditUnavailable(
             f"the latest checkpoint (tree size {latest.tree_size}) is not one this log's key"
             f" signed ({exc}); refusing to sign another"
         ) from None
+    if handover is not None and handover[2] != signer.verifier:
+        # This key handed the log over (a process that has not restarted since
+        # `facegate audit rotate-key`): a signature by it now would fork the chain.
+        raise AuditUnavailable(
+            f"this log's key was handed over to {handover[2]} at tree size"
+            f" {latest.tree_size}; restart with the new key file to sign"
+        )
     if latest.tree_size > compact.size:
         raise AuditUnavailable(
             f"the latest checkpoint signs {latest.tree_size} entries but the log holds"

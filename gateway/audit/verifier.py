@@ -9,10 +9,15 @@ An export (``facegate audit export``) is a directory of three files:
 ``leaf-hashes.bin``  the leaf hashes the log stored when each entry was appended, 32 bytes
                      each. Optional, and trusted only once they hash to the signed root:
                      then they pin an altered entry down to its seq.
+``handovers/``       one file per key handover (``gateway.audit.handover``), named by its
+                     tree size: the checkpoint that hands the log from one key to the next.
+                     Absent for a log whose key was never rotated.
 
 What is checked, and what each failure is called:
 
-* the checkpoint parses and carries a valid signature by the given key (BAD_CHECKPOINT);
+* the checkpoint parses and carries a valid signature by the given key, or by a key the
+  given one vouches for through an unbroken chain of handovers (BAD_CHECKPOINT); each
+  handover head is then an older checkpoint the tree must extend;
 * each line is a complete JSON object whose ``seq`` is its line number (TRUNCATED,
   MALFORMED, MISSING, OUT_OF_ORDER, INSERTED): ``seq`` is inside the signed leaf, so a
   line that moved, vanished or was slipped in shows up where it happened;
@@ -30,17 +35,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
 from gateway.audit import merkle
 from gateway.audit.checkpoint import Checkpoint, CheckpointError, Verifier
+from gateway.audit.handover import KeyChain
 from gateway.audit.schemas import TreeReport, VerifyProblem
 
 ENTRIES_FILE: Final = "entries.jsonl"
 CHECKPOINT_FILE: Final = "checkpoint"
 LEAF_HASHES_FILE: Final = "leaf-hashes.bin"
+HANDOVERS_DIR: Final = "handovers"
 
 
 class TreeVerifier:
@@ -252,15 +259,37 @@ def bad_checkpoint(error: CheckpointError) -> TreeReport:
     return TreeReport(ok=False, problem=VerifyProblem.BAD_CHECKPOINT, detail=str(error))
 
 
+def read_handovers(directory: Path) -> list[bytes]:
+    """The handover notes of an export (none if it has no ``handovers/``)."""
+    folder = directory / HANDOVERS_DIR
+    if not folder.is_dir():
+        return []
+    return [path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()]
+
+
+def checked_against(
+    chain: KeyChain, note: bytes | str, older: Sequence[bytes | str]
+) -> tuple[Checkpoint, list[Checkpoint]]:
+    """The target checkpoint and the older ones it must extend (those given, and every
+    handover head up to its size), each opened with the key in use at its size."""
+    target = chain.open(note, "checkpoint")
+    olders = [chain.open(n, f"older checkpoint {i + 1}") for i, n in enumerate(older)]
+    olders.extend(head for head in chain.heads if head.size <= target.size)
+    return target, olders
+
+
 def verify_export(
     directory: Path,
     verifier: Verifier,
     *,
     checkpoint: bytes | None = None,
     older: Sequence[bytes] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> TreeReport:
     """Verify the export in ``directory`` against its checkpoint (or ``checkpoint``, one the
-    auditor holds) and ``verifier``; ``older`` are earlier checkpoints to check against.
+    auditor holds) and ``verifier`` (any key of the log's chain: an auditor who pinned the
+    first key follows the handovers); ``older`` are earlier checkpoints to check against.
+    ``progress`` is called with the number of entries read, a batch at a time.
 
     Never raises for bad input: a missing file, a malformed checkpoint or a bad line is a
     report with ``ok=False`` that says what is wrong.
@@ -268,13 +297,12 @@ def verify_export(
     entries_path = directory / ENTRIES_FILE
     try:
         note = checkpoint if checkpoint is not None else (directory / CHECKPOINT_FILE).read_bytes()
+        handovers = read_handovers(directory)
     except OSError as exc:
         return bad_checkpoint(CheckpointError(f"cannot read the checkpoint: {exc.strerror}"))
     try:
-        target = open_checkpoint(note, verifier, "checkpoint")
-        olders = [
-            open_checkpoint(n, verifier, f"older checkpoint {i + 1}") for i, n in enumerate(older)
-        ]
+        chain = KeyChain.build(verifier, handovers)
+        target, olders = checked_against(chain, note, older)
     except CheckpointError as exc:
         return bad_checkpoint(exc)
     logged_path = directory / LEAF_HASHES_FILE
@@ -282,7 +310,7 @@ def verify_export(
     tree = TreeVerifier(target, older=olders, logged_leaf_hashes=logged)
     try:
         with entries_path.open("rb") as handle:
-            feed_lines(tree, handle)
+            feed_lines(tree, handle, progress=progress)
     except OSError as exc:
         return TreeReport(
             ok=False,
@@ -292,8 +320,22 @@ def verify_export(
     return tree.finish()
 
 
-def feed_lines(tree: TreeVerifier, lines: Iterable[bytes]) -> None:
-    """Feed an ``entries.jsonl`` stream, line by line, into ``tree``."""
+def feed_lines(
+    tree: TreeVerifier,
+    lines: Iterable[bytes],
+    *,
+    progress: Callable[[int], None] | None = None,
+    every: int = 1000,
+) -> None:
+    """Feed an ``entries.jsonl`` stream, line by line, into ``tree``; ``progress`` hears
+    how many lines were fed, ``every`` lines at a time and once at the end."""
+    fed = 0
     for line in lines:
         complete = line.endswith(b"\n")
         tree.add(line[:-1] if complete else line, complete=complete)
+        fed += 1
+        if progress is not None and fed == every:
+            progress(fed)
+            fed = 0
+    if progress is not None and fed:
+        progress(fed)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.replay import MemoryReplayCache, ReplayCache
-from gateway.auth.secrets import MasterKey
+from gateway.auth.secrets import MasterKey, UnknownKeyVersion
 from gateway.auth.sessions import BoundSession, load_case_session
 from gateway.auth.sigv4 import (
     ALWAYS_SIGNED,
@@ -49,9 +49,17 @@ class SigV4Authenticator:
             raise UnknownAccessKey(
                 "the security token included in the request is invalid: unknown access key"
             )
+        try:
+            secret = self.master_key.session_secret(session.access_key_id, session.key_version)
+        except UnknownKeyVersion:
+            # Its master key was retired, so it is no longer live; said as for an unknown
+            # key, since the signature was not checked (only the holder learns of expiry).
+            raise UnknownAccessKey(
+                "the security token included in the request is invalid: unknown access key"
+            ) from None
         verify_signature(
             authorization=authorization,
-            secret_access_key=self.master_key.session_secret(session.access_key_id),
+            secret_access_key=secret,
             method=request.method,
             path=request.path,
             query=request.query,

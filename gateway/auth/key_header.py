@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.auth.secrets import MasterKey
+from gateway.auth.secrets import MasterKey, UnknownKeyVersion
 from gateway.auth.sessions import BoundSession, load_case_session
 from gateway.db import map_database_errors
 from gateway.errors import ExpiredCredentials, MissingCredentials, UnknownAccessKey
@@ -56,7 +56,13 @@ class KeyHeaderAuthenticator:
         with map_database_errors("the session store could not be read"):
             async with self.reads.connect() as db:
                 session = await load_case_session(db, access_key_id)
-        expected = self.master_key.session_secret(access_key_id)
+        try:
+            expected = self.master_key.session_secret(
+                access_key_id, session.key_version if session is not None else None
+            )
+        except UnknownKeyVersion:
+            # A retired master key: only sessions no longer live are left under it.
+            session, expected = None, self.master_key.session_secret(access_key_id)
         # Compared even when the session is unknown, so timing does not tell the two apart.
         if not hmac.compare_digest(expected.encode(), secret.encode()) or session is None:
             raise UnknownAccessKey("the key is not valid for any case session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, ForeignKey, String
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -54,3 +54,6 @@ class CaseSessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The master key version its secret derives under (auth/secrets.py): a session keeps
+    # it until it expires, across `facegate keys rotate-master`.
+    key_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -46,6 +46,7 @@ class BoundSession(BaseModel):
     context: CaseContext
     expires_at: datetime
     revoked: bool
+    key_version: int = 1  # of the master key its secret derives under
 
     def is_live(self, now: datetime) -> bool:
         return not self.revoked and now < self.expires_at
@@ -76,6 +77,8 @@ async def open_case_session(
         )
     access_key_id = new_access_key_id()
     expires_at = now + ttl
+    master_key.refresh()  # a key rotated in by another process since this one started
+    version = master_key.current_version
     db.add(
         CaseSessionRow(
             access_key_id=access_key_id,
@@ -85,12 +88,13 @@ async def open_case_session(
             api_key_id=principal.key_id,
             created_at=now,
             expires_at=expires_at,
+            key_version=version,
         )
     )
     await db.flush()
     return IssuedCredentials(
         access_key_id=access_key_id,
-        secret_access_key=master_key.session_secret(access_key_id),
+        secret_access_key=master_key.session_secret(access_key_id, version),
         expires_at=expires_at,
         principal_id=principal.id,
         context=context,
@@ -158,6 +162,7 @@ _LOAD_CASE_SESSION = (
         *(getattr(CaseSessionRow, name) for name in CaseFields.model_fields),
         CaseSessionRow.expires_at,
         CaseSessionRow.revoked_at,
+        CaseSessionRow.key_version,
         PrincipalRow.id,
         PrincipalRow.name,
         PrincipalRow.agency,
@@ -182,6 +187,7 @@ async def load_case_session(
         context=CaseContext.from_store(**_case_fields(row)),
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
+        key_version=row.key_version,
     )
 
 

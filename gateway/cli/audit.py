@@ -1,5 +1,6 @@
-"""`facegate audit list | export | verify`: what an auditor can do from the gateway host, and
-with an export, anywhere else."""
+"""`facegate audit list | export | verify | pin-head | public-key | rotate-key`: what an
+auditor can do from the gateway host, and with an export, anywhere else; and the rotation
+of the log's signing key."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import typer
 from gateway.audit.checkpoint import Checkpoint, CheckpointError, Verifier
 from gateway.audit.records import EventType
 from gateway.audit.schemas import AuditQuery, TreeReport, VerifyReport
-from gateway.audit.verifier import verify_export
+from gateway.audit.verifier import ENTRIES_FILE, verify_export
+from gateway.cli.disclose import verify_packet_command
+from gateway.cli.progress import progress_bar
 from gateway.cli.runtime import CliRuntime, run, runtime, settings_of
 
 app = typer.Typer(no_args_is_help=True, help="Read, export and verify the audit log.")
@@ -86,7 +89,10 @@ def verify(
         if public_key is None:
             typer.secho("error: --export needs --public-key", fg=typer.colors.RED, err=True)
             raise typer.Exit(2)
-        report = verify_export(export, _verifier(public_key), checkpoint=note, older=older)
+        with progress_bar("verifying the export", _line_count(export)) as advance:
+            report = verify_export(
+                export, _verifier(public_key), checkpoint=note, older=older, progress=advance
+            )
         _echo_tree(report)
         if not report.ok:
             raise typer.Exit(1)
@@ -137,8 +143,10 @@ def export(
                 chain, tree = await _check(rt, verifier)
             sound = chain.ok and tree.ok
             stored = None
-            if await rt.reader.latest_checkpoint() is not None:
-                stored = await rt.checker.export(out)
+            latest = await rt.reader.latest_checkpoint()
+            if latest is not None:
+                with progress_bar("exporting", latest.tree_size) as advance:
+                    stored = await rt.checker.export(out, progress=advance)
                 (out / "log.pub").write_text(str(verifier) + "\n")
             if sound:
                 await rt.record_read("audit.export")
@@ -217,11 +225,22 @@ async def _check(
 ) -> tuple[VerifyReport, TreeReport]:
     """The chain and the tree, read only: nothing is appended before the log is known sound
     (an append would fail on a damaged log, or build on the damage)."""
-    chain = await rt.checker.verify()
-    tree = await rt.checker.verify_tree(
-        verifier, checkpoint=checkpoint, older=older, all_checkpoints=True
-    )
+    size = await rt.reader.tree_size()
+    with progress_bar("checking the hash chain", size) as advance:
+        chain = await rt.checker.verify(progress=advance)
+    with progress_bar("checking the tree", size) as advance:
+        tree = await rt.checker.verify_tree(
+            verifier, checkpoint=checkpoint, older=older, all_checkpoints=True, progress=advance
+        )
     return chain, tree
+
+
+def _line_count(export: Path) -> int | None:
+    try:
+        with (export / ENTRIES_FILE).open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
 
 
 async def _unsigned_but_sound(rt: CliRuntime, chain: VerifyReport, note: bytes | None) -> bool:
@@ -285,3 +304,82 @@ def list_records(
             typer.echo(entry.model_dump_json())
 
     run(_run())
+
+
+@app.command("public-key")
+def public_key(
+    ctx: typer.Context,
+    chain: Annotated[
+        bool, typer.Option(help="every key the log has had, oldest first, with its handover")
+    ] = False,
+) -> None:
+    """Print the log's public key (give it to auditors and witnesses); with --chain, every
+    key since the first, each with the tree size its handover signed. An auditor who pinned
+    any one of them verifies the whole log (`facegate audit verify --public-key`)."""
+    from gateway.audit.handover import KeyChain
+
+    async def _run() -> list[str]:
+        async with runtime(settings_of(ctx)) as rt:
+            current = _log_verifier(rt)
+            if not chain:
+                return [str(current)]
+            keys = KeyChain.build(current, await rt.checker.handovers())
+        lines = [str(keys.keys[0])]
+        for handover in keys.handovers:
+            lines.append(f"{handover.new}\thanded over at tree size {handover.checkpoint.size}")
+        return lines
+
+    try:
+        lines = run(_run())
+    except CheckpointError as exc:
+        typer.secho(f"error: the chain of keys does not verify: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command("rotate-key")
+def rotate_key(ctx: typer.Context) -> None:
+    """Rotate the log's signing key: the log is verified, the old key signs a last
+    checkpoint (the handover) naming the new key, and the new key continues the same tree.
+    The rotation is an entry in the log. Restart every gateway process afterwards: one
+    still holding the old key refuses to sign. Exit 1, changing nothing, if the log does
+    not verify."""
+    from gateway.admin import Actor
+    from gateway.rotation import rotate_log_key
+
+    settings = settings_of(ctx)
+
+    async def _run() -> bool:
+        async with runtime(settings) as rt:
+            old = _log_verifier(rt)
+            chain, tree = await _check(rt, old)
+            if not (chain.ok and tree.ok) and await rt.reader.latest_checkpoint() is not None:
+                _echo_chain(chain)
+                _echo_tree(tree)
+                typer.secho("key not rotated: the log does not verify", fg=typer.colors.RED)
+                return False
+            rotated = await rotate_log_key(
+                sessions=rt.sessions, key_file=settings.log_key_file, actor=Actor.cli()
+            )
+            # Verified again across the handover, as an auditor who pinned the old key would.
+            chain, tree = await _check(rt, old)
+            _echo_chain(chain)
+            _echo_tree(tree)
+        where = f"record {rotated.seq}, " if rotated.seq is not None else ""
+        typer.echo(
+            f"rotated: {where}handover at tree size {rotated.tree_size}\n"
+            f"old key: {rotated.old_key}\nnew key: {rotated.new_key}"
+        )
+        return chain.ok and tree.ok
+
+    try:
+        ok = run(_run())
+    except CheckpointError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    if not ok:
+        raise typer.Exit(1)
+
+
+app.command("verify-packet")(verify_packet_command)

@@ -6,17 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.admin import Actor, action_record
-from gateway.audit.checkpoint import CheckpointError, Verifier
-from gateway.audit.disclosure import build_packet, write_packet
-from gateway.audit.packet_verifier import PacketReport, verify_packet
-from gateway.audit.records import AuditRecord, EventType
-from gateway.cli.runtime import log_of, run, settings_of
-from gateway.db import create_engine, session_factory
+from gateway.cli.runtime import check_schema, log_of, run, settings_of
+
+if TYPE_CHECKING:
+    from gateway.audit.packet_verifier import PacketReport
+    from gateway.audit.records import AuditRecord
+
+# The heavy imports are inside the commands: `verify-packet` hangs under `facegate audit`,
+# whose --help must not load SQLAlchemy or the app (tests/cli/test_cli_startup.py).
 
 
 def disclose(
@@ -27,9 +28,13 @@ def disclose(
     """Write the disclosure packet of one case: every log entry of the case with its
     inclusion proof against a freshly signed checkpoint (packet.json, packet.html,
     checkpoint, log.pub). The disclosure is recorded in the log as an audit read."""
+    from gateway.audit.disclosure import build_packet, write_packet
+    from gateway.db import create_engine, session_factory
+
     settings = settings_of(ctx)
 
     async def _run() -> tuple[int, int]:
+        await check_schema(settings.database_url)  # refuse an unmigrated database, create nothing
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         audit = log_of(sessions, settings)
@@ -55,6 +60,9 @@ def disclose(
 
 
 def _cli_read(action: str, detail: Mapping[str, Any]) -> AuditRecord:
+    from gateway.admin import Actor, action_record
+    from gateway.audit.records import EventType
+
     return action_record(EventType.AUDIT_READ, actor=Actor.cli(), action=action, detail=detail)
 
 
@@ -80,6 +88,9 @@ def verify_packet_command(
     hash and inclusion proof, and that no entry of the case was dropped from or added to
     the packet. No database, no settings. Exit 1 if anything fails, 2 if the key or an
     older checkpoint cannot be read."""
+    from gateway.audit.checkpoint import CheckpointError, Verifier
+    from gateway.audit.packet_verifier import verify_packet
+
     try:
         verifier = Verifier.parse(public_key.read_text(encoding="utf-8", errors="replace"))
         older = [path.read_bytes() for path in older_checkpoint or []]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from gateway.cli.runtime import run, settings_of
+from gateway.cli.runtime import check_schema, run, settings_of
 from gateway.db import create_engine, session_factory
 from gateway.policy.bundle import PolicyLoadError, bundle_revision
 from gateway.policy.cases import load_cases, run_cases
@@ -70,6 +70,7 @@ def show(
     settings = settings_of(ctx)
 
     async def _read() -> dict[str, str]:
+        await check_schema(settings.database_url)  # creates nothing on a wrong URL
         engine = create_engine(settings.database_url)
         try:
             async with session_factory(engine)() as db:

@@ -11,7 +11,7 @@ import typer
 from gateway.admin import Actor, action_record
 from gateway.audit.records import EventType
 from gateway.audit.verifier import CHECKPOINT_FILE
-from gateway.cli.runtime import log_of, run, settings_of
+from gateway.cli.runtime import check_schema, log_of, run, settings_of
 from gateway.db import create_engine, session_factory
 from gateway.reports.render import Format, render
 from gateway.reports.service import list_templates, make_report, public_key_of
@@ -46,6 +46,7 @@ def make(
     settings = settings_of(ctx)
 
     async def _run() -> str:
+        await check_schema(settings.database_url)  # refuse an unmigrated database, create nothing
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         audit = log_of(sessions, settings)

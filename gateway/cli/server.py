@@ -11,14 +11,8 @@ import tempfile
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from gateway.app import create_app
 from gateway.cli.runtime import settings_of
-from gateway.db import is_sqlite
-from gateway.migrate import upgrade
-from gateway.observability.logs import configure_logging
-from gateway.policy.bundle import PolicyLoadError, load_bundle
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -26,6 +20,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply every migration to FACEGATE_DATABASE_URL."""
+    from gateway.migrate import upgrade
+
     upgrade(settings_of(ctx).database_url)
     typer.echo("database is at the latest revision")
 
@@ -47,6 +43,15 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the gateway (migrating the database first)."""
+    # Imported here: `facegate --help` and the light commands must not pay for them.
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.db import is_sqlite
+    from gateway.migrate import upgrade
+    from gateway.observability.logs import configure_logging
+    from gateway.policy.bundle import PolicyLoadError, load_bundle
+
     settings = settings_of(ctx)
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
