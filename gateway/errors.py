@@ -36,8 +36,8 @@ FacegateError
 │   └── VendorRefused         the vendor answered with an error (its own text is not passed on)
 ├── AnswerWithheld            the vendor's answer holds more than the policy allowed: withheld
 ├── ConfigurationError        a file or setting the gateway cannot start with: startup stops
-│   ├── DatabaseNotReady      the database a command names is missing or not migrated:
-│   │                         nothing created (gateway.cli.runtime; exit code 3)
+│   ├── DatabaseNotReady      the database a command names is missing or not migrated,
+│   │                         exit code 3, nothing created (gateway.cli.runtime)
 │   ├── InventoryError        a vendors file that cannot be used, naming the key
 │   │                         (gateway.vendors.inventory)
 │   ├── TemplateError         a report template or settings file that cannot be used, naming

@@ -16,14 +16,16 @@ import pytest
 
 from gateway.audit.checkpoint import Signer
 from gateway.audit.fsck import LogChecker
-from gateway.audit.records import AuditRecord
 from gateway.auth.principals import Role
 from gateway.cli.runtime import log_of
 from gateway.db import create_engine, session_factory
 from gateway.reports.verify import verify_report
 from refvendor import samples
 from tests.e2e.conftest import CASE, Stack
-from tests.reports.support import action, authorisation, lead, review
+from tests.e2e.test_leads import act as act_on_lead
+from tests.e2e.test_leads import api_key_of, enrol
+from tests.e2e.test_leads import review as review_lead
+from tests.reports.support import authorisation
 
 
 def api(stack: Stack, method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
@@ -82,8 +84,13 @@ async def _history(stack: Stack) -> dict[str, str]:
 
     client = stack.rekognition(await stack.session("officer-r", warrant_id="W-R"))
     probe = {"Bytes": samples.astronaut_variant_jpeg()}
+    found: list[str] = []
     for max_faces in (3, 4, 5):  # each a distinct request: a resent signature is refused
-        client.search_faces_by_image(CollectionId="mugshots", Image=probe, MaxFaces=max_faces)
+        answer = client.search_faces_by_image(
+            CollectionId="mugshots", Image=probe, MaxFaces=max_faces
+        )
+        header = answer["ResponseMetadata"]["HTTPHeaders"]["x-facegate-leads"]
+        found += [lead_id for lead_id in header.split(",") if lead_id]
     for session in (
         await stack.session("officer-s", case_number=None, warrant_id=None, legal_basis=None),
         await stack.session("officer-t", warrant_id="W-404"),
@@ -91,29 +98,25 @@ async def _history(stack: Stack) -> dict[str, str]:
         with pytest.raises(client.exceptions.AccessDeniedException):
             stack.rekognition(session).search_faces_by_image(CollectionId="mugshots", Image=probe)
 
-    # The leads service's records (issue 13's contract), written to the same log with the
-    # gateway's own key, as that service will.
-    outcomes = [
-        AuditRecord.model_validate(r)
-        for r in records(stack, auditor, "outcome")
-        if r["operation_kind"] == "identify" and r["decision"] == "allow"
-    ]
-    assert len(outcomes) == 3
-    leads = [lead([o]) for o in outcomes]
-    when = outcomes[-1].time
-    contract = [
-        *leads,
-        review(leads[0], "confirmed", when=when),
-        review(leads[1], "rejected", when=when),
-        review(leads[2], "confirmed", when=when),
-        review(leads[2], "confirmed", when=when, allow=False),  # refused: not counted
-        action(leads[0], "arrest", when=when),
-        action(leads[0], "convicted", when=when),
-        action(leads[2], "arrest", when=when),
-        action(leads[1], "arrest", when=when, allow=False),  # refused: not counted
-        authorisation("opened", when=when),
-        authorisation("granted", when=when),
-    ]
+    # Leads reviewed and acted on through the leads API (gateway/leads/), refusals included:
+    # the reports must count only what was recorded as done.
+    assert len(found) == 3
+    officer = await api_key_of(stack, "officer-r")
+    first, second = [await enrol(stack, f"examiner-{n}", Role.REVIEWER) for n in (1, 2)]
+    for reviewer in (first, second):
+        assert review_lead(stack, reviewer, found[0]).status_code == 200
+    assert review_lead(stack, first, found[1], "rejected").status_code == 200
+    for reviewer in (first, second):
+        assert review_lead(stack, reviewer, found[2]).status_code == 200
+    assert review_lead(stack, second, found[2]).status_code == 403  # final: refused
+    for lead_id, kind in ((found[0], "arrest"), (found[0], "convicted"), (found[2], "arrest")):
+        assert act_on_lead(stack, officer, lead_id, kind).status_code == 200
+    assert act_on_lead(stack, officer, found[1], "arrest").status_code == 403  # rejected
+
+    # An after-the-fact authorisation's life (issue 13's contract), written to the same log
+    # with the gateway's own key, as the leads service does for an exigent search.
+    when = datetime.now(UTC)
+    contract = [authorisation("opened", when=when), authorisation("granted", when=when)]
     engine = create_engine(stack.settings.database_url)
     audit = log_of(session_factory(engine), stack.settings)
     try:
