@@ -79,10 +79,10 @@ def _admin(statement: str) -> None:
         engine.dispose()
 
 
-def _create_postgres_database(template: str | None = None) -> str:
-    """Create a database (empty, or a copy of `template`); its name is returned."""
+def _create_postgres_database() -> str:
+    """Create an empty database; its name is returned."""
     name = worker_database_name()
-    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    _admin(f'CREATE DATABASE "{name}"')
     return name
 
 
@@ -110,69 +110,41 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=DATABASE_KINDS)
-def database_kind(request: pytest.FixtureRequest) -> str:
-    """Each supported kind of database (tests depending on it run once per kind)."""
-    kind: str = request.param
-    return kind
-
-
-@pytest.fixture
-def database_url(database_kind: str, request: pytest.FixtureRequest) -> str:
-    """An empty database of each supported kind."""
-    url: str = request.getfixturevalue(f"{database_kind}_url")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty database of each supported kind (tests using it run once per kind; a test
+    may pick kinds with ``@pytest.mark.parametrize("database_url", [...], indirect=True)``)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
     return url
-
-
-# Every Alembic migration is applied once per worker session to a template, and each test
-# gets a copy: the same schema and alembic_version a fresh upgrade gives (the migrations
-# insert no rows of their own), without running the migrations again for every test.
-# The migrations themselves are tested on empty databases (tests/audit/test_audit_schema.py,
-# test_tree_migration.py, tests/context/test_warrants_migration.py).
-
-
-@pytest.fixture(scope="session")
-async def _postgres_template() -> AsyncIterator[str]:
-    name = _create_postgres_database()
-    try:
-        await upgrade_async(_postgres_url(name))
-        yield name
-    finally:
-        _drop_postgres_database(name)
 
 
 @pytest.fixture(scope="session")
 async def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every Alembic migration applied once per worker to an SQLite file, for copying."""
     path = tmp_path_factory.mktemp("sqlite-template") / "facegate.db"
     await upgrade_async(f"sqlite+aiosqlite:///{path}")
     return path
 
 
 @pytest.fixture
-def migrated_postgres_url(_postgres_template: str) -> Iterator[str]:
-    name = _create_postgres_database(template=_postgres_template)
-    try:
-        yield _postgres_url(name)
-    finally:
-        _drop_postgres_database(name)
+async def migrated_database_url(database_url: str, _sqlite_template: Path) -> AsyncIterator[str]:
+    """The same, with every Alembic migration applied.
 
-
-@pytest.fixture
-def migrated_sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "facegate.db"
-    # SQLite's backup API: a consistent copy whatever the template's journal holds.
-    with (
-        closing(sqlite3.connect(_sqlite_template)) as source,
-        closing(sqlite3.connect(path)) as copy,
-    ):
-        source.backup(copy)
-    return f"sqlite+aiosqlite:///{path}"
-
-
-@pytest.fixture
-def migrated_database_url(database_kind: str, request: pytest.FixtureRequest) -> str:
-    """A database of each supported kind with every Alembic migration applied."""
-    url: str = request.getfixturevalue(f"migrated_{database_kind}_url")
-    return url
+    An SQLite database is a copy of the worker's migrated template: the same schema and
+    alembic_version a fresh upgrade gives (the migrations insert no rows of their own),
+    without running them again for every test. PostgreSQL is migrated in place. The
+    migrations themselves are tested from empty databases (tests/audit/test_audit_schema.py,
+    test_tree_migration.py, tests/context/test_warrants_migration.py)."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[1]
+        # SQLite's backup API: a consistent copy whatever the template's journal holds.
+        with (
+            closing(sqlite3.connect(_sqlite_template)) as source,
+            closing(sqlite3.connect(path)) as copy,
+        ):
+            source.backup(copy)
+    else:
+        await upgrade_async(database_url)
+    yield database_url
 
 
 @pytest.fixture
