@@ -16,8 +16,11 @@ its own session fixtures, so a test must be safe beside any other test in anothe
   per worker, not once per run: never count on a session fixture running once in total.
 - Collection must be identical in every worker: no clock, random or set order in
   parametrize ids (tests/test_clock_at_collection.py checks the clock).
-- A test that cannot share the machine's CPU with others (timing-sensitive) goes in
-  ``@pytest.mark.xdist_group("serial")``, or better, is made robust.
+- Nothing may depend on having the CPU to itself: no wall-clock bounds in assertions (a
+  deadline is a deadlock guard only). Under ``--dist worksteal`` xdist_group marks are
+  ignored; a test that truly must run alone needs ``--dist loadgroup`` and such a mark.
+- Under ``-n`` a single test still starts every worker; run one file or test with
+  ``-p no:xdist`` (or ``-n 0``).
 """
 
 from __future__ import annotations
