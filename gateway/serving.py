@@ -24,12 +24,19 @@ class BackgroundServer:
 
     def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        # The socket is bound here (port 0: any free one) and handed to uvicorn, so no other
+        # process (a parallel test worker, say) can take the port between choice and bind.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port or 0))
+        self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app, host=host, port=self.port, log_level="warning", lifespan="on", access_log=False
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -40,6 +47,7 @@ class BackgroundServer:
         deadline = time.monotonic() + 60
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._socket.close()
                 raise RuntimeError(f"the server on {self.url} did not start")
             time.sleep(0.02)
         return self
@@ -52,3 +60,4 @@ class BackgroundServer:
     ) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+        self._socket.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,7 +194,7 @@ async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:
         "FACEGATE_POLICY_DIR": str(REPO / "policies"),
         # Several workers need shared activity windows (see the test below).
         "FACEGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
-        "FACEGATE_ACTIVITY_KEY_PREFIX": "facegate:test-cli:",
+        "FACEGATE_ACTIVITY_KEY_PREFIX": f"facegate:test-cli:{uuid.uuid4().hex}:",
     }
     process = await asyncio.create_subprocess_exec(
         FACEGATE,
