@@ -63,7 +63,7 @@ async def test_export_and_verify_draw_progress_on_a_terminal_only(
 
     # Piped, as a script reads it: not a byte of the bars.
     code, output = await facegate(
-        migrated_database_url, tmp_path, "audit", "export", str(tmp_path / "again")
+        migrated_database_url, tmp_path, "audit", "export", str(tmp_path / "again"), subprocess=True
     )
     assert code == 0 and output.startswith("exported "), output
     assert "\x1b[" not in output and "exporting" not in output and "\u2501" not in output

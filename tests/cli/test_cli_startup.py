@@ -79,14 +79,14 @@ async def test_a_database_never_migrated_is_one_line_and_nothing_is_created(
         ("keys", "rotate-master"),
         ("policy", "show", "0" * 64),
     ):
-        code, output = await facegate(url, tmp_path, *command)
+        code, output = await facegate(url, tmp_path, *command, subprocess=True)
         assert code == 3, output
         assert output.count("\n") == 1 and "Traceback" not in output, output
         assert "facegate db upgrade" in output and str(missing) in output
     assert not missing.exists()
     assert not (tmp_path / "log.key").exists() and not (tmp_path / "master.key").exists()
     for wrong in ("mysql://someone@elsewhere/facegate", "not a url"):
-        code, output = await facegate(wrong, tmp_path, "principals", "list")
+        code, output = await facegate(wrong, tmp_path, "principals", "list", subprocess=True)
         assert code == 3 and "Traceback" not in output and output.count("\n") == 1, output
 
 
@@ -98,15 +98,17 @@ async def test_a_database_that_is_not_facegates_is_named_without_its_password(
     if database_url.startswith("sqlite"):
         with sqlite3.connect(database_url.split("///", 1)[1]) as other:
             other.execute("CREATE TABLE invoices (id INTEGER)")
-    code, output = await facegate(database_url, tmp_path, "principals", "list")
+    code, output = await facegate(database_url, tmp_path, "principals", "list", subprocess=True)
     assert code == 3, output
     assert "holds no facegate schema" in output and "facegate db upgrade" in output
     assert "Traceback" not in output and output.count("\n") == 1
     assert not (tmp_path / "log.key").exists()
     if "@" in database_url:  # PostgreSQL: the URL is shown with its password masked
         with_password = database_url.replace("postgres@", "postgres:hunter2@", 1)
-        code, output = await facegate(with_password, tmp_path, "principals", "list")
+        code, output = await facegate(
+            with_password, tmp_path, "principals", "list", subprocess=True
+        )
         assert code == 3 and "hunter2" not in output, output
     await upgrade_async(database_url, "0004")
-    code, output = await facegate(database_url, tmp_path, "audit", "verify")
+    code, output = await facegate(database_url, tmp_path, "audit", "verify", subprocess=True)
     assert code == 3 and "is at revision 0004" in output and "Traceback" not in output, output

@@ -6,8 +6,6 @@ across). The log is verified before and after each rotation."""
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,28 +21,20 @@ from gateway.auth.secrets import MasterKey, read_ring
 from gateway.db import create_engine
 from gateway.serving import BackgroundServer
 from refvendor import samples
+from tests.cli.test_cli import run_facegate
 from tests.e2e.conftest import Stack
-
-FACEGATE = str(Path(sys.executable).with_name("facegate"))
 
 
 async def facegate(stack: Stack, *args: str) -> tuple[int, str]:
-    import asyncio
-
     settings = stack.settings
     env = {
-        **os.environ,
         "FACEGATE_DATABASE_URL": settings.database_url,
         "FACEGATE_MASTER_KEY_FILE": str(settings.master_key_file),
         "FACEGATE_LOG_KEY_FILE": str(settings.log_key_file),
         "FACEGATE_LOG_ORIGIN": settings.log_origin,
         "FACEGATE_POLICY_DIR": str(settings.policy_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        FACEGATE, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
+    return await run_facegate(env, *args)
 
 
 async def verified(stack: Stack, *extra: str) -> str:

@@ -9,9 +9,6 @@ the policy behind any decision can be read back. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +27,8 @@ from gateway.db import create_engine, session_factory
 from gateway.policy.bundle import PolicyBundle, load_bundle, revision_of_files
 from gateway.policy.engine import PolicyService
 from gateway.policy.revisions import AuditedPolicyJournal, read_revision
+from tests.cli.test_cli import run_facegate
 
-FACEGATE = str(Path(sys.executable).with_name("facegate"))
 NOT_SERIOUS = "identification for an offense that is allowed but not serious is refused"
 
 
@@ -173,15 +170,10 @@ async def test_a_kept_revision_cannot_be_rewritten(gateway: Gateway) -> None:
 
 async def facegate(gateway: Gateway, *args: str) -> tuple[int, str]:
     env = {
-        **os.environ,
         "FACEGATE_DATABASE_URL": gateway.database_url,
         "FACEGATE_POLICY_DIR": str(gateway.policy_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        FACEGATE, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode() + err.decode()
+    return await run_facegate(env, *args)
 
 
 async def test_the_policy_of_a_decision_is_read_back_from_its_revision(gateway: Gateway) -> None:
