@@ -17,12 +17,13 @@ from gateway.api.deps import ServicesDep
 from gateway.audit.checkpoint import Checkpoint, CheckpointError
 from gateway.audit.models import AuditLogEntry
 from gateway.audit.stores import map_database_errors
-from gateway.console import nav
+from gateway.console import lead_pages, nav
 from gateway.console.auth import Viewer, page_for, record_read
 from gateway.console.rendering import render
-from gateway.console.stats import AUTHORISATION, LEAD_REVIEW, dashboard_figures
+from gateway.console.stats import dashboard_figures
 from gateway.context.warrants import WarrantRead, list_warrants
 from gateway.db import map_database_errors as map_storage_errors
+from gateway.leads import reads
 from gateway.policy.cases import CASES_DIR, load_cases, run_cases
 from gateway.services import Services
 
@@ -103,23 +104,16 @@ async def vendors(request: Request, viewer: VendorsDep, services: ServicesDep) -
         "vendors.html",
         viewer=viewer,
         backends=backends,
-        outcomes=await _lead_outcomes_by_vendor(services),
+        outcomes=await _lead_outcomes(services),
     )
 
 
-async def _lead_outcomes_by_vendor(services: Services) -> dict[str, dict[str, int]]:
-    """Reviewers' verdicts per vendor, from ``lead_review`` records (LEAD-CONTRACT.md)."""
-    statement = select(AuditLogEntry.vendor, AuditLogEntry.detail).where(
-        AuditLogEntry.event_type == LEAD_REVIEW, AuditLogEntry.decision == "allow"
-    )
-    outcomes: dict[str, dict[str, int]] = {}
-    with map_database_errors():
+async def _lead_outcomes(services: Services) -> list[reads.OutcomeCounts]:
+    """Per vendor and similarity band, the leads' outcomes (as GET /leads/outcomes)."""
+    bands = reads.similarity_bands(services.settings.policy_dir)
+    with map_storage_errors("the database failed: the lead outcomes could not be read"):
         async with services.sessions() as db:
-            for vendor, detail in (await db.execute(statement)).all():
-                verdict = str((detail or {}).get("verdict", "(unstated)"))
-                counts = outcomes.setdefault(vendor or "(none)", {})
-                counts[verdict] = counts.get(verdict, 0) + 1
-    return outcomes
+            return await reads.outcomes(db, bands=bands)
 
 
 def warrant_status(warrant: WarrantRead, now: datetime) -> str:
@@ -152,34 +146,10 @@ async def warrants(
         warrants=[(w, warrant_status(w, now)) for w in shown],
         page=page,
         pages=_pages(len(every)),
-        authorisations=await _authorisations(services),
+        authorisations=await lead_pages.authorisations(services, viewer),
+        decided=request.query_params.get("decided"),
+        state=request.query_params.get("state"),
     )
-
-
-async def _authorisations(services: Services) -> list[dict[str, Any]]:
-    """Each after-the-fact authorisation's latest state, from ``authorisation`` records
-    (LEAD-CONTRACT.md); recording an authority's decision comes with issue 13's service."""
-    statement = (
-        select(AuditLogEntry)
-        .where(AuditLogEntry.event_type == AUTHORISATION)
-        .order_by(AuditLogEntry.seq)
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    with map_database_errors():
-        async with services.sessions() as db:
-            for row in (await db.scalars(statement)).all():
-                detail = row.detail or {}
-                ident = str(detail.get("authorisation_id", row.seq))
-                latest[ident] = {
-                    "id": ident,
-                    "state": detail.get("state"),
-                    "basis": detail.get("basis"),
-                    "deadline": detail.get("deadline"),
-                    "case_number": row.case_number,
-                    "agency": row.agency,
-                    "seq": row.seq,
-                }
-    return list(latest.values())
 
 
 @router.get("/policy")
