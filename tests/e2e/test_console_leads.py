@@ -117,6 +117,10 @@ async def test_two_reviewers_verify_a_lead_in_the_browser(browser: Any, stack: S
     ]
     refusals = records(stack, auditor, event_type="auth_failure")
     assert [r["reason_codes"] for r in refusals] == [["csrf_token_missing"]]
+    # The audit API's reason filter finds each refusal by its code.
+    assert records(stack, auditor, reason_code="csrf_token_missing") == refusals
+    [searcher_refused] = records(stack, auditor, reason_code="reviewer_is_searcher")
+    assert searcher_refused["event_type"] == "lead_review"
 
     # An auditor has no review queue: the page is refused.
     sign_in(browser, stack.url, auditor)
@@ -223,3 +227,13 @@ async def test_admin_decides_an_authorisation_and_makes_a_report(
     with zipfile.ZipFile(BytesIO(bytes(packet[1]))) as archive:
         names = archive.namelist()
     assert any(name.endswith("packet.json") for name in names), names
+
+    # The explorer filters by legal basis (and reason code), as the audit API does.
+    browser.get(f"{stack.url}/console/audit?legal_basis=exigent")
+    wait_for(browser, "table.records")
+    shown = [a.text for a in browser.find_elements("css selector", "a.seq")]
+    exigent_records = records(stack, auditor, legal_basis="exigent")
+    assert shown and shown == [str(r["seq"]) for r in exigent_records]
+    assert {r["legal_basis"] for r in exigent_records} == {"exigent"}
+    assert find(browser, "#f-legal_basis").get_attribute("value") == "exigent"
+    assert find(browser, "label[for=f-reason_code]")
