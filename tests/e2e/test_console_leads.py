@@ -187,13 +187,22 @@ async def test_admin_decides_an_authorisation_and_makes_a_report(
     assert "transparency report" in find(browser, "h1").text
     assert not browser.find_elements("css selector", "header nav")  # the report, not a page
     shot(browser, "report-preview")
+    # The dashboard's misuse signals: the report made from the log, for this quarter.
+    browser.get(f"{stack.url}/console/dashboard")
+    wait_for(browser, "#misuse-report button").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: "misuse signals" in d.title.lower())
+    shot(browser, "misuse-signals")
     made = records(stack, auditor, event_type="report")
     made_here = [
         (r["officer"], r["detail"]["audience"], r["detail"]["via"])
         for r in made
         if r["detail"]["action"] == "report.make"
     ]
-    assert made_here == [("admin-1", "oversight", "console"), ("admin-1", "public", "console")]
+    assert made_here == [
+        ("admin-1", "oversight", "console"),
+        ("admin-1", "public", "console"),
+        ("admin-1", "oversight", "console"),
+    ]
 
     # The same report form, for a role without reports: refused even with a valid token.
     officer = await enrol(stack, "examiner-9", Role.REVIEWER)
