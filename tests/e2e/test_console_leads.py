@@ -6,7 +6,7 @@ leads come from real boto3 searches. Screenshots go to var/screenshots/.
 from __future__ import annotations
 
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from io import BytesIO
 from typing import Any
 
@@ -61,7 +61,16 @@ async def test_two_reviewers_verify_a_lead_in_the_browser(browser: Any, stack: S
     examiner_1 = await enrol(stack, "examiner-1", Role.REVIEWER)
     examiner_2 = await enrol(stack, "examiner-2", Role.REVIEWER)
     auditor = await enrol(stack, "auditor-1", Role.AUDITOR)
+    lapsed = await enrol(stack, "examiner-old", Role.REVIEWER, trained_until=date(2020, 1, 1))
+    elsewhere = await enrol(stack, "examiner-far", Role.REVIEWER, agency="County SO")
     _, [lead] = boto_search(stack, stack.rekognition(await stack.session("officer-1")))
+
+    # Training lapsed, another agency: the lead is not theirs to review, so not offered.
+    for key in (lapsed, elsewhere):
+        sign_in(browser, stack.url, key)
+        browser.get(f"{stack.url}/console/review")
+        wait_for(browser, "#queue-empty")
+        assert lead not in queue_ids(browser)
 
     sign_in(browser, stack.url, searcher)
     browser.get(f"{stack.url}/console/review")
@@ -122,8 +131,14 @@ async def test_two_reviewers_verify_a_lead_in_the_browser(browser: Any, stack: S
     [searcher_refused] = records(stack, auditor, reason_code="reviewer_is_searcher")
     assert searcher_refused["event_type"] == "lead_review"
 
-    # An auditor has no review queue: the page is refused.
+    # The vendor's outcomes by similarity band count the verified lead.
     sign_in(browser, stack.url, auditor)
+    browser.get(f"{stack.url}/console/vendors")
+    rows = [tr.text for tr in browser.find_elements("css selector", "#outcomes tbody tr")]
+    assert len(rows) == 1 and rows[0].split()[2] == "1", rows  # vendor, band, confirmed
+    shot(browser, "vendors-outcomes")
+
+    # An auditor has no review queue: the page is refused.
     browser.get(f"{stack.url}/console/review")
     assert "permission_denied" in wait_for(browser, "#refusal").text
     assert "Review queue" not in find(browser, "header nav").text
