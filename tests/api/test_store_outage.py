@@ -25,7 +25,7 @@ from gateway.config import Settings
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.serving import BackgroundServer
-from tests.conftest import POSTGRES_ADMIN_URL, _drop_postgres_database, _fresh_postgres_database
+from tests.conftest import POSTGRES_ADMIN_URL, _create_postgres_database, _drop_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 OUTAGE_CODES = {"service_unavailable", "audit_unavailable"}
@@ -34,7 +34,7 @@ OUTAGE_CODES = {"service_unavailable", "audit_unavailable"}
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of this test's own: the test drops it itself, mid-run."""
-    name = _fresh_postgres_database()
+    name = _create_postgres_database()
     try:
         yield name
     finally:

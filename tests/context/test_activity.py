@@ -57,7 +57,9 @@ async def new_store(
         store: ActivityStore = (
             memory
             if request.param == "memory"
-            else RedisActivityStore(REDIS_URL, key_prefix=redis_prefix)
+            # A generous timeout: these tests check counting, not how a slow Redis fails
+            # (that is test_an_unreachable_redis_is_reported), on a machine that may be busy.
+            else RedisActivityStore(REDIS_URL, key_prefix=redis_prefix, timeout_seconds=10.0)
         )
         made.append(store)
         return store

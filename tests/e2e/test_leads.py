@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 import httpx
 import pytest
@@ -30,7 +30,12 @@ from gateway.policy.engine import PolicyService
 from refvendor import samples
 from tests.e2e.conftest import CASE, Stack
 
-TRAINED = date.today() + timedelta(days=365)
+CURRENT: Final = "current"  # enrol()'s default: training valid for a year from today
+
+
+def next_year() -> date:
+    """A training date a year ahead, read when a test runs (never at collection)."""
+    return date.today() + timedelta(days=365)
 
 
 def api(stack: Stack, method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
@@ -43,8 +48,9 @@ async def enrol(
     principal_id: str,
     *roles: Role,
     agency: str = "Metro PD",
-    trained_until: date | None = TRAINED,
+    trained_until: date | Literal["current"] | None = CURRENT,
 ) -> str:
+    until = next_year() if trained_until == CURRENT else trained_until
     engine = create_engine(stack.settings.database_url)
     try:
         async with session_factory(engine)() as db, db.begin():
@@ -56,7 +62,7 @@ async def enrol(
                 agency=agency,
                 roles=roles,
                 now=now,
-                trained_until=trained_until,
+                trained_until=until,
             )
             return await issue_api_key(db, principal_id=principal_id, now=now)
     finally:
@@ -371,7 +377,7 @@ async def test_a_reviewer_whose_training_is_renewed_may_review(stack: Stack) -> 
     _, [lead] = boto_search(stack, stack.rekognition(await stack.session("officer-1")))
     assert refused(review(stack, lapsed, lead)) == {"reviewer_training_lapsed"}
 
-    renewed = {"trained_until": TRAINED.isoformat()}
+    renewed = {"trained_until": next_year().isoformat()}
     path = "/facegate/v1/principals/examiner-1/training"
     assert api(stack, "POST", path, lapsed, json=renewed).status_code == 403  # not an admin
     assert api(stack, "POST", path, admin, json=renewed).status_code == 200
