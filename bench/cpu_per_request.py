@@ -10,7 +10,7 @@ all alike. Each round sends one load and reads the proxy process's CPU time from
 SearchFacesByImage for all; a load stops at the first answer that is not a 200.
 
     .venv/bin/python bench/cpu_per_request.py [--load closed|rate] [--rate 50]
-        [--rounds 4] [--seconds 5] [--with-leads]
+        [--rounds 4] [--seconds 5] [--with-leads] [--profile]
 
 Prints per round CPU ms/request and closed-loop requests/s (or p50/p99 ms at a rate), then
 facegate/bare ratios: median (min-max) over rounds.
@@ -112,16 +112,30 @@ http {{ access_log off; client_body_temp_path {workdir};
     return proxy
 
 
-def start_facegate(kind: str, database_url: str, upstream_url: str, workdir: Path) -> Proxy:
+# cProfile over the whole server process, written when uvicorn exits on SIGTERM (uvicorn
+# re-raises the signal after its shutdown, which would kill the process before atexit).
+PROFILED = (
+    "import atexit, cProfile, os, signal; signal.raise_signal = lambda _: None; "
+    "profile = cProfile.Profile(); "
+    "atexit.register(lambda: profile.dump_stats(os.environ['FACEGATE_BENCH_PROFILE'])); "
+    "profile.enable(); " + SERVE
+)
+
+
+def start_facegate(
+    kind: str, database_url: str, upstream_url: str, workdir: Path, profile: bool = False
+) -> Proxy:
     environment = gateway_environment(
         workdir, kind, database_url, upstream_url, refuse_replays=True
     )
     credentials = asyncio.run(prepare(database_url, Path(environment["FACEGATE_MASTER_KEY_FILE"])))
     port = free_port()
+    command = [str(BIN / "python"), "-P", "-c", PROFILED if profile else SERVE, "serve"]
     process = start(
-        [str(BIN / "python"), "-P", "-c", SERVE, "serve", "--port", str(port)],
+        [*command, "--port", str(port)],
         {
             **environment,
+            "FACEGATE_BENCH_PROFILE": str(workdir / f"facegate-{kind}.prof"),
             "PYTHONPATH": str(REPO),
             "FACEGATE_POLICY_DIR": str(lifted_policy(workdir)),
             "FACEGATE_PROBE_INSPECTION": "false",
@@ -154,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile facegate; .prof files in the workdir"
+    )
     parser.add_argument("--with-leads", action="store_true", help="the stub answers a match")
     options = parser.parse_args()
 
@@ -176,7 +193,9 @@ def main() -> None:
             ("postgresql", postgres_url),
             ("sqlite", f"sqlite+aiosqlite:///{workdir / 'facegate.db'}"),
         ):
-            proxies.append(start_facegate(kind, database_url, upstream_url, workdir))
+            proxies.append(
+                start_facegate(kind, database_url, upstream_url, workdir, options.profile)
+            )
             processes += proxies[-1].processes
         for round_number in range(options.rounds):
             for proxy in proxies if round_number % 2 == 0 else proxies[::-1]:
@@ -186,6 +205,8 @@ def main() -> None:
                 for unit, value in values.items():
                     proxy.figures.setdefault(unit, []).append(value)
         load = "closed loop, 16 callers" if options.load == "closed" else f"{options.rate:g} req/s"
+        if options.profile:
+            print(f"profiles (written at exit): {workdir}/facegate-*.prof")
         print(f"{load}; {options.rounds} rounds of {options.seconds:g} s; median (min-max)")
         bare = proxies[0]
         for proxy in proxies:
