@@ -9,11 +9,12 @@ all alike. Each round sends one load and reads the proxy process's CPU time from
 (nginx: master and workers). Every request is signed on its own, the same ~20 KB
 SearchFacesByImage for all; a load stops at the first answer that is not a 200.
 
-    .venv/bin/python bench/cpu_per_request.py [--load closed|rate] [--rate 50]
+    .venv/bin/python bench/cpu_per_request.py [--load closed|rate|sequential] [--rate 50]
         [--rounds 4] [--seconds 5] [--with-leads] [--profile]
 
 Prints per round CPU ms/request and closed-loop requests/s (or p50/p99 ms at a rate), then
-facegate/bare ratios: median (min-max) over rounds.
+facegate/bare ratios: median (min-max) over rounds, and facegate's mean wall ms per pipeline
+step over the run (its own histograms; under load they include waiting for the loop).
 """
 
 from __future__ import annotations
@@ -158,13 +159,29 @@ def stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
                 process.wait(timeout=30)
 
 
+def step_means(url: str) -> str:
+    """Mean wall ms per pipeline step over the run, from the gateway's own histograms."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if not line.startswith("facegate_pipeline_step_duration_seconds_"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        step = name.split('step="', 1)[1].split('"', 1)[0]
+        if name.startswith("facegate_pipeline_step_duration_seconds_sum"):
+            sums[step] = sums.get(step, 0.0) + float(value)
+        elif name.startswith("facegate_pipeline_step_duration_seconds_count"):
+            counts[step] = counts.get(step, 0.0) + float(value)
+    return ", ".join(f"{s} {sums[s] * 1000 / counts[s]:.2f}" for s in sums if counts.get(s))
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):6.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load", choices=["closed", "rate"], default="closed")
+    parser.add_argument("--load", choices=["closed", "rate", "sequential"], default="closed")
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -204,7 +221,9 @@ def main() -> None:
                 proxy.cpu_ms.append((proxy.cpu() - before) * 1000 / sent)
                 for unit, value in values.items():
                     proxy.figures.setdefault(unit, []).append(value)
-        load = "closed loop, 16 callers" if options.load == "closed" else f"{options.rate:g} req/s"
+        load = {"closed": "closed loop, 16 callers", "sequential": "one request at a time"}.get(
+            options.load, f"{options.rate:g} req/s"
+        )
         if options.profile:
             print(f"profiles (written at exit): {workdir}/facegate-*.prof")
         print(f"{load}; {options.rounds} rounds of {options.seconds:g} s; median (min-max)")
@@ -216,6 +235,8 @@ def main() -> None:
                 print(f"  {'':<22} {unit:<14} {spread(values)}")
             if proxy is bare:
                 continue
+            if proxy.name.startswith("facegate"):
+                print(f"  {'':<22} step ms (wall) {step_means(proxy.url)}")
             cpu_ratio = [p / b for p, b in zip(proxy.cpu_ms, bare.cpu_ms, strict=True)]
             print(f"  {'':<22} CPU / bare     {spread(cpu_ratio)}")
             if "requests/s" in proxy.figures:
