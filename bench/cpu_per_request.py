@@ -193,9 +193,8 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="facegate-cpu-"))
     if not options.with_leads:
-        # Two searches whose answers open leads at once deadlock on the audit log's append
-        # lock until lock_timeout (see the README's performance section): by default the stub
-        # answers with no candidate, so the request path is measured without the leads book.
+        # By default the stub answers with no candidate (a negative result): the request path
+        # without the leads book, whose per-search transactions cost far more (README).
         os.environ["FACEGATE_STUB_NO_MATCHES"] = "1"
     upstream, upstream_url = start_upstream()
     processes = [upstream]
