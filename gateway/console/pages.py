@@ -5,6 +5,7 @@ in nav.py."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -24,7 +25,7 @@ from gateway.console.stats import dashboard_figures
 from gateway.context.warrants import WarrantRead, list_warrants
 from gateway.db import map_database_errors as map_storage_errors
 from gateway.leads import reads
-from gateway.policy.cases import CASES_DIR, load_cases, run_cases
+from gateway.policy.cases import CASES_DIR, CaseResult, load_cases, run_cases
 from gateway.services import Services
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -178,11 +179,7 @@ async def policy(
     with map_database_errors():
         async with services.sessions() as db:
             activated = (await db.execute(statement)).first()
-    cases = await asyncio.to_thread(load_cases, services.settings.policy_dir / CASES_DIR)
-    # The decision cases run on the engine serving now: what this page shows is what
-    # the gateway decides, not what a copy of the policy would.
-    results = await run_cases(services.policy.decide, cases)
-    results.sort(key=lambda r: r.passed)  # failures first: they are what an admin acts on
+    results = await _case_results(services)
     return render(
         request,
         "policy.html",
@@ -196,6 +193,34 @@ async def policy(
         page=page,
         pages=_pages(len(results)),
     )
+
+
+# The last results, keyed by what decides them: the revision, the engine and the cases'
+# files. Running every case costs hundreds of evaluations (seconds on a busy machine), and
+# the same inputs give the same decisions; the page reruns them only when one of those
+# changes, so an admin paging through the table does not re-run the policy each time.
+_case_results_cache: dict[tuple[str, str, str], list[CaseResult]] = {}
+
+
+async def _case_results(services: Services) -> list[CaseResult]:
+    cases_dir = services.settings.policy_dir / CASES_DIR
+    files = await asyncio.to_thread(
+        lambda: hashlib.sha256(
+            b"".join(p.read_bytes() for p in sorted(cases_dir.glob("*.yaml")))
+        ).hexdigest()
+    )
+    key = (services.policy.revision, services.policy.engine_name, files)
+    cached = _case_results_cache.get(key)
+    if cached is not None:
+        return cached
+    cases = await asyncio.to_thread(load_cases, cases_dir)
+    # The decision cases run on the engine serving now: what this page shows is what
+    # the gateway decides, not what a copy of the policy would.
+    results = await run_cases(services.policy.decide, cases)
+    results.sort(key=lambda r: r.passed)  # failures first: they are what an admin acts on
+    _case_results_cache.clear()  # one revision's results at a time
+    _case_results_cache[key] = results
+    return results
 
 
 def _pages(count: int) -> int:
