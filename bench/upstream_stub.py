@@ -1,9 +1,13 @@
 """An upstream that answers every Rekognition call at once: the baseline the gateway is
-measured against. Serve with `uvicorn --app-dir bench upstream_stub:app`."""
+measured against. Serve with `uvicorn --app-dir bench upstream_stub:app`.
+
+FACEGATE_STUB_NO_MATCHES=1: answer searches with no FaceMatches (no candidate, so no lead is
+opened): bench/cpu_per_request.py measures the request path without the leads book."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from starlette.types import Receive, Scope, Send
 
@@ -13,7 +17,9 @@ ANSWER = json.dumps(
         "SearchedFaceConfidence": 99.9,
         "FaceMatches": [
             {"Similarity": 99.6, "Face": {"FaceId": "f-1", "ExternalImageId": "booking-1"}}
-        ],
+        ]
+        if not os.environ.get("FACEGATE_STUB_NO_MATCHES")
+        else [],
         "FaceModelVersion": "6.0",
     }
 ).encode()

@@ -38,11 +38,14 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import SessionTransaction
 
 from gateway.audit import chain, merkle
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
@@ -116,6 +119,10 @@ class AuditLog:
         # Appends with db= queue here, in order, instead of all holding a connection while
         # they wait on the database's lock. Appends without db= queue in _pending.
         self._append_lock = asyncio.Lock()
+        # Transactions that already hold the sequencer (an append with db= took it): their
+        # next append must not queue behind _append_lock, whose holder may be waiting on
+        # the very sequencer they hold (a deadlock until lock_timeout).
+        self._holding: weakref.WeakSet[SessionTransaction] = weakref.WeakSet()
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         # (head seq, head chain hash, tree edge) as of this process's last committed batch,
@@ -151,8 +158,9 @@ class AuditLog:
         caller commits, and the next batch's checkpoint covers it. The sequencer stays
         held until then and every other append on the database waits, so commit or roll
         back promptly, and do not call ``append`` without ``db`` before that (it would
-        wait on the caller's own lock until ``lock_timeout``). After AuditUnavailable the
-        caller must roll back.
+        wait on the caller's own lock until ``lock_timeout``). Further appends in that
+        transaction hold the sequencer already and do not queue behind other callers'.
+        After AuditUnavailable the caller must roll back.
 
         Raises AuditUnavailable if the database fails, the sequencer is not obtained in
         time, or the stored tree no longer matches its latest checkpoint; ValueError for a
@@ -161,12 +169,18 @@ class AuditLog:
         committing leaves the outcome unknown (see step 7 below).
         """
         if db is not None:
-            async with self._append_lock:
+            transaction = db.sync_session.get_transaction()
+            async with contextlib.AsyncExitStack() as queue:
+                if transaction is None or transaction not in self._holding:
+                    await queue.enter_async_context(self._append_lock)
                 with map_database_errors("append to"):
                     store = SQLAlchemyStore(
                         await db.connection(), lock_timeout_ms=self._lock_timeout_ms
                     )
                     (result,) = await self._write(store, [record], sign=False)
+                transaction = db.sync_session.get_transaction()
+                if transaction is not None:
+                    self._holding.add(transaction)
             if isinstance(result, ValueError):
                 raise result
             return result

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Final
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.models import AuditLogEntry
@@ -94,8 +94,15 @@ def _conditions(filters: AuditQuery) -> list[ColumnElement[bool]]:
         (AuditLogEntry.vendor, filters.vendor),
         (AuditLogEntry.operation, filters.operation),
         (AuditLogEntry.event_type, filters.event_type),
+        (AuditLogEntry.legal_basis, filters.legal_basis),
     )
     conditions.extend(column == value for column, value in equal if value is not None)
+    if filters.reason_code is not None:
+        # reason_codes is a JSON list of strings, stored as text on SQLite and PostgreSQL
+        # alike: the code in quotes is one whole element (a code holds no quote, see
+        # AuditQuery), and autoescape keeps `_` and `%` literal rather than wildcards.
+        as_text = cast(AuditLogEntry.reason_codes, String)
+        conditions.append(as_text.contains(f'"{filters.reason_code}"', autoescape=True))
     if filters.time_from is not None:
         conditions.append(AuditLogEntry.time >= filters.time_from)
     if filters.time_until is not None:

@@ -37,6 +37,10 @@ class AuditQuery(BaseModel):
     vendor: str | None = None
     operation: str | None = None
     event_type: EventType | None = None
+    # One of the record's reason codes (a refusal's, say `warrant_required`): a code, so
+    # letters, digits and `_.:-` only, which the query matches as one list element.
+    reason_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    legal_basis: str | None = None
     time_from: AwareDatetime | None = Field(default=None, description="inclusive")
     time_until: AwareDatetime | None = Field(default=None, description="exclusive")
 

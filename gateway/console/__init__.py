@@ -9,6 +9,8 @@ font), so it works on an air-gapped network.
     signin.py        sign-in and sign-out
     pages.py         dashboard, vendors, warrants, policy
     audit_pages.py   audit explorer, a record and its proof, case timelines
+    lead_pages.py    the review queue, an authority's decision on an authorisation
+    report_pages.py  reports (make, preview, download), a case's disclosure packet
     stats.py         the dashboard's figures, counted from audit records alone
     rendering.py     templates and the security headers of every page
     templates/, static/ (static/vendor/ holds third-party files with their licences)
@@ -20,14 +22,14 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse, Response
 
-from gateway.console import audit_pages, pages, signin
+from gateway.console import audit_pages, lead_pages, pages, report_pages, signin
 from gateway.console.auth import ConsoleRefusal, SignInRequired
 from gateway.console.rendering import HERE, render
 
 
 def install(app: FastAPI) -> None:
     """Serve the console from ``app``, under /console/."""
-    for module in (signin, pages, audit_pages):
+    for module in (signin, pages, audit_pages, lead_pages, report_pages):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

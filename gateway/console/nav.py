@@ -29,11 +29,10 @@ CASES = _page("cases", "/console/cases", "Cases", Role.AUDITOR)
 VENDORS = _page("vendors", "/console/vendors", "Vendors", Role.AUDITOR, Role.ADMIN)
 WARRANTS = _page("warrants", "/console/warrants", "Warrants", Role.ADMIN)
 POLICY = _page("policy", "/console/policy", "Policy", Role.ADMIN)
-# Still to come, each with its route and template when its issue lands:
-#   REVIEW = _page("review", "/console/review", "Review queue", Role.REVIEWER)   (issue 13)
-#   REPORTS = _page("reports", "/console/reports", "Reports", Role.AUDITOR, Role.ADMIN)  (14)
+REVIEW = _page("review", "/console/review", "Review queue", Role.REVIEWER)
+REPORTS = _page("reports", "/console/reports", "Reports", Role.AUDITOR, Role.ADMIN)
 
-PAGES: tuple[Page, ...] = (DASHBOARD, AUDIT, CASES, VENDORS, WARRANTS, POLICY)
+PAGES: tuple[Page, ...] = (DASHBOARD, AUDIT, CASES, REVIEW, REPORTS, VENDORS, WARRANTS, POLICY)
 
 
 def pages_for(roles: tuple[Role, ...]) -> list[Page]:

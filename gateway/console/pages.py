@@ -5,6 +5,7 @@ in nav.py."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -17,13 +18,14 @@ from gateway.api.deps import ServicesDep
 from gateway.audit.checkpoint import Checkpoint, CheckpointError
 from gateway.audit.models import AuditLogEntry
 from gateway.audit.stores import map_database_errors
-from gateway.console import nav
+from gateway.console import lead_pages, nav
 from gateway.console.auth import Viewer, page_for, record_read
 from gateway.console.rendering import render
-from gateway.console.stats import AUTHORISATION, LEAD_REVIEW, dashboard_figures
+from gateway.console.stats import dashboard_figures
 from gateway.context.warrants import WarrantRead, list_warrants
 from gateway.db import map_database_errors as map_storage_errors
-from gateway.policy.cases import CASES_DIR, load_cases, run_cases
+from gateway.leads import reads
+from gateway.policy.cases import CASES_DIR, CaseResult, load_cases, run_cases
 from gateway.services import Services
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -70,7 +72,10 @@ async def checkpoint_status(services: Services) -> CheckpointStatus:
 @router.get("/dashboard")
 async def dashboard(request: Request, viewer: DashboardDep, services: ServicesDep) -> Response:
     await record_read(services, request, viewer=viewer, action="console.dashboard")
+    # Clocks that ran out are put on record first, so the overdue count is the log's.
+    await lead_pages.authorisations(services, viewer)
     figures = await dashboard_figures(services.sessions)
+    now = datetime.now(UTC)
     return render(
         request,
         "dashboard.html",
@@ -78,6 +83,7 @@ async def dashboard(request: Request, viewer: DashboardDep, services: ServicesDe
         figures=figures,
         charts=figures.charts(),
         checkpoint=await checkpoint_status(services),
+        quarter=f"{now.year}-Q{(now.month - 1) // 3 + 1}",
     )
 
 
@@ -103,23 +109,16 @@ async def vendors(request: Request, viewer: VendorsDep, services: ServicesDep) -
         "vendors.html",
         viewer=viewer,
         backends=backends,
-        outcomes=await _lead_outcomes_by_vendor(services),
+        outcomes=await _lead_outcomes(services),
     )
 
 
-async def _lead_outcomes_by_vendor(services: Services) -> dict[str, dict[str, int]]:
-    """Reviewers' verdicts per vendor, from ``lead_review`` records (LEAD-CONTRACT.md)."""
-    statement = select(AuditLogEntry.vendor, AuditLogEntry.detail).where(
-        AuditLogEntry.event_type == LEAD_REVIEW, AuditLogEntry.decision == "allow"
-    )
-    outcomes: dict[str, dict[str, int]] = {}
-    with map_database_errors():
+async def _lead_outcomes(services: Services) -> list[reads.OutcomeCounts]:
+    """Per vendor and similarity band, the leads' outcomes (as GET /leads/outcomes)."""
+    bands = reads.similarity_bands(services.settings.policy_dir)
+    with map_storage_errors("the database failed: the lead outcomes could not be read"):
         async with services.sessions() as db:
-            for vendor, detail in (await db.execute(statement)).all():
-                verdict = str((detail or {}).get("verdict", "(unstated)"))
-                counts = outcomes.setdefault(vendor or "(none)", {})
-                counts[verdict] = counts.get(verdict, 0) + 1
-    return outcomes
+            return await reads.outcomes(db, bands=bands)
 
 
 def warrant_status(warrant: WarrantRead, now: datetime) -> str:
@@ -152,34 +151,10 @@ async def warrants(
         warrants=[(w, warrant_status(w, now)) for w in shown],
         page=page,
         pages=_pages(len(every)),
-        authorisations=await _authorisations(services),
+        authorisations=await lead_pages.authorisations(services, viewer),
+        decided=request.query_params.get("decided"),
+        state=request.query_params.get("state"),
     )
-
-
-async def _authorisations(services: Services) -> list[dict[str, Any]]:
-    """Each after-the-fact authorisation's latest state, from ``authorisation`` records
-    (LEAD-CONTRACT.md); recording an authority's decision comes with issue 13's service."""
-    statement = (
-        select(AuditLogEntry)
-        .where(AuditLogEntry.event_type == AUTHORISATION)
-        .order_by(AuditLogEntry.seq)
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    with map_database_errors():
-        async with services.sessions() as db:
-            for row in (await db.scalars(statement)).all():
-                detail = row.detail or {}
-                ident = str(detail.get("authorisation_id", row.seq))
-                latest[ident] = {
-                    "id": ident,
-                    "state": detail.get("state"),
-                    "basis": detail.get("basis"),
-                    "deadline": detail.get("deadline"),
-                    "case_number": row.case_number,
-                    "agency": row.agency,
-                    "seq": row.seq,
-                }
-    return list(latest.values())
 
 
 @router.get("/policy")
@@ -204,11 +179,7 @@ async def policy(
     with map_database_errors():
         async with services.sessions() as db:
             activated = (await db.execute(statement)).first()
-    cases = await asyncio.to_thread(load_cases, services.settings.policy_dir / CASES_DIR)
-    # The decision cases run on the engine serving now: what this page shows is what
-    # the gateway decides, not what a copy of the policy would.
-    results = await run_cases(services.policy.decide, cases)
-    results.sort(key=lambda r: r.passed)  # failures first: they are what an admin acts on
+    results = await _case_results(services)
     return render(
         request,
         "policy.html",
@@ -222,6 +193,34 @@ async def policy(
         page=page,
         pages=_pages(len(results)),
     )
+
+
+# The last results, keyed by what decides them: the revision, the engine and the cases'
+# files. Running every case costs hundreds of evaluations (seconds on a busy machine), and
+# the same inputs give the same decisions; the page reruns them only when one of those
+# changes, so an admin paging through the table does not re-run the policy each time.
+_case_results_cache: dict[tuple[str, str, str], list[CaseResult]] = {}
+
+
+async def _case_results(services: Services) -> list[CaseResult]:
+    cases_dir = services.settings.policy_dir / CASES_DIR
+    files = await asyncio.to_thread(
+        lambda: hashlib.sha256(
+            b"".join(p.read_bytes() for p in sorted(cases_dir.glob("*.yaml")))
+        ).hexdigest()
+    )
+    key = (services.policy.revision, services.policy.engine_name, files)
+    cached = _case_results_cache.get(key)
+    if cached is not None:
+        return cached
+    cases = await asyncio.to_thread(load_cases, cases_dir)
+    # The decision cases run on the engine serving now: what this page shows is what
+    # the gateway decides, not what a copy of the policy would.
+    results = await run_cases(services.policy.decide, cases)
+    results.sort(key=lambda r: r.passed)  # failures first: they are what an admin acts on
+    _case_results_cache.clear()  # one revision's results at a time
+    _case_results_cache[key] = results
+    return results
 
 
 def _pages(count: int) -> int:

@@ -4,7 +4,8 @@ Contract (the outcome record's, extended): `open_leads` returns only when every 
 its `lead` audit record, for a search that must be authorised afterwards the authorisation
 and its `opened` record, and the search's outcome record are committed, in one transaction.
 If it raises, none is, and the pipeline records the outcome as withheld: a candidate nobody
-can review is not handed out.
+can review is not handed out. A negative result that opens no authorisation has only its
+outcome to commit, and commits it in the log's group commit (the same record).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class LeadBook:
         outcome naming leads that are not. Raises AuditUnavailable or StorageUnavailable,
         and then nothing is committed: the caller records the outcome as withheld."""
         fields = search.fields
+        if not candidates and not search.authorisation:
+            # A negative result with no authorisation to open: nothing to commit with the
+            # outcome, so it joins the log's group commit (committed when append returns)
+            # instead of a transaction of its own that holds the log's sequencer alone.
+            await self.audit.append(outcome([]))
+            return []
         with map_database_errors("the database failed: the leads could not be recorded"):
             async with self.sessions() as db, db.begin():
                 authorisation = await self._open_authorisation(db, search)

@@ -106,6 +106,33 @@ async def review_lead(
     return _result(lead, decision)
 
 
+async def reviewable(
+    *, db: AsyncSession, decide: Decide, lead_ids: list[str], reviewer: str, now: datetime
+) -> dict[str, LeadDecision]:
+    """Ask the policy, without recording or changing anything, whether `reviewer` may
+    confirm each lead: what a review queue offers. The same input review_lead builds, so
+    the queue offers exactly what review_lead would allow (the verdict itself is judged
+    again, and recorded, when it is given)."""
+    row = await _principal(db, reviewer)
+    principal = principal_from_row(row, key_id=None)
+    trained = row.trained_until.isoformat() if row.trained_until else None
+    answers: dict[str, LeadDecision] = {}
+    for lead_id in lead_ids:
+        lead = await db.get(LeadRow, lead_id)
+        if lead is None:
+            continue
+        policy_input = LeadPolicyInput(
+            kind="lead_review",
+            principal=principal,
+            trained_until=trained,
+            lead=await _facts(db, lead),
+            verdict="confirmed",
+            now=_rfc3339(now),
+        )
+        answers[lead_id] = _result(lead, await decide(policy_input))
+    return answers
+
+
 async def act_on_lead(
     *,
     db: AsyncSession,

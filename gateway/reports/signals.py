@@ -169,6 +169,8 @@ class RetryAfterRefusal(_Signal):
         earlier = {r.seq: r for p in probes for r in self._by_probe.get(p, [])}
         if case:
             earlier |= {r.seq: r for r in self._by_case.get(case_key, [])}
+        if not earlier:  # most searches: no refusal before them, no time to parse
+            return
         now = _instant(record["time"])
         refusals = sorted(s for s, r in earlier.items() if now - _instant(r.time) <= self._window)
         if refusals:

@@ -81,6 +81,8 @@ def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
 
 
 _JSON_COLUMNS: Final = frozenset({"reason_codes", "obligations", "probe_digests", "detail"})
+# 'YYYY-MM-DD HH:MM:SS.ffffff' (how SQLAlchemy stores a UTC time) as RFC 3339.
+_RFC3339: Final = "substr(time, 1, 10) || 'T' || substr(time, 12) || 'Z'"
 
 
 def sqlite_records(
@@ -100,11 +102,13 @@ def sqlite_records(
     Raises AuditUnavailable if the file cannot be read."""
     wanted = sorted({"seq", "time", "event_type"} | names)
     decode = [(name, reads(name)) for name in wanted if name in _JSON_COLUMNS]
+    # The export's RFC 3339 time is made by SQLite: two edits, in C.
+    columns = [_RFC3339 if name == "time" else name for name in wanted]
     # A plain scan in rowid order, which is seq order: the log only ever inserts the next
     # seqs (under its sequencer) and the database refuses UPDATE and DELETE. Checked below
     # all the same. Measured: twice as fast as walking an index and sorting by seq.
     sql = (
-        f"SELECT {', '.join(wanted)} FROM audit_log NOT INDEXED"  # noqa: S608 (model columns)
+        f"SELECT {', '.join(columns)} FROM audit_log NOT INDEXED"  # noqa: S608 (model columns)
         " WHERE seq <= ? AND time >= ? AND time < ?"
     )
     params: list[Any] = [tree_size, _sqlite_time(period.start_text), _sqlite_time(period.end_text)]
@@ -121,22 +125,23 @@ def sqlite_records(
         loads = json.loads
         while rows := cursor.fetchmany(BATCH):
             for row in rows:
-                record = {k: v for k, v in zip(wanted, row, strict=True) if v is not None}
+                # A null column stays None here where the export leaves the name out: the
+                # engine reads both alike (``query.getter``), and dict(zip()) runs in C.
+                record = dict(zip(wanted, row, strict=True))
                 for name, types in decode:
-                    if name not in record:
+                    text = record[name]
+                    if text is None:
                         continue
                     if types is not None and record["event_type"] not in types:
-                        del record[name]  # no figure reads it of this record: not decoded
+                        record[name] = None  # no figure reads it of this record: not decoded
                         continue
                     # Most lists and details are empty: spare the decoder (a third of the
                     # read's time went to json.loads).
-                    text = record[name]
                     record[name] = [] if text == "[]" else {} if text == "{}" else loads(text)
-                text = record["time"]
-                record["time"] = f"{text[:10]}T{text[11:]}Z"
-                if record["seq"] <= last:
+                seq = record["seq"]
+                if seq <= last:
                     raise AuditUnavailable("the audit log's rows are not in seq order")
-                last = record["seq"]
+                last = seq
                 yield record
     except sqlite3.Error as exc:
         raise AuditUnavailable(f"the audit log could not read the database ({exc})") from exc

@@ -516,3 +516,34 @@ async def test_query_model_works_as_fastapi_query_parameters() -> None:
     }
     assert naive.status_code == 422
     assert unknown_event.status_code == 422
+
+
+async def test_query_by_reason_code_and_legal_basis(
+    audit_log: AuditLog, record_factory: RecordFactory
+) -> None:
+    given = [
+        (["warrant_required"], "warrant"),
+        (["warrantXrequired", "officer_unknown"], "consent"),  # `_` is no wildcard
+        (["rate_limited", "warrant_required"], None),
+        (["warrant"], "exigent"),  # a code that is a prefix of another is its own
+        ([], "warrant"),
+    ]
+    for index, (codes, basis) in enumerate(given):
+        await audit_log.append(
+            record_factory(
+                request_id=f"r-{index}", decision="deny", reason_codes=codes, legal_basis=basis
+            )
+        )
+    query = records_of(audit_log).query
+
+    async def seqs(filters: AuditQuery) -> list[int]:
+        return [entry.seq for entry in (await query(filters, limit=100)).entries]
+
+    assert await seqs(AuditQuery(reason_code="warrant_required")) == [1, 3]
+    assert await seqs(AuditQuery(reason_code="warrant")) == [4]
+    assert await seqs(AuditQuery(reason_code="officer_unknown")) == [2]
+    assert await seqs(AuditQuery(reason_code="required")) == []
+    assert await seqs(AuditQuery(legal_basis="warrant")) == [1, 5]
+    assert await seqs(AuditQuery(reason_code="warrant_required", legal_basis="warrant")) == [1]
+    with pytest.raises(ValidationError):
+        AuditQuery(reason_code='a"b')  # a quote would end the element the query matches

@@ -248,10 +248,12 @@ async def test_sign_in_and_sign_out_are_on_record(stack: Stack) -> None:
     assert [r["detail"]["action"] for r in actions] == ["console.sign_in", "console.sign_out"]
 
 
-async def test_a_role_with_no_page_yet_gets_a_page_not_a_redirect_loop(stack: Stack) -> None:
+async def test_a_reviewer_lands_on_the_review_queue(stack: Stack) -> None:
     client = await sign_in(stack, await stack.principal("reviewer-c10", Role.REVIEWER))
     home = await client.get("/console/")
-    assert home.status_code == 200 and 'id="sign-out"' in home.text
+    assert home.status_code == 303 and home.headers["location"] == "/console/review"
+    queue = await client.get("/console/review")
+    assert queue.status_code == 200 and 'id="sign-out"' in queue.text
     assert (await client.get("/console/dashboard")).status_code == 403
 
 

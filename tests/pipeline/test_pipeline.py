@@ -340,3 +340,65 @@ async def test_no_lead_is_on_record_for_an_answer_whose_outcome_failed(
     response = await pipeline.handle(adapter.as_vendor(), request)
     assert response.body != ANSWER
     assert await committed_event_types(services, request.request_id) == ["decision"]
+
+
+class NoCandidateAdapter(FakeAdapter):
+    """An identification whose answer names no candidate: a negative result."""
+
+    def filter(
+        self, parsed: ParsedRequest, obligations: Obligations, response: UpstreamResponse
+    ) -> Outcome:
+        return Outcome(response=response, match_count=0, top_similarity=None, candidates=())
+
+
+@dataclass
+class OutcomeWatchingAudit:
+    """The real log; remembers whether each outcome came in a caller's transaction, and
+    refuses outcomes when told to."""
+
+    services: Services
+    refuse: bool = False
+    outcome_in_transaction: list[bool] = field(default_factory=list)
+
+    async def append(self, record: AuditRecord, *, db: Any = None) -> Any:
+        if record.event_type is EventType.OUTCOME:
+            self.outcome_in_transaction.append(db is not None)
+            if self.refuse:
+                raise AuditUnavailable("the log is down")
+        return await self.services.audit.append(record, db=db)
+
+
+async def test_a_negative_result_joins_the_group_commit_before_the_answer(
+    services: Services,
+) -> None:
+    # No lead to commit with it: the outcome takes the log's batched path (issue 17), and
+    # is still committed, with the same detail, before the answer leaves.
+    adapter, request = NoCandidateAdapter(services), incoming()
+    audit = OutcomeWatchingAudit(services)
+    book = LeadBook(sessions=services.sessions, audit=audit)  # type: ignore[arg-type]
+    pipeline = pipeline_of(services, FixedPolicy(), leads=book)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body == ANSWER
+    assert response.headers["x-facegate-leads"] == ""
+    assert audit.outcome_in_transaction == [False]
+    assert await committed_event_types(services, request.request_id) == ["decision", "outcome"]
+    async with services.sessions() as db:
+        outcome = await db.scalar(
+            select(AuditLogEntry).where(
+                AuditLogEntry.request_id == request.request_id,
+                AuditLogEntry.event_type == "outcome",
+            )
+        )
+    assert outcome is not None
+    assert outcome.detail["leads"] == []
+    assert outcome.detail["negative_result"] is True
+
+
+async def test_a_negative_result_whose_outcome_fails_is_withheld(services: Services) -> None:
+    adapter, request = NoCandidateAdapter(services), incoming()
+    audit = OutcomeWatchingAudit(services, refuse=True)
+    book = LeadBook(sessions=services.sessions, audit=audit)  # type: ignore[arg-type]
+    pipeline = pipeline_of(services, FixedPolicy(), leads=book)
+    response = await pipeline.handle(adapter.as_vendor(), request)
+    assert response.body != ANSWER
+    assert "x-facegate-leads" not in response.headers
