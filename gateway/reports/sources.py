@@ -14,6 +14,7 @@ remains only for a SQLite database that is not a file (``database_records``).
 from __future__ import annotations
 
 import json
+import json.scanner
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -102,6 +103,21 @@ _JSON_COLUMNS: Final = frozenset({"reason_codes", "obligations", "probe_digests"
 _RFC3339: Final = "substr(time, 1, 10) || 'T' || substr(time, 12) || 'Z'"
 
 
+# typeshed types the C scanner's context as the scanner itself; it is the decoder.
+_scan: Final = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, calling the C scanner straight: the wrapper and its two whitespace
+    matches were half of decoding a one-element list. Anything else (whitespace around the
+    value, bad JSON) goes to ``json.loads``, which decodes it or raises as usual."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 class _Decoder:
     """Rows (values in ``wanted`` order) into records, as the export's entries parse: a JSON
     column decoded only in records of the event types ``reads`` says a figure reads it of
@@ -114,7 +130,7 @@ class _Decoder:
         self._last = 0
 
     def records(self, rows: Iterable[Sequence[Any]]) -> Iterator[dict[str, Any]]:
-        wanted, decode, loads = self.wanted, self._decode, json.loads
+        wanted, decode, loads = self.wanted, self._decode, _loads
         last = self._last
         for row in rows:
             # A null column stays None here where the export leaves the name out: the
