@@ -44,7 +44,6 @@ from gateway.audit import merkle
 from gateway.audit.chain import GENESIS_HASH, chain_hash, format_time
 from gateway.audit.checkpoint import Checkpoint, Signer
 from gateway.audit.log import AuditLog
-from gateway.audit.models import AuditLogEntry
 from gateway.audit.records import AuditRecord
 from gateway.audit.stores.base import CHECKPOINT_TABLE, LOG_TABLE
 from gateway.db import create_engine, session_factory
@@ -290,21 +289,14 @@ async def bench(
         if sqlite_path is not None:  # the driver the reports use on SQLite, on a thread
             await asyncio.to_thread(raw_scan, sqlite_path, count)
             return
-        last, rows = 0, 0
-        async with sessions() as session:
-            while True:
-                batch = (
-                    await session.execute(
-                        sa.select(*LOG_TABLE.columns)
-                        .where(AuditLogEntry.seq > last)
-                        .order_by(AuditLogEntry.seq)
-                        .limit(20_000)
-                    )
-                ).all()
-                rows += len(batch)
-                if len(batch) < 20_000:
-                    break
-                last = batch[-1].seq
+        # The driver the reports use on PostgreSQL: asyncpg, a server-side cursor.
+        rows = 0
+        async with engine.connect() as connection:
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            async with driver.transaction(readonly=True):
+                cursor = await driver.cursor("SELECT * FROM audit_log ORDER BY seq")
+                while batch := await cursor.fetch(20_000):
+                    rows += len(batch)
         assert rows == count
 
     seconds, peak, before = await measured(plain_scan)

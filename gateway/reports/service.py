@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,13 @@ from gateway.reports.document import Report, ReportCheckpoint, ReportFigure, Rep
 from gateway.reports.engine import Evaluator
 from gateway.reports.periods import Period, parse_period
 from gateway.reports.query import Record
-from gateway.reports.sources import database_records, sqlite_file, sqlite_records
+from gateway.reports.sources import (
+    database_records,
+    postgres_engine,
+    postgres_records,
+    sqlite_file,
+    sqlite_records,
+)
 from gateway.reports.templates import (
     AUDIENCES,
     Audience,
@@ -166,7 +173,7 @@ async def make_report(
     fields = template.fields_for(chosen)
     evaluator = Evaluator(fields, parsed, settings)
     size, names, types = checkpoint.size, evaluator.names, evaluator.event_types
-    path = sqlite_file(sessions)
+    path, postgres = sqlite_file(sessions), postgres_engine(sessions)
     if path is not None:
         # The whole pass on a worker thread: the event loop keeps serving meanwhile.
         rows = sqlite_records(
@@ -178,6 +185,20 @@ async def make_report(
             reads=evaluator.reads,
         )
         await asyncio.to_thread(evaluator.add_all, rows)
+    elif postgres is not None:
+        # Fetched on the loop, decoded and counted on a worker thread, one batch at a time.
+        async with contextlib.aclosing(
+            postgres_records(
+                postgres,
+                tree_size=size,
+                period=parsed,
+                names=names,
+                event_types=types,
+                reads=evaluator.reads,
+            )
+        ) as batches:
+            async for records in batches:
+                await asyncio.to_thread(evaluator.add_all, records)
     else:
         async for batch in database_records(
             sessions, tree_size=size, period=parsed, names=names, event_types=types

@@ -112,11 +112,12 @@ class CaseReuse(_Signal):
 
     def add(self, record: Record) -> None:
         case = record.get("case_number")
-        if _is_search(record) and case:
+        if case and _is_search(record):
             key = (record.get("agency") or "", case)
             self._seqs[key].append(record["seq"])
-            if record.get("officer"):
-                self._officers[key].add(record["officer"])
+            officer = record.get("officer")
+            if officer:
+                self._officers[key].add(officer)
 
     def rows(self) -> list[dict[str, Any]]:
         limits = self.settings.case_reuse
@@ -159,7 +160,12 @@ class RetryAfterRefusal(_Signal):
         probes = [p for p in record.get("probe_digests") or [] if isinstance(p, str)]
         case = record.get("case_number")
         case_key = (record.get("agency") or "", record.get("officer") or "", case or "")
-        if not _allowed(record):
+        allowed = _allowed(record)
+        if allowed and not (
+            (case and case_key in self._by_case) or any(p in self._by_probe for p in probes)
+        ):
+            return  # most searches: no refusal before them for this probe or case
+        if not allowed:
             refusal = _Refusal(record["seq"], record["time"])
             for probe in probes:
                 self._by_probe[probe].append(refusal)
@@ -169,7 +175,7 @@ class RetryAfterRefusal(_Signal):
         earlier = {r.seq: r for p in probes for r in self._by_probe.get(p, [])}
         if case:
             earlier |= {r.seq: r for r in self._by_case.get(case_key, [])}
-        if not earlier:  # most searches: no refusal before them, no time to parse
+        if not earlier:
             return
         now = _instant(record["time"])
         refusals = sorted(s for s, r in earlier.items() if now - _instant(r.time) <= self._window)
