@@ -6,6 +6,8 @@ across). The log is verified before and after each rotation."""
 
 from __future__ import annotations
 
+import io
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from gateway.app import create_app
 from gateway.audit.checkpoint import Signer
@@ -23,6 +26,18 @@ from gateway.serving import BackgroundServer
 from refvendor import samples
 from tests.cli.test_cli import run_facegate
 from tests.e2e.conftest import Stack
+
+_PROBES = itertools.count()
+
+
+def fresh_probe() -> bytes:
+    """One face, encoded anew for each request: two identical SigV4 requests within one
+    second carry one signature, and facegate accepts a signature once (auth/replay.py)."""
+    encoded = io.BytesIO()
+    Image.open(io.BytesIO(samples.astronaut_jpeg())).save(
+        encoded, "JPEG", quality=95 - next(_PROBES) % 20
+    )
+    return encoded.getvalue()
 
 
 async def facegate(stack: Stack, *args: str) -> tuple[int, str]:
@@ -67,9 +82,7 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
     await stack.warrant()
     before = await stack.session()
     old_client = stack.rekognition(before)
-    assert (
-        len(old_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
-    )
+    assert len(old_client.detect_faces(Image={"Bytes": fresh_probe()})["FaceDetails"]) == 1
     assert await key_version_of(stack, before.access_key_id) == 1
     await verified(stack)
 
@@ -82,9 +95,7 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
 
     # The session opened before still works, on the gateway that was running all along,
     # signed (boto3's SigV4) and as a bearer key (CompreFace's x-api-key).
-    assert (
-        len(old_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
-    )
+    assert len(old_client.detect_faces(Image={"Bytes": fresh_probe()})["FaceDetails"]) == 1
     answer = stack.compreface(before).detection.detect(samples.astronaut_jpeg(), {})
     assert len(answer["result"]) == 1, answer
 
@@ -94,9 +105,7 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
     assert after.secret_access_key == MasterKey(ring[2]).session_secret(after.access_key_id)
     assert after.secret_access_key != MasterKey(ring[1]).session_secret(after.access_key_id)
     new_client = stack.rekognition(after)
-    assert (
-        len(new_client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})["FaceDetails"]) == 1
-    )
+    assert len(new_client.detect_faces(Image={"Bytes": fresh_probe()})["FaceDetails"]) == 1
     # And the old session still works now that the gateway knows the new key as current
     # (another image: the same signed request within a second would be a replay).
     variant = samples.astronaut_variant_jpeg()
@@ -129,8 +138,8 @@ async def test_master_key_rotation_keeps_live_boto3_sessions_and_derives_new_one
     with BackgroundServer(restarted) as gateway:
         moved = Stack(settings=stack.settings, url=gateway.url, vendor=stack.vendor)
         with pytest.raises(ClientError):
-            moved.rekognition(before).detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
-        still = moved.rekognition(after).detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
+            moved.rekognition(before).detect_faces(Image={"Bytes": fresh_probe()})
+        still = moved.rekognition(after).detect_faces(Image={"Bytes": fresh_probe()})
         assert len(still["FaceDetails"]) == 1
 
 
@@ -140,7 +149,7 @@ async def test_log_key_rotation_hands_over_and_the_old_key_pinned_auditor_follow
     await stack.warrant()
     credentials = await stack.session()
     client = stack.rekognition(credentials)
-    client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
+    client.detect_faces(Image={"Bytes": fresh_probe()})
     old_key = tmp_path / "old.pub"
     old_key.write_text(str(Signer.parse(stack.settings.log_key_file.read_text()).verifier))
     await verified(stack)
@@ -154,14 +163,12 @@ async def test_log_key_rotation_hands_over_and_the_old_key_pinned_auditor_follow
     # The gateway still holding the old key refuses to sign after the handover: the
     # request is refused (fail closed), not signed by a key that was handed over.
     with pytest.raises(ClientError):
-        client.detect_faces(Image={"Bytes": samples.astronaut_jpeg()})
+        client.detect_faces(Image={"Bytes": fresh_probe()})
 
     # Restarted with the new key it continues the same tree.
     with BackgroundServer(create_app(stack.settings)) as gateway:
         moved = Stack(settings=stack.settings, url=gateway.url, vendor=stack.vendor)
-        faces = moved.rekognition(credentials).detect_faces(
-            Image={"Bytes": samples.astronaut_jpeg()}
-        )
+        faces = moved.rekognition(credentials).detect_faces(Image={"Bytes": fresh_probe()})
         assert len(faces["FaceDetails"]) == 1
         # The API publishes the new key, and the chain back to the old one.
         auditor = await moved.principal("auditor-1", Role.AUDITOR)
