@@ -14,6 +14,7 @@ before anything is forwarded, allowed or refused.
 from __future__ import annotations
 
 import statistics
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,15 +38,17 @@ def _allowed(record: Record) -> bool:
     return record.get("decision") == "allow"
 
 
-class _Signal:
+class _Signal(ABC):
+    """One misuse signal: fed every record of the period once, then asked for its rows."""
+
     def __init__(self, settings: ReportSettings) -> None:
         self.settings = settings
 
-    def add(self, record: Record) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def add(self, record: Record) -> None: ...
 
-    def rows(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def rows(self) -> list[dict[str, Any]]: ...
 
     def result(self) -> Result:
         return Result(grouped=False, rows=self.rows())
