@@ -14,12 +14,14 @@ from gateway.admin import Actor, action_record
 from gateway.api.deps import Auditor, ServicesDep, record_read
 from gateway.audit.disclosure import (
     MAX_TIMELINE_PAGE,
+    ReadRecord,
     TimelinePage,
     build_packet,
     case_timeline,
     packet_zip,
 )
 from gateway.audit.records import AuditRecord, EventType
+from gateway.services import Services
 
 router = APIRouter(prefix="/facegate/v1/cases", tags=["cases"])
 
@@ -43,20 +45,7 @@ async def disclosure(
             request_id=request.state.request_id,
         )
 
-    packet = await build_packet(
-        audit=services.audit,
-        sessions=services.sessions,
-        case_number=case_number,
-        read_record=read_record,
-        now=datetime.now(UTC),
-    )
-    return Response(
-        packet_zip(packet),
-        media_type="application/zip",
-        headers={
-            "content-disposition": f'attachment; filename="disclosure-{packet.packet_id}.zip"'
-        },
-    )
+    return await disclosure_download(services, case_number, read_record)
 
 
 @router.get("/{case_number}/timeline")
@@ -79,4 +68,28 @@ async def timeline(
     )
     return await case_timeline(
         sessions=services.sessions, case_number=case_number, cursor=cursor, limit=limit
+    )
+
+
+async def disclosure_download(
+    services: Services,
+    case_number: str,
+    read_record: ReadRecord,
+) -> Response:
+    """Build a case's disclosure packet (recorded by ``read_record``) and answer it as a
+    zip download: the API's route and the console's page both answer with this."""
+    packet = await build_packet(
+        audit=services.audit,
+        sessions=services.sessions,
+        case_number=case_number,
+        read_record=read_record,
+        now=datetime.now(UTC),
+    )
+    return Response(
+        packet_zip(packet),
+        media_type="application/zip",
+        headers={
+            "content-disposition": f'attachment; filename="disclosure-{packet.packet_id}.zip"',
+            "cache-control": "no-store",
+        },
     )

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from gateway.admin import Actor, action_record
+from gateway.api.cases import disclosure_download
 from gateway.api.deps import ServicesDep
-from gateway.audit.disclosure import build_packet, packet_zip
 from gateway.audit.records import AuditRecord, EventType
 from gateway.console import nav
 from gateway.console.auth import CheckedForm, Viewer, page_for
@@ -131,18 +131,4 @@ async def disclosure(
             request_id=request.state.request_id,
         )
 
-    packet = await build_packet(
-        audit=services.audit,
-        sessions=services.sessions,
-        case_number=case_number,
-        read_record=read_record,
-        now=datetime.now(UTC),
-    )
-    return Response(
-        packet_zip(packet),
-        media_type="application/zip",
-        headers={
-            "content-disposition": f'attachment; filename="disclosure-{packet.packet_id}.zip"',
-            "cache-control": "no-store",
-        },
-    )
+    return await disclosure_download(services, case_number, read_record)
