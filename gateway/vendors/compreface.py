@@ -169,7 +169,10 @@ class CompreFaceAdapter:
         self.backend = backend
         self._max_image_bytes = max_image_bytes
         self._forwarder = RestForwarder(
-            backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
+            backend=backend,
+            key_header=KEY_HEADER,
+            timeout_seconds=timeout_seconds,
+            vendor="CompreFace",
         )
 
     # -- parse ---------------------------------------------------------------------------
@@ -304,7 +307,6 @@ class CompreFaceAdapter:
             query=self.apply_obligations(parsed, obligations),
             body=parsed.body,
             content_type=parsed.content_type,
-            vendor="CompreFace",
         )
 
     # -- filter --------------------------------------------------------------------------

@@ -1,70 +1,114 @@
-"""The HTTP client every adapter forwards with: httpx's interface on aiohttp's transport.
+"""The HTTP client every adapter forwards with: aiohttp, behind one narrow call.
 
-Adapters keep httpx's API and its exceptions (`httpx.HTTPError`); the connections are
-aiohttp's, through `httpx-aiohttp`, the transport kept by httpx's maintainers. httpcore's
-pure-Python HTTP/1.1 and its anyio layer were the largest single cost of a forward: with
-this transport the gateway served 359 instead of 303 requests/s from 16 callers, at 2.5
-instead of 3.2 ms of CPU per request (bench/compare_trees.py --load closed, same run).
+`UpstreamClient.request(method, url, headers, body) -> UpstreamReply(status, headers, body)`
+is all an adapter sees; aiohttp's exceptions are mapped here, at the one edge, into
+`UpstreamError`, so none leaves the vendors package (nor did httpx's, before).
+
+Why not httpx's API: forwards went through httpx's AsyncClient on aiohttp's transport
+(httpx-aiohttp), and httpx's layers (send, auth, redirects, its Request and Response
+models, a byte stream wrapped around aiohttp's) cost more than aiohttp itself: the 20 KB
+POST took 1.03 ms of CPU that way against 0.36 ms on aiohttp directly (issue 17). The one
+thing those layers did for facegate, refusing to follow redirects, is a flag here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from multidict import CIMultiDictProxy
 
+from gateway.errors import UpstreamError
 from gateway.observability.tracing import client_span
 
-
-class _Transport(AiohttpTransport):
-    """httpx-aiohttp maps aiohttp's common errors to httpx's; this maps the rest (a reply
-    that is not HTTP, say), so that no aiohttp exception leaves the vendors package."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await super().handle_async_request(request)
-        except aiohttp.ClientError as exc:
-            raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from exc
+# What the httpx-aiohttp transport gave each backend, kept: at most 100 connections, an
+# idle one closed after 5 s.
+_MAX_CONNECTIONS = 100
+_KEEPALIVE_SECONDS = 5.0
 
 
-class _DeadlineClient(httpx.AsyncClient):
-    """httpx's timeouts bound each phase (connect, each read, each write): a vendor sending
-    a byte a second never trips a 30-second read timeout, and held a request 18 s in a test
-    with a 1-second one. This client bounds the whole exchange, from connecting to the last
-    byte of the answer, by one deadline, and raises httpx's own TimeoutException past it."""
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A vendor's whole answer, read: a redirect is an answer like any other."""
 
-    def __init__(self, *, deadline_seconds: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._deadline_seconds = deadline_seconds
+    status: int
+    headers: CIMultiDictProxy[str]  # case-insensitive, as received
+    body: bytes  # decoded from any Content-Encoding
 
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        # The forward's CLIENT span, its traceparent added to the headers as sent: after a
-        # Rekognition request was signed, so it is not one of the signed headers.
-        url = str(request.url.copy_with(query=None))
-        with client_span(request.method, url, request.headers) as span:
+
+class UpstreamClient:
+    """One vendor backend's pooled connections, opened on first use (aiohttp binds them to
+    the running event loop) and closed by `aclose`."""
+
+    def __init__(self, *, vendor: str, timeout_seconds: float) -> None:
+        self._vendor = vendor
+        self._deadline_seconds = timeout_seconds
+        # The trust the httpx client had: certifi's roots unless SSL_CERT_FILE or
+        # SSL_CERT_DIR name others. Built once; a handshake only reads it.
+        self._tls = httpx.create_ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=_MAX_CONNECTIONS, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=self._tls
+            ),
+            # No per-phase timeouts: the deadline in `request` bounds the whole exchange.
+            timeout=aiohttp.ClientTimeout(),
+            # One client carries every caller's requests: a cookie one vendor answer sets
+            # must not ride along on another caller's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # The adapter names the body's type or sends none; aiohttp would otherwise add
+            # application/octet-stream to a body without one.
+            skip_auto_headers=("Content-Type",),
+        )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: MutableMapping[str, str],
+        body: bytes | None = None,
+        query: Sequence[tuple[str, str]] = (),
+    ) -> UpstreamReply:
+        """The vendor's whole answer to one request, or `UpstreamError`.
+
+        - Bounded: from connecting to the last byte of the answer, within one deadline
+          (`timeout_seconds`). A per-phase timeout would not do: a vendor sending a byte a
+          second never trips a 30-second read timeout, and held a request 18 s in a test
+          with a 1-second one.
+        - No redirect is followed: a vendor's redirect is not a place facegate sends a
+          probe to. It comes back as the answer.
+        - Every failure to get a whole HTTP answer (refused, reset, not HTTP, past the
+          deadline) is `UpstreamError("<vendor> could not be reached: <why>")`.
+        - `headers` are sent as given, plus the CLIENT span's `traceparent`, added to them
+          here: after a Rekognition request was signed, so it is not a signed header.
+        """
+        session = self._session or self._open()
+        target = f"{url}?{urlencode(query)}" if query else url
+        with client_span(method, url, headers) as span:
             try:
                 async with asyncio.timeout(self._deadline_seconds):
-                    # Without stream=True (the adapters never stream), send returns only
-                    # once the whole body is read: the deadline covers it.
-                    response = await super().send(request, **kwargs)
+                    async with session.request(
+                        method, target, headers=headers, data=body, allow_redirects=False
+                    ) as answer:
+                        payload = await answer.read()
             except TimeoutError as exc:
-                raise httpx.TimeoutException(
-                    f"no complete answer within {self._deadline_seconds} s", request=request
+                raise UpstreamError(f"{self._vendor} could not be reached: TimeoutError") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(
+                    f"{self._vendor} could not be reached: {type(exc).__name__}"
                 ) from exc
-            span.set_attribute("http.response.status_code", response.status_code)
-            return response
+            span.set_attribute("http.response.status_code", answer.status)
+        return UpstreamReply(status=answer.status, headers=answer.headers, body=payload)
 
-
-def upstream_client(*, timeout_seconds: float) -> httpx.AsyncClient:
-    """A client for one vendor backend: no redirects followed (a vendor's redirect is not a
-    place facegate sends a probe to), and the whole exchange, not only each phase, bounded
-    by `timeout_seconds`."""
-    return _DeadlineClient(
-        deadline_seconds=timeout_seconds,
-        transport=_Transport(),
-        timeout=timeout_seconds,
-        follow_redirects=False,
-    )
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

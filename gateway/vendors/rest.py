@@ -19,15 +19,14 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import httpx
 import python_multipart
 import python_multipart.exceptions
 
 from gateway import strict_json
-from gateway.errors import MalformedRequest, PayloadTooLarge, UnsupportedOperation, UpstreamError
+from gateway.errors import MalformedRequest, PayloadTooLarge, UnsupportedOperation
 from gateway.operations import OperationKind
 from gateway.vendors.base import UpstreamResponse
-from gateway.vendors.http import upstream_client
+from gateway.vendors.http import UpstreamClient
 from gateway.vendors.inventory import VendorBackend
 
 # A captured path segment: no separators, no dot segments, nothing a URL would reinterpret.
@@ -299,11 +298,13 @@ def add_counts(total: dict[str, int], more: Mapping[str, int]) -> None:
 class RestForwarder:
     """Sends a parsed request to the backend's fixed base URL with the backend's own key."""
 
-    def __init__(self, *, backend: VendorBackend, key_header: str, timeout_seconds: float) -> None:
+    def __init__(
+        self, *, backend: VendorBackend, key_header: str, timeout_seconds: float, vendor: str
+    ) -> None:
         self._base_url = backend.base_url
         self._key_header = key_header
         self._secret = backend.secret
-        self._client = upstream_client(timeout_seconds=timeout_seconds)
+        self._client = UpstreamClient(vendor=vendor, timeout_seconds=timeout_seconds)
 
     async def send(
         self,
@@ -313,27 +314,18 @@ class RestForwarder:
         query: Iterable[tuple[str, str]],
         body: bytes,
         content_type: str | None,
-        vendor: str,
     ) -> UpstreamResponse:
+        """The vendor's answer, or `UpstreamError` when there is none (UpstreamClient)."""
         # Only the backend's key and the body's type go upstream; none of the client's
         # headers (Host included) do.
         headers = {self._key_header: self._secret.get_secret_value()}
         if content_type:
             headers["content-type"] = content_type
-        try:
-            response = await self._client.request(
-                method,
-                self._base_url + path,
-                params=list(query),
-                content=body if body else None,
-                headers=headers,
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{vendor} could not be reached: {type(exc).__name__}") from exc
-        kept = {"content-type": response.headers.get("content-type", "application/json")}
-        return UpstreamResponse(
-            status_code=response.status_code, headers=kept, body=response.content
+        reply = await self._client.request(
+            method, self._base_url + path, query=list(query), body=body or None, headers=headers
         )
+        kept = {"content-type": reply.headers.get("content-type", "application/json")}
+        return UpstreamResponse(status_code=reply.status, headers=kept, body=reply.body)
 
     async def aclose(self) -> None:
         await self._client.aclose()

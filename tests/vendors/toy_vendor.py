@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 from starlette.responses import Response
 
 from gateway import strict_json
@@ -47,7 +46,7 @@ from gateway.vendors.base import (
     native_error,
     reason_headers,
 )
-from gateway.vendors.http import upstream_client
+from gateway.vendors.http import UpstreamClient
 from gateway.vendors.inventory import VendorBackend
 from gateway.vendors.rest import b64_image, image_digest
 from gateway.vendors.scale import WireScale
@@ -80,7 +79,9 @@ class ToyAdapter:
     def __init__(self, *, backend: VendorBackend, settings: Settings) -> None:
         self.backend = backend
         self._max_image_bytes = settings.max_image_bytes
-        self._client = upstream_client(timeout_seconds=settings.upstream_timeout_seconds)
+        self._client = UpstreamClient(
+            vendor="toy", timeout_seconds=settings.upstream_timeout_seconds
+        )
 
     def parse(self, request: IncomingRequest) -> ParsedRequest:
         if (request.method, request.path) != ("POST", PREFIX + "detect"):
@@ -101,21 +102,17 @@ class ToyAdapter:
         )
 
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
-        try:
-            response = await self._client.post(
-                self.backend.base_url + "/detect",
-                content=parsed.body,
-                headers={
-                    "content-type": "application/json",
-                    "x-toy-vendor-key": self.backend.secret.get_secret_value(),
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"toy could not be reached: {type(exc).__name__}") from exc
+        reply = await self._client.request(
+            "POST",
+            self.backend.base_url + "/detect",
+            body=parsed.body,
+            headers={
+                "content-type": "application/json",
+                "x-toy-vendor-key": self.backend.secret.get_secret_value(),
+            },
+        )
         return UpstreamResponse(
-            status_code=response.status_code,
-            headers={"content-type": "application/json"},
-            body=response.content,
+            status_code=reply.status, headers={"content-type": "application/json"}, body=reply.body
         )
 
     def filter(

@@ -124,7 +124,10 @@ class AzureFaceAdapter:
         self.backend = backend
         self._max_image_bytes = max_image_bytes
         self._forwarder = RestForwarder(
-            backend=backend, key_header=KEY_HEADER, timeout_seconds=timeout_seconds
+            backend=backend,
+            key_header=KEY_HEADER,
+            timeout_seconds=timeout_seconds,
+            vendor="Azure Face",
         )
 
     # -- parse ---------------------------------------------------------------------------
@@ -327,7 +330,6 @@ class AzureFaceAdapter:
             query=query,
             body=body,
             content_type=parsed.content_type,
-            vendor="Azure Face",
         )
 
     # -- filter --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -59,7 +58,7 @@ from gateway.vendors.base import (
     UpstreamResponse,
     VendorDescriptor,
 )
-from gateway.vendors.http import upstream_client
+from gateway.vendors.http import UpstreamClient
 from gateway.vendors.inventory import Credentials as BackendCredentials
 from gateway.vendors.inventory import InventoryError, VendorBackend
 from gateway.vendors.rekognition.errors import (
@@ -137,7 +136,7 @@ class RekognitionAdapter:
             backend.region,
         )
         self._max_image_bytes = max_image_bytes
-        self._client = upstream_client(timeout_seconds=timeout_seconds)
+        self._client = UpstreamClient(vendor="Rekognition", timeout_seconds=timeout_seconds)
 
     # -- parse ---------------------------------------------------------------------------
 
@@ -310,16 +309,18 @@ class RekognitionAdapter:
         )
         # Signed with the gateway's vendor credentials: the caller's never reach the vendor.
         self._signer.add_auth(request)
-        try:
-            response = await self._client.post(
-                request.url, content=body, headers=dict(request.headers.items())
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Rekognition could not be reached: {type(exc).__name__}") from exc
+        # UpstreamError when the vendor cannot be reached (gateway/vendors/http.py).
+        reply = await self._client.request(
+            "POST", request.url, body=body, headers=dict(request.headers.items())
+        )
         return UpstreamResponse(
-            status_code=response.status_code,
-            headers={k: v for k, v in response.headers.items() if k.lower().startswith("x-amzn-")},
-            body=response.content,
+            status_code=reply.status,
+            headers={
+                name.lower(): value
+                for name, value in reply.headers.items()
+                if name.lower().startswith("x-amzn-")
+            },
+            body=reply.body,
         )
 
     # -- filter --------------------------------------------------------------------------
