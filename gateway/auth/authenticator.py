@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.replay import MemoryReplayCache, ReplayCache
 from gateway.auth.secrets import MasterKey, UnknownKeyVersion
-from gateway.auth.sessions import BoundSession, load_case_session
+from gateway.auth.sessions import BoundSession, read_case_session
 from gateway.auth.sigv4 import (
     ALWAYS_SIGNED,
     check_clock_skew,
@@ -17,7 +17,6 @@ from gateway.auth.sigv4 import (
     parse_authorization,
     verify_signature,
 )
-from gateway.db import map_database_errors
 from gateway.errors import (
     AuthenticationError,
     ExpiredCredentials,
@@ -42,9 +41,7 @@ class SigV4Authenticator:
         authorization = parse_authorization(request.headers.get("authorization"))
         signed_at = parse_amz_date(request.headers.get("x-amz-date"))
         check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
-        with map_database_errors("the session store could not be read"):
-            async with self.reads.connect() as db:
-                session = await load_case_session(db, authorization.access_key_id)
+        session = await read_case_session(self.reads, authorization.access_key_id)
         if session is None:
             raise UnknownAccessKey(
                 "the security token included in the request is invalid: unknown access key"
