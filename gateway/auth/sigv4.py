@@ -62,6 +62,10 @@ class SigV4Authorization:
     signature: str
 
 
+# Both parsers are pure and each request is parsed twice, when authenticated and when its
+# signature is spent (gateway/auth/authenticator.py): the second parse is a cache hit on
+# the same header string. Bounded to the requests in flight; errors are not cached.
+@functools.lru_cache(maxsize=1024)
 def parse_authorization(value: str | None) -> SigV4Authorization:
     if not value:
         raise MissingCredentials("the request is not signed: no Authorization header")
@@ -80,6 +84,7 @@ def parse_authorization(value: str | None) -> SigV4Authorization:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_amz_date(value: str | None) -> datetime:
     if not value:
         raise InvalidSignature("the request has no X-Amz-Date header")
