@@ -7,6 +7,7 @@ signed with the issued key is judged under that context.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -185,10 +186,10 @@ async def load_case_session(
     row = (await db.execute(_LOAD_CASE_SESSION, {"access_key_id": access_key_id})).one_or_none()
     if row is None or row.disabled_at is not None:
         return None
-    return _bound_session(
+    return BoundSession(
         access_key_id=row.access_key_id,
         principal=principal_from_row(row, key_id=row.access_key_id),
-        case_fields=_case_fields(row),
+        context=CaseContext.from_store(**_case_fields(row)),
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
         key_version=row.key_version,
@@ -260,28 +261,45 @@ def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
     if row is None:
         return None
     fields = len(CaseFields.model_fields)
-    access_key_id, case_values = row[0], row[1 : 1 + fields]
+    access_key_id, case_values = row[0], tuple(row[1 : 1 + fields])
     expires_at, revoked, key_version, principal_id, name, agency, roles, disabled = row[
         1 + fields :
     ]
     if disabled:
         return None
-    case_fields = dict(zip(CaseFields.model_fields, case_values, strict=True))
-    if case_fields["legal_basis"]:
-        case_fields["legal_basis"] = LegalBasis(case_fields["legal_basis"])
-    return _bound_session(
+    return BoundSession(
         access_key_id=access_key_id,
-        principal=Principal(
-            id=principal_id,
-            name=name,
-            agency=agency,
-            roles=tuple(Role(r) for r in json.loads(roles)),
-            key_id=access_key_id,
-        ),
-        case_fields=case_fields,
+        principal=_principal(principal_id, name, agency, roles, access_key_id),
+        context=_stored_context(case_values),
         expires_at=_utc(expires_at),
         revoked=bool(revoked),
         key_version=key_version,
+    )
+
+
+# A session's principal and context are the same at each of its requests, and checking a
+# context's syntax (CaseContext.from_store) cost more than the read itself: both are pure
+# functions of the stored values, so they are built once per distinct values (frozen
+# models, shared). Whether the session is revoked or expired is never cached: those come
+# from the row read at this request.
+@functools.lru_cache(maxsize=1024)
+def _stored_context(values: tuple[str | None, ...]) -> CaseContext:
+    fields: dict[str, Any] = dict(zip(CaseFields.model_fields, values, strict=True))
+    if fields["legal_basis"]:
+        fields["legal_basis"] = LegalBasis(fields["legal_basis"])
+    return CaseContext.from_store(**fields)
+
+
+@functools.lru_cache(maxsize=1024)
+def _principal(
+    principal_id: str, name: str, agency: str, roles: str, access_key_id: str
+) -> Principal:
+    return Principal(
+        id=principal_id,
+        name=name,
+        agency=agency,
+        roles=tuple(Role(r) for r in json.loads(roles)),
+        key_id=access_key_id,
     )
 
 
@@ -290,25 +308,6 @@ def _utc(value: datetime | str) -> datetime:
     if isinstance(value, str):  # SQLite's text, written in UTC by UTCDateTime
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _bound_session(
-    *,
-    access_key_id: str,
-    principal: Principal,
-    case_fields: dict[str, Any],
-    expires_at: datetime,
-    revoked: bool,
-    key_version: int,
-) -> BoundSession:
-    return BoundSession(
-        access_key_id=access_key_id,
-        principal=principal,
-        context=CaseContext.from_store(**case_fields),
-        expires_at=expires_at,
-        revoked=revoked,
-        key_version=key_version,
-    )
 
 
 async def revoke_case_session(
