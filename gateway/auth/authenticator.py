@@ -37,7 +37,11 @@ class SigV4Authenticator:
     async def authenticate(
         self, request: IncomingRequest, *, required_headers: frozenset[str] = ALWAYS_SIGNED
     ) -> BoundSession:
-        """The live case session that signed this request; raises an AuthenticationError."""
+        """The live case session that signed this request; raises an AuthenticationError.
+
+        The session is read from the database at each call (read_case_session), so a
+        revocation refuses the next request; StorageUnavailable if it cannot be read, and
+        ReplayCacheUnavailable if the replay cache cannot tell (both fail closed)."""
         authorization = parse_authorization(request.headers.get("authorization"))
         signed_at = parse_amz_date(request.headers.get("x-amz-date"))
         check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
