@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.replay import MemoryReplayCache, ReplayCache
 from gateway.auth.secrets import MasterKey, UnknownKeyVersion
-from gateway.auth.sessions import BoundSession, load_case_session
+from gateway.auth.sessions import BoundSession, read_case_session
 from gateway.auth.sigv4 import (
     ALWAYS_SIGNED,
     check_clock_skew,
@@ -17,7 +17,6 @@ from gateway.auth.sigv4 import (
     parse_authorization,
     verify_signature,
 )
-from gateway.db import map_database_errors
 from gateway.errors import (
     AuthenticationError,
     ExpiredCredentials,
@@ -38,13 +37,15 @@ class SigV4Authenticator:
     async def authenticate(
         self, request: IncomingRequest, *, required_headers: frozenset[str] = ALWAYS_SIGNED
     ) -> BoundSession:
-        """The live case session that signed this request; raises an AuthenticationError."""
+        """The live case session that signed this request; raises an AuthenticationError.
+
+        The session is read from the database at each call (read_case_session), so a
+        revocation refuses the next request; StorageUnavailable if it cannot be read, and
+        ReplayCacheUnavailable if the replay cache cannot tell (both fail closed)."""
         authorization = parse_authorization(request.headers.get("authorization"))
         signed_at = parse_amz_date(request.headers.get("x-amz-date"))
         check_clock_skew(signed_at, now=request.received_at, max_skew=self.max_clock_skew)
-        with map_database_errors("the session store could not be read"):
-            async with self.reads.connect() as db:
-                session = await load_case_session(db, authorization.access_key_id)
+        session = await read_case_session(self.reads, authorization.access_key_id)
         if session is None:
             raise UnknownAccessKey(
                 "the security token included in the request is invalid: unknown access key"

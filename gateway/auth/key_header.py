@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.secrets import MasterKey, UnknownKeyVersion
-from gateway.auth.sessions import BoundSession, load_case_session
-from gateway.db import map_database_errors
+from gateway.auth.sessions import BoundSession, read_case_session
 from gateway.errors import ExpiredCredentials, MissingCredentials, UnknownAccessKey
 from gateway.operations import FaceOperation
 from gateway.requests import IncomingRequest
@@ -53,9 +52,7 @@ class KeyHeaderAuthenticator:
                 f"the {self.header} key is not of the form <access key id>.<secret>"
             )
         access_key_id, secret = parts
-        with map_database_errors("the session store could not be read"):
-            async with self.reads.connect() as db:
-                session = await load_case_session(db, access_key_id)
+        session = await read_case_session(self.reads, access_key_id)
         try:
             expected = self.master_key.session_secret(
                 access_key_id, session.key_version if session is not None else None

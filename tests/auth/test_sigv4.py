@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -122,3 +123,130 @@ def test_amz_date_must_be_basic_iso8601() -> None:
     assert parse_amz_date("20261126T120000Z") == datetime(2026, 11, 26, 12, tzinfo=UTC)
     with pytest.raises(InvalidSignature):
         parse_amz_date("2026-11-26T12:00:00Z")
+
+
+# The verifier writes SigV4 out by hand; botocore's signer, run as the gateway once ran it,
+# is the reference it must agree with on every request, accepted or not.
+def botocore_signature(
+    headers: dict[str, str], *, method: str, path: str, query: str, body: bytes
+) -> str:
+    authorization = parse_authorization(headers["authorization"])
+    signed = {name: headers[name] for name in authorization.signed_headers}
+    url = f"http://{headers['host']}{path}" + (f"?{query}" if query else "")
+    request = AWSRequest(method=method, url=url, headers=signed, data=body)
+    request.context["timestamp"] = headers["x-amz-date"]
+    signer = SigV4Auth(
+        Credentials(authorization.access_key_id, SECRET),
+        authorization.service,
+        authorization.region,
+    )
+    canonical = signer.canonical_request(request)
+    return str(signer.signature(signer.string_to_sign(request, canonical), request))
+
+
+def with_signature(headers: dict[str, str], signature: str) -> dict[str, str]:
+    prefix = headers["authorization"].rsplit("Signature=", 1)[0]
+    return {**headers, "authorization": f"{prefix}Signature={signature}"}
+
+
+SIGNED_EXTRA = "content-type;host;user-agent;x-amz-date;x-amz-target;x-facegate-case-number"
+
+
+@pytest.mark.parametrize("method", ["POST", "get"])
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/", ""),
+        ("", ""),
+        ("/a/./b/../c", "b=2&a=1"),
+        ("//double//slash/", "a=2&a=1&a"),
+        ("/with space/é~%41", "x=%20y&z=&&k"),
+        ("/face/detect", "returnFaceId=true&detectionModel=detection_03"),
+    ],
+)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"x-facegate-case-number": "  CASE   42 ", "user-agent": "Boto3/1.0"},
+        {"x-amz-content-sha256": "<digest>"},
+        {"content-type": "application/x-amz-json-1.1\t; charset=\u00e9"},
+    ],
+    ids=["plain", "spaces-and-blacklisted", "declared-digest", "latin-1"],
+)
+def test_the_hand_written_verifier_agrees_with_botocore(
+    method: str, path: str, query: str, extra: dict[str, str]
+) -> None:
+    headers = boto_signed()
+    extra = {
+        name: hashlib.sha256(BODY).hexdigest() if value == "<digest>" else value
+        for name, value in extra.items()
+    }
+    headers.update(extra)
+    names = sorted({"host", "x-amz-date", "x-amz-target", *extra})
+    scope, _, _ = headers["authorization"].partition(", SignedHeaders=")
+    headers["authorization"] = f"{scope}, SignedHeaders={';'.join(names)}, Signature={'0' * 64}"
+    reference = botocore_signature(headers, method=method, path=path, query=query, body=BODY)
+
+    def check(signature: str) -> None:
+        verify_signature(
+            authorization=parse_authorization(with_signature(headers, signature)["authorization"]),
+            secret_access_key=SECRET,
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=BODY,
+        )
+
+    check(reference)
+    with pytest.raises(InvalidSignature, match="does not match"):
+        check(reference[::-1])
+
+
+def test_a_boto3_signature_over_a_query_string_verifies() -> None:
+    headers = boto_signed(url="http://gw:8080/face/v1.0/detect?returnFaceId=true&b=%2F")
+    verify_signature(
+        authorization=parse_authorization(headers["authorization"]),
+        secret_access_key=SECRET,
+        method="POST",
+        path="/face/v1.0/detect",
+        query="returnFaceId=true&b=%2F",
+        headers=headers,
+        body=BODY,
+    )
+
+
+def test_a_signed_header_missing_from_the_request_is_named() -> None:
+    headers = boto_signed()
+    headers["authorization"] = headers["authorization"].replace(
+        "SignedHeaders=", "SignedHeaders=user-agent;"
+    )
+    with pytest.raises(InvalidSignature, match="'user-agent' is missing"):
+        verify(headers)
+
+
+def test_a_cached_signing_key_is_not_used_for_another_secret() -> None:
+    verify(boto_signed())  # SECRET's key for the day is now cached
+    with pytest.raises(InvalidSignature, match="does not match"):
+        verify_signature(
+            authorization=parse_authorization(boto_signed()["authorization"]),
+            secret_access_key="t" * 40,
+            method="POST",
+            path="/",
+            query="",
+            headers=boto_signed(),
+            body=BODY,
+        )
+
+
+@pytest.mark.parametrize("value", ["20261130T235959Z", "20240229T000000Z", "2026113T1234Z"])
+def test_amz_dates_read_as_strptime_reads_them(value: str) -> None:
+    expected = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert parse_amz_date(value) == expected
+
+
+@pytest.mark.parametrize("value", ["20261330T000000Z", "20261130T246000Z", "2026-11-30T00:00:00Z"])
+def test_impossible_amz_dates_are_refused(value: str) -> None:
+    with pytest.raises(InvalidSignature, match="YYYYMMDDTHHMMSSZ"):
+        parse_amz_date(value)

@@ -1,0 +1,88 @@
+"""CPU of the authenticate and claim steps alone, in process: a SigV4Authenticator reading
+a real database authenticates and spends each of N signed requests (signed beforehand, so
+the client's signing is not counted). Compare two trees by pointing PYTHONPATH at each:
+
+    PYTHONPATH=/tmp/before .venv/bin/python bench/auth_cpu.py [--database sqlite] [-n 2000]
+    PYTHONPATH=. .venv/bin/python bench/auth_cpu.py [--database sqlite] [-n 2000]
+
+CPU is the process's (every thread: aiosqlite's too), per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _pg import fresh_database
+from gateway_latency import BODY, SignedRequests, prepare
+
+from gateway.auth.authenticator import SigV4Authenticator
+from gateway.auth.replay import MemoryReplayCache
+from gateway.auth.secrets import MasterKey
+from gateway.db import create_engine, request_reader
+from gateway.requests import IncomingRequest
+from gateway.vendors.rekognition import REQUIRED_SIGNED_HEADERS
+
+HOST = "127.0.0.1:1"
+WARM_UP = 200
+
+
+async def measure(database_url: str, master_key_file: Path, count: int) -> float:
+    """CPU ms per authenticate + spend."""
+    credentials = await prepare(database_url, master_key_file)
+    engine = create_engine(database_url)
+    authenticator = SigV4Authenticator(
+        reads=request_reader(engine),
+        master_key=MasterKey.load_or_create(master_key_file),
+        max_clock_skew=timedelta(minutes=5),
+        replays=MemoryReplayCache(),
+    )
+    sign = SignedRequests(f"http://{HOST}", credentials)
+    requests = []
+    for _ in range(count + WARM_UP):
+        headers = {name.lower(): value for name, value in sign().items()} | {"host": HOST}
+        requests.append(
+            IncomingRequest(
+                request_id="bench",
+                received_at=datetime.now(UTC),
+                method="POST",
+                path="/",
+                query="",
+                headers=headers,
+                body=BODY,
+                client_address=None,
+            )
+        )
+    try:
+        started = 0.0
+        for number, request in enumerate(requests):
+            if number == WARM_UP:
+                started = time.process_time()
+            await authenticator.authenticate(request, required_headers=REQUIRED_SIGNED_HEADERS)
+            await authenticator.spend(request)
+        return (time.process_time() - started) * 1000 / count
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("-n", type=int, default=2000)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        key = Path(directory) / "master.key"
+        if options.database == "postgresql":
+            with fresh_database() as url:
+                cpu = asyncio.run(measure(url, key, options.n))
+        else:
+            cpu = asyncio.run(measure(f"sqlite+aiosqlite:///{directory}/g.db", key, options.n))
+    print(f"{options.database}: {cpu:.3f} ms CPU per authenticate + spend")
+
+
+if __name__ == "__main__":
+    main()
