@@ -38,6 +38,15 @@ reason(code, message) := {"code": code, "message": message}
 
 normal(text) := lower(trim_space(text))
 
+# The data list `name` of bundle.py's PREPARED_SETS at `path` in data.config, normalised:
+# once at load when bundle.py could (data.config.prepared), else here on each evaluation.
+# (The comprehensions are rules of their own: regorus 0.1.1 evaluates none in an else.)
+normal_set(name, path) := object.keys(cfg.prepared[name]) if {
+	cfg.prepared[name]
+} else := normal_set_now(path)
+
+normal_set_now(path) := {normal(x) | some x in object.get(cfg, path, [])}
+
 # A context field counts as given only when it holds some text.
 given(field) if {
 	value := object.get(ctx, field, null)
@@ -69,7 +78,7 @@ deny contains missing if {
 	not given(field)
 }
 
-allowed_purposes := {normal(p) | some p in cfg.purposes}
+allowed_purposes := normal_set("purposes", ["purposes"])
 
 deny contains reason("purpose_not_allowed", concat("", [
 	"purpose \"", ctx.purpose, "\" is not one face recognition may be used for (allowed: ",
@@ -79,7 +88,7 @@ deny contains reason("purpose_not_allowed", concat("", [
 	not normal(ctx.purpose) in allowed_purposes
 }
 
-allowed_offenses := {normal(o) | some o in cfg.offenses}
+allowed_offenses := normal_set("offenses", ["offenses"])
 
 deny contains reason("offense_not_allowed", concat("", [
 	"offense \"", ctx.offense, "\" is not on the list of offenses face recognition may be used for",
@@ -88,7 +97,7 @@ deny contains reason("offense_not_allowed", concat("", [
 	not normal(ctx.offense) in allowed_offenses
 }
 
-serious_offenses := {normal(o) | some o in cfg.identification.serious_offenses}
+serious_offenses := normal_set("serious_offenses", ["identification", "serious_offenses"])
 
 deny contains reason("offense_not_serious_enough", concat("", [
 	"identification is limited to serious violent offenses, and \"", ctx.offense,
@@ -110,10 +119,14 @@ deny contains reason("context_conflict", concat("", [
 
 # --- Identification (1:N) needs a warrant in force, or an exigent basis --------------------
 
-warrant_bases := {normal(b) | some b in cfg.identification.warrant_bases}
+warrant_bases := normal_set("warrant_bases", ["identification", "warrant_bases"])
 
 # basis -> the flag an identification on it carries, e.g. exigent_needs_authorisation.
-warrantless_flags := {normal(b): flag | some b, flag in cfg.identification.without_warrant}
+warrantless_flags := cfg.prepared.warrantless_flags if {
+	cfg.prepared.warrantless_flags
+} else := warrantless_flags_now
+
+warrantless_flags_now := {normal(b): flag | some b, flag in cfg.identification.without_warrant}
 
 warrantless_bases := {b | some b, _ in warrantless_flags}
 
@@ -244,7 +257,7 @@ deny contains reason(
 	op.kind == "celebrity"
 }
 
-forbidden_attributes := {normal(a) | some a in cfg.attributes.forbidden}
+forbidden_attributes := normal_set("forbidden_attributes", ["attributes", "forbidden"])
 
 requested_forbidden := {a | some asked in op.attributes; a := normal(asked); a in forbidden_attributes}
 
@@ -261,7 +274,7 @@ obligations := {
 	"min_threshold": object.get(cfg.obligations.min_threshold, op.kind, null),
 	"max_results": object.get(cfg.obligations.max_results, op.kind, null),
 	"max_faces": object.get(cfg.obligations.max_faces, op.kind, null),
-	"remove_attributes": sort({normal(a) | some a in cfg.attributes.removed_from_responses}),
+	"remove_attributes": sort(normal_set("removed_attributes", ["attributes", "removed_from_responses"])),
 	"flags": sort(flags),
 }
 
@@ -279,13 +292,13 @@ vendor_name := input.vendor.name if {
 
 attestation := input.vendor.attestations[required_attestation]
 
-# An unreadable date counts as no attestation, never as a recent one. The shape is checked
-# first because engines differ on a failed parse (OPA: undefined; regorus: an error).
-rfc3339 := `^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
-
+# Engines differ on a failed parse (OPA: undefined; regorus: an error), so only a time both
+# parse may reach it: the gateway refuses an input whose attestation date is anything but
+# an RFC 3339 UTC time before the policy reads it (contract.STRICT_FIELDS), as it does the
+# lead's deadline below. (The regex.match that checked the shape here as well cost more
+# than the rest of the rule: regorus compiles the expression on every evaluation.)
 attested_at := time.parse_rfc3339_ns(attestation.date) if {
 	is_string(attestation.date)
-	regex.match(rfc3339, attestation.date)
 	is_string(attestation.source)
 	trim_space(attestation.source) != ""
 }
@@ -298,7 +311,7 @@ deny contains reason("vendor_attestation_missing", concat("", [
 	not attested_at
 }
 
-attestation_age_days := (time.parse_rfc3339_ns(input.now) - attested_at) / ((24 * 60) * 60e9)
+attestation_age_days := (now_ns - attested_at) / ((24 * 60) * 60e9)
 
 deny contains reason("vendor_attestation_stale", concat("", [
 	"identification through ", vendor_name, " needs a ", required_attestation,
@@ -542,7 +555,7 @@ deny contains reason("protected_place", concat("", [
 # adapters also strip templates from every answer, whatever this rule says. The most faces
 # and matches an answer may hold are the obligations max_faces and max_results above.
 
-template_options := {normal(o) | some o in cfg.templates.options}
+template_options := normal_set("template_options", ["templates", "options"])
 
 requested_templates := {a | some asked in op.attributes; a := normal(asked); a in template_options}
 
@@ -888,9 +901,9 @@ lead_deny contains reason("verdict_unknown", concat("", [
 	not input.verdict in verdicts
 }
 
-action_kinds := {normal(k) | some k in lead_cfg.actions.kinds}
+action_kinds := normal_set("action_kinds", ["leads", "actions", "kinds"])
 
-unverified_actions := {normal(k) | some k in lead_cfg.actions.without_verification}
+unverified_actions := normal_set("unverified_actions", ["leads", "actions", "without_verification"])
 
 needs_verification if {
 	input.kind == "lead_action"

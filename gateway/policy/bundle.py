@@ -5,7 +5,8 @@ A policy directory looks like this (decision cases live beside it but are not pa
     policies/
       facegate.rego      the one Rego module, package `facegate` (the embedded engine takes one)
       data/*.yaml        lists and numbers, merged into the data document under `data.config`
-                         (also *.yml; dotfiles and subdirectories are ignored)
+                         (also *.yml; dotfiles and subdirectories are ignored), with the
+                         lists the policy normalises prepared under `data.config.prepared`
       cases/*.yaml       decision cases (see cases.py); not hashed, not loaded here
 
 The revision is "sha256:" + the SHA-256 of a `sha256sum`-style manifest of the module and
@@ -33,6 +34,25 @@ DATA_DIR = "data"
 DATA_SUFFIXES = (".yaml", ".yml")
 # OPA reserves data.facegate for the package itself, so the admin's data lives beside it.
 DATA_KEY = "config"
+# Under data.config, what load_bundle derives from the data files (prepared_config); no data
+# file may define it.
+PREPARED_KEY = "prepared"
+# The lists the policy matches normalised (`normal`: lower(trim_space(x))), by the name the
+# policy reads them under in data.config.prepared and their path in data.config.
+PREPARED_SETS: dict[str, tuple[str, ...]] = {
+    "purposes": ("purposes",),
+    "offenses": ("offenses",),
+    "serious_offenses": ("identification", "serious_offenses"),
+    "warrant_bases": ("identification", "warrant_bases"),
+    "forbidden_attributes": ("attributes", "forbidden"),
+    "removed_attributes": ("attributes", "removed_from_responses"),
+    "template_options": ("templates", "options"),
+    "action_kinds": ("leads", "actions", "kinds"),
+    "unverified_actions": ("leads", "actions", "without_verification"),
+}
+# What Go's strings.TrimSpace and Rust's str::trim (trim_space on OPA and on regorus) take
+# off an ASCII string.
+_ASCII_SPACE = " \t\n\v\f\r"
 DECISION_QUERY = "data.facegate.decision"
 
 
@@ -53,7 +73,9 @@ class PolicyBundle:
     directory: Path
     module_path: Path
     module: str
-    config: Mapping[str, Any]  # the merged data files: what the policy reads as data.config
+    # The merged data files and, under PREPARED_KEY, what prepared_config derives from
+    # them: what the policy reads as data.config.
+    config: Mapping[str, Any]
     revision: str
     # Every file hashed, as (path relative to the directory, UTF-8 text), module first:
     # what is kept of each revision (gateway/policy/revisions.py); revision_of_files() of
@@ -88,6 +110,12 @@ def load_bundle(policy_dir: Path) -> PolicyBundle:
                 )
             config[key] = value
             defined_in[key] = rel
+    if PREPARED_KEY in config:
+        raise PolicyLoadError(
+            f"policy data key {PREPARED_KEY!r} in {policy_dir / defined_in[PREPARED_KEY]} is"
+            " reserved: facegate derives data.config.prepared from the other data files"
+        )
+    config[PREPARED_KEY] = prepared_config(config)
 
     texts = [(MODULE_FILE, module)]
     for rel, content in files[1:]:
@@ -104,6 +132,46 @@ def load_bundle(policy_dir: Path) -> PolicyBundle:
         revision=_revision(files),
         files=tuple(texts),
     )
+
+
+def prepared_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The data lists the policy normalises, normalised once here rather than on every
+    evaluation (issue 17): each PREPARED_SETS list as {normal(entry): true}, and
+    identification.without_warrant as {normal(basis): flag}.
+
+    Only what is normalised here exactly as the Rego `normal` would on both engines: a list
+    of ASCII strings (and a mapping of ASCII keys that stay distinct). Anything else is left
+    out, and the policy normalises it on each evaluation as before; the decisions are the
+    same either way."""
+    prepared: dict[str, Any] = {}
+    for name, path in PREPARED_SETS.items():
+        entries = _at(config, path)
+        if isinstance(entries, list) and all(_plain(entry) for entry in entries):
+            prepared[name] = {_normal(entry): True for entry in entries}
+    flags = _at(config, ("identification", "without_warrant"))
+    if isinstance(flags, dict) and all(_plain(basis) for basis in flags):
+        normalised = {_normal(basis): flag for basis, flag in flags.items()}
+        # Two bases that normalise alike are a conflict the policy reports as an error.
+        if len(normalised) == len(flags):
+            prepared["warrantless_flags"] = normalised
+    return prepared
+
+
+def _at(document: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def _plain(entry: Any) -> bool:
+    return isinstance(entry, str) and entry.isascii()
+
+
+def _normal(entry: str) -> str:
+    # On ASCII text Python's lower() is Go's ToLower and Rust's to_lowercase.
+    return entry.strip(_ASCII_SPACE).lower()
 
 
 def bundle_revision(policy_dir: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -220,10 +220,22 @@ STRICT_FIELDS: tuple[tuple[str, Syntax], ...] = (
 )
 
 
+# STRICT_FIELDS with each path split once, not on every decision.
+_STRICT_PATHS = tuple((tuple(path.split(".")), syntax.accepts) for path, syntax in STRICT_FIELDS)
+
+
 def strict_input_problems(document: Mapping[str, Any]) -> list[str]:
     """What in `document` (a PolicyInput as the engines receive it, JSON) is not of the
     syntax STRICT_FIELDS gives it, one "path: what it must be" line each; empty when it
     is strict."""
+    # Every decision checks a hundred-odd values (the activity counts above all) and nearly
+    # every input is strict: a walk that only says yes or no comes first, and the one that
+    # names each problem runs only when it says no (issue 17: 0.12 ms a decision before).
+    for parts, accepts in _STRICT_PATHS:
+        if not _all_accepted(document, parts, 0, accepts):
+            break
+    else:
+        return []
     problems = []
     for path, syntax in STRICT_FIELDS:
         for where, value in _values_at(document, path.split("."), ""):
@@ -249,6 +261,32 @@ def require_attribute_codes(operation: FaceOperation) -> None:
                 f"face attribute {attribute!r} is not one facegate accepts: attribute names"
                 f" are {CODE_SYNTAX}"
             )
+
+
+def _all_accepted(
+    node: Any, parts: tuple[str, ...], depth: int, accepts: Callable[[Any], bool]
+) -> bool:
+    """Whether _values_at(node, parts[depth:]) yields only values `accepts` accepts."""
+    if depth == len(parts):
+        return accepts(node)
+    head = parts[depth]
+    if head == "*":
+        if node is None:
+            return True
+        if isinstance(node, dict | Mapping):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            return False
+        depth += 1
+        if depth == len(parts):
+            return all(map(accepts, children))
+        return all(_all_accepted(child, parts, depth, accepts) for child in children)
+    if not isinstance(node, dict | Mapping):
+        return node is None
+    child = node.get(head)
+    return child is None or _all_accepted(child, parts, depth + 1, accepts)
 
 
 def _values_at(node: Any, parts: list[str], where: str) -> Iterator[tuple[str, Any]]:

@@ -7,10 +7,8 @@ no `net.*` builtins.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,16 @@ from gateway.policy.lead_input import AnyPolicyInput
 
 # What opa-eval returns, as a JSON string, for a query whose rule is undefined.
 _UNDEFINED = "<undefined>"
-# One evaluator may be shared by threads (checked on opa-eval 0.1.1). Evaluation holds the
-# GIL, though (measured on 0.1.1: a ticker thread got one tick in a 1.4 s evaluation), so
-# the threads keep evaluations in order rather than running them in parallel.
-_WORKERS = 4
 
 
 class EmbeddedEngine:
-    """Evaluates `data.facegate.decision` in worker threads of its own.
+    """Evaluates `data.facegate.decision` on the calling (event loop) thread.
 
-    The threads are the engine's own so that a runaway evaluation, which cannot be
-    interrupted, occupies one of them rather than the shared default executor. Because
-    regorus holds the GIL while it evaluates, such an evaluation still stalls the event
-    loop until it ends; PolicyService then refuses its late result as a timeout. A policy
+    regorus holds the GIL while it evaluates (measured on opa-eval 0.1.1: a ticker thread
+    got one tick in a 1.4 s evaluation), so a worker thread bought no parallelism, only the
+    hop there and back (0.38 ms a decision against regorus' 0.83 ms, issue 17). A runaway
+    evaluation, which cannot be interrupted, stalls the event loop until it ends, as it did
+    from a worker thread; PolicyService then refuses its late result as a timeout. A policy
     that can run that long stalls every request meanwhile: a bug to fix in the policy.
     """
 
@@ -42,23 +37,15 @@ class EmbeddedEngine:
     def __init__(self, bundle: PolicyBundle) -> None:
         self.revision = bundle.revision
         self._evaluator = _compile(bundle)
-        self._executor = ThreadPoolExecutor(
-            max_workers=_WORKERS, thread_name_prefix="facegate-policy"
-        )
 
     async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
-        """The decision document, or None when the policy leaves it undefined."""
-        input_json = policy_input.model_dump_json()
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self._executor, self._evaluator.evaluate_parsed, input_json
-        )
+        """The decision document, or None when the policy leaves it undefined. Returns
+        without suspending: the whole evaluation runs before the caller resumes."""
+        result = self._evaluator.evaluate_parsed(policy_input.model_dump_json())
         return None if result == _UNDEFINED else result
 
     async def close(self) -> None:
-        # Do not wait: a runaway evaluation may still hold a thread, and it must not hold
-        # up a reload. Its result is discarded.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: the evaluator is freed with the engine."""
 
 
 def _compile(bundle: PolicyBundle) -> opa_eval.OpaEval:

@@ -1,7 +1,7 @@
 """The policy engine interface and the service the pipeline decides with.
 
     PolicyEngine        evaluate(PolicyInput) -> the raw decision document, or None
-    ├── EmbeddedEngine  regorus in worker threads (embedded.py)
+    ├── EmbeddedEngine  regorus on the event loop's thread (embedded.py)
     └── OpaServerEngine an OPA server over HTTP (opa_server.py)
 
     PolicyService       decide(PolicyInput) -> Decision, never raises; reload_if_changed()
@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -246,7 +247,10 @@ class PolicyService:
 
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(engine.evaluate(policy_input), self._timeout)
+            # asyncio.timeout rather than wait_for: no task is made to run the evaluation,
+            # which the embedded engine finishes without suspending (issue 17).
+            async with asyncio.timeout(self._timeout):
+                result = await engine.evaluate(policy_input)
         except TimeoutError:
             late = True
         except Exception as exc:
@@ -256,9 +260,9 @@ class PolicyService:
                 f"the policy engine failed ({type(exc).__name__}); the request is refused",
             )
         else:
-            # A decision that comes too late is refused too: wait_for returns a result that
-            # is ready when it resumes, even past the timeout, and the embedded engine holds
-            # the GIL while it evaluates, so the timer may only run once that result is in.
+            # A decision that comes too late is refused too: the embedded engine evaluates
+            # on this thread without suspending, so the timer cannot fire until its result
+            # is in, and an engine that does suspend may resume past the deadline with it.
             late = time.monotonic() - started > self._timeout
         if late:
             log.warning("policy engine %s gave no decision within %ss", engine.name, self._timeout)
@@ -323,7 +327,7 @@ class PolicyService:
             # The revision's own decision cases, on its own engine, before it serves anyone.
             try:
                 cases = await asyncio.to_thread(load_cases, cases_dir)
-                results = await run_cases(lambda i: self._decide_on(engine, i), cases)
+                results = await run_cases(partial(self._decide_case, engine), cases)
             except Exception as exc:
                 await engine.close()
                 error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
@@ -358,6 +362,13 @@ class PolicyService:
             log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
             await self._retire(old)
             return ReloadResult(revision=engine.revision, reloaded=True)
+
+    async def _decide_case(self, engine: PolicyEngine, policy_input: AnyPolicyInput) -> Decision:
+        # The embedded engine evaluates without suspending, so a reload's decision cases
+        # would otherwise hold the event loop for the whole run; requests wait for one case
+        # at most.
+        await asyncio.sleep(0)
+        return await self._decide_on(engine, policy_input)
 
     async def _record_start(self) -> None:
         if self._unrecorded is None or self._journal is None:
