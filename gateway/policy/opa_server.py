@@ -47,6 +47,10 @@ ANSWER = (
     " }"
 )
 STARTUP_SECONDS = 10.0
+# A push makes OPA compile the whole module: 0.05 to 0.2 s for this policy on an idle
+# machine, over the 1 s policy timeout on a loaded one, where a push bounded by the decision
+# timeout failed the gateway's start or a reload.
+PUSH_SECONDS = 30.0
 
 
 class RevisionMismatch(RuntimeError):
@@ -58,8 +62,16 @@ class OpaServerEngine:
 
     name = "opa"
 
-    def __init__(self, *, revision: str, client: AsyncOpaClient, resources: AsyncExitStack):
+    def __init__(
+        self,
+        *,
+        revision: str,
+        client: AsyncOpaClient,
+        resources: AsyncExitStack,
+        timeout_seconds: float,
+    ):
         self.revision = revision
+        self._timeout = timeout_seconds
         self._client = client
         self._resources = resources
 
@@ -70,10 +82,15 @@ class OpaServerEngine:
         """Push the bundle to the OPA server at `url` (FACEGATE_OPA_URL) and use it."""
         host, port, tls = _parse_url(url)
         async with AsyncExitStack() as resources:
-            client = _client(host, port, tls=tls, timeout_seconds=timeout_seconds)
+            client = _client(host, port, tls=tls)
             await resources.enter_async_context(client)
             await _push(client, bundle, where=url)
-            engine = cls(revision=bundle.revision, client=client, resources=resources.pop_all())
+            engine = cls(
+                revision=bundle.revision,
+                client=client,
+                resources=resources.pop_all(),
+                timeout_seconds=timeout_seconds,
+            )
         return engine
 
     @classmethod
@@ -99,18 +116,27 @@ class OpaServerEngine:
                 stderr=log,
             )
             resources.push_async_callback(_stop, process)
-            client = _client("127.0.0.1", port, tls=False, timeout_seconds=timeout_seconds)
+            client = _client("127.0.0.1", port, tls=False)
             await resources.enter_async_context(client)
             await _wait_until_healthy(client, process, log, binary=opa_binary)
             await _push(client, bundle, where=f"{opa_binary} on 127.0.0.1:{port}")
-            engine = cls(revision=bundle.revision, client=client, resources=resources.pop_all())
+            engine = cls(
+                revision=bundle.revision,
+                client=client,
+                resources=resources.pop_all(),
+                timeout_seconds=timeout_seconds,
+            )
         return engine
 
     async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
-        """The decision document, or None when the policy leaves it undefined."""
-        response = await self._client.query_rule(
-            policy_input.model_dump(mode="json"), POLICY_ID, ANSWER_RULE
-        )
+        """The decision document, or None when the policy leaves it undefined.
+
+        Raises TimeoutError when OPA has not answered within the policy timeout (as the
+        PolicyService's own bound does: either refuses with policy_timeout)."""
+        async with asyncio.timeout(self._timeout):
+            response = await self._client.query_rule(
+                policy_input.model_dump(mode="json"), POLICY_ID, ANSWER_RULE
+            )
         # The Data API omits "result" when the rule is undefined.
         answer = response.get("result")
         if answer is None:
@@ -150,8 +176,9 @@ async def _push(client: AsyncOpaClient, bundle: PolicyBundle, *, where: str) -> 
         ) from exc
 
 
-def _client(host: str, port: int, *, tls: bool, timeout_seconds: float) -> AsyncOpaClient:
+def _client(host: str, port: int, *, tls: bool) -> AsyncOpaClient:
     # No retries: a failed evaluation fails closed at once, within the policy timeout.
+    # The client's own timeout bounds a push; evaluate() bounds a decision by the policy's.
     # Accept-Encoding identity: OPA gzips (at level 9) any answer over 1 KB, which the
     # longest refusals among the decision cases reach with the markers; that would cost
     # both ends CPU to spare a few hundred bytes, mostly on loopback.
@@ -160,7 +187,7 @@ def _client(host: str, port: int, *, tls: bool, timeout_seconds: float) -> Async
         port=port,
         ssl=tls,
         retries=0,
-        timeout=timeout_seconds,
+        timeout=PUSH_SECONDS,
         headers={"Accept-Encoding": "identity"},
     )
 
