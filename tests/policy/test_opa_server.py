@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from policy_support import (
     NO_OPA,
@@ -13,12 +18,45 @@ from policy_support import (
     in_ci,
     opa_binary,
     open_test_engine,
+    service_for,
 )
 
 from gateway.config import Settings
-from gateway.policy.bundle import PolicyLoadError, load_bundle
-from gateway.policy.engine import open_engine
-from gateway.policy.opa_server import OpaServerEngine, RevisionMismatch, _parse_url
+from gateway.policy.bundle import DATA_KEY, PolicyLoadError, load_bundle
+from gateway.policy.engine import POLICY_ERROR, POLICY_TIMEOUT, open_engine
+from gateway.policy.opa_server import (
+    REVISION_MARKER,
+    OpaServerEngine,
+    RevisionMismatch,
+    _free_loopback_port,
+    _parse_url,
+)
+
+
+@pytest.fixture
+def own_opa(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """An `opa run --server` this test may stop, pause or kill, and its URL."""
+    port = _free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "opa.log").open("wb") as log:
+        process = subprocess.Popen(
+            [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        for _ in range(200):  # waits for the server, not a timing assertion
+            try:
+                httpx.get(f"{url}/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, (tmp_path / "opa.log").read_text()
+                time.sleep(0.05)
+        yield process, url
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        process.wait()
 
 
 def test_the_opa_url_is_split_for_the_client() -> None:
@@ -111,3 +149,69 @@ def test_a_missing_opa_fails_in_ci_and_skips_with_its_reason_elsewhere(
     with pytest.raises(pytest.skip.Exception) as skipped:
         opa_binary()
     assert str(skipped.value) == NO_OPA
+
+
+async def test_opa_refuses_data_pushed_for_another_revision(
+    policy_copy: Path, own_opa: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    # The window of a push: another revision's data next to this revision's module.
+    _, url = own_opa
+    bundle = load_bundle(policy_copy)
+    engine = await OpaServerEngine.connect(bundle, url=url, timeout_seconds=5.0)
+    try:
+        assert (await engine.evaluate(an_identification()))["allow"] is True
+        other = {**bundle.config, REVISION_MARKER: "another-revision"}
+        await engine._client.update_or_create_data(other, DATA_KEY)
+        with pytest.raises(RevisionMismatch, match="with data another-revision"):
+            await engine.evaluate(an_identification())
+    finally:
+        await engine.close()
+
+
+async def test_an_opa_evaluation_error_gives_policy_error(policy_copy: Path) -> None:
+    # Two values for one complete rule: OPA answers 500 (eval_conflict_error).
+    (policy_copy / "facegate.rego").write_text(
+        "package facegate\n\nimport rego.v1\n\n"
+        'decision := {"allow": true, "reasons": [], "obligations": {}} if input.operation\n'
+        'decision := {"allow": false, "reasons": [], "obligations": {}} if input.operation\n'
+    )
+    engine = await open_test_engine("opa", load_bundle(policy_copy))
+    service = service_for(engine, policy_copy)
+    try:
+        decision = await service.decide(an_identification())
+        assert not decision.allow
+        assert [r.code for r in decision.reasons] == [POLICY_ERROR]
+    finally:
+        await service.close()
+
+
+async def test_an_opa_that_is_gone_gives_policy_error(
+    policy_copy: Path, own_opa: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    process, url = own_opa
+    engine = await OpaServerEngine.connect(load_bundle(policy_copy), url=url, timeout_seconds=5.0)
+    service = service_for(engine, policy_copy)
+    try:
+        process.kill()
+        process.wait()
+        decision = await service.decide(an_identification())
+        assert not decision.allow
+        assert [r.code for r in decision.reasons] == [POLICY_ERROR]
+    finally:
+        await service.close()
+
+
+async def test_an_opa_that_does_not_answer_gives_policy_timeout(
+    policy_copy: Path, own_opa: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    process, url = own_opa
+    engine = await OpaServerEngine.connect(load_bundle(policy_copy), url=url, timeout_seconds=5.0)
+    service = service_for(engine, policy_copy, timeout=0.2)
+    try:
+        process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        decision = await service.decide(an_identification())
+        assert not decision.allow
+        assert [r.code for r in decision.reasons] == [POLICY_TIMEOUT]
+    finally:
+        process.send_signal(signal.SIGCONT)
+        await service.close()
