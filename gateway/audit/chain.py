@@ -22,8 +22,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import rfc8785
-
+from gateway.audit import jcs
 from gateway.audit.records import AuditRecord
 
 HASH_SIZE: Final = 32
@@ -46,12 +45,13 @@ def canonical_bytes(seq: int, record: AuditRecord) -> bytes:
 
     Deterministic: equal records at equal positions give equal bytes whatever order the
     fields were given in. Raises ValueError (``rfc8785.CanonicalizationError``) for values
-    JSON cannot carry exactly, e.g. integers beyond 2**53 inside ``detail``.
+    JSON cannot carry exactly, e.g. integers beyond 2**53 inside ``detail``. Encoded by
+    ``jcs.dumps``: the bytes ``rfc8785.dumps`` writes, for a fraction of its CPU.
     """
     fields: dict[str, Any] = record.model_dump(mode="json", exclude_none=True)
     fields["time"] = format_time(record.time)
     fields["seq"] = seq
-    return rfc8785.dumps(fields)
+    return jcs.dumps(fields)
 
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:

@@ -332,6 +332,9 @@ class SignedTreeState:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The file's bytes as last read or written here, and the tree they record. Replaced
+        # whole (one assignment), so the writer's thread and the event loop may both use it.
+        self._known: tuple[bytes, Checkpoint] | None = None
 
     @classmethod
     def beside(cls, key_file: Path) -> SignedTreeState:
@@ -341,13 +344,31 @@ class SignedTreeState:
         """The recorded tree, or None if the file does not exist. Raises CheckpointError
         naming the file if it holds anything else, and OSError if it cannot be read."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
-            return Checkpoint.parse_body(text)
+            data = b""
+            while chunk := os.read(fd, 4096):
+                data += chunk
+        finally:
+            os.close(fd)
+        # Every signing batch reads the file twice (the check before signing, the record
+        # after COMMIT), and it nearly always holds what this object read or wrote last:
+        # the same bytes are the same tree, without decoding and parsing them again. The
+        # bytes are compared, not a file's size or time, so a change by any process or
+        # person, in place or renamed over, is read afresh.
+        known = self._known
+        if known is not None and known[0] == data:
+            return known[1]
+        # As Path.read_text would read it: UTF-8, universal newlines.
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        try:
+            checkpoint = Checkpoint.parse_body(text)
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
+        self._known = (data, checkpoint)
+        return checkpoint
 
     def record(self, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` the recorded tree unless a larger one is recorded already.
@@ -357,15 +378,17 @@ class SignedTreeState:
             current = self.read()
             if current is not None and current.size >= checkpoint.size:
                 return
+            data = checkpoint.body().encode("utf-8")
             temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, checkpoint.body().encode("utf-8"))
+                os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(temporary, self.path)
             _fsync_directory(self.path.parent)
+            self._known = (data, checkpoint)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -219,3 +219,23 @@ def test_the_record_only_moves_forward_and_is_replaced_whole(tmp_path: Path) -> 
         "log.key.signed-tree.lock",
     ]  # no temporary file left behind
     assert state.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_record_changed_by_another_process_or_in_place_is_read_afresh(tmp_path: Path) -> None:
+    # This process read and wrote the record last; another replica on the host (its own
+    # SignedTreeState) moves it on, then someone rewrites it in place, same size.
+    here = SignedTreeState.beside(tmp_path / "log.key")
+    there = SignedTreeState.beside(tmp_path / "log.key")
+    here.record(Checkpoint(ORIGIN, 5, bytes(32)))
+    assert here.read() == Checkpoint(ORIGIN, 5, bytes(32))
+    there.record(Checkpoint(ORIGIN, 7, bytes(32)))
+    assert here.read() == Checkpoint(ORIGIN, 7, bytes(32))
+    here.record(Checkpoint(ORIGIN, 6, bytes(32)))  # finished late: 7 stays
+    assert here.read() == Checkpoint(ORIGIN, 7, bytes(32))
+    state_path = here.path
+    state_path.write_text(Checkpoint(ORIGIN, 8, bytes(range(32))).body())
+    assert here.read() == Checkpoint(ORIGIN, 8, bytes(range(32)))
+    here.record(Checkpoint(ORIGIN, 8, bytes(32)))  # not larger: the rewrite stays
+    assert here.read() == Checkpoint(ORIGIN, 8, bytes(range(32)))
+    state_path.write_bytes(Checkpoint(ORIGIN, 9, bytes(32)).body().replace("\n", "\r\n").encode())
+    assert here.read() == Checkpoint(ORIGIN, 9, bytes(32))  # as read_text reads it

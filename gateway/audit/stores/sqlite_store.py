@@ -1,6 +1,6 @@
 """The sqlite3 store: SQLite's group commit on a connection of its own, in a thread of its
-own: three hand-offs to that thread a batch (BEGIN IMMEDIATE with the head, the INSERTs,
-COMMIT) where aiosqlite under SQLAlchemy made one per statement."""
+own: two hand-offs to that thread a batch (BEGIN IMMEDIATE with the head; the INSERTs
+with COMMIT) where aiosqlite under SQLAlchemy made one per statement."""
 
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ def _sqlite_insert(table: Table, dialect: Dialect) -> str:
 class SqliteStore:
     """The audit log's own connection to a SQLite file, used only from one thread of its own.
 
-    A batch hands work to that thread three times: ``take_sequencer`` (BEGIN IMMEDIATE,
-    which takes SQLite's write lock, then the head, read under it), ``insert`` (every row),
-    ``commit``. Through SQLAlchemy on aiosqlite each statement was a hand-off, and the
-    hand-offs, not SQLite, were most of an append's time. Values are converted by the
-    columns' own SQLAlchemy types (``bind_processor``), so rows are stored exactly as the
-    SQLAlchemy path stores them and read back the same by everything else.
+    A batch hands work to that thread twice: ``take_sequencer`` (BEGIN IMMEDIATE, which
+    takes SQLite's write lock, then the head, read under it) and ``commit`` (every row
+    ``insert`` was given, then COMMIT). Through SQLAlchemy on aiosqlite each statement was
+    a hand-off, and the hand-offs, not SQLite, were most of an append's time. Values are
+    converted by the columns' own SQLAlchemy types (``bind_processor``), so rows are stored
+    exactly as the SQLAlchemy path stores them and read back the same by everything else.
 
     The connection has the settings every SQLite connection gets
     (`gateway.db.apply_sqlite_pragmas`) and waits for the write lock at most
@@ -57,6 +57,8 @@ class SqliteStore:
         self._connection: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facegate-audit")
         self._head: Head | None = None
+        # What insert() was given, written by commit() in the hand-off that commits it.
+        self._inserts_due: list[tuple[str, list[tuple[Any, ...]]]] = []
         # dialect_impl: SQLite's own DateTime processor. The generic type has none, and
         # sqlite3's default adapter would write datetimes in another format than the
         # SQLAlchemy path, which every query compares against.
@@ -131,19 +133,15 @@ class SqliteStore:
         return await self._run(read)
 
     async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
+        # Run by commit(), in the same hand-off as COMMIT: each hand-off to the store's thread
+        # cost the event loop more than the INSERTs themselves. Nothing was visible before
+        # COMMIT anyway; a failing INSERT fails the commit, and the batch rolls back.
         batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
-        statements = [
+        self._inserts_due.extend(
             (sql, [_bound(row, processors) for row in rows])
             for (sql, processors), rows in zip(self._inserts, batches, strict=True)
             if rows
-        ]
-
-        def write() -> None:
-            connection = self._open()
-            for sql, rows in statements:
-                connection.executemany(sql, rows)
-
-        await self._run(write)
+        )
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AppendStore]:
@@ -157,9 +155,19 @@ class SqliteStore:
             raise
 
     async def commit(self) -> None:
-        await self._run(lambda: self._open().execute("COMMIT"))
+        statements, self._inserts_due = self._inserts_due, []
+
+        def commit() -> None:
+            connection = self._open()
+            for sql, rows in statements:
+                connection.executemany(sql, rows)
+            connection.execute("COMMIT")
+
+        await self._run(commit)
 
     async def rollback(self) -> None:
+        self._inserts_due = []
+
         def rollback() -> None:
             if self._connection is not None and self._connection.in_transaction:
                 self._connection.rollback()
@@ -180,5 +188,5 @@ def _bound(
     row: Row, processors: Sequence[tuple[str, Callable[[Any], Any] | None]]
 ) -> tuple[Any, ...]:
     return tuple(
-        row[name] if process is None else process(row[name]) for name, process in processors
+        [row[name] if process is None else process(row[name]) for name, process in processors]
     )
