@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
 
 from gateway import __version__, console
 from gateway.api import (
@@ -25,14 +24,13 @@ from gateway.api import (
     warrants,
 )
 from gateway.api.docs import install_docs
-from gateway.api.middleware import ManagementGuard, RequestIdMiddleware, give_request_id
-from gateway.api.vendor_routes import VendorRoutes, serve_vendor_request
+from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
+from gateway.api.vendor_routes import VendorRoutes
 from gateway.config import Settings
 from gateway.errors import FacegateError
 from gateway.observability.logs import startup as startup_log
 from gateway.observability.tracing import configure_tracing, shutdown_tracing
 from gateway.services import Services
-from gateway.vendors import recognise
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +45,6 @@ async def _reload_policy_forever(services: Services) -> None:
             await services.policy.reload_if_changed()
         except Exception:
             log.exception("policy reload failed; still serving the previous revision")
-
-
-class Gateway(FastAPI):
-    """The FastAPI app, taking vendor-protocol requests before its middleware stack.
-
-    A vendor request needs none of the stack: not ServerErrorMiddleware (the pipeline
-    answers every error in the vendor's format, and an exception that still escapes gets
-    the server's own 500, as the middleware would have sent), nor FastAPI's body limit
-    (none is set; read_body enforces FACEGATE_MAX_BODY_BYTES), its exception telemetry,
-    exception handlers (management routes only) or the management guard. Its layers are a
-    measured share of a forwarded request's CPU. When FastAPI's own OpenTelemetry
-    instrumentation is on (a tracer, meter or logger provider is installed), requests take
-    the full path, so that it sees them as before: VendorRoutes, in the stack, then takes
-    them.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = recognise(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if found is not None:
-            telemetry = getattr(self, "_native_telemetry", None)
-            if telemetry is None or not telemetry.enabled():
-                if self.root_path:
-                    scope["root_path"] = self.root_path
-                scope["app"] = self
-                give_request_id(scope)
-                services: Services = self.state.services
-                vendor = services.vendors[found.protocol]
-                await serve_vendor_request(scope, receive, send, services, vendor)
-                return
-        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -96,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             await services.aclose()
             shutdown_tracing()
 
-    app = Gateway(
+    app = FastAPI(
         title="facegate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     # The last added runs first: every request gets its id, then vendor protocols leave,

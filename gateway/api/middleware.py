@@ -28,11 +28,6 @@ COOKIE_SESSION_PREFIX = "/console/"
 COOKIE_SESSION_MAX_BODY_BYTES = 16 * 1024
 
 
-def give_request_id(scope: Scope) -> None:
-    """A new id for an HTTP request, reachable as `request.state.request_id`."""
-    scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
-
-
 class RequestIdMiddleware:
     """Gives every HTTP request an id, reachable as `request.state.request_id`."""
 
@@ -41,7 +36,7 @@ class RequestIdMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            give_request_id(scope)
+            scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
         await self.app(scope, receive, send)
 
 

@@ -149,9 +149,9 @@ class VendorRoutes:
 
     They need none of FastAPI's routing, dependency solving or validation (the adapters
     parse the native request themselves), and skipping them is a measured share of every
-    request's cost. Everything else passes through to the FastAPI app. (Most of the time
-    the app's own `__call__` takes vendor requests before its middleware stack: see
-    gateway/app.py. This middleware serves them when FastAPI's telemetry is on.)
+    request's cost. Everything else passes through to the FastAPI app. (Taking them before
+    FastAPI's own middleware, ServerErrorMiddleware and the body limit, was measured too:
+    about 5 us a request, within the noise, so they stay in front.)
     """
 
     def __init__(self, app: ASGIApp) -> None:
