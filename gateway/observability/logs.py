@@ -54,6 +54,12 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).propagate = True
     # httpx logs every forwarded request at INFO: noise, and work, on the request path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The process id, thread and process names each record would look up (a system call
+    # and two lookups, on every request's log line) are reserved attributes: the JSON
+    # formatter never writes them.
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def database_without_credentials(url: str) -> str:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,6 +33,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.errors import FacegateError
@@ -130,6 +131,26 @@ LEADS: Final = Gauge(
     ["review_state"],
     multiprocess_mode="max",
 )
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def labelled(metric: _Metric, *values: str) -> _Metric:
+    """`metric.labels(*values)` (values in the order of its label names), the child kept.
+
+    `labels` validates and joins its arguments and takes the metric's lock on every call,
+    several microseconds a series, paid several times by every request. Label values come
+    from bounded sets (see above), so this cache is bounded too. A child is never removed
+    from its metric here (no `remove` or `clear` is called on these metrics), so a cached
+    child is always the one the exposition reads.
+    """
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return cast(_Metric, child)
+
 
 _CODE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _POLICY_CODE: Final = re.compile(r"""\breason\(\s*"([a-z][a-z0-9_]{0,63})"\s*,""")

@@ -21,16 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Final
 
 from opentelemetry import trace
 
 from gateway.audit.records import AuditRecord
 from gateway.observability import metrics
-from gateway.observability.tracing import TRACER, extract
+from gateway.observability.tracing import TRACER, caller_context, extract, tracing_on
 from gateway.requests import IncomingRequest
 
 REQUEST_LOG: Final = logging.getLogger("gateway.requests")
@@ -52,6 +53,7 @@ class Observation:
     upstream_status: int | None = None
     forwarded: bool = False  # the forward step ran (an outcome may come without one)
     status: int | None = None
+    traced: bool = False  # spans are recorded (`tracing_on`, asked once a request)
 
     def saw(self, record: AuditRecord) -> None:
         if record.operation:
@@ -91,21 +93,15 @@ def observe_request(
         known_operations=known_operations,
         reasons=reasons,
     )
+    observed.traced = tracing_on()
     token = _current.set(observed)
     try:
-        with TRACER.start_as_current_span(
-            f"facegate {vendor}",
-            context=extract(request.headers),
-            kind=trace.SpanKind.SERVER,
-            attributes={"facegate.vendor": vendor, "facegate.request_id": request.request_id},
-        ) as span:
-            try:
+        if observed.traced:
+            with _server_span(vendor, request, observed):
                 yield observed
-            finally:
-                operation = metrics.operation_label(observed.operation, known_operations)
-                span.update_name(f"facegate {vendor} {operation}")
-                span.set_attribute("facegate.operation", operation)
-                span.set_attribute("facegate.decision", observed.decision or metrics.NONE)
+        else:
+            with caller_context(request.headers):
+                yield observed
     finally:
         _current.reset(token)
         try:
@@ -118,18 +114,65 @@ def observe_request(
 
 
 @contextmanager
-def step(name: str) -> Iterator[None]:
-    """Time one pipeline step (a histogram per vendor and step) inside its own span."""
-    observed = _current.get()
-    vendor = observed.vendor if observed is not None else metrics.NONE
-    if observed is not None and name == "forward":
-        observed.forwarded = True
-    started = time.perf_counter()
-    try:
-        with TRACER.start_as_current_span(f"facegate.{name}", attributes={"facegate.step": name}):
+def _server_span(vendor: str, request: IncomingRequest, observed: Observation) -> Iterator[None]:
+    with TRACER.start_as_current_span(
+        f"facegate {vendor}",
+        context=extract(request.headers),
+        kind=trace.SpanKind.SERVER,
+        attributes={"facegate.vendor": vendor, "facegate.request_id": request.request_id},
+    ) as span:
+        try:
             yield
-    finally:
-        metrics.STEP_SECONDS.labels(vendor=vendor, step=name).observe(time.perf_counter() - started)
+        finally:
+            operation = metrics.operation_label(observed.operation, observed.known_operations)
+            span.update_name(f"facegate {vendor} {operation}")
+            span.set_attribute("facegate.operation", operation)
+            span.set_attribute("facegate.decision", observed.decision or metrics.NONE)
+
+
+class step:  # lower case: used as `with step("forward"):`, like a function
+    """Time one pipeline step (a histogram per vendor and step) inside its own span (when
+    tracing is on).
+
+    A class rather than a generator-based context manager: eight steps a request, and
+    contextlib's generator machinery cost more than the timing it wraps.
+    """
+
+    __slots__ = ("_histogram", "_name", "_span", "_started", "_traced")
+
+    def __init__(self, name: str) -> None:
+        observed = _current.get()
+        if observed is None:
+            vendor, self._traced = metrics.NONE, tracing_on()
+        else:
+            vendor, self._traced = observed.vendor, observed.traced
+            if name == "forward":
+                observed.forwarded = True
+        self._name = name
+        self._histogram = metrics.labelled(metrics.STEP_SECONDS, vendor, name)
+        self._span: AbstractContextManager[object] | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+        if self._traced:
+            name = self._name
+            self._span = TRACER.start_as_current_span(
+                f"facegate.{name}", attributes={"facegate.step": name}
+            )
+            self._span.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._span is not None:
+                self._span.__exit__(exc_type, exc, traceback)
+        finally:
+            self._histogram.observe(time.perf_counter() - self._started)
 
 
 def _finish(observed: Observation) -> None:
@@ -138,22 +181,18 @@ def _finish(observed: Observation) -> None:
     operation = metrics.operation_label(observed.operation, observed.known_operations)
     # A request that ended with no record (a bug caught by the pipeline) is an error.
     decision = observed.decision if observed.decision in metrics.DECISIONS else "error"
-    metrics.REQUESTS.labels(vendor=vendor, operation=operation, decision=decision).inc()
+    labelled = metrics.labelled  # label values in the order the metrics name them
+    labelled(metrics.REQUESTS, vendor, operation, decision).inc()
     for code in observed.reason_codes:
-        metrics.REQUEST_REASONS.labels(
-            vendor=vendor,
-            operation=operation,
-            decision=decision,
-            reason=observed.reasons.label(code),
-        ).inc()
-    metrics.REQUEST_SECONDS.labels(vendor=vendor).observe(latency)
+        reason = observed.reasons.label(code)
+        labelled(metrics.REQUEST_REASONS, vendor, operation, decision, reason).inc()
+    labelled(metrics.REQUEST_SECONDS, vendor).observe(latency)
     if observed.forwarded:
         if observed.upstream_status is None:
-            metrics.UPSTREAM_FAILURES.labels(vendor=vendor).inc()
+            labelled(metrics.UPSTREAM_FAILURES, vendor).inc()
         else:
-            metrics.UPSTREAM_RESPONSES.labels(
-                vendor=vendor, status_code=metrics.status_label(observed.upstream_status)
-            ).inc()
+            status_code = metrics.status_label(observed.upstream_status)
+            labelled(metrics.UPSTREAM_RESPONSES, vendor, status_code).inc()
     # One line per request. The reason codes are the audit records' own (stable codes,
     # never free text); the operation is the native name as parsed, or none.
     REQUEST_LOG.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.observability import tracing
 from gateway.observability.tracing import tracing_requested
 
 
@@ -29,3 +30,27 @@ def test_which_exporter_the_environment_asks_for(
 def test_an_exporter_facegate_does_not_know_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="zipkin"):
         tracing_requested({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_with_tracing_off_a_callers_trace_context_still_reaches_the_vendor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No span is started without a tracer provider, but the caller's traceparent goes on
+    # to the vendor, as the API's no-op spans passed it on.
+    monkeypatch.setattr(tracing, "tracing_on", lambda: False)
+    sent: dict[str, str] = {}
+    with (
+        tracing.caller_context({"traceparent": CALLER, "tracestate": "vendor=x"}),
+        tracing.client_span("POST", "http://vendor/", sent) as span,
+    ):
+        assert not span.is_recording()
+    assert sent["traceparent"] == CALLER
+    assert sent["tracestate"] == "vendor=x"
+    # Nor is anything added to a request that came without one.
+    alone: dict[str, str] = {}
+    with tracing.caller_context({}), tracing.client_span("POST", "http://vendor/", alone):
+        pass
+    assert "traceparent" not in alone
