@@ -57,19 +57,21 @@ class SqliteStore:
         self._connection: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facegate-audit")
         self._head: Head | None = None
+        self._dialect = dialect
         # dialect_impl: SQLite's own DateTime processor. The generic type has none, and
         # sqlite3's default adapter would write datetimes in another format than the
         # SQLAlchemy path, which every query compares against.
-        self._inserts = [
-            (
-                _sqlite_insert(table, dialect),
-                [
-                    (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
-                    for column in table.c
-                ],
-            )
-            for table in (LOG_TABLE, TREE_TABLE, CHECKPOINT_TABLE)
-        ]
+        self._inserts = [self._insert(table) for table in (LOG_TABLE, TREE_TABLE, CHECKPOINT_TABLE)]
+
+    def _insert(self, table: Table) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+        dialect = self._dialect
+        return (
+            _sqlite_insert(table, dialect),
+            [
+                (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
+                for column in table.c
+            ],
+        )
 
     async def _run(self, function: Callable[[], _T]) -> _T:
         # One thread, so calls run in the order they were made, cancelled or not: a
@@ -144,6 +146,11 @@ class SqliteStore:
                 connection.executemany(sql, rows)
 
         await self._run(write)
+
+    async def insert_rows(self, table: Table, rows: list[Row]) -> None:
+        sql, processors = self._insert(table)
+        bound = [_bound(row, processors) for row in rows]
+        await self._run(lambda: self._open().executemany(sql, bound))
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AppendStore]:
