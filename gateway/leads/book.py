@@ -63,9 +63,10 @@ class LeadBook:
         (`outcome(lead ids)`), in one transaction, and return the ids. Together, so that no
         lead is on record for an answer that never left (its outcome failed), nor an
         outcome naming leads that are not. Raises AuditUnavailable (the batch failed, or its
-        commit's outcome is unknown) or ValueError (a record that cannot be hashed, e.g. a
-        similarity JSON cannot carry), and then nothing of this search is committed (after
-        an unknown commit, nothing is handed out): the caller withholds the answer."""
+        commit's outcome is unknown), and then the caller withholds the answer, or
+        ValueError (a record that cannot be hashed, e.g. a similarity JSON cannot carry);
+        either way nothing of this search is committed, unless a commit's outcome is
+        unknown, when the log may hold more than was handed out, never less."""
         fields = search.fields
         if not candidates and not search.authorisation:
             # A negative result with no authorisation to open: nothing to commit with the
