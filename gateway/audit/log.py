@@ -18,6 +18,11 @@ Contract:
   for the next one, so a batch is whatever arrived during the previous commit (up to
   ``max_batch``). One transaction, one fsync, one signature per batch; each caller still
   gets back only its own entry, only after that commit.
+* A ``Unit`` (``append_unit``) is several records that must commit with rows of other
+  tables (an identification's leads and its outcome), or not at all. It joins the group
+  commit like a plain record: its rows are inserted in the batch's transaction, its
+  records take contiguous seq, and if any of its records cannot be hashed, none of it is
+  written. Were the batch to fail, none of any unit in it is committed, as for records.
 * The log never signs two checkpoints that disagree: it signs only while holding the
   sequencer, and first checks that the tree it is about to extend still has the root of
   the latest checkpoint (and that it was signed with this key). If not, it refuses to
@@ -40,12 +45,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from itertools import count
+from typing import Any, Final, cast
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.schema import sort_tables
 
 from gateway.audit import chain, merkle
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
@@ -54,6 +63,7 @@ from gateway.audit.schemas import AppendedEntry
 from gateway.audit.signing import check_latest_checkpoint, check_signed_state, read_compact_range
 from gateway.audit.stores import (
     AppendStore,
+    Row,
     SQLAlchemyStore,
     group_commit_store,
     map_database_errors,
@@ -67,10 +77,19 @@ DEFAULT_MAX_BATCH: Final = 512
 _SUPPORTED_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 
 
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Records that commit together with ``rows`` (table, rows with every column of it), or
+    not at all (``AuditLog.append_unit``). The tables must not be the log's own."""
+
+    records: Sequence[AuditRecord]
+    rows: Sequence[tuple[Table, Sequence[Row]]] = ()
+
+
 @dataclass(slots=True)
 class _Pending:
-    record: AuditRecord
-    future: asyncio.Future[AppendedEntry]
+    record: AuditRecord | Unit
+    future: asyncio.Future[Any]  # AppendedEntry for a record, list of them for a Unit
 
 
 class AuditLog:
@@ -183,13 +202,32 @@ class AuditLog:
                     self._holding.add(transaction)
             if isinstance(result, ValueError):
                 raise result
-            return result
+            return cast(AppendedEntry, result)  # one record given, so one entry back
         future: asyncio.Future[AppendedEntry] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(record, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         # Cancelling the caller does not cancel the batch: the entry may still be written,
         # which only ever makes the log say more was asked than was done.
+        return await future
+
+    async def append_unit(self, unit: Unit) -> list[AppendedEntry]:
+        """Add ``unit.records`` as consecutive entries and insert ``unit.rows``, in the next
+        group commit: when this returns, all of them are committed and durable together,
+        and a signed checkpoint covering the entries is committed with them. Nothing of
+        the unit is committed otherwise: raises AuditUnavailable as ``append`` does (the
+        whole batch failed, rows included; a failure while committing leaves it unknown
+        whether the batch is in), or ValueError, and then nothing of it was written, if
+        one of its records cannot be hashed. The rows share the batch's transaction: rows a
+        table refuses (a key taken, a foreign key missing) fail every caller in the batch,
+        so give only rows that are new and whose references are committed or in the unit.
+        Returns the entries in the order of ``unit.records``."""
+        if not unit.records:
+            raise ValueError("a unit needs at least one record")
+        future: asyncio.Future[list[AppendedEntry]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(unit, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
         return await future
 
     async def aclose(self) -> None:
@@ -229,7 +267,9 @@ class AuditLog:
                 else:
                     pending.future.set_result(result)
 
-    async def _commit_batch(self, records: list[AuditRecord]) -> list[AppendedEntry | ValueError]:
+    async def _commit_batch(
+        self, records: list[AuditRecord | Unit]
+    ) -> list[AppendedEntry | list[AppendedEntry] | ValueError]:
         self._committed, committed = None, self._committed  # unknown until this commits
         self._staged = None
         self._staged_checkpoint = None
@@ -271,11 +311,11 @@ class AuditLog:
     async def _write(
         self,
         store: AppendStore,
-        records: list[AuditRecord],
+        records: Sequence[AuditRecord | Unit],
         *,
         sign: bool,
         cached: tuple[int, bytes, merkle.CompactRange] | None = None,
-    ) -> list[AppendedEntry | ValueError]:
+    ) -> list[AppendedEntry | list[AppendedEntry] | ValueError]:
         # Crash safety, step by step. At every point the stored log is a valid tree of
         # 1..n with a checkpoint for some size <= n: the only writes are INSERTs of n+1..m
         # (entries, their tree nodes, one checkpoint), made visible by one COMMIT.
@@ -314,30 +354,41 @@ class AuditLog:
             await check_signed_state(store, compact, self._signer, self._signed_state)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
-        #    refused alone and takes no seq, so the others keep contiguous ones.
-        results: list[AppendedEntry | ValueError] = []
+        #    refused alone and takes no seq, so the others keep contiguous ones. A unit's
+        #    records are all encoded before any takes a seq: one that cannot be hashed
+        #    refuses the whole unit (its rows too), never part of it.
+        results: list[AppendedEntry | list[AppendedEntry] | ValueError] = []
         entry_rows: list[dict[str, Any]] = []
         node_rows: list[dict[str, Any]] = []
-        for record in records:
-            seq = size + len(entry_rows) + 1
+        unit_rows: list[tuple[Table, Sequence[Row]]] = []
+        for item in records:
+            group = item.records if isinstance(item, Unit) else (item,)
+            first = size + len(entry_rows) + 1
             try:
-                canonical = chain.canonical_bytes(seq, record)
+                canonicals = [chain.canonical_bytes(first + i, r) for i, r in enumerate(group)]
             except ValueError as exc:
                 results.append(exc)
                 continue
-            record_hash = chain.chain_hash(prev_hash, canonical)
-            entry_rows.append(
-                {
-                    "seq": seq,
-                    "prev_hash": prev_hash.hex(),
-                    "record_hash": record_hash.hex(),
-                    **_column_values(record),
-                }
-            )
-            for level, index, value in compact.append(merkle.leaf_hash(canonical)):
-                node_rows.append({"level": level, "idx": index, "hash": value})
-            prev_hash = record_hash
-            results.append(AppendedEntry(seq=seq, record_hash=record_hash.hex()))
+            appended = []
+            for seq, record, canonical in zip(count(first), group, canonicals):
+                record_hash = chain.chain_hash(prev_hash, canonical)
+                entry_rows.append(
+                    {
+                        "seq": seq,
+                        "prev_hash": prev_hash.hex(),
+                        "record_hash": record_hash.hex(),
+                        **_column_values(record),
+                    }
+                )
+                for level, index, value in compact.append(merkle.leaf_hash(canonical)):
+                    node_rows.append({"level": level, "idx": index, "hash": value})
+                prev_hash = record_hash
+                appended.append(AppendedEntry(seq=seq, record_hash=record_hash.hex()))
+            if isinstance(item, Unit):
+                results.append(appended)
+                unit_rows.extend(item.rows)
+            else:
+                results.append(appended[0])
         if not entry_rows:
             return results
 
@@ -360,12 +411,25 @@ class AuditLog:
         #    to no one before COMMIT. Were the sequencer ever bypassed, the primary keys
         #    (seq; level, idx; tree_size) would refuse a second n+1: the log cannot fork,
         #    the late append fails.
+        #    Units' rows go first, in the same transaction: they commit with the entries
+        #    that record them, or roll back with them.
+        for table, rows in _by_table(unit_rows):
+            await store.insert_rows(table, rows)
         await store.insert(entry_rows, node_rows, checkpoint_row)
         await self._reached("inserted")
         if checkpoint_row is not None:
             await self._reached("signed")
             self._staged = (compact.size, prev_hash, compact.copy())
         return results
+
+
+def _by_table(parts: list[tuple[Table, Sequence[Row]]]) -> list[tuple[Table, list[Row]]]:
+    """The units' rows, one insert a table, a table before those whose foreign keys point at
+    it (a search's authorisation before its leads), each table's rows in the units' order."""
+    by_table: dict[Table, list[Row]] = {}
+    for table, rows in parts:
+        by_table.setdefault(table, []).extend(rows)
+    return [(table, by_table[table]) for table in sort_tables(by_table) if by_table[table]]
 
 
 def _column_values(record: AuditRecord) -> dict[str, Any]:

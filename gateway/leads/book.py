@@ -4,8 +4,10 @@ Contract (the outcome record's, extended): `open_leads` returns only when every 
 its `lead` audit record, for a search that must be authorised afterwards the authorisation
 and its `opened` record, and the search's outcome record are committed, in one transaction.
 If it raises, none is, and the pipeline records the outcome as withheld: a candidate nobody
-can review is not handed out. A negative result that opens no authorisation has only its
-outcome to commit, and commits it in the log's group commit (the same record).
+can review is not handed out. That transaction is the audit log's group commit
+(`AuditLog.append_unit`): other searches' units and other records may share it, so a
+failure of the batch withholds every search in it, and a search's records are contiguous
+in the log. A negative result that opens no authorisation has only its outcome to commit.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.audit.log import AuditLog
+from gateway.audit.log import AuditLog, Unit
 from gateway.audit.records import AuditRecord
-from gateway.db import map_database_errors
+from gateway.audit.stores import Row
+from gateway.db import Base
 from gateway.leads.models import AuthorisationRow, LeadRow
 from gateway.leads.records import authorisation_record, candidate_digest, lead_opened
 from gateway.vendors.base import Candidate
@@ -58,58 +62,64 @@ class LeadBook:
         """Record one lead per candidate (best first), then the search's outcome record
         (`outcome(lead ids)`), in one transaction, and return the ids. Together, so that no
         lead is on record for an answer that never left (its outcome failed), nor an
-        outcome naming leads that are not. Raises AuditUnavailable or StorageUnavailable,
-        and then nothing is committed: the caller records the outcome as withheld."""
+        outcome naming leads that are not. Raises AuditUnavailable (the batch failed, or its
+        commit's outcome is unknown), and then the caller withholds the answer, or
+        ValueError (a record that cannot be hashed, e.g. a similarity JSON cannot carry);
+        either way nothing of this search is committed, unless a commit's outcome is
+        unknown, when the log may hold more than was handed out, never less."""
         fields = search.fields
         if not candidates and not search.authorisation:
             # A negative result with no authorisation to open: nothing to commit with the
-            # outcome, so it joins the log's group commit (committed when append returns)
-            # instead of a transaction of its own that holds the log's sequencer alone.
+            # outcome but the record itself.
             await self.audit.append(outcome([]))
             return []
-        with map_database_errors("the database failed: the leads could not be recorded"):
-            async with self.sessions() as db, db.begin():
-                authorisation = await self._open_authorisation(db, search)
-                ids = []
-                for rank, candidate in enumerate(candidates, start=1):
-                    salt = secrets.token_hex(16)
-                    lead = LeadRow(
-                        id=uuid.uuid4().hex,
-                        created_at=search.received_at,
-                        search_request_id=fields["request_id"],
-                        rank=rank,
-                        agency=fields.get("agency") or "",
-                        officer=fields.get("officer") or "",
-                        purpose=fields.get("purpose"),
-                        case_number=fields.get("case_number"),
-                        offense=fields.get("offense"),
-                        legal_basis=fields.get("legal_basis"),
-                        warrant_id=fields.get("warrant_id"),
-                        vendor=fields.get("vendor") or "",
-                        operation=fields.get("operation") or "",
-                        collection=fields.get("collection"),
-                        probe_digests=list(fields.get("probe_digests") or []),
-                        candidate_id=candidate.id,
-                        candidate_salt=salt,
-                        candidate_digest=candidate_digest(candidate.id, salt),
-                        similarity=round(candidate.similarity, 4),
-                        status=AWAITING if authorisation is not None else PENDING,
-                        authorisation_id=authorisation.id if authorisation else None,
-                    )
-                    db.add(lead)
-                    await db.flush()
-                    record = lead_opened(
-                        lead, search=fields, policy_revision=search.policy_revision
-                    )
-                    await self.audit.append(record, db=db)
-                    ids.append(lead.id)
-                await self.audit.append(outcome(ids), db=db)
+        # Everything joins the log's group commit as one unit: the rows are inserted and
+        # the records appended in the batch's transaction, so that several searches share
+        # one transaction, one sequencer hold and one signature instead of each holding
+        # the sequencer for a transaction of its own while every other append waits.
+        records: list[AuditRecord] = []
+        authorisation = self._open_authorisation(search, records)
+        leads = []
+        for rank, candidate in enumerate(candidates, start=1):
+            salt = secrets.token_hex(16)
+            lead = LeadRow(
+                id=uuid.uuid4().hex,
+                created_at=search.received_at,
+                search_request_id=fields["request_id"],
+                rank=rank,
+                agency=fields.get("agency") or "",
+                officer=fields.get("officer") or "",
+                purpose=fields.get("purpose"),
+                case_number=fields.get("case_number"),
+                offense=fields.get("offense"),
+                legal_basis=fields.get("legal_basis"),
+                warrant_id=fields.get("warrant_id"),
+                vendor=fields.get("vendor") or "",
+                operation=fields.get("operation") or "",
+                collection=fields.get("collection"),
+                probe_digests=list(fields.get("probe_digests") or []),
+                candidate_id=candidate.id,
+                candidate_salt=salt,
+                candidate_digest=candidate_digest(candidate.id, salt),
+                similarity=round(candidate.similarity, 4),
+                status=AWAITING if authorisation is not None else PENDING,
+                authorisation_id=authorisation.id if authorisation else None,
+            )
+            records.append(lead_opened(lead, search=fields, policy_revision=search.policy_revision))
+            leads.append(lead)
+        ids = [lead.id for lead in leads]
+        records.append(outcome(ids))
+        rows = [(_table(LeadRow), [_row(lead) for lead in leads])]
+        if authorisation is not None:
+            rows.insert(0, (_table(AuthorisationRow), [_row(authorisation)]))
+        await self.audit.append_unit(Unit(records=records, rows=rows))
         return ids
 
-    async def _open_authorisation(
-        self, db: AsyncSession, search: Search
+    def _open_authorisation(
+        self, search: Search, records: list[AuditRecord]
     ) -> AuthorisationRow | None:
-        """The clock a search without prior authorisation opens (one per search), on record."""
+        """The clock a search without prior authorisation opens (one per search), and its
+        record, added to ``records``."""
         wanted = search.authorisation
         if not wanted:
             return None
@@ -126,8 +136,14 @@ class LeadBook:
             deadline=search.received_at + timedelta(hours=float(wanted["hours"])),
             state=PENDING,
         )
-        db.add(row)
-        await db.flush()
-        record = authorisation_record(row, state="opened", case={}, search=fields)
-        await self.audit.append(record, db=db)
+        records.append(authorisation_record(row, state="opened", case={}, search=fields))
         return row
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _row(row: Base) -> Row:
+    """Every column of an ORM row never added to a session (None where unset)."""
+    return {column.name: getattr(row, column.key) for column in _table(type(row)).c}

@@ -4,6 +4,7 @@ depends on it (gateway/pipeline.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from starlette.responses import Response
 
+from gateway.audit.log import Unit
 from gateway.audit.models import AuditLogEntry
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.principals import Principal, Role
@@ -26,6 +28,7 @@ from gateway.context.face_sources import IssuedFaces
 from gateway.db import request_reader
 from gateway.errors import AuditUnavailable, FacegateError
 from gateway.leads.book import LeadBook
+from gateway.leads.models import LeadRow
 from gateway.operations import FaceOperation, OperationKind
 from gateway.pipeline import Pipeline
 from gateway.policy.contract import Decision, Obligations, PolicyInput
@@ -298,6 +301,11 @@ class LeadRefusingAudit:
             raise AuditUnavailable("the log is down")
         return await self.services.audit.append(record, db=db)
 
+    async def append_unit(self, unit: Unit) -> Any:
+        if any(record.event_type is EventType.LEAD for record in unit.records):
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append_unit(unit)
+
 
 async def test_the_leads_are_recorded_before_the_answer_with_their_ids(services: Services) -> None:
     adapter, request = CandidateAdapter(services), incoming()
@@ -308,6 +316,29 @@ async def test_the_leads_are_recorded_before_the_answer_with_their_ids(services:
     assert len(leads) == 2
     types = await committed_event_types(services, request.request_id)
     assert types == ["decision", "lead", "lead", "outcome"]
+
+
+async def test_concurrent_answers_with_candidates_each_get_their_own_leads(
+    services: Services,
+) -> None:
+    # Both searches' leads join the log's group commit (issue 17): each answer still leaves
+    # only after its own leads and outcome are committed, naming its own leads.
+    adapter, requests = CandidateAdapter(services), [incoming(), incoming()]
+    pipeline = pipeline_of(services, FixedPolicy(), leads=services.pipeline.leads)
+    responses = await asyncio.gather(
+        *(pipeline.handle(adapter.as_vendor(), request) for request in requests)
+    )
+    named = [set(response.headers["x-facegate-leads"].split(",")) for response in responses]
+    assert all(response.body == ANSWER for response in responses)
+    assert len(named[0]) == len(named[1]) == 2 and not named[0] & named[1]
+    for request, leads in zip(requests, named, strict=True):
+        types = await committed_event_types(services, request.request_id)
+        assert types == ["decision", "lead", "lead", "outcome"]
+        async with services.sessions() as db:
+            rows = await db.scalars(
+                select(LeadRow.id).where(LeadRow.search_request_id == request.request_id)
+            )
+            assert set(rows) == leads
 
 
 async def test_an_answer_whose_leads_cannot_be_recorded_is_withheld(services: Services) -> None:
@@ -328,6 +359,11 @@ class OutcomeRefusingLeadAudit:
         if record.event_type is EventType.OUTCOME:
             raise AuditUnavailable("the log is down")
         return await self.services.audit.append(record, db=db)
+
+    async def append_unit(self, unit: Unit) -> Any:
+        if any(record.event_type is EventType.OUTCOME for record in unit.records):
+            raise AuditUnavailable("the log is down")
+        return await self.services.audit.append_unit(unit)
 
 
 async def test_no_lead_is_on_record_for_an_answer_whose_outcome_failed(

@@ -82,6 +82,12 @@ class AppendStore(Protocol):
         for any seq, node or tree size, so a store can never fork the log, only fail."""
         ...
 
+    async def insert_rows(self, table: Table, rows: list[Row]) -> None:
+        """Write ``rows`` (every column of ``table`` each) in this transaction, converted as
+        SQLAlchemy converts the columns' types: the rows a unit commits with its records
+        (``AuditLog.append_unit``)."""
+        ...
+
 
 class GroupCommitStore(Protocol):
     """Where the group commit writes its batches: one per database, chosen once, when the

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import merkle
@@ -127,6 +127,9 @@ class SQLAlchemyStore:
         await self._connection.execute(_INSERT_NODES, nodes)
         if checkpoint is not None:
             await self._connection.execute(_INSERT_CHECKPOINT, checkpoint)
+
+    async def insert_rows(self, table: Table, rows: list[Row]) -> None:
+        await self._connection.execute(insert(table), rows)
 
 
 class SQLAlchemyGroupCommit:
