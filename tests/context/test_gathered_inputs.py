@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +27,28 @@ from gateway.auth.sessions import BoundSession
 from gateway.case import CaseContext, LegalBasis
 from gateway.context.activity import ActivityStore, MemoryActivityStore, RedisActivityStore
 from gateway.context.face_sources import MemoryFaceSourceStore, SourceRecord
-from gateway.context.gather import gather
+from gateway.context.gather import gather, vendor_facts
 from gateway.context.inspection import ImageFindings, ProbeInspection
 from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant, revoke_warrant
 from gateway.db import create_engine, request_reader, session_factory
 from gateway.operations import FaceOperation, OperationKind
-from gateway.policy.contract import VendorFacts
+from gateway.vendors.inventory import Attestation, Credentials, VendorBackend
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 GOLDEN = Path(__file__).with_name("gathered_inputs.json")
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 OFFICER = Principal(id="officer-1", name="Officer", agency="Metro PD", roles=(Role.OFFICER,))
 OTHER = Principal(id="officer-2", name="Other", agency="Metro PD", roles=(Role.OFFICER,))
-VENDOR = VendorFacts.model_validate(
-    {
-        "name": "rekognition-east",
-        "protocol": "rekognition",
-        "attestations": {
-            "demographic_accuracy_test": {
-                "date": "2025-06-30T00:00:00Z",
-                "source": "NIST FRTE",
-                "url": "https://pages.nist.gov/frvt/",
-            }
-        },
-    }
+BACKEND = VendorBackend(
+    name="rekognition-east",
+    protocol="rekognition",
+    base_url="https://rekognition.us-east-1.amazonaws.com",
+    credentials=Credentials(access_key_id="AKIDEXAMPLE", secret_env="FACEGATE_TEST_SECRET"),
+    attestations={
+        "demographic_accuracy_test": Attestation(
+            date=date(2025, 6, 30), source="NIST FRTE", url="https://pages.nist.gov/frvt/"
+        )
+    },
 )
 
 
@@ -243,7 +241,7 @@ async def gathered_inputs(reads: AsyncEngine, activity: ActivityStore) -> list[A
             headers=request.get("headers", {}),
             request_id=f"request-{n}",
             now=NOW + request["at"],
-            vendor=VENDOR,
+            vendor=vendor_facts(BACKEND),
             face_sources=face_sources,
             activity=activity,
             inspector=FixedInspector(inspection) if inspection else None,  # type: ignore[arg-type]
