@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 from gateway.context.identity import identity_keys
 from gateway.operations import OperationKind
 
-WINDOWS: dict[str, int] = {  # name -> length in seconds
+# name -> length in seconds, shortest first: the memory store searches each window's start
+# below the one before (_SortedSet.counts_after).
+WINDOWS: dict[str, int] = {
     "second": 1,
     "ten_seconds": 10,
     "minute": 60,
