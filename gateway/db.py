@@ -32,6 +32,10 @@ DATABASE_ERRORS: Final = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # Not an InterfaceError: what asyncpg raises for a statement sent on a connection whose
+    # server went away mid-protocol ("another operation is in progress"); SQLAlchemy maps
+    # it to its InternalError, so only a read on the driver itself sees it.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

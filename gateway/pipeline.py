@@ -40,7 +40,7 @@ from gateway.context.face_sources import (
     MemoryFaceSourceStore,
     sources_of,
 )
-from gateway.context.gather import gather
+from gateway.context.gather import gather, vendor_facts
 from gateway.context.inspection import ProbeInspector
 from gateway.errors import (
     AuditUnavailable,
@@ -58,7 +58,6 @@ from gateway.observability.requests import saw, step
 from gateway.policy.contract import (
     Decision,
     PolicyInput,
-    VendorFacts,
     require_attribute_codes,
 )
 from gateway.policy.engine import PolicyService
@@ -176,7 +175,7 @@ class Pipeline:
                     request_id=request.request_id,
                     now=request.received_at,
                     # The backend's inventory entry (attestations included) is input.vendor.
-                    vendor=VendorFacts.model_validate(adapter.backend.policy_view()),
+                    vendor=vendor_facts(adapter.backend),
                     face_sources=self.face_sources,
                     activity=self.activity,
                     inspector=self.inspector,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -93,6 +94,34 @@ def image_facts(operation: FaceOperation, inspection: ProbeInspection) -> list[I
         ImageFacts(role=role, digest=found.digest, identity=found.identity, faces=found.faces)
         for role, found in zip(roles, inspection.images, strict=True)
     ]
+
+
+class Inventoried(Protocol):
+    """A backend as the vendor inventory describes it (gateway.vendors.inventory)."""
+
+    def policy_view(self) -> dict[str, Any]: ...
+
+
+# One entry per backend object, which it keeps alive so that its id is not reused; a
+# reloaded inventory brings new objects, and the bound keeps old ones from piling up.
+_VENDOR_FACTS: dict[int, tuple[Inventoried, VendorFacts]] = {}
+_VENDOR_FACTS_KEPT = 64
+
+
+def vendor_facts(backend: Inventoried) -> VendorFacts:
+    """`input.vendor` for a backend, validated once per backend rather than per request.
+
+    Backends are frozen once the inventory is loaded, so their facts are too; the one
+    VendorFacts is shared by every policy input of its backend, which nothing writes to.
+    """
+    cached = _VENDOR_FACTS.get(id(backend))
+    if cached is not None and cached[0] is backend:
+        return cached[1]
+    facts = VendorFacts.model_validate(backend.policy_view())
+    if len(_VENDOR_FACTS) >= _VENDOR_FACTS_KEPT:
+        _VENDOR_FACTS.clear()
+    _VENDOR_FACTS[id(backend)] = (backend, facts)
+    return facts
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,24 @@ def test_every_case_field_has_its_header_and_reaches_the_policy() -> None:
     assert set(CONTEXT_HEADERS) == set(CaseFields.model_fields)
     assert set(CaseFields.model_fields) <= set(PolicyContext.model_fields)
     assert "location" not in PolicyContext.model_fields
+
+
+def test_a_backends_facts_are_validated_once_and_are_its_own() -> None:
+    from gateway.context.gather import vendor_facts
+    from gateway.vendors.inventory import Credentials, VendorBackend
+
+    def backend(name: str) -> VendorBackend:
+        return VendorBackend(
+            name=name,
+            protocol="azure",
+            base_url="https://east.api.cognitive.microsoft.com",
+            credentials=Credentials(secret_env="FACEGATE_TEST_SECRET"),
+        )
+
+    east, west = backend("east"), backend("west")
+    assert vendor_facts(east) is vendor_facts(east)
+    assert vendor_facts(west).name == "west"
+    # An equal backend loaded anew (a reloaded inventory) is read anew.
+    again = backend("east")
+    assert vendor_facts(again) is not vendor_facts(east)
+    assert vendor_facts(again) == vendor_facts(east)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from gateway.auth.principals import Principal, Role
+from gateway.auth.sessions import BoundSession
+from gateway.case import CaseContext
+from gateway.context.activity import ActivityEvent, MemoryActivityStore
+from gateway.context.face_sources import MemoryFaceSourceStore
+from gateway.context.gather import gather
 from gateway.context.warrants import (
     WarrantCreate,
     WarrantKind,
@@ -16,9 +24,10 @@ from gateway.context.warrants import (
     find_warrant,
     revoke_warrant,
 )
-from gateway.db import create_engine, session_factory
+from gateway.db import create_engine, request_reader, session_factory
+from gateway.errors import ServiceUnavailable
 from gateway.operations import FaceOperation, OperationKind
-from gateway.policy.contract import WarrantStatus
+from gateway.policy.contract import WarrantFinding, WarrantStatus
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 SEARCH = FaceOperation(
@@ -215,3 +224,105 @@ def test_validity_window_must_be_ordered_and_zoned() -> None:
             valid_from=datetime(2026, 1, 1),
             valid_until=datetime(2027, 1, 1),
         )
+
+
+@pytest.fixture
+async def registry(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a registry holding W-1, committed."""
+    engine = create_engine(migrated_database_url)
+    async with session_factory(engine)() as session, session.begin():
+        await create_warrant(
+            session,
+            warrant=WarrantCreate(
+                id="W-1",
+                kind=WarrantKind.WARRANT,
+                issuing_court="Superior Court",
+                case_number="2026-1",
+                operations=[OperationKind.IDENTIFY],
+                collections=["mugshots"],
+                valid_from=NOW - timedelta(days=1),
+                valid_until=NOW + timedelta(days=1),
+                agency="Metro PD",
+            ),
+            created_by="admin",
+            now=NOW,
+        )
+    yield engine
+    await engine.dispose()
+
+
+async def gathered_warrant(reads: AsyncEngine, activity: MemoryActivityStore) -> WarrantFinding:
+    principal = Principal(id="officer-1", name="Officer", agency="Metro PD", roles=(Role.OFFICER,))
+    session = BoundSession(
+        access_key_id="key-1",
+        principal=principal,
+        context=CaseContext(
+            purpose="criminal_investigation", case_number="2026-1", warrant_id="W-1"
+        ),
+        expires_at=NOW + timedelta(days=1),
+        revoked=False,
+    )
+    gathered = await gather(
+        reads=reads,
+        session=session,
+        operation=SEARCH,
+        images=(),
+        probe_faces=(),
+        target_faces=(),
+        headers={},
+        request_id=f"request-{uuid.uuid4().hex}",
+        now=NOW,
+        vendor=None,
+        face_sources=MemoryFaceSourceStore(),
+        activity=activity,
+    )
+    assert gathered.policy_input.context.warrant is not None
+    return gathered.policy_input.context.warrant
+
+
+async def test_a_registry_that_cannot_be_read_refuses_and_holds_no_reservation(
+    registry: AsyncEngine,
+) -> None:
+    reads, activity = request_reader(registry), MemoryActivityStore()
+    async with registry.begin() as connection:
+        await connection.execute(sa.text("ALTER TABLE warrants RENAME TO warrants_away"))
+    try:
+        with pytest.raises(ServiceUnavailable, match="warrant registry could not be read"):
+            await gathered_warrant(reads, activity)
+    finally:
+        async with registry.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE warrants_away RENAME TO warrants"))
+    assert (await gathered_warrant(reads, activity)).status is WarrantStatus.ACTIVE
+    # The failed request was never counted: the one that read the registry is the only one.
+    reservation = await activity.reserve(
+        ActivityEvent(
+            request_id="probe",
+            at=NOW,
+            officer="officer-1",
+            agency="Metro PD",
+            case_number=None,
+            kind=OperationKind.DETECT,
+        )
+    )
+    assert reservation.counts["officer"]["requests"]["day"] == 2
+
+
+async def test_a_connection_the_database_dropped_fails_one_request_and_is_replaced(
+    registry: AsyncEngine,
+) -> None:
+    if registry.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    reads, activity = request_reader(registry), MemoryActivityStore()
+    assert (await gathered_warrant(reads, activity)).status is WarrantStatus.ACTIVE
+    async with registry.connect() as connection:  # the pool's one connection, now idle
+        backend = (await connection.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    killer = create_engine(registry.url.render_as_string(hide_password=False))
+    try:
+        async with killer.connect() as connection:
+            await connection.execute(sa.text(f"SELECT pg_terminate_backend({backend})"))
+    finally:
+        await killer.dispose()
+    with pytest.raises(ServiceUnavailable, match="warrant registry could not be read"):
+        await gathered_warrant(reads, activity)
+    # The dead connection was thrown away, not handed to the next request.
+    assert (await gathered_warrant(reads, activity)).status is WarrantStatus.ACTIVE

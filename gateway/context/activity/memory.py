@@ -9,7 +9,6 @@ from gateway.context.activity.store import Reservation, Undo
 from gateway.context.activity.windows import (
     RETENTION_MS,
     ActivityEvent,
-    Query,
     plan,
     plan_after,
 )
@@ -18,11 +17,17 @@ _SWEEP_EVERY = 1024  # reserves between sweeps of the in-memory store
 
 
 class _SortedSet:
-    """A Redis sorted set in miniature: members with integer scores, counted by range."""
+    """A Redis sorted set in miniature: members with integer scores, counted by range.
+
+    `order` keeps (score, member) sorted, to find one member; `times` keeps the same scores
+    alone, index for index, to count by range: a request counts ~100 ranges, and a search
+    over plain ints runs about twice as fast as one over tuples.
+    """
 
     def __init__(self) -> None:
         self.scores: dict[str, int] = {}
         self.order: list[tuple[int, str]] = []  # (score, member), sorted
+        self.times: list[int] = []  # order[i][0] at i
 
     def add(self, member: str, score: int, *, latest: bool) -> int | None:
         previous = self.scores.get(member)
@@ -31,28 +36,38 @@ class _SortedSet:
                 return previous
             self.remove(member)
         self.scores[member] = score
-        bisect.insort(self.order, (score, member))
+        at = bisect.bisect_right(self.order, (score, member))
+        self.order.insert(at, (score, member))
+        self.times.insert(at, score)
         return previous
 
     def remove(self, member: str) -> None:
         score = self.scores.pop(member, None)
         if score is not None:
-            del self.order[bisect.bisect_left(self.order, (score, member))]
+            at = bisect.bisect_left(self.order, (score, member))
+            del self.order[at]
+            del self.times[at]
 
-    def count_after(self, since: int) -> int:
-        return len(self.order) - self._first_after(since)
+    def counts_after(self, since: tuple[int, ...]) -> list[int]:
+        """How many members are scored after each of `since`, which must not increase (the
+        windows, shortest first): each cut is then searched for below the one before."""
+        times, total, below = self.times, len(self.times), len(self.times)
+        counts = []
+        for score in since:
+            below = bisect.bisect_right(times, score, 0, below)
+            counts.append(total - below)
+        return counts
 
     def trim(self, until: int) -> None:
         """Drop every member scored at or before `until`."""
-        cut = self._first_after(until)
+        cut = bisect.bisect_right(self.times, until)
         for _, member in self.order[:cut]:
             del self.scores[member]
         del self.order[:cut]
+        del self.times[:cut]
 
-    def _first_after(self, score: int) -> int:
-        # (score + 1,) sorts after every (score, member) and before every (score + 1, member):
-        # tuples compare in C, where a key= function would be a Python call per comparison.
-        return bisect.bisect_left(self.order, (score + 1,))
+
+_NOTHING = _SortedSet()  # what a key nobody has written holds; never written itself
 
 
 class MemoryActivityStore:
@@ -77,22 +92,21 @@ class MemoryActivityStore:
             if self._reserves % _SWEEP_EVERY == 0:
                 self._sweep(steps.now_ms)
             for add in steps.adds:
-                members = self._sets.setdefault(add.key, _SortedSet())
+                members = self._sets.get(add.key)
+                if members is None:
+                    members = self._sets[add.key] = _SortedSet()
                 previous = members.add(add.member, steps.now_ms, latest=add.latest)
                 members.trim(steps.now_ms - RETENTION_MS)
                 undo.append(Undo(add.key, add.member, add.latest, previous, steps.now_ms))
-            results = [self._count(q) for q in steps.queries]
+            since = steps.since_ms
+            results = [self._sets.get(r.key, _NOTHING).counts_after(since) for r in steps.reads]
         return Reservation(counts=steps.counts(results), undo=tuple(undo))
-
-    def _count(self, query: Query) -> int:
-        members = self._sets.get(query.key)
-        return 0 if members is None else members.count_after(query.since_ms)
 
     def _sweep(self, now_ms: int) -> None:
         # Keys are trimmed when written; a key nobody writes again (one probe's digest) is
         # dropped here once its newest member has aged out, so memory stays bounded.
         cutoff = now_ms - RETENTION_MS
-        stale = [k for k, s in self._sets.items() if not s.order or s.order[-1][0] <= cutoff]
+        stale = [k for k, s in self._sets.items() if not s.times or s.times[-1] <= cutoff]
         for key in stale:
             del self._sets[key]
 

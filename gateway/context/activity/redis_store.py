@@ -11,8 +11,9 @@ from gateway.observability.metrics import ACTIVITY_STORE_ERRORS
 
 # One round trip, atomic: Redis runs a script to completion before any other command.
 # ARGV[1] is the plan as JSON: {"now", "retention", "adds": [[key index, member, latest]],
-# "queries": [[key index, since]]}; KEYS holds every key it names (1-based). Returns the
-# counts, then each add's previous score (-1: none) for taking the reservation back.
+# "reads": [key index], "since": [ms]}; KEYS holds every key it names (1-based). Returns
+# each read's counts after each `since`, then each add's previous score (-1: none) for
+# taking the reservation back.
 _RESERVE_LUA = """
 local plan = cjson.decode(ARGV[1])
 local previous = {}
@@ -34,8 +35,12 @@ for key, _ in pairs(touched) do
   redis.call('PEXPIRE', key, plan.retention + 60000)
 end
 local counts = {}
-for i, q in ipairs(plan.queries) do
-  counts[i] = redis.call('ZCOUNT', KEYS[q[1]], '(' .. q[2], '+inf')
+for i, k in ipairs(plan.reads) do
+  local found = {}
+  for j, since in ipairs(plan.since) do
+    found[j] = redis.call('ZCOUNT', KEYS[k], '(' .. since, '+inf')
+  end
+  counts[i] = found
 end
 return {counts, previous}
 """
@@ -107,7 +112,8 @@ class RedisActivityStore:
             "now": steps.now_ms,
             "retention": RETENTION_MS,
             "adds": [[keys.index(a.key), a.member, a.latest] for a in steps.adds],
-            "queries": [[keys.index(q.key), q.since_ms] for q in steps.queries],
+            "reads": [keys.index(r.key) for r in steps.reads],
+            "since": steps.since_ms,
         }
         counts, previous = await self._call(self._reserve, keys.names, document)
         undo = tuple(

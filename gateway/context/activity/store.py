@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gateway.context.activity.windows import ActivityEvent
 from gateway.errors import ServiceUnavailable
 
 
-@dataclass(frozen=True)
-class Undo:
-    """How to take back one member a reservation added."""
+class Undo(NamedTuple):
+    """How to take back one member a reservation added (a tuple: a request makes ~15)."""
 
     key: str
     member: str
