@@ -23,7 +23,7 @@ from gateway_latency import BODY, SignedRequests, prepare
 from gateway.auth.authenticator import SigV4Authenticator
 from gateway.auth.replay import MemoryReplayCache
 from gateway.auth.secrets import MasterKey
-from gateway.db import create_engine, request_reader
+from gateway.db import RequestReader, create_engine
 from gateway.requests import IncomingRequest
 from gateway.vendors.rekognition import REQUIRED_SIGNED_HEADERS
 
@@ -35,8 +35,9 @@ async def measure(database_url: str, master_key_file: Path, count: int) -> float
     """CPU ms per authenticate + spend."""
     credentials = await prepare(database_url, master_key_file)
     engine = create_engine(database_url)
+    reads = await RequestReader.open(engine)
     authenticator = SigV4Authenticator(
-        reads=request_reader(engine),
+        reads=reads,
         master_key=MasterKey.load_or_create(master_key_file),
         max_clock_skew=timedelta(minutes=5),
         replays=MemoryReplayCache(),
@@ -66,6 +67,7 @@ async def measure(database_url: str, master_key_file: Path, count: int) -> float
             await authenticator.spend(request)
         return (time.process_time() - started) * 1000 / count
     finally:
+        await reads.aclose()
         await engine.dispose()
 
 

@@ -156,7 +156,11 @@ def main() -> None:
                 f" {options.seconds:g} s, medians"
             )
             for name, tree, *_ in gateways:
-                print(f"  {name} {tree}: CPU {statistics.median(cpu[name]):.2f} ms/request")
+                rounds = ", ".join(f"{v:.2f}" for v in cpu[name])
+                print(
+                    f"  {name} {tree}: CPU {statistics.median(cpu[name]):.2f} ms/request"
+                    f"  (rounds: {rounds})"
+                )
                 for unit, values in figures[name].items():
                     rounds = ", ".join(f"{v:.1f}" for v in values)
                     print(f"      {statistics.median(values):8.2f} {unit}  (rounds: {rounds})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Iterator
@@ -97,17 +98,127 @@ def apply_sqlite_pragmas(connection: Any) -> None:
     cursor.close()
 
 
-def request_reader(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for the request path's single-statement reads (a case session, a warrant).
+# The request path's own PostgreSQL connections (RequestReader): at most this many per process,
+# opened on demand, on top of the engine's. Each holds one short SELECT at a time, so a few
+# serve many concurrent requests (a read waits its turn rather than opening one more); the
+# database's max_connections (100 by default) is shared by every replica and the engine.
+READ_POOL_SIZE: Final = 8
 
-    On PostgreSQL it runs them in autocommit: one statement needs no transaction, and
-    skipping BEGIN and the ROLLBACK on return saves two of its three round trips (a read
-    measured 0.52 ms through an ORM session, 0.21 ms this way). SQLite keeps the engine as
-    it is: switching its isolation level per checkout costs more than it saves.
+# What SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg.connect.
+_SQLALCHEMY_ONLY_ARGS: Final = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+class RequestReader:
+    """The request path's single-statement reads: a case session, a warrant, a case's
+    refused authorisations. Every one is read from the database when it is asked for,
+    never from a cache, so what was committed before the call (a revocation) is seen.
+
+    `engine` runs them through SQLAlchemy: on PostgreSQL in autocommit (one statement needs
+    no transaction; skipping BEGIN and the ROLLBACK on return saves two of three round
+    trips). SQLite keeps the engine as it is: switching its isolation level per checkout
+    costs more than it saves.
+
+    On PostgreSQL on asyncpg the reads that run on every request (`fetchrow`) go on
+    connections of the reader's own (`_ReadConnections`), configured from the engine's URL:
+    a checkout from SQLAlchemy's pool around the driver's connection (Engine.raw_connection,
+    the pool's fairy, a greenlet hop each way) cost about 0.1 ms of CPU a read, as much as
+    the prepared SELECT itself, and asyncpg's own pool about half that (a task per release,
+    timers); these take a few microseconds (issue 17). Open the reader with `open`, close it
+    with `aclose` (gateway.services does both with the app's lifespan).
     """
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+
+    def __init__(self, engine: AsyncEngine, connections: _ReadConnections | None) -> None:
+        self.engine = engine
+        self._connections = connections
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> RequestReader:
+        """A reader over `engine`'s database. Opens no connection: the first read does, and
+        a database that cannot be reached fails that read (StorageUnavailable), not this."""
+        if engine.dialect.name != "postgresql":
+            return cls(engine, None)
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        if engine.dialect.driver != "asyncpg":
+            return cls(engine, None)
+        _, connect_args = engine.dialect.create_connect_args(engine.url)
+        for name in _SQLALCHEMY_ONLY_ARGS:
+            connect_args.pop(name, None)
+        return cls(engine, _ReadConnections(dict(connect_args), size=READ_POOL_SIZE))
+
+    @property
+    def on_asyncpg(self) -> bool:
+        """Whether `fetchrow` may be called: the database is PostgreSQL on asyncpg."""
+        return self._connections is not None
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        """The first row of one statement in asyncpg's SQL (prepared once per connection by
+        its statement cache), or None; in autocommit (asyncpg opens no transaction). Only
+        when `on_asyncpg`.
+
+        Raises what the driver raised (the caller's storage edge, `map_database_errors`,
+        maps it). Whatever broke (the server gone, the statement refused, the task
+        cancelled mid-read), the connection is in an unknown state: closed, never used
+        again; a later read opens another. One the server closed while it sat idle is
+        passed over when the close has been read, else it fails the read that takes it."""
+        if self._connections is None:
+            raise RuntimeError("fetchrow reads PostgreSQL on asyncpg only (see on_asyncpg)")
+        return await self._connections.fetchrow(query, *args)
+
+    async def aclose(self) -> None:
+        """Close the reader's connections; a read still running closes its own when it
+        returns. The engine is its owner's to dispose of."""
+        if self._connections is not None:
+            await self._connections.aclose()
+
+
+class _ReadConnections:
+    """At most `size` asyncpg connections, opened on demand, each running one statement at
+    a time; the one returned last is taken first, so a quiet process keeps few warm.
+
+    Nothing a read does outlives its statement (no transaction, no session setting), so a
+    connection goes back as it is, with no reset; one that failed does not go back."""
+
+    def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
+        self._connect_args = connect_args
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[asyncpg.Connection] = []
+        self._closed = False
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with self._slots:
+            connection = await self._take()
+            try:
+                row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+            except BaseException:
+                connection.terminate()
+                raise
+            if self._closed:
+                await _close(connection)
+            else:
+                self._idle.append(connection)
+            return row
+
+    async def _take(self) -> asyncpg.Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+        if self._closed:
+            raise asyncpg.InterfaceError("the request path's reader is closed")
+        return await asyncpg.connect(**self._connect_args)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _close(connection)
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    # A connection that cannot be closed politely is aborted by asyncpg before it raises:
+    # either way it is gone, and shutdown goes on.
+    with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
+        await connection.close(timeout=5)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

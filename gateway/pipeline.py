@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from gateway.audit.log import AuditLog
@@ -42,6 +41,7 @@ from gateway.context.face_sources import (
 )
 from gateway.context.gather import gather, vendor_facts
 from gateway.context.inspection import ProbeInspector
+from gateway.db import RequestReader
 from gateway.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -77,7 +77,7 @@ LEAD_NOTICE = "matches are investigative leads only and must be verified by a tr
 class Pipeline:
     audit: AuditLog
     policy: PolicyService
-    reads: AsyncEngine  # gateway.db.request_reader: the warrant registry
+    reads: RequestReader  # the warrant registry
     # Probe inspection (None: probes are not decoded, faces_in_probe stays unknown).
     inspector: ProbeInspector | None = None
     activity: ActivityStore = field(default_factory=MemoryActivityStore)

@@ -28,7 +28,7 @@ from gateway.context.face_sources import (
     RedisFaceSourceStore,
 )
 from gateway.context.inspection import ProbeInspector
-from gateway.db import create_engine, request_reader, session_factory
+from gateway.db import RequestReader, create_engine, session_factory
 from gateway.leads.book import LeadBook
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import PolicyService
@@ -59,6 +59,7 @@ def load_inventory(settings: Settings) -> VendorInventory:
 class Services:
     settings: Settings
     engine: AsyncEngine
+    reads: RequestReader  # the request path's reads (sessions, warrants), own connections
     sessions: async_sessionmaker[AsyncSession]
     master_key: MasterKey
     audit: AuditLog  # the writer; reads, queries and checks below, over the same database
@@ -81,8 +82,8 @@ class Services:
         inventory = load_inventory(settings)  # first: a bad vendors file stops startup
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
-        reads = request_reader(engine)
         master_key = MasterKey.load_or_create(settings.master_key_file)
+        reads = await RequestReader.open(engine)
         audit = AuditLog(
             sessions,
             signer=Signer.load_or_create(settings.log_key_file, settings.log_origin),
@@ -158,6 +159,7 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
+            reads=reads,
             sessions=sessions,
             master_key=master_key,
             audit=audit,
@@ -193,4 +195,5 @@ class Services:
             self.inspector.close()
         await self.policy.close()
         await self.audit.aclose()
+        await self.reads.aclose()
         await self.engine.dispose()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from gateway.auth.replay import MemoryReplayCache, ReplayCache
 from gateway.auth.secrets import MasterKey, UnknownKeyVersion
 from gateway.auth.sessions import BoundSession, read_case_session
@@ -17,6 +15,7 @@ from gateway.auth.sigv4 import (
     parse_authorization,
     verify_signature,
 )
+from gateway.db import RequestReader
 from gateway.errors import (
     AuthenticationError,
     ExpiredCredentials,
@@ -28,7 +27,7 @@ from gateway.requests import IncomingRequest
 
 @dataclass(frozen=True)
 class SigV4Authenticator:
-    reads: AsyncEngine  # gateway.db.request_reader
+    reads: RequestReader
     master_key: MasterKey
     max_clock_skew: timedelta
     # Shared by replicas when Redis is configured (gateway/auth/replay.py).

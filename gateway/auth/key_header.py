@@ -13,10 +13,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from gateway.auth.secrets import MasterKey, UnknownKeyVersion
 from gateway.auth.sessions import BoundSession, read_case_session
+from gateway.db import RequestReader
 from gateway.errors import ExpiredCredentials, MissingCredentials, UnknownAccessKey
 from gateway.operations import FaceOperation
 from gateway.requests import IncomingRequest
@@ -38,7 +37,7 @@ def split_vendor_key(presented: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class KeyHeaderAuthenticator:
-    reads: AsyncEngine  # gateway.db.request_reader
+    reads: RequestReader
     master_key: MasterKey
     header: str  # lower case, as ASGI servers hand header names over
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
 from gateway.auth.models import CaseSessionRow, PrincipalRow
@@ -23,7 +23,7 @@ from gateway.auth.principals import EXCLUSIVE_ROLES, Principal, Role, principal_
 from gateway.auth.secrets import MasterKey, new_access_key_id
 from gateway.case import CaseContext, CaseFields, LegalBasis
 from gateway.context.warrants import WarrantRow
-from gateway.db import map_database_errors
+from gateway.db import RequestReader, map_database_errors
 from gateway.errors import MalformedRequest, PermissionDenied
 
 
@@ -196,33 +196,35 @@ async def load_case_session(
     )
 
 
-async def read_case_session(reads: AsyncEngine, access_key_id: str) -> BoundSession | None:
+async def read_case_session(reads: RequestReader, access_key_id: str) -> BoundSession | None:
     """As `load_case_session`, on a connection of its own from `reads` (the request path's
-    engine, gateway.db.request_reader); every vendor request authenticates with it.
+    reader); every vendor request authenticates with it.
 
     Read from the database at each call, never from a cache: a revocation or an expiry
     committed before the call is seen by it, so a revoked session is refused from the next
     request on. A database error raises StorageUnavailable (fail closed: no session is
     assumed), its connection is discarded rather than pooled again.
 
-    On asyncpg and aiosqlite it runs one SELECT on the driver's connection, taken from
-    the pool without a SQLAlchemy Connection around it (autocommit either way: asyncpg
-    opens no transaction, sqlite3 none for a SELECT). Checkout, read and return measured
-    0.57 ms of CPU through SQLAlchemy's Connection, Result and Row on PostgreSQL, 0.92 ms
-    on SQLite (several hops to aiosqlite's thread); this way about 0.25 and 0.3-0.5 ms.
-    Any other driver takes the SQLAlchemy path."""
+    It runs one SELECT on the driver's connection, without SQLAlchemy's Connection, Result
+    and Row around it: on PostgreSQL a connection of the reader's own asyncpg pool
+    (`RequestReader.fetchrow`), on SQLite aiosqlite's connection taken from the engine's
+    pool (autocommit either way: asyncpg opens no transaction, sqlite3 none for a SELECT).
+    Checkout, read and return measured 0.57 ms of CPU through SQLAlchemy on PostgreSQL,
+    0.92 ms on SQLite (several hops to aiosqlite's thread); this way about 0.25 and
+    0.3-0.5 ms. Any other driver takes the SQLAlchemy path."""
     with map_database_errors("the session store could not be read"):
-        query = _DRIVER_QUERIES.get(reads.dialect.driver)
-        if query is None:
-            async with reads.connect() as db:
+        if reads.on_asyncpg:
+            return _from_driver_row(await reads.fetchrow(_ASYNCPG_SQL, access_key_id))
+        if reads.engine.dialect.driver != "aiosqlite":
+            async with reads.engine.connect() as db:
                 return await load_case_session(db, access_key_id)
-        pooled = await reads.raw_connection()
+        pooled = await reads.engine.raw_connection()
         try:
-            driver: Any = pooled.driver_connection  # asyncpg's or aiosqlite's (untyped)
-            row = await query(driver, access_key_id)
+            driver: Any = pooled.driver_connection  # aiosqlite's (untyped)
+            row = await _aiosqlite_row(driver, access_key_id)
         except BaseException:
-            # Whatever broke (the server gone, the task cancelled mid-read), the connection
-            # is in an unknown state: closed, not returned to the pool.
+            # Whatever broke (the disk, the task cancelled mid-read), the connection is in
+            # an unknown state: closed, not returned to the pool.
             await greenlet_spawn(pooled.invalidate)
             raise
         finally:
@@ -243,19 +245,10 @@ _ASYNCPG_SQL: Final = _DRIVER_SQL.format(cast="::text", parameter="$1")
 _AIOSQLITE_SQL: Final = _DRIVER_SQL.format(cast="", parameter="?")
 
 
-async def _asyncpg_row(driver: Any, access_key_id: str) -> Sequence[Any] | None:
-    # Prepared once per connection by asyncpg's statement cache, then bound and run.
-    row: Sequence[Any] | None = await driver.fetchrow(_ASYNCPG_SQL, access_key_id)
-    return row
-
-
 async def _aiosqlite_row(driver: Any, access_key_id: str) -> Sequence[Any] | None:
     # One hop to the connection's thread for statement, rows and cursor together.
     rows = await driver.execute_fetchall(_AIOSQLITE_SQL, (access_key_id,))
     return rows[0] if rows else None
-
-
-_DRIVER_QUERIES: Final = {"asyncpg": _asyncpg_row, "aiosqlite": _aiosqlite_row}
 
 
 def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:

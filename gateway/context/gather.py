@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from gateway.auth.sessions import BoundSession
 from gateway.case import CaseContext, LegalBasis, canonical
 from gateway.context.activity import (
@@ -35,7 +33,7 @@ from gateway.context.inspection import (
     parse_location_header,
 )
 from gateway.context.warrants import find_warrant
-from gateway.db import map_database_errors
+from gateway.db import RequestReader, map_database_errors
 from gateway.errors import MalformedRequest, ServiceUnavailable
 from gateway.leads.refusals import refused_bases
 from gateway.operations import FaceOperation, ImageFacts, image_roles
@@ -138,7 +136,7 @@ class Gathered:
 
 async def gather(
     *,
-    reads: AsyncEngine,
+    reads: RequestReader,
     session: BoundSession,
     operation: FaceOperation,
     images: tuple[bytes, ...],
@@ -202,7 +200,7 @@ async def _inspect(
 
 
 async def _gather_context(
-    reads: AsyncEngine,
+    reads: RequestReader,
     *,
     session: BoundSession,
     operation: FaceOperation,
@@ -214,14 +212,13 @@ async def _gather_context(
     by headers with the warrant as found in the registry."""
     context, conflicts = merge_case_context(session.context, headers)
     with map_database_errors("the warrant registry could not be read"):
-        async with reads.connect() as db:
-            warrant = await find_warrant(
-                db,
-                warrant_id=context.warrant_id,
-                operation=operation,
-                case_number=context.case_number,
-                now=now,
-            )
+        warrant = await find_warrant(
+            reads,
+            warrant_id=context.warrant_id,
+            operation=operation,
+            case_number=context.case_number,
+            now=now,
+        )
     refused: list[str] = []
     if context.legal_basis not in (None, LegalBasis.WARRANT, LegalBasis.COURT_ORDER):
         # A search without a warrant, in a case whose earlier one an authority refused.

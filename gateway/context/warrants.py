@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.auth.models import PrincipalRow
-from gateway.db import Base, UTCDateTime
+from gateway.db import Base, RequestReader, UTCDateTime
 from gateway.errors import MalformedRequest
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import WarrantFinding, WarrantStatus
@@ -193,9 +193,16 @@ class _Registered(NamedTuple):
     created_by: str
 
 
-async def _registered(db: AsyncConnection | AsyncSession, warrant_id: str) -> _Registered | None:
+async def _registered(
+    db: RequestReader | AsyncConnection | AsyncSession, warrant_id: str
+) -> _Registered | None:
     """The warrant as the registry holds it now: read on every request, never cached, so a
     revocation refuses the very next request."""
+    if isinstance(db, RequestReader):
+        if db.on_asyncpg:  # a connection of the reader's own pool
+            return _from_record(await db.fetchrow(_PG_FIND_WARRANT, warrant_id))
+        async with db.engine.connect() as connection:
+            return await _registered(connection, warrant_id)
     connection = db if isinstance(db, AsyncConnection) else await db.connection()
     if connection.dialect.name != "postgresql":
         row = (await connection.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
@@ -208,6 +215,11 @@ async def _registered(db: AsyncConnection | AsyncSession, warrant_id: str) -> _R
         # invalidated, it is replaced rather than handed to the next request.
         await connection.invalidate()
         raise
+    return _from_record(record)
+
+
+def _from_record(record: Any) -> _Registered | None:
+    """`_PG_FIND_WARRANT`'s row as `_FIND_WARRANT`'s reads through SQLAlchemy."""
     if record is None:
         return None
     values = dict(record)
@@ -221,7 +233,7 @@ async def _registered(db: AsyncConnection | AsyncSession, warrant_id: str) -> _R
 
 
 async def find_warrant(
-    db: AsyncConnection | AsyncSession,
+    db: RequestReader | AsyncConnection | AsyncSession,
     *,
     warrant_id: str | None,
     operation: FaceOperation,
@@ -229,6 +241,8 @@ async def find_warrant(
     now: datetime,
 ) -> WarrantFinding:
     """The warrant a request names, as found: the policy decides what each status means.
+    Read from `db`: the request path's reader, or a connection or session (which sees
+    what its transaction wrote).
 
     Database errors propagate as the driver raised them (the caller's storage edge,
     `map_database_errors`, maps them): nothing is found when the registry cannot be read.

@@ -6,13 +6,12 @@ Apart from the rest of gateway/leads/ so that gathering imports the table and no
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import map_database_errors
+from gateway.db import RequestReader, map_database_errors
 from gateway.leads.models import AuthorisationRow
 
 
-async def refused_bases(reads: AsyncEngine, *, case_number: str | None, agency: str) -> list[str]:
+async def refused_bases(reads: RequestReader, *, case_number: str | None, agency: str) -> list[str]:
     """The bases of this case's authorisations an authority refused (the policy refuses the
     case's next search on such a basis). Raises StorageUnavailable: step 3 fails closed."""
     if case_number is None:
@@ -25,5 +24,5 @@ async def refused_bases(reads: AsyncEngine, *, case_number: str | None, agency: 
         .distinct()
     )
     with map_database_errors("the database failed: the case's authorisations could not be read"):
-        async with reads.connect() as connection:
+        async with reads.engine.connect() as connection:
             return sorted((await connection.scalars(query)).all())

@@ -33,11 +33,10 @@ from gateway.vendors.inventory import VendorBackend
 from gateway.vendors.scale import WireScale
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from gateway.auth.replay import ReplayCache
     from gateway.auth.secrets import MasterKey
     from gateway.config import Settings
+    from gateway.db import RequestReader
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ class VendorAdapter(Protocol):
 class AuthDeps:
     """What an authenticator may be built from: the process's long-lived objects."""
 
-    reads: AsyncEngine  # gateway.db.request_reader
+    reads: RequestReader
     master_key: MasterKey
     settings: Settings
     replays: ReplayCache  # spent signatures, shared by replicas with Redis

@@ -21,7 +21,7 @@ from gateway.auth.sessions import (
     revoke_case_session,
 )
 from gateway.case import CaseContext, LegalBasis
-from gateway.db import create_engine, request_reader, session_factory
+from gateway.db import RequestReader, create_engine, session_factory
 from gateway.errors import StorageUnavailable
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
@@ -40,6 +40,13 @@ async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(migrated_database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def reads(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
+    reads = await RequestReader.open(engine)
+    yield reads
+    await reads.aclose()
 
 
 async def open_session(engine: AsyncEngine, context: CaseContext = CONTEXT) -> str:
@@ -66,12 +73,12 @@ async def open_session(engine: AsyncEngine, context: CaseContext = CONTEXT) -> s
 
 @pytest.mark.parametrize("context", [CONTEXT, CaseContext()], ids=["full", "empty"])
 async def test_the_driver_read_is_the_sqlalchemy_read(
-    engine: AsyncEngine, context: CaseContext
+    engine: AsyncEngine, reads: RequestReader, context: CaseContext
 ) -> None:
     key = await open_session(engine, context)
     async with engine.connect() as db:
         expected = await load_case_session(db, key)
-    read = await read_case_session(request_reader(engine), key)
+    read = await read_case_session(reads, key)
     assert read is not None
     assert read == expected
     assert read.expires_at == NOW + timedelta(hours=1)
@@ -82,18 +89,20 @@ async def test_the_driver_read_is_the_sqlalchemy_read(
     assert not read.revoked
 
 
-async def test_unknown_keys_and_disabled_principals_read_as_none(engine: AsyncEngine) -> None:
+async def test_unknown_keys_and_disabled_principals_read_as_none(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
     key = await open_session(engine)
-    reads = request_reader(engine)
     assert await read_case_session(reads, "FGAKNOSUCHKEY") is None
     async with engine.begin() as db:
         await db.execute(sa.update(PrincipalRow).values(disabled_at=NOW))
     assert await read_case_session(reads, key) is None
 
 
-async def test_a_revocation_is_read_by_the_very_next_request(engine: AsyncEngine) -> None:
+async def test_a_revocation_is_read_by_the_very_next_request(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
     key = await open_session(engine)
-    reads = request_reader(engine)
     for _ in range(3):  # every pooled connection warm, its statement prepared
         session = await read_case_session(reads, key)
         assert session is not None and not session.revoked
@@ -105,11 +114,11 @@ async def test_a_revocation_is_read_by_the_very_next_request(engine: AsyncEngine
 
 
 async def test_a_database_that_fails_is_refused_and_its_connection_dropped(
-    engine: AsyncEngine,
+    engine: AsyncEngine, reads: RequestReader
 ) -> None:
     key = await open_session(engine)
-    reads = request_reader(engine)
     assert await read_case_session(reads, key) is not None
+    backend = await backend_of(reads)
     async with engine.begin() as db:
         await db.execute(sa.text("ALTER TABLE case_sessions RENAME TO case_sessions_away"))
     try:
@@ -120,12 +129,27 @@ async def test_a_database_that_fails_is_refused_and_its_connection_dropped(
             await db.execute(sa.text("ALTER TABLE case_sessions_away RENAME TO case_sessions"))
     # The pool still serves: the failed connection was not handed out broken.
     assert await read_case_session(reads, key) is not None
+    if backend is not None:  # closed, not pooled again: another backend serves
+        assert await backend_of(reads) != backend
+
+
+async def backend_of(reads: RequestReader) -> int | None:
+    """The server process behind the reader's pooled connection on PostgreSQL (its pool
+    hands out the connection returned last), else None."""
+    if not reads.on_asyncpg:
+        return None
+    row = await reads.fetchrow("SELECT pg_backend_pid()")
+    assert row is not None
+    pid: int = row[0]
+    return pid
 
 
 async def test_an_unreachable_database_is_refused() -> None:
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")
+    reads = await RequestReader.open(engine)  # opens no connection
     try:
         with pytest.raises(StorageUnavailable, match="session store"):
-            await read_case_session(request_reader(engine), "FGAKANYKEY")
+            await read_case_session(reads, "FGAKANYKEY")
     finally:
+        await reads.aclose()
         await engine.dispose()

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.principals import Principal, Role
 from gateway.auth.sessions import BoundSession
@@ -30,7 +29,7 @@ from gateway.context.face_sources import MemoryFaceSourceStore, SourceRecord
 from gateway.context.gather import gather, vendor_facts
 from gateway.context.inspection import ImageFindings, ProbeInspection
 from gateway.context.warrants import WarrantCreate, WarrantKind, create_warrant, revoke_warrant
-from gateway.db import create_engine, request_reader, session_factory
+from gateway.db import RequestReader, create_engine, session_factory
 from gateway.operations import FaceOperation, OperationKind
 from gateway.vendors.inventory import Attestation, Credentials, VendorBackend
 
@@ -63,7 +62,7 @@ class FixedInspector:
 
 
 @pytest.fixture
-async def reads(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+async def reads(migrated_database_url: str) -> AsyncIterator[RequestReader]:
     engine = create_engine(migrated_database_url)
     async with session_factory(engine)() as db, db.begin():
         for warrant_id, case, valid_until in (
@@ -89,7 +88,9 @@ async def reads(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
                 now=NOW - timedelta(days=2),
             )
         await revoke_warrant(db, warrant_id="W-REVOKED", reason="quashed", now=NOW)
-    yield request_reader(engine)
+    reads = await RequestReader.open(engine)
+    yield reads
+    await reads.aclose()
     await engine.dispose()
 
 
@@ -220,7 +221,7 @@ def requests() -> list[dict[str, Any]]:
     return run
 
 
-async def gathered_inputs(reads: AsyncEngine, activity: ActivityStore) -> list[Any]:
+async def gathered_inputs(reads: RequestReader, activity: ActivityStore) -> list[Any]:
     face_sources = MemoryFaceSourceStore()
     await face_sources.remember(
         {
@@ -253,7 +254,7 @@ async def gathered_inputs(reads: AsyncEngine, activity: ActivityStore) -> list[A
 
 
 async def test_a_fixed_run_of_requests_is_judged_on_the_inputs_recorded(
-    reads: AsyncEngine, activity: ActivityStore
+    reads: RequestReader, activity: ActivityStore
 ) -> None:
     inputs = await gathered_inputs(reads, activity)
     if os.environ.get("FACEGATE_WRITE_GATHERED_INPUTS"):

@@ -25,7 +25,6 @@ from gateway.case import CaseContext
 from gateway.config import Settings
 from gateway.context.activity import ActivityEvent, MemoryActivityStore
 from gateway.context.face_sources import IssuedFaces
-from gateway.db import request_reader
 from gateway.errors import AuditUnavailable, FacegateError
 from gateway.leads.book import LeadBook
 from gateway.leads.models import LeadRow
@@ -181,7 +180,7 @@ def pipeline_of(services: Services, policy: FixedPolicy, **overrides: Any) -> Pi
     fields: dict[str, Any] = {
         "audit": services.audit,
         "policy": policy,
-        "reads": request_reader(services.engine),
+        "reads": services.reads,
         "activity": MemoryActivityStore(),
     }
     return Pipeline(**(fields | overrides))
