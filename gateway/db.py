@@ -119,11 +119,11 @@ class RequestReader:
     costs more than it saves.
 
     On PostgreSQL on asyncpg the reads that run on every request (`fetchrow`) go on
-    connections of the reader's own (`_ReadConnections`), configured from the engine's URL:
-    a checkout from SQLAlchemy's pool around the driver's connection (Engine.raw_connection,
-    the pool's fairy, a greenlet hop each way) cost about 0.1 ms of CPU a read, as much as
-    the prepared SELECT itself, and asyncpg's own pool about half that (a task per release,
-    timers); these take a few microseconds (issue 17). Open the reader with `open`, close it
+    a pool of the reader's own (`_ReadConnections`: asyncpg's pool, configured from the
+    engine's URL, without asyncpg's reset on release): a checkout from SQLAlchemy's pool
+    around the driver's connection (Engine.raw_connection, the pool's fairy, a greenlet hop
+    each way) cost about 0.1 ms of CPU a read, as much as the prepared SELECT itself
+    (issue 17). Open the reader with `open`, close it
     with `aclose` (gateway.services does both with the app's lifespan).
     """
 
@@ -143,7 +143,7 @@ class RequestReader:
         _, connect_args = engine.dialect.create_connect_args(engine.url)
         for name in _SQLALCHEMY_ONLY_ARGS:
             connect_args.pop(name, None)
-        return cls(engine, _ReadConnections(dict(connect_args), size=READ_POOL_SIZE))
+        return cls(engine, await _ReadConnections.open(dict(connect_args), size=READ_POOL_SIZE))
 
     @property
     def on_asyncpg(self) -> bool:
@@ -172,53 +172,41 @@ class RequestReader:
 
 
 class _ReadConnections:
-    """At most `size` asyncpg connections, opened on demand, each running one statement at
-    a time; the one returned last is taken first, so a quiet process keeps few warm.
+    """asyncpg's own pool, at most `size` connections, opened on demand (min_size 0).
 
     Nothing a read does outlives its statement (no transaction, no session setting), so a
-    connection goes back as it is, with no reset; one that failed does not go back."""
+    connection goes back without asyncpg's reset (a round trip of RESET ALL, UNLISTEN and
+    advisory unlocks per release, measured as most of the pool's cost); one whose read
+    failed is terminated first, and the pool opens another in its place."""
 
-    def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
-        self._connect_args = connect_args
-        self._slots = asyncio.Semaphore(size)
-        self._idle: list[asyncpg.Connection] = []
-        self._closed = False
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, connect_args: dict[str, Any], *, size: int) -> _ReadConnections:
+        pool = await asyncpg.create_pool(
+            min_size=0, max_size=size, reset=_nothing_to_reset, **connect_args
+        )
+        return cls(pool)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with self._slots:
-            connection = await self._take()
+        async with self._pool.acquire() as connection:
             try:
                 row: asyncpg.Record | None = await connection.fetchrow(query, *args)
             except BaseException:
                 connection.terminate()
                 raise
-            if self._closed:
-                await _close(connection)
-            else:
-                self._idle.append(connection)
             return row
 
-    async def _take(self) -> asyncpg.Connection:
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.is_closed():
-                return connection
-        if self._closed:
-            raise asyncpg.InterfaceError("the request path's reader is closed")
-        return await asyncpg.connect(**self._connect_args)
-
     async def aclose(self) -> None:
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await _close(connection)
+        # A connection that cannot be closed politely is aborted by asyncpg before it
+        # raises: either way it is gone, and shutdown goes on.
+        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
+            await asyncio.wait_for(self._pool.close(), timeout=5)
 
 
-async def _close(connection: asyncpg.Connection) -> None:
-    # A connection that cannot be closed politely is aborted by asyncpg before it raises:
-    # either way it is gone, and shutdown goes on.
-    with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
-        await connection.close(timeout=5)
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """The reads leave no state on a connection (see _ReadConnections)."""
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
