@@ -397,16 +397,19 @@ crowd_message(role, faces, limit) := concat("", [
 	" may hold in any one image: ", object.get(crowd_effects, op.kind, "that is a crowd scan"),
 ])
 
+# The limit is looked up only once an image's faces are known: a request whose images were
+# not inspected (no counts) stops at the first cheap test.
 deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
 	crowd_kind
+	faces := crowd_image.faces
 	limit := crowd_limit(op.kind)
-	crowd_image.faces > limit
+	faces > limit
 }
 
 deny contains reason("crowd_scan", crowd_message("probe", op.faces_in_probe, limit)) if {
+	is_number(op.faces_in_probe)
 	crowd_kind
 	count(counted_images) == 0
-	is_number(op.faces_in_probe)
 	limit := crowd_limit(op.kind)
 	op.faces_in_probe > limit
 }
