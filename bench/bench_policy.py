@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 LIFTED = 10**9
 
 
-def lifted_policy(workdir: Path) -> Path:
-    copy = Path(shutil.copytree(REPO / "policies", workdir / "policies", dirs_exist_ok=True))
+def lifted_policy(workdir: Path, source: Path = REPO / "policies") -> Path:
+    """A lifted copy of `source` (by default this checkout's policies) under `workdir`."""
+    copy = Path(shutil.copytree(source, workdir / "policies", dirs_exist_ok=True))
     path = copy / "data" / "patterns.yaml"
     data = yaml.safe_load(path.read_text())
     patterns = data["patterns"]

@@ -133,7 +133,10 @@ def main() -> None:
                     {
                         **environment,
                         "PYTHONPATH": str(tree.resolve()),
-                        "FACEGATE_POLICY_DIR": str(lifted_policy(workdir)),
+                        # Each tree's own policy: a change to the policy is a change too.
+                        "FACEGATE_POLICY_DIR": str(
+                            lifted_policy(workdir / f"policy-{name}", tree / "policies")
+                        ),
                         "FACEGATE_PROBE_INSPECTION": "false",
                     },
                     port,
