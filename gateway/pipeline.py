@@ -387,9 +387,33 @@ class _RecordBuilder:
     parsed: ParsedRequest | None = None
     policy_input: PolicyInput | None = None
 
+    # The fields every record of the request shares but `time`, as of the steps that set
+    # them: computed once per stage rather than once per record (a decision and its outcome
+    # share them, three model_dumps among them). Session, parsed request and policy input
+    # are frozen, so the same three objects always give the same fields.
+    _shared: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _shared_for: tuple[object, object, object] = field(
+        default=(None, None, None), init=False, repr=False
+    )
+
     def common(self) -> dict[str, Any]:
+        """The fields of this request's next record, `time` now: a new dict each call."""
+        shared, (session, parsed, policy_input) = self._shared, self._shared_for
+        if (
+            shared is None
+            or session is not self.session
+            or parsed is not self.parsed
+            or policy_input is not self.policy_input
+        ):
+            shared = self._shared = self._shared_fields()
+            self._shared_for = (self.session, self.parsed, self.policy_input)
+        fields = {"time": datetime.now(UTC), **shared}
+        if "probe_digests" in shared:
+            fields["probe_digests"] = list(shared["probe_digests"])  # each caller's own
+        return fields
+
+    def _shared_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "time": datetime.now(UTC),
             "request_id": self.request.request_id,
             "client_address": self.request.client_address,
             "vendor": self.vendor,
