@@ -314,11 +314,11 @@ async def test_a_registry_that_cannot_be_read_refuses_and_holds_no_reservation(
     assert reservation.counts["officer"]["requests"]["day"] == 2
 
 
+# PostgreSQL only: SQLite has no server to drop a connection.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_connection_the_database_dropped_fails_at_most_one_request_and_is_replaced(
     registry: AsyncEngine, reads: RequestReader
 ) -> None:
-    if registry.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
     activity = MemoryActivityStore()
     assert (await gathered_warrant(reads, activity)).status is WarrantStatus.ACTIVE
     killer = create_engine(registry.url.render_as_string(hide_password=False))
