@@ -203,19 +203,9 @@ async def _registered(
             return _from_record(await db.fetchrow(_PG_FIND_WARRANT, warrant_id))
         async with db.engine.connect() as connection:
             return await _registered(connection, warrant_id)
-    connection = db if isinstance(db, AsyncConnection) else await db.connection()
-    if connection.dialect.name != "postgresql":
-        row = (await connection.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
-        return None if row is None else _Registered._make(row)
-    driver: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
-    try:
-        record = await driver.fetchrow(_PG_FIND_WARRANT, warrant_id)
-    except BaseException:
-        # A connection that failed under the driver is not known to SQLAlchemy's pool:
-        # invalidated, it is replaced rather than handed to the next request.
-        await connection.invalidate()
-        raise
-    return _from_record(record)
+    # Off the request path (a caller's own connection or session): SQLAlchemy's read.
+    row = (await db.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
+    return None if row is None else _Registered._make(row)
 
 
 def _from_record(record: Any) -> _Registered | None:
