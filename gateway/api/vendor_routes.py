@@ -136,14 +136,6 @@ async def _answer(
     return await services.pipeline.handle(vendor, dataclasses.replace(incoming, body=body))
 
 
-async def serve_vendor_request(
-    scope: Scope, receive: Receive, send: Send, services: Services, vendor: Vendor
-) -> None:
-    """Answer one request of `vendor`'s protocol, as an ASGI app would."""
-    response = await handle_vendor_request(scope, receive, services, vendor)
-    await response(scope, receive, send)
-
-
 class VendorRoutes:
     """Pure ASGI middleware: vendor-protocol requests go straight to the pipeline.
 
@@ -163,4 +155,7 @@ class VendorRoutes:
             await self.app(scope, receive, send)
             return
         services: Services = scope["app"].state.services
-        await serve_vendor_request(scope, receive, send, services, services.vendors[found.protocol])
+        response = await handle_vendor_request(
+            scope, receive, services, services.vendors[found.protocol]
+        )
+        await response(scope, receive, send)
