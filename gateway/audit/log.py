@@ -31,7 +31,10 @@ Contract:
   also signs only a tree that a consistency proof shows to extend that record, so a
   database owner who cuts back or empties the checkpoint table and rebuilds the tree
   cannot make the key sign the rewrite. The record moves forward after each signed
-  batch commits.
+  batch commits: in a worker thread while the batch's callers go on (its two fsyncs are
+  not theirs to wait for), and always before this log signs again or closes. A record
+  that cannot be written fails the next batch closed (it is tried once more first), so
+  the key never signs past a tree the file does not hold.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
   the database URL (``stores.map_database_errors``, the one edge). Callers fail closed.
 * What is kept in memory between batches is only a cache, checked inside the lock: each
@@ -149,6 +152,9 @@ class AuditLog:
         self._committed: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged: tuple[int, bytes, merkle.CompactRange] | None = None
         self._staged_checkpoint: Checkpoint | None = None  # signed in the batch being written
+        # The signed-state record of the last committed batch, being written in a worker
+        # thread (None once settled): the next signature waits for it (_settle_record).
+        self._recording: tuple[Checkpoint, asyncio.Future[None]] | None = None
         # The database is chosen once, here: the commit path only asks the store for a batch.
         self._store = group_commit_store(engine, lock_timeout_ms=self._lock_timeout_ms)
 
@@ -235,7 +241,13 @@ class AuditLog:
         before disposing the engine)."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        await self._store.aclose()
+        try:
+            # What this log signed last is on disk when it is closed (a restart, a CLI
+            # command that appended): a record left behind would only be one batch old,
+            # which the next signature still proves consistency from.
+            await self._settle_record()
+        finally:
+            await self._store.aclose()
 
     async def _write_batches(self) -> None:
         # One writer per process at a time; it exits when nothing is pending, and append
@@ -288,22 +300,45 @@ class AuditLog:
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
         self._committed = self._staged
-        # 9. Move the record of the last signed tree forward. A crash before this leaves
-        #    the record one batch behind, which is still a tree the key signed: the next
-        #    batch proves consistency from there. Were the file unwritable, the callers
-        #    hear AuditUnavailable though their entries are committed (the log says more
-        #    was asked than was done, never less), and the record stays behind.
+        # 9. Move the record of the last signed tree forward, in a worker thread, while
+        #    the callers go on: what they were promised (committed, durable, signed in the
+        #    database) holds already, and the record guards only the key's next signature,
+        #    which waits for it (step 3b, _settle_record). A crash before the record is
+        #    written leaves it one batch behind, which is still a tree the key signed: the
+        #    next batch proves consistency from there, as it did when the callers waited.
         signed = self._staged_checkpoint
         if signed is not None and self._signed_state is not None:
+            writing = asyncio.get_running_loop().run_in_executor(
+                None, self._signed_state.record, signed
+            )
+            # Retrieved by _settle_record; were the log never to sign or close again, a
+            # failure would otherwise be reported as "never retrieved" at exit.
+            writing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._recording = (signed, writing)
+        await self._reached("committed")
+        return results
+
+    async def _settle_record(self) -> None:
+        """Wait until the record of the last signed tree holds what this log signed last.
+        A write that failed is tried once more here; if that fails too, raise
+        AuditUnavailable: the caller (the next signing batch) must not sign past it. The
+        entries of the batch it records are committed either way (the log may say more
+        was asked than was done, never less)."""
+        if self._recording is None or self._signed_state is None:
+            return
+        signed, writing = self._recording
+        await self._reached("awaiting the signed-state record")
+        try:
+            await writing
+        except OSError:
             try:
                 await asyncio.to_thread(self._signed_state.record, signed)
             except OSError as exc:
                 raise AuditUnavailable(
                     f"the record of the last signed tree ({self._signed_state.path}) could not"
-                    f" be written: {exc.strerror}"
+                    f" be written: {exc.strerror}; refusing to sign until it can"
                 ) from exc
-        await self._reached("committed")
-        return results
+        self._recording = None
 
     async def _reached(self, step: str) -> None:
         """A seam for fault-injection tests: raise here to crash at ``step``."""
@@ -350,7 +385,11 @@ class AuditLog:
         # 3b. And check it extends the last tree this key signed, as recorded beside the key:
         #    the database's own checkpoints may have been cut back with the tree. Every
         #    signing batch checks; after our own batch the sizes match and it is a compare.
+        #    The record this log's previous batch is still writing must be on disk first,
+        #    else the check would be against a tree one batch old, and a failure to write
+        #    it would go unseen; it was written while this batch took the sequencer.
         if sign and self._signer is not None and self._signed_state is not None:
+            await self._settle_record()
             await check_signed_state(store, compact, self._signer, self._signed_state)
 
         # 4. Sequence and hash each record, in memory. A record that cannot be hashed is

@@ -5,6 +5,8 @@ rebuilds the tree (both verifiers then say ok) cannot make the gateway sign the 
 from __future__ import annotations
 
 import asyncio
+import errno
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,8 +80,11 @@ async def count(engine: AsyncEngine) -> int:
 
 
 async def append_each(log: AuditLog, make: RecordFactory, prefix: str, n: int) -> None:
+    """Append ``n`` records, then close the log as a gateway that stops does: the record of
+    the last signed tree is written after the callers are answered, and by ``aclose``."""
     for i in range(n):
         await log.append(make(request_id=f"{prefix}-{i}"))
+    await log.aclose()
 
 
 async def test_a_log_cut_back_with_its_checkpoints_is_not_signed(
@@ -153,6 +158,7 @@ async def test_appends_across_restarts_and_replicas_go_on(
         await there.aclose()
     last = gateway_log(engine, signer, state)
     await last.append(record_factory(request_id="last"))
+    await last.aclose()
     assert await count(engine) == 3 * 17 + 1
     await check_everything(last, signer)
     recorded = state.read()
@@ -186,7 +192,9 @@ async def test_a_log_that_never_signed_starts_its_record(
     # Entries from before the first signature (a keyless tool, `facegate db upgrade`).
     await append_each(AuditLog(session_factory(engine)), record_factory, "early", 2)
     assert state.read() is None
-    await gateway_log(engine, signer, state).append(record_factory(request_id="first signed"))
+    log = gateway_log(engine, signer, state)
+    await log.append(record_factory(request_id="first signed"))
+    await log.aclose()
     recorded = state.read()
     assert recorded is not None and recorded.size == 3
 
@@ -239,3 +247,103 @@ def test_a_record_changed_by_another_process_or_in_place_is_read_afresh(tmp_path
     assert here.read() == Checkpoint(ORIGIN, 8, bytes(range(32)))
     state_path.write_bytes(Checkpoint(ORIGIN, 9, bytes(32)).body().replace("\n", "\r\n").encode())
     assert here.read() == Checkpoint(ORIGIN, 9, bytes(32))  # as read_text reads it
+
+
+class HeldRecord(SignedTreeState):
+    """A record that is written only once ``release`` is set (or after 10 s, so that a
+    broken log fails its test rather than hangs it), noting when each write is done."""
+
+    def __init__(self, path: Path, events: list[str]) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+        self.events = events
+
+    def record(self, checkpoint: Checkpoint) -> None:
+        self.release.wait(timeout=10)
+        super().record(checkpoint)
+        self.events.append(f"recorded {checkpoint.size}")
+
+
+class NotedLog(AuditLog):
+    """The gateway's log, noting its steps; it lets a held record go as soon as it waits
+    for it, so a log that waits when it should not is told by the order of events."""
+
+    def __init__(self, engine: AsyncEngine, signer: Signer, state: HeldRecord) -> None:
+        super().__init__(session_factory(engine), signer=signer, signed_state=state)
+        self.state = state
+
+    async def _reached(self, step: str) -> None:
+        if step == "awaiting the signed-state record":
+            self.state.release.set()
+        self.state.events.append(step)
+
+
+async def test_callers_go_on_before_the_record_is_written_and_the_next_signature_waits(
+    engine: AsyncEngine, signer: Signer, tmp_path: Path, record_factory: RecordFactory
+) -> None:
+    events: list[str] = []
+    state = HeldRecord(tmp_path / "log.key.signed-tree", events)
+    log = NotedLog(engine, signer, state)
+    await log.append(record_factory(request_id="first"))
+    # Answered while the record of its batch is still held back: its two fsyncs are not
+    # the caller's to wait for.
+    assert "recorded 1" not in events and await count(engine) == 1
+
+    state.release.clear()
+    events.clear()
+    await log.append(record_factory(request_id="second"))
+    # The second batch signed only once the record of the first was written, so it was
+    # checked against the tree the key signed last, not one batch older.
+    assert events.index("awaiting the signed-state record") < events.index("recorded 1")
+    assert events.index("recorded 1") < events.index("signed")
+    await log.aclose()
+
+
+async def test_closing_the_log_writes_the_record_of_its_last_signature(
+    engine: AsyncEngine, signer: Signer, tmp_path: Path, record_factory: RecordFactory
+) -> None:
+    state = HeldRecord(tmp_path / "log.key.signed-tree", [])
+    log = NotedLog(engine, signer, state)
+    for i in range(3):
+        state.release.clear()
+        await log.append(record_factory(request_id=f"r{i}"))
+    state.release.clear()
+    await log.aclose()
+    recorded = state.read()
+    assert recorded is not None and recorded.size == 3
+
+
+class UnwritableRecord(SignedTreeState):
+    """A record whose file system refuses writes while ``broken``."""
+
+    broken = False
+
+    def record(self, checkpoint: Checkpoint) -> None:
+        if self.broken:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        super().record(checkpoint)
+
+
+async def test_a_record_that_cannot_be_written_stops_the_next_signature(
+    engine: AsyncEngine, signer: Signer, tmp_path: Path, record_factory: RecordFactory
+) -> None:
+    state = UnwritableRecord(tmp_path / "log.key.signed-tree")
+    await append_each(gateway_log(engine, signer, state), record_factory, "kept", 1)
+    log = gateway_log(engine, signer, state)
+    state.broken = True
+    # Committed and answered: the database holds the entry and its signed checkpoint...
+    await log.append(record_factory(request_id="committed, record not written"))
+    assert await count(engine) == 2
+    # ...but the key signs nothing past a tree its record does not hold (tried again first).
+    with pytest.raises(AuditUnavailable, match="could not be written: Permission denied"):
+        await log.append(record_factory(request_id="refused"))
+    assert await count(engine) == 2
+    recorded = state.read()
+    assert recorded is not None and recorded.size == 1
+
+    state.broken = False  # the disk is back: the record catches up, then the log goes on
+    await log.append(record_factory(request_id="after"))
+    await log.aclose()
+    assert await count(engine) == 3
+    recorded = state.read()
+    assert recorded is not None and recorded.size == 3
