@@ -17,7 +17,9 @@ Contract:
 * Group commit: appends without ``db`` that arrive while a batch is being written queue
   for the next one, so a batch is whatever arrived during the previous commit (up to
   ``max_batch``). One transaction, one fsync, one signature per batch; each caller still
-  gets back only its own entry, only after that commit.
+  gets back only its own entry, only after that commit. A log that committed the last
+  batch itself writes the next one in one exchange (``_write_on_head``) if the head is
+  still the one it left; anything else takes the full path, checks and all.
 * A ``Unit`` (``append_unit``) is several records that must commit with rows of other
   tables (an identification's leads and its outcome), or not at all. It joins the group
   commit like a plain record: its rows are inserted in the batch's transaction, its
@@ -49,7 +51,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any, Final, cast
@@ -60,12 +62,13 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.schema import sort_tables
 
 from gateway.audit import chain, merkle
-from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
+from gateway.audit.checkpoint import Checkpoint, CheckpointError, SignedTreeState, Signer
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import AppendedEntry
 from gateway.audit.signing import check_latest_checkpoint, check_signed_state, read_compact_range
 from gateway.audit.stores import (
     AppendStore,
+    Head,
     Row,
     SQLAlchemyStore,
     group_commit_store,
@@ -294,8 +297,12 @@ class AuditLog:
         #    nothing: the log may say more was asked than was done, never less.
         #    The store rolls back on any exception, cancellation included, so no
         #    transaction or sequencer outlives the batch (GroupCommitStore.batch).
-        async with self._store.batch() as store:
-            results = await self._write(store, records, sign=sign, cached=committed)
+        results = None
+        if committed is not None:
+            results = await self._write_on_head(records, sign=sign, cached=committed)
+        if results is None:
+            async with self._store.batch() as store:
+                results = await self._write(store, records, sign=sign, cached=committed)
         # 8. Committed and durable: PostgreSQL's COMMIT waited for the WAL flush,
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
@@ -330,13 +337,16 @@ class AuditLog:
         await self._reached("awaiting the signed-state record")
         try:
             await writing
-        except OSError:
+        except (OSError, CheckpointError):
             try:
                 await asyncio.to_thread(self._signed_state.record, signed)
-            except OSError as exc:
+            except (OSError, CheckpointError) as exc:
+                # OSError: the file cannot be written; CheckpointError: what it holds now
+                # cannot be read, so it cannot be told whether this tree is larger.
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 raise AuditUnavailable(
                     f"the record of the last signed tree ({self._signed_state.path}) could not"
-                    f" be written: {exc.strerror}; refusing to sign until it can"
+                    f" be written: {why}; refusing to sign until it can"
                 ) from exc
         self._recording = None
 
@@ -392,59 +402,12 @@ class AuditLog:
             await self._settle_record()
             await check_signed_state(store, compact, self._signer, self._signed_state)
 
-        # 4. Sequence and hash each record, in memory. A record that cannot be hashed is
-        #    refused alone and takes no seq, so the others keep contiguous ones. A unit's
-        #    records are all encoded before any takes a seq: one that cannot be hashed
-        #    refuses the whole unit (its rows too), never part of it.
-        results: list[AppendedEntry | list[AppendedEntry] | ValueError] = []
-        entry_rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
-        unit_rows: list[tuple[Table, Sequence[Row]]] = []
-        for item in records:
-            group = item.records if isinstance(item, Unit) else (item,)
-            first = size + len(entry_rows) + 1
-            try:
-                canonicals = [chain.canonical_bytes(first + i, r) for i, r in enumerate(group)]
-            except ValueError as exc:
-                results.append(exc)
-                continue
-            appended = []
-            for seq, record, canonical in zip(count(first), group, canonicals):
-                record_hash = chain.chain_hash(prev_hash, canonical)
-                entry_rows.append(
-                    {
-                        "seq": seq,
-                        "prev_hash": prev_hash.hex(),
-                        "record_hash": record_hash.hex(),
-                        **_column_values(record),
-                    }
-                )
-                for level, index, value in compact.append(merkle.leaf_hash(canonical)):
-                    node_rows.append({"level": level, "idx": index, "hash": value})
-                prev_hash = record_hash
-                appended.append(AppendedEntry(seq=seq, record_hash=record_hash.hex()))
-            if isinstance(item, Unit):
-                results.append(appended)
-                unit_rows.extend(item.rows)
-            else:
-                results.append(appended[0])
-        if not entry_rows:
+        # 4. Sequence and hash each record, in memory (_sequence).
+        results, rows = self._sequence(records, size, prev_hash, compact)
+        if not rows.entries:
             return results
-
-        # 5. Sign the new tree head, in memory. A signature made here and lost to a crash
-        #    or rollback was never served: the note exists only in this transaction, and
-        #    the next batch signs the size it finds. So no two checkpoints anyone can see
-        #    disagree.
-        checkpoint_row: dict[str, Any] | None = None
-        if sign and self._signer is not None:
-            checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
-            checkpoint_row = {
-                "tree_size": checkpoint.size,
-                "root_hash": checkpoint.root_hash,
-                "note": checkpoint.sign(self._signer),
-                "created_at": datetime.now(UTC),
-            }
-            self._staged_checkpoint = checkpoint
+        # 5. Sign the new tree head, in memory (_sign).
+        checkpoint_row = self._sign(compact) if sign else None
 
         # 6. Insert the entries, every tree node they complete and the checkpoint, visible
         #    to no one before COMMIT. Were the sequencer ever bypassed, the primary keys
@@ -452,14 +415,133 @@ class AuditLog:
         #    the late append fails.
         #    Units' rows go first, in the same transaction: they commit with the entries
         #    that record them, or roll back with them.
-        for table, rows in _by_table(unit_rows):
-            await store.insert_rows(table, rows)
-        await store.insert(entry_rows, node_rows, checkpoint_row)
+        for table, unit_rows in _by_table(rows.units):
+            await store.insert_rows(table, unit_rows)
+        await store.insert(rows.entries, rows.nodes, checkpoint_row)
         await self._reached("inserted")
         if checkpoint_row is not None:
             await self._reached("signed")
-            self._staged = (compact.size, prev_hash, compact.copy())
+            self._staged = (compact.size, rows.head_hash, compact.copy())
         return results
+
+    async def _write_on_head(
+        self,
+        records: Sequence[AuditRecord | Unit],
+        *,
+        sign: bool,
+        cached: tuple[int, bytes, merkle.CompactRange],
+    ) -> list[AppendedEntry | list[AppendedEntry] | ValueError] | None:
+        """The batch in one exchange (``GroupCommitStore.append_on_head``) when this process
+        committed the log's last batch and signed its latest checkpoint: the rows are made
+        from the edge it committed, and the store writes them only if the head is still
+        the one it left. None when this path does not apply or the head moved: nothing was
+        written, and the caller takes the full path (``_write``), which reads the head.
+
+        The full path's checks hold here as they would there: with the head unchanged,
+        the latest checkpoint is this log's own (step 3 is skipped there too), and the
+        record beside the key must be exactly the tree this log signed last (step 3b's
+        compare), else the full path runs them. Units with rows of other tables take the
+        full path: their tables are not in the one statement."""
+        if any(isinstance(item, Unit) and item.rows for item in records):
+            return None
+        size, prev_hash, edge = cached
+        compact = edge.copy()
+        if sign and self._signer is not None and self._signed_state is not None:
+            await self._settle_record()
+            ours = Checkpoint(self._signer.name, size, compact.root())
+            try:
+                recorded = self._signed_state.read()
+            except (CheckpointError, OSError):
+                return None  # the full path refuses it, naming why
+            if recorded != ours:
+                return None
+        results, rows = self._sequence(records, size, prev_hash, compact)
+        if not rows.entries:
+            return results
+        checkpoint_row = self._sign(compact) if sign else None
+        # The fault-injection seams of the full path, at the last moment nothing is sent:
+        # a failure here leaves the log as it was, as one between INSERT and COMMIT does.
+        await self._reached("inserted")
+        if checkpoint_row is not None:
+            await self._reached("signed")
+        head = Head(size, prev_hash.hex())
+        if not await self._store.append_on_head(head, rows.entries, rows.nodes, checkpoint_row):
+            self._staged_checkpoint = None  # never stored, so never served
+            return None
+        if checkpoint_row is not None:
+            self._staged = (compact.size, rows.head_hash, compact.copy())
+        return results
+
+    def _sequence(
+        self,
+        records: Sequence[AuditRecord | Unit],
+        size: int,
+        prev_hash: bytes,
+        compact: merkle.CompactRange,
+    ) -> tuple[list[AppendedEntry | list[AppendedEntry] | ValueError], _BatchRows]:
+        """Step 4: sequence and hash each record after the head (``size``, ``prev_hash``),
+        extending ``compact`` in place. A record that cannot be hashed is refused alone and
+        takes no seq, so the others keep contiguous ones. A unit's records are all encoded
+        before any takes a seq: one that cannot be hashed refuses the whole unit (its rows
+        too), never part of it."""
+        results: list[AppendedEntry | list[AppendedEntry] | ValueError] = []
+        rows = _BatchRows(head_hash=prev_hash)
+        for item in records:
+            group = item.records if isinstance(item, Unit) else (item,)
+            first = size + len(rows.entries) + 1
+            try:
+                canonicals = [chain.canonical_bytes(first + i, r) for i, r in enumerate(group)]
+            except ValueError as exc:
+                results.append(exc)
+                continue
+            appended = []
+            for seq, record, canonical in zip(count(first), group, canonicals):
+                record_hash = chain.chain_hash(rows.head_hash, canonical)
+                rows.entries.append(
+                    {
+                        "seq": seq,
+                        "prev_hash": rows.head_hash.hex(),
+                        "record_hash": record_hash.hex(),
+                        **_column_values(record),
+                    }
+                )
+                for level, index, value in compact.append(merkle.leaf_hash(canonical)):
+                    rows.nodes.append({"level": level, "idx": index, "hash": value})
+                rows.head_hash = record_hash
+                appended.append(AppendedEntry(seq=seq, record_hash=record_hash.hex()))
+            if isinstance(item, Unit):
+                results.append(appended)
+                rows.units.extend(item.rows)
+            else:
+                results.append(appended[0])
+        return results, rows
+
+    def _sign(self, compact: merkle.CompactRange) -> Row | None:
+        """Step 5: the signed checkpoint row of the tree ``compact``, made in memory. A
+        signature made here and lost to a crash or rollback was never served: the note
+        exists only in this batch, and the next batch signs the size it finds. So no two
+        checkpoints anyone can see disagree."""
+        if self._signer is None:
+            return None
+        checkpoint = Checkpoint(self._signer.name, compact.size, compact.root())
+        self._staged_checkpoint = checkpoint
+        return {
+            "tree_size": checkpoint.size,
+            "root_hash": checkpoint.root_hash,
+            "note": checkpoint.sign(self._signer),
+            "created_at": datetime.now(UTC),
+        }
+
+
+@dataclass(slots=True)
+class _BatchRows:
+    """What step 4 makes of a batch's records: the rows to insert, and the chain hash of
+    the last entry among them (the head's, if none)."""
+
+    head_hash: bytes
+    entries: list[Row] = field(default_factory=list)
+    nodes: list[Row] = field(default_factory=list)
+    units: list[tuple[Table, Sequence[Row]]] = field(default_factory=list)
 
 
 def _by_table(parts: list[tuple[Table, Sequence[Row]]]) -> list[tuple[Table, list[Row]]]:

@@ -2,7 +2,9 @@
 
 Four round trips a batch (BEGIN with the sequencer, the head, one INSERT of entries, nodes
 and checkpoint, COMMIT) and none of SQLAlchemy's per-statement work, which cost more than
-the statements themselves (bench/append_latency.py).
+the statements themselves (bench/append_latency.py). One round trip when the writer
+committed the last batch itself (``append_on_head``: a statement that takes the sequencer,
+checks the head and inserts, committed on its own), the usual case for a lone replica.
 """
 
 from __future__ import annotations
@@ -65,6 +67,38 @@ def _insert_everything(*, with_checkpoint: bool) -> str:
         return f"WITH entries AS ({entries}) {nodes}"
     checkpoint = _values_insert(CHECKPOINT_TABLE, len(LOG_TABLE.c) + len(TREE_TABLE.c) + 1)
     return f"WITH entries AS ({entries}), nodes AS ({nodes}) {checkpoint}"
+
+
+def _insert_on_head(*, with_checkpoint: bool, settings: str) -> str:
+    """A whole batch as one statement, committed on its own (``append_on_head``): the
+    sequencer, the settings a batch needs, a guard that the head is $1 (seq) and $2 (record
+    hash), and the inserts, each made only if the guard holds. Returns how many entries
+    were written: all of them, or none.
+
+    The statement's snapshot is taken before the lock is waited for, so a guard may pass on
+    a head that another writer has since extended; its INSERT of the same seq then fails on
+    the primary key (a unique check sees committed rows), and the statement rolls back."""
+    guarded = " WHERE EXISTS (SELECT FROM ok)"
+    parts = [
+        f"lock AS (SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"  # noqa: S608
+        f" FROM (SELECT {settings} OFFSET 0) AS settings)",
+        "ok AS (SELECT FROM lock, (SELECT seq, record_hash FROM audit_log"
+        " ORDER BY seq DESC LIMIT 1) AS head WHERE head.seq = $1 AND head.record_hash = $2)",
+        f"entries AS ({_unnest_insert(LOG_TABLE, 3)}{guarded} RETURNING 1)",
+        f"nodes AS ({_unnest_insert(TREE_TABLE, 3 + len(LOG_TABLE.c))}{guarded})",
+    ]
+    if with_checkpoint:
+        first = 3 + len(LOG_TABLE.c) + len(TREE_TABLE.c)
+        names = ", ".join(_quote(column.name) for column in CHECKPOINT_TABLE.c)
+        values = ", ".join(
+            f"${first + i}::{column.type.compile(dialect=_PG_DIALECT)}"
+            for i, column in enumerate(CHECKPOINT_TABLE.c)
+        )
+        parts.append(
+            f"checkpoint AS (INSERT INTO {_quote(CHECKPOINT_TABLE.name)} ({names})"
+            f" SELECT {values}{guarded})"
+        )
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM entries"  # noqa: S608
 
 
 _PG_INSERT_SIGNED: Final = _insert_everything(with_checkpoint=True)
@@ -166,6 +200,34 @@ class AsyncpgGroupCommit:
     def __init__(self, engine: AsyncEngine, *, lock_timeout_ms: int) -> None:
         self._engine = engine
         self._lock_timeout_ms = lock_timeout_ms
+        settings = PG_SETTINGS.format(lock_timeout=f"'{lock_timeout_ms:d}ms'")
+        self._on_head = {
+            signed: _insert_on_head(with_checkpoint=signed, settings=settings)
+            for signed in (False, True)
+        }
+
+    async def append_on_head(
+        self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
+    ) -> bool:
+        # One round trip where the full path makes four (BEGIN with the lock, the head, the
+        # INSERT, COMMIT): the statement is its own transaction.
+        arguments: list[Any] = [head.seq, head.record_hash]
+        arguments += [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
+        if checkpoint is not None:
+            arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
+        async with self._engine.connect() as connection:
+            driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+            try:
+                written = await driver_connection.fetchval(
+                    self._on_head[checkpoint is not None], *arguments
+                )
+            except asyncpg.UniqueViolationError:
+                return False  # another writer took this seq since the statement's snapshot
+            except BaseException:
+                # As in batch(): a connection in an unknown state is closed, never reused.
+                await connection.invalidate()
+                raise
+        return bool(written)
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AppendStore]:

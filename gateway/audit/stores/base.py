@@ -103,6 +103,21 @@ class GroupCommitStore(Protocol):
         Database errors come out raw; the log maps them at its edge."""
         ...
 
+    async def append_on_head(
+        self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
+    ) -> bool:
+        """A whole batch in one exchange with the database, for a writer that already knows
+        the head: take the sequencer and, only if the entry with the highest seq is then
+        ``head`` (its seq and record hash), write entries, nodes and (when given) the
+        checkpoint and commit them, durable as ``batch`` commits; return True. If the head
+        is another, or a primary key refuses a row because another writer committed it
+        meanwhile, write nothing and return False: the caller takes the full path
+        (``batch``), which reads what the head now is. A store that cannot do this in one
+        exchange returns False at once. When this raises, nothing is left held and, as
+        for ``batch``, a failure while committing leaves the outcome unknown. Database
+        errors come out raw; the log maps them at its edge."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the store holds of its own (a connection, a thread)."""
         ...

@@ -145,5 +145,11 @@ class SQLAlchemyGroupCommit:
         async with self._engine.begin() as connection:
             yield SQLAlchemyStore(connection, lock_timeout_ms=self._lock_timeout_ms)
 
+    async def append_on_head(
+        self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
+    ) -> bool:
+        # The databases this store serves (in-memory and URI SQLite) gain nothing from it.
+        return False
+
     async def aclose(self) -> None:
         return None

@@ -1,6 +1,7 @@
 """The sqlite3 store: SQLite's group commit on a connection of its own, in a thread of its
 own: two hand-offs to that thread a batch (BEGIN IMMEDIATE with the head; the INSERTs
-with COMMIT) where aiosqlite under SQLAlchemy made one per statement."""
+with COMMIT) where aiosqlite under SQLAlchemy made one per statement, and one when the
+writer committed the last batch itself (``append_on_head``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from gateway.audit.stores.base import (
 from gateway.db import apply_sqlite_pragmas
 
 _T = TypeVar("_T")
+_READ_HEAD = "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+
 # An INSERT statement and each column's name with its bind processor.
 _Insert = tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]
 
@@ -100,9 +103,7 @@ class SqliteStore:
         def begin() -> Head | None:
             connection = self._open()
             connection.execute("BEGIN IMMEDIATE")
-            row = connection.execute(
-                "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            row = connection.execute(_READ_HEAD).fetchone()
             return None if row is None else Head(row[0], row[1])
 
         self._head = await self._run(begin)
@@ -167,6 +168,41 @@ class SqliteStore:
             # even if this task was cancelled mid-batch: no transaction outlives it.
             await asyncio.shield(self.rollback())
             raise
+
+    async def append_on_head(
+        self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
+    ) -> bool:
+        # One hand-off to the store's thread where the full path makes two.
+        batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
+        statements = [
+            (sql, [_bound(row, processors) for row in rows])
+            for (sql, processors), rows in zip(self._inserts, batches, strict=True)
+            if rows
+        ]
+
+        def append() -> bool:
+            connection = self._open()
+            connection.execute("BEGIN IMMEDIATE")  # the sequencer: SQLite's write lock
+            try:
+                row = connection.execute(_READ_HEAD).fetchone()
+                if row is None or Head(row[0], row[1]) != head:
+                    connection.execute("ROLLBACK")
+                    return False
+                for sql, rows in statements:
+                    connection.executemany(sql, rows)
+                connection.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                # A seq, node or tree size stored already: under the write lock, with the
+                # head as given, only a damaged log does that. The full path finds it.
+                connection.rollback()
+                return False
+            except BaseException:
+                if connection.in_transaction:
+                    connection.rollback()
+                raise
+            return True
+
+        return await self._run(append)
 
     async def commit(self) -> None:
         statements, self._inserts_due = self._inserts_due, []
