@@ -244,7 +244,9 @@ class _SqliteReads:
     Not blocked by writers: the database is in WAL mode (`apply_sqlite_pragmas`, as every
     connection of facegate's), where a reader reads the last commit while a writer writes
     and commits (and fsyncs) and while a checkpoint copies the WAL into the database.
-    Statements stay prepared in sqlite3's statement cache, keyed by their text.
+    Statements stay prepared in sqlite3's statement cache, keyed by their text. Measured
+    (issue 17): two other processes committing with a full fsync and checkpointing
+    (TRUNCATE) made none of 6,400 reads wait for a lock, with a busy timeout of 0.
 
     A lock (threading) serialises the rare case of two threads reading at once (tests
     whose client runs the app in threads of its own); the event loop is the only reader in
