@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -64,6 +65,23 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of `engine`'s database when it is a SQLite file, which a sqlite3 connection
+    of facegate's own may open beside the engine's (the audit log's group commit, the
+    request path's reads); else None. An in-memory or URI SQLite database is None: another
+    connection would not reach the same database, so it is reachable only through the engine."""
+    database = engine.url.database
+    if (
+        engine.dialect.name == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not engine.url.query
+    ):
+        return database
+    return None
+
+
 # Connections kept open. A request holds up to two at once (a read, and its turn in the audit
 # log's batch); connections past the pool are opened and closed per checkout, which costs a
 # thread and the pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for
@@ -113,30 +131,43 @@ class RequestReader:
     refused authorisations. Every one is read from the database when it is asked for,
     never from a cache, so what was committed before the call (a revocation) is seen.
 
-    `engine` runs them through SQLAlchemy: on PostgreSQL in autocommit (one statement needs
-    no transaction; skipping BEGIN and the ROLLBACK on return saves two of three round
-    trips). SQLite keeps the engine as it is: switching its isolation level per checkout
-    costs more than it saves.
+    Each read takes the first of these its database allows; the callers hold the SQL for
+    each (gateway.auth.sessions, gateway.context.warrants, gateway.leads.refusals):
 
-    On PostgreSQL on asyncpg the reads that run on every request (`fetchrow`) go on
-    a pool of the reader's own (`_ReadConnections`: asyncpg's pool, configured from the
-    engine's URL, without asyncpg's reset on release): a checkout from SQLAlchemy's pool
-    around the driver's connection (Engine.raw_connection, the pool's fairy, a greenlet hop
-    each way) cost about 0.1 ms of CPU a read, as much as the prepared SELECT itself
-    (issue 17). Open the reader with `open`, close it
-    with `aclose` (gateway.services does both with the app's lifespan).
+    - PostgreSQL on asyncpg (`on_asyncpg`, `fetchrow`): a pool of the reader's own
+      (`_ReadConnections`: asyncpg's pool, configured from the engine's URL, without
+      asyncpg's reset on release). A checkout from SQLAlchemy's pool around the driver's
+      connection (Engine.raw_connection, the pool's fairy, a greenlet hop each way) cost
+      about 0.1 ms of CPU a read, as much as the prepared SELECT itself (issue 17).
+    - A SQLite file (`on_sqlite_file`, `sqlite_fetchall`): a sqlite3 connection of the
+      reader's own, the statement run on the calling thread (`_SqliteReads`). Through
+      SQLAlchemy on aiosqlite each statement was a hand-off to the connection's thread and
+      back, and the hand-offs, not SQLite, were most of a read's cost (issue 17).
+    - Anything else (an in-memory or URI SQLite database, another driver): `engine`,
+      through SQLAlchemy; on PostgreSQL in autocommit (one statement needs no transaction;
+      skipping BEGIN and the ROLLBACK on return saves two of three round trips).
+
+    Open the reader with `open`, close it with `aclose` (gateway.services does both with
+    the app's lifespan).
     """
 
-    def __init__(self, engine: AsyncEngine, connections: _ReadConnections | None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        connections: _ReadConnections | None,
+        sqlite: _SqliteReads | None = None,
+    ) -> None:
         self.engine = engine
         self._connections = connections
+        self._sqlite = sqlite
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> RequestReader:
         """A reader over `engine`'s database. Opens no connection: the first read does, and
         a database that cannot be reached fails that read (StorageUnavailable), not this."""
         if engine.dialect.name != "postgresql":
-            return cls(engine, None)
+            path = sqlite_file(engine)
+            return cls(engine, None, None if path is None else _SqliteReads(path))
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         if engine.dialect.driver != "asyncpg":
             return cls(engine, None)
@@ -149,6 +180,11 @@ class RequestReader:
     def on_asyncpg(self) -> bool:
         """Whether `fetchrow` may be called: the database is PostgreSQL on asyncpg."""
         return self._connections is not None
+
+    @property
+    def on_sqlite_file(self) -> bool:
+        """Whether `sqlite_fetchall` may be called: the database is a SQLite file."""
+        return self._sqlite is not None
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
         """The first row of one statement in asyncpg's SQL (prepared once per connection by
@@ -164,11 +200,98 @@ class RequestReader:
             raise RuntimeError("fetchrow reads PostgreSQL on asyncpg only (see on_asyncpg)")
         return await self._connections.fetchrow(query, *args)
 
+    def sqlite_fetchall(self, query: str, *args: object) -> list[tuple[Any, ...]]:
+        """Every row of one SELECT in SQLite's SQL (`?` parameters), as sqlite3 returns
+        them (times as the text UTCDateTime stored, JSON as text, booleans as 0 or 1). Only
+        when `on_sqlite_file`; the contract is `_SqliteReads.fetchall`'s.
+
+        Synchronous: it runs on the calling thread, the event loop's, for as long as the
+        statement takes (one indexed SELECT: tens of microseconds), and at most
+        `SQLITE_READ_BUSY_TIMEOUT_MS` more when the database is locked against readers.
+        Raises what sqlite3 raised (the caller's storage edge maps it)."""
+        if self._sqlite is None:
+            raise RuntimeError("sqlite_fetchall reads a SQLite file only (see on_sqlite_file)")
+        return self._sqlite.fetchall(query, args)
+
     async def aclose(self) -> None:
         """Close the reader's connections; a read still running closes its own when it
         returns. The engine is its owner's to dispose of."""
         if self._connections is not None:
             await self._connections.aclose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+
+# How long a read of a SQLite file waits for a lock before it fails (closed: the request
+# is refused, 503). It waits on the event loop's thread, stopping every request meanwhile,
+# so it is short. In WAL mode a reader takes no lock a writer or a checkpoint holds: it
+# waits only while a connection recovers the WAL after a crash or the last connection of
+# another process closes the database (https://www.sqlite.org/wal.html, "Sometimes
+# Queries Return SQLITE_BUSY"), each a matter of milliseconds.
+SQLITE_READ_BUSY_TIMEOUT_MS: Final = 100
+
+
+class _SqliteReads:
+    """One sqlite3 connection to a SQLite file, opened by the first read, used only for
+    SELECTs (`PRAGMA query_only`), each run to completion on the calling thread.
+
+    Fresh, never cached: the connection is in autocommit (sqlite3 opens no transaction),
+    and `fetchall` steps every statement to its end, which ends its read transaction. So
+    each statement reads the newest snapshot when it starts: everything committed before
+    it was asked for, through the engine, the audit log's connection or another process.
+    A statement left unfinished would keep its snapshot for the statements after it.
+
+    Not blocked by writers: the database is in WAL mode (`apply_sqlite_pragmas`, as every
+    connection of facegate's), where a reader reads the last commit while a writer writes
+    and commits (and fsyncs) and while a checkpoint copies the WAL into the database.
+    Statements stay prepared in sqlite3's statement cache, keyed by their text. Measured
+    (issue 17): two other processes committing with a full fsync and checkpointing
+    (TRUNCATE) made none of 6,400 reads wait for a lock, with a busy timeout of 0.
+
+    A lock (threading) serialises the rare case of two threads reading at once (tests
+    whose client runs the app in threads of its own); the event loop is the only reader in
+    a server, so it never waits on it. A statement that failed leaves the connection in an
+    unknown state: it is closed, and the next read opens another.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._path,
+            timeout=SQLITE_READ_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # autocommit: no transaction outlives a statement
+            check_same_thread=False,  # used under self._lock, from whichever thread reads
+        )
+        try:
+            apply_sqlite_pragmas(connection)
+            connection.execute("PRAGMA query_only=ON")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def fetchall(self, query: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._open()
+            connection = self._connection
+            try:
+                rows: list[tuple[Any, ...]] = connection.execute(query, args).fetchall()
+            except BaseException:
+                self._connection = None
+                connection.close()
+                raise
+            return rows
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 class _ReadConnections:
@@ -236,3 +359,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def stored_utc(value: datetime | str) -> datetime:
+    """A UTCDateTime column's value as a driver returns it, read back as UTCDateTime reads
+    it: aware, in UTC. asyncpg returns timestamptz as an aware datetime; sqlite3 returns
+    the text SQLAlchemy's SQLite DateTime wrote (UTC digits, no offset)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

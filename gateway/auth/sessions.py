@@ -10,20 +10,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.util import greenlet_spawn
 
 from gateway.auth.models import CaseSessionRow, PrincipalRow
 from gateway.auth.principals import EXCLUSIVE_ROLES, Principal, Role, principal_from_row
 from gateway.auth.secrets import MasterKey, new_access_key_id
 from gateway.case import CaseContext, CaseFields, LegalBasis
 from gateway.context.warrants import WarrantRow
-from gateway.db import RequestReader, map_database_errors
+from gateway.db import RequestReader, map_database_errors, stored_utc
 from gateway.errors import MalformedRequest, PermissionDenied
 
 
@@ -197,39 +196,30 @@ async def load_case_session(
 
 
 async def read_case_session(reads: RequestReader, access_key_id: str) -> BoundSession | None:
-    """As `load_case_session`, on a connection of its own from `reads` (the request path's
-    reader); every vendor request authenticates with it.
+    """As `load_case_session`, through `reads` (the request path's reader); every vendor
+    request authenticates with it.
 
     Read from the database at each call, never from a cache: a revocation or an expiry
     committed before the call is seen by it, so a revoked session is refused from the next
     request on. A database error raises StorageUnavailable (fail closed: no session is
-    assumed), its connection is discarded rather than pooled again.
+    assumed), its connection is discarded rather than used again.
 
-    It runs one SELECT on the driver's connection, without SQLAlchemy's Connection, Result
-    and Row around it: on PostgreSQL a connection of the reader's own asyncpg pool
-    (`RequestReader.fetchrow`), on SQLite aiosqlite's connection taken from the engine's
-    pool (autocommit either way: asyncpg opens no transaction, sqlite3 none for a SELECT).
-    Checkout, read and return measured 0.57 ms of CPU through SQLAlchemy on PostgreSQL,
-    0.92 ms on SQLite (several hops to aiosqlite's thread); this way about 0.25 and
-    0.3-0.5 ms. Any other driver takes the SQLAlchemy path."""
+    On PostgreSQL on asyncpg and on a SQLite file it runs one SELECT on the reader's own
+    connection, without SQLAlchemy's Connection, Result and Row around it (autocommit
+    either way: asyncpg opens no transaction, sqlite3 none for a SELECT). Checkout, read
+    and return measured 0.57 ms of CPU through SQLAlchemy on PostgreSQL, 0.92 ms on SQLite
+    (several hops to aiosqlite's thread); this way about 0.25 ms on PostgreSQL, and 0.014 ms
+    on SQLite, where the raw read on aiosqlite's connection had still cost 0.16 ms, its one
+    hop to aiosqlite's thread and back (issue 17). Any other database takes the SQLAlchemy
+    path."""
     with map_database_errors("the session store could not be read"):
         if reads.on_asyncpg:
             return _from_driver_row(await reads.fetchrow(_ASYNCPG_SQL, access_key_id))
-        if reads.engine.dialect.driver != "aiosqlite":
-            async with reads.engine.connect() as db:
-                return await load_case_session(db, access_key_id)
-        pooled = await reads.engine.raw_connection()
-        try:
-            driver: Any = pooled.driver_connection  # aiosqlite's (untyped)
-            row = await _aiosqlite_row(driver, access_key_id)
-        except BaseException:
-            # Whatever broke (the disk, the task cancelled mid-read), the connection is in
-            # an unknown state: closed, not returned to the pool.
-            await greenlet_spawn(pooled.invalidate)
-            raise
-        finally:
-            await greenlet_spawn(pooled.close)
-    return _from_driver_row(row)
+        if reads.on_sqlite_file:
+            rows = reads.sqlite_fetchall(_SQLITE_SQL, access_key_id)
+            return _from_driver_row(rows[0] if rows else None)
+        async with reads.engine.connect() as db:
+            return await load_case_session(db, access_key_id)
 
 
 # The columns of `_LOAD_CASE_SESSION`, in plain SQL for the drivers: times as stored
@@ -242,13 +232,7 @@ _DRIVER_SQL: Final = (
     " WHERE s.access_key_id = {parameter}"
 )
 _ASYNCPG_SQL: Final = _DRIVER_SQL.format(cast="::text", parameter="$1")
-_AIOSQLITE_SQL: Final = _DRIVER_SQL.format(cast="", parameter="?")
-
-
-async def _aiosqlite_row(driver: Any, access_key_id: str) -> Sequence[Any] | None:
-    # One hop to the connection's thread for statement, rows and cursor together.
-    rows = await driver.execute_fetchall(_AIOSQLITE_SQL, (access_key_id,))
-    return rows[0] if rows else None
+_SQLITE_SQL: Final = _DRIVER_SQL.format(cast="", parameter="?")
 
 
 def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
@@ -265,7 +249,7 @@ def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
         access_key_id=access_key_id,
         principal=_principal(principal_id, name, agency, roles, access_key_id),
         context=_stored_context(case_values),
-        expires_at=_utc(expires_at),
+        expires_at=stored_utc(expires_at),
         revoked=bool(revoked),
         key_version=key_version,
     )
@@ -295,13 +279,6 @@ def _principal(
         roles=tuple(Role(r) for r in json.loads(roles)),
         key_id=access_key_id,
     )
-
-
-def _utc(value: datetime | str) -> datetime:
-    """A stored time as UTCDateTime reads it back: aware, in UTC."""
-    if isinstance(value, str):  # SQLite's text, written in UTC by UTCDateTime
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def revoke_case_session(

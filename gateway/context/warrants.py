@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.auth.models import PrincipalRow
-from gateway.db import Base, RequestReader, UTCDateTime
+from gateway.db import Base, RequestReader, UTCDateTime, stored_utc
 from gateway.errors import MalformedRequest
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import WarrantFinding, WarrantStatus
@@ -158,21 +159,28 @@ _FIND_WARRANT = select(
     WarrantRow.created_by,
 ).where(WarrantRow.id == bindparam("warrant_id"))
 
-# The same SELECT on PostgreSQL for asyncpg itself, which prepares it once per connection:
-# through SQLAlchemy's execution and result handling the read cost ~0.8 ms of CPU, the
-# statement itself ~0.1 ms (issue 17). JSON columns come back as text and are decoded here
-# as SQLAlchemy's JSON type decodes them, whatever codecs the connection has.
+# The same SELECT for the drivers themselves (RequestReader): through SQLAlchemy's
+# execution and result handling the read cost ~0.8 ms of CPU on PostgreSQL, the statement
+# itself ~0.1 ms (issue 17). asyncpg prepares it once per connection, sqlite3 keeps it in
+# its statement cache. JSON columns come back as text (cast on PostgreSQL, whatever codecs
+# the connection has; stored so on SQLite) and are decoded here as SQLAlchemy's JSON type
+# decodes them.
 _JSON_COLUMNS: Final = frozenset(
     c.name for c in _FIND_WARRANT.selected_columns if isinstance(c.type, JSON)
 )
-_PG_FIND_WARRANT: Final = (
+_TIME_COLUMNS: Final = frozenset(
+    c.name for c in _FIND_WARRANT.selected_columns if isinstance(c.type, UTCDateTime)
+)
+_DRIVER_FIND_WARRANT: Final = (
     "SELECT "  # noqa: S608 (the model's column names; the id goes as a parameter)
     + ", ".join(
-        f"{c.name}::text" if c.name in _JSON_COLUMNS else c.name
+        f"{c.name}{{cast}}" if c.name in _JSON_COLUMNS else c.name
         for c in _FIND_WARRANT.selected_columns
     )
-    + " FROM warrants WHERE id = $1"
+    + " FROM warrants WHERE id = {parameter}"
 )
+_PG_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="::text", parameter="$1")
+_SQLITE_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="", parameter="?")
 
 
 class _Registered(NamedTuple):
@@ -200,7 +208,10 @@ async def _registered(
     revocation refuses the very next request."""
     if isinstance(db, RequestReader):
         if db.on_asyncpg:  # a connection of the reader's own pool
-            return _from_record(await db.fetchrow(_PG_FIND_WARRANT, warrant_id))
+            return _from_driver_row(await db.fetchrow(_PG_FIND_WARRANT, warrant_id))
+        if db.on_sqlite_file:  # the reader's own sqlite3 connection
+            rows = db.sqlite_fetchall(_SQLITE_FIND_WARRANT, warrant_id)
+            return _from_driver_row(rows[0] if rows else None)
         async with db.engine.connect() as connection:
             return await _registered(connection, warrant_id)
     # Off the request path (a caller's own connection or session): SQLAlchemy's read.
@@ -208,17 +219,19 @@ async def _registered(
     return None if row is None else _Registered._make(row)
 
 
-def _from_record(record: Any) -> _Registered | None:
-    """`_PG_FIND_WARRANT`'s row as `_FIND_WARRANT`'s reads through SQLAlchemy."""
-    if record is None:
+def _from_driver_row(row: Sequence[Any] | None) -> _Registered | None:
+    """`_DRIVER_FIND_WARRANT`'s row (asyncpg's Record or sqlite3's tuple) as
+    `_FIND_WARRANT`'s reads through SQLAlchemy."""
+    if row is None:
         return None
-    values = dict(record)
+    values = dict(zip(_Registered._fields, row, strict=True))
     for name in _JSON_COLUMNS:
         text = values[name]
         values[name] = None if text is None else json.loads(text)
-    for name in ("valid_from", "valid_until", "revoked_at"):
+    for name in _TIME_COLUMNS:
         if values[name] is not None:  # as UTCDateTime reads it back: aware, in UTC
-            values[name] = values[name].astimezone(UTC)
+            values[name] = stored_utc(values[name])
+    values["realtime"] = bool(values["realtime"])  # SQLite's 0 or 1
     return _Registered(**values)
 
 

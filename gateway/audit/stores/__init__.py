@@ -25,6 +25,7 @@ from gateway.audit.stores.base import (
 )
 from gateway.audit.stores.sqlalchemy_store import SQLAlchemyGroupCommit, SQLAlchemyStore
 from gateway.audit.stores.sqlite_store import SqliteStore
+from gateway.db import sqlite_file
 
 __all__ = [
     "SEQUENCER_LOCK_ID",
@@ -50,13 +51,7 @@ def group_commit_store(engine: AsyncEngine, *, lock_timeout_ms: int) -> GroupCom
     """
     if engine.dialect.name == "postgresql":
         return AsyncpgGroupCommit(engine, lock_timeout_ms=lock_timeout_ms)
-    database = engine.url.database
-    if (
-        engine.dialect.name == "sqlite"
-        and database
-        and database != ":memory:"
-        and not database.startswith("file:")
-        and not engine.url.query
-    ):
-        return SqliteStore(database, dialect=engine.dialect, lock_timeout_ms=lock_timeout_ms)
+    path = sqlite_file(engine)
+    if path is not None:
+        return SqliteStore(path, dialect=engine.dialect, lock_timeout_ms=lock_timeout_ms)
     return SQLAlchemyGroupCommit(engine, lock_timeout_ms=lock_timeout_ms)

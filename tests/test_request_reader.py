@@ -1,0 +1,224 @@
+"""The request path's reader (gateway.db.RequestReader) on a real database: each read sees
+what was committed through the engine just before it (a new warrant, a revocation, a
+refused authorisation), never a cached row or an old snapshot; on a SQLite file it reads
+on a read-only connection of its own, not blocked by a writer; a read that fails is
+refused through the storage edge and its connection replaced."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from gateway.context.warrants import (
+    WarrantCreate,
+    WarrantKind,
+    WarrantRow,
+    create_warrant,
+    find_warrant,
+    revoke_warrant,
+)
+from gateway.db import (
+    RequestReader,
+    create_engine,
+    map_database_errors,
+    session_factory,
+    sqlite_file,
+)
+from gateway.errors import StorageUnavailable
+from gateway.leads.models import AuthorisationRow
+from gateway.leads.refusals import refused_bases
+from gateway.operations import FaceOperation, OperationKind
+from gateway.policy.contract import WarrantStatus
+
+NOW = datetime(2026, 11, 30, 12, 0, 0, 250000, tzinfo=UTC)
+SEARCH = FaceOperation(
+    vendor="rekognition",
+    name="SearchFacesByImage",
+    kind=OperationKind.IDENTIFY,
+    collection="mugshots",
+)
+
+
+@pytest.fixture
+async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated_database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def reads(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
+    reads = await RequestReader.open(engine)
+    yield reads
+    await reads.aclose()
+
+
+async def register(engine: AsyncEngine, warrant_id: str) -> None:
+    async with session_factory(engine)() as db, db.begin():
+        await create_warrant(
+            db,
+            warrant=WarrantCreate(
+                id=warrant_id,
+                kind=WarrantKind.WARRANT,
+                issuing_court="Superior Court",
+                case_number="2026-1",
+                operations=[OperationKind.IDENTIFY],
+                collections=["mugshots"],
+                valid_from=NOW - timedelta(days=1),
+                valid_until=NOW + timedelta(days=1),
+                agency="Metro PD",
+            ),
+            created_by="admin",
+            now=NOW - timedelta(days=1),
+        )
+
+
+async def status(reads: RequestReader, warrant_id: str) -> WarrantStatus:
+    found = await find_warrant(
+        reads, warrant_id=warrant_id, operation=SEARCH, case_number="2026-1", now=NOW
+    )
+    return found.status
+
+
+async def refuse(engine: AsyncEngine, authorisation_id: str, basis: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.insert(AuthorisationRow).values(
+                id=authorisation_id,
+                search_request_id=f"request-{authorisation_id}",
+                agency="Metro PD",
+                officer="officer-1",
+                case_number="2026-1",
+                legal_basis="exigent",
+                basis=basis,
+                opened_at=NOW,
+                deadline=NOW + timedelta(days=1),
+                state="refused",
+                decided_at=NOW,
+            )
+        )
+
+
+async def test_a_sqlite_file_is_read_on_the_readers_own_connection(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
+    """Which path this module's other tests exercise: on SQLite, the reader's own."""
+    if engine.dialect.name == "sqlite":
+        assert reads.on_sqlite_file and not reads.on_asyncpg
+    else:
+        assert reads.on_asyncpg and not reads.on_sqlite_file
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:///:memory:",
+        "sqlite+aiosqlite:///file:reads?mode=memory&uri=true",
+        "sqlite+aiosqlite:///{tmp}/facegate.db?timeout=5",
+    ],
+    ids=["memory", "uri", "query"],
+)
+async def test_a_sqlite_database_that_is_not_a_plain_file_is_read_through_the_engine(
+    tmp_path: Path, url: str
+) -> None:
+    # Another connection would not reach an in-memory database, nor honour the URL's options.
+    engine = create_async_engine(url.format(tmp=tmp_path), poolclass=NullPool)
+    try:
+        assert sqlite_file(engine) is None
+        reads = await RequestReader.open(engine)
+        assert not reads.on_sqlite_file
+        with pytest.raises(RuntimeError):
+            reads.sqlite_fetchall("SELECT 1")
+        await reads.aclose()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_warrant_and_a_revocation_are_seen_by_the_very_next_read(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
+    await register(engine, "W-1")
+    for _ in range(3):  # the connection open, the statement prepared
+        assert await status(reads, "W-1") is WarrantStatus.ACTIVE
+        assert await status(reads, "W-2") is WarrantStatus.UNKNOWN
+    await register(engine, "W-2")
+    assert await status(reads, "W-2") is WarrantStatus.ACTIVE
+    async with session_factory(engine)() as db, db.begin():
+        await revoke_warrant(db, warrant_id="W-1", reason="quashed", now=NOW)
+    assert await status(reads, "W-1") is WarrantStatus.REVOKED
+    async with engine.begin() as connection:  # deleted: no longer in the registry
+        await connection.execute(sa.delete(WarrantRow).where(WarrantRow.id == "W-2"))
+    assert await status(reads, "W-2") is WarrantStatus.UNKNOWN
+
+
+async def test_a_refusal_is_seen_by_the_very_next_read(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
+    async def bases() -> list[str]:
+        return await refused_bases(reads, case_number="2026-1", agency="Metro PD")
+
+    assert await bases() == []
+    await refuse(engine, "A-1", "post_remote")
+    assert await bases() == ["post_remote"]
+    await refuse(engine, "A-2", "exigent")
+    await refuse(engine, "A-3", "exigent")
+    assert await bases() == ["exigent", "post_remote"]  # distinct, sorted
+    assert await refused_bases(reads, case_number="2026-1", agency="Other PD") == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_write_in_progress_neither_blocks_a_read_nor_shows_through(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
+    """WAL: a reader reads the last commit while another connection holds the write lock
+    (even EXCLUSIVE) over an uncommitted change, and the commit's next read sees it."""
+    await register(engine, "W-1")
+    assert await status(reads, "W-1") is WarrantStatus.ACTIVE
+    path = sqlite_file(engine)
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("UPDATE warrants SET revoked_at = valid_from WHERE id = 'W-1'")
+        assert await status(reads, "W-1") is WarrantStatus.ACTIVE
+        writer.execute("COMMIT")
+        assert await status(reads, "W-1") is WarrantStatus.REVOKED
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_readers_sqlite_connection_writes_nothing(reads: RequestReader) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reads.sqlite_fetchall("DELETE FROM warrants")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_failed_sqlite_read_is_refused_and_its_connection_replaced(
+    engine: AsyncEngine, reads: RequestReader
+) -> None:
+    await register(engine, "W-1")
+    assert await status(reads, "W-1") is WarrantStatus.ACTIVE
+    opened = reads._sqlite._connection if reads._sqlite else None
+    assert opened is not None
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("ALTER TABLE warrants RENAME TO warrants_away"))
+    try:
+        # find_warrant leaves the storage edge to its caller: gather's, as gather has it.
+        with (
+            pytest.raises(StorageUnavailable, match="warrant registry"),
+            map_database_errors("the warrant registry could not be read"),
+        ):
+            await status(reads, "W-1")
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE warrants_away RENAME TO warrants"))
+    assert await status(reads, "W-1") is WarrantStatus.ACTIVE
+    assert reads._sqlite is not None and reads._sqlite._connection is not opened
