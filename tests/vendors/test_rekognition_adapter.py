@@ -9,6 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import (
     AuditUnavailable,
@@ -22,6 +26,7 @@ from gateway.operations import OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import UpstreamResponse
+from gateway.vendors.http import UpstreamReply
 from gateway.vendors.inventory import Protocol
 from gateway.vendors.rekognition import OPERATIONS, RekognitionAdapter
 from tests.vendors.vendor_support import backend
@@ -203,6 +208,43 @@ def test_a_request_already_within_obligations_is_forwarded_unchanged(
         )
     )
     assert adapter.apply_obligations(parsed, OBLIGATIONS) is None
+
+
+async def test_the_forward_is_signed_as_botocore_signs_it(
+    adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What reaches the vendor: the URL and headers botocore's SigV4Auth.add_auth produced
+    when it signed the forward (for the same body and X-Amz-Date), in the same order."""
+    sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+
+    async def capture(
+        method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
+    ) -> UpstreamReply:
+        sent.append((method, url, body, dict(headers)))
+        return UpstreamReply(status=200, headers=CIMultiDictProxy(CIMultiDict()), body=b"{}")
+
+    monkeypatch.setattr(adapter._client, "request", capture)
+    parsed = adapter.parse(
+        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    await adapter.forward(parsed, OBLIGATIONS)
+    [(method, url, body, headers)] = sent
+    assert body is not None
+
+    signed_at = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: signed_at)
+    reference = AWSRequest(
+        method="POST",
+        url="http://vendor.invalid/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+        },
+    )
+    SigV4Auth(Credentials("AK", "vendor-secret"), "rekognition", "us-east-1").add_auth(reference)
+    assert (method, url) == ("POST", reference.url)
+    assert list(headers.items()) == list(reference.headers.items())
 
 
 def test_the_response_is_checked_against_the_obligations(adapter: RekognitionAdapter) -> None:

@@ -17,16 +17,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from pydantic import SecretStr
 from starlette.responses import Response
 
 from gateway import strict_json
 from gateway.auth.authenticator import SigV4Authenticator, claimed_access_key_id
 from gateway.auth.sessions import BoundSession
-from gateway.auth.sigv4 import ALWAYS_SIGNED
+from gateway.auth.sigv4 import ALWAYS_SIGNED, SigV4Signer
 from gateway.config import Settings
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import (
@@ -129,11 +126,17 @@ class RekognitionAdapter:
         timeout_seconds: float,
     ) -> None:
         self.backend = backend
-        self._endpoint = backend.base_url
-        self._signer = SigV4Auth(
-            Credentials(backend.credentials.access_key_id, backend.secret.get_secret_value()),
-            VENDOR,
-            backend.region,
+        self._url = f"{backend.base_url}/"
+        access_key_id = backend.credentials.access_key_id
+        if not access_key_id:  # refused when the inventory is read (`_check_backend`)
+            raise InventoryError("credentials.access_key_id is required for rekognition")
+        # Signs as botocore's SigV4Auth would, without its per-request AWSRequest and header
+        # map (gateway/auth/sigv4.py).
+        self._signer = SigV4Signer(
+            access_key_id=access_key_id,
+            secret_access_key=backend.secret.get_secret_value(),
+            region=backend.region,
+            service=VENDOR,
         )
         self._max_image_bytes = max_image_bytes
         self._client = UpstreamClient(vendor="Rekognition", timeout_seconds=timeout_seconds)
@@ -298,21 +301,15 @@ class RekognitionAdapter:
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
         rewritten = self.apply_obligations(parsed, obligations)
         body = parsed.body if rewritten is None else json.dumps(rewritten).encode()
-        request = AWSRequest(
-            method="POST",
-            url=f"{self._endpoint}/",
-            data=body,
-            headers={
-                "Content-Type": CONTENT_TYPE,
-                "X-Amz-Target": TARGET_PREFIX + parsed.operation.name,
-            },
-        )
         # Signed with the gateway's vendor credentials: the caller's never reach the vendor.
-        self._signer.add_auth(request)
-        # UpstreamError when the vendor cannot be reached (gateway/vendors/http.py).
-        reply = await self._client.request(
-            "POST", request.url, body=body, headers=dict(request.headers.items())
+        headers = self._signer.sign(
+            "POST",
+            self._url,
+            {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + parsed.operation.name},
+            body,
         )
+        # UpstreamError when the vendor cannot be reached (gateway/vendors/http.py).
+        reply = await self._client.request("POST", self._url, body=body, headers=headers)
         return UpstreamResponse(
             status_code=reply.status,
             headers={
