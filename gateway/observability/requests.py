@@ -72,6 +72,15 @@ class Observation:
         self.status = status
 
 
+def request_traced() -> bool:
+    """Whether the request being handled records spans, as `observe_request` decided when
+    it began (so its steps and its forward agree, and the tracer provider is asked once a
+    request: with none installed, asking costs an environment lookup); outside a request,
+    `tracing_on`."""
+    observed = _current.get()
+    return tracing_on() if observed is None else observed.traced
+
+
 def saw(record: AuditRecord) -> None:
     """Note an audit record appended for the request being handled (if one is observed)."""
     observed = _current.get()

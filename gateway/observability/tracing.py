@@ -150,13 +150,17 @@ def caller_context(headers: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def client_span(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[trace.Span]:
+def client_span(
+    method: str, url: str, headers: MutableMapping[str, str], *, traced: bool | None = None
+) -> Iterator[trace.Span]:
     """A CLIENT span around one request to a vendor, its context injected into `headers`.
 
     Call it with the headers as they will be sent, after any signing (see the module's
-    docstring on SigV4). With tracing off no span is started, and the caller's context,
-    if any (`caller_context`), is what is injected."""
-    if not tracing_on():
+    docstring on SigV4). `traced` is whether spans are recorded, as decided once for the
+    request being handled (`gateway.observability.requests.request_traced`); None asks
+    `tracing_on`. With tracing off no span is started, and the caller's context, if any
+    (`caller_context`), is what is injected."""
+    if not (tracing_on() if traced is None else traced):
         propagate.inject(headers)
         yield trace.INVALID_SPAN
         return
