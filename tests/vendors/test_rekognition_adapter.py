@@ -12,6 +12,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import (
@@ -342,3 +344,43 @@ def test_an_image_that_is_not_one_is_invalid_image_format(adapter: RekognitionAd
 
     response = adapter.error_response(InvalidImage("not a JPEG or PNG"), request_id="r1")
     assert json.loads(response.body)["__type"] == "InvalidImageFormatException"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    operation=st.sampled_from(["SearchFacesByImage", "CompareFaces", "DetectFaces"]),
+    extra=st.dictionaries(st.text().map(lambda key: f"Extra{key}"), _JSON, max_size=5),
+    images=st.lists(st.binary(min_size=1, max_size=300), min_size=2, max_size=2),
+    at=st.integers(min_value=0, max_value=5),
+    ascii_only=st.booleans(),
+)
+def test_the_body_forwarded_is_the_payload_as_json_dumps_writes_it(
+    operation: str, extra: dict[str, Any], images: list[bytes], at: int, ascii_only: bool
+) -> None:
+    # parse writes the body with the images' base64 copied between quotes, not through
+    # json's escaper: the bytes must be json.dumps's all the same, wherever the images are.
+    adapter = RekognitionAdapter(
+        backend=backend(Protocol.REKOGNITION), max_image_bytes=1024, timeout_seconds=1
+    )
+    fields = OPERATIONS[operation].images
+    members = list(extra.items())
+    for field, image in zip(fields, images, strict=False):
+        members.insert(min(at, len(members)), (field, {"Bytes": base64.b64encode(image).decode()}))
+    if operation != "DetectFaces":
+        members.insert(0, ("SimilarityThreshold", 80.5))
+    if operation == "SearchFacesByImage":
+        members.append(("CollectionId", "m"))
+    raw = json.dumps(dict(members), ensure_ascii=ascii_only).encode()
+    parsed = adapter.parse(request(operation, raw))
+    assert parsed.body == json.dumps(json.loads(raw)).encode()

@@ -179,7 +179,7 @@ class RekognitionAdapter:
         return ParsedRequest(
             operation=operation,
             payload=payload,
-            body=json.dumps(payload).encode(),
+            body=_json_body(payload, spec.images),
             images=tuple(images),
             probe_faces=probe_faces,
         )
@@ -425,6 +425,24 @@ class RekognitionAdapter:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _json_body(payload: dict[str, Any], image_fields: tuple[str, ...]) -> bytes:
+    """`json.dumps(payload).encode()`, byte for byte, for a payload `parse` has checked:
+    each of `image_fields` holds exactly {"Bytes": text}, text that `_image_bytes` decoded
+    as strict base64. Such text is letters, digits, "+", "/" and "=", which JSON writes as
+    they are, so it is put between quotes instead of through json's escaper (which spent
+    about 50 us on a 20 KB image, the most of writing the body). Everything else is written
+    by json.dumps, with its separators (", " and ": ") and in the payload's order."""
+    if not image_fields:
+        return json.dumps(payload).encode()
+    members = [
+        f'{json.dumps(key)}: {{"Bytes": "{value["Bytes"]}"}}'
+        if key in image_fields
+        else f"{json.dumps(key)}: {json.dumps(value)}"
+        for key, value in payload.items()
+    ]
+    return ("{" + ", ".join(members) + "}").encode()
 
 
 def _recognises(method: str, path: str) -> bool:
