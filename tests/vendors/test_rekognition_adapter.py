@@ -231,7 +231,8 @@ async def test_the_forward_is_signed_as_botocore_signs_it(
     )
     await adapter.forward(parsed, OBLIGATIONS)
     [(method, url, body, headers)] = sent
-    assert body is not None
+    # The payload as the obligations rewrote it, written as json.dumps writes it.
+    assert body == json.dumps(adapter.apply_obligations(parsed, OBLIGATIONS)).encode()
 
     signed_at = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: signed_at)

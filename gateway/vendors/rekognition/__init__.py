@@ -300,7 +300,9 @@ class RekognitionAdapter:
 
     async def forward(self, parsed: ParsedRequest, obligations: Obligations) -> UpstreamResponse:
         rewritten = self.apply_obligations(parsed, obligations)
-        body = parsed.body if rewritten is None else json.dumps(rewritten).encode()
+        # An obligation changes no image field: they are still the ones `parse` checked.
+        spec = OPERATIONS[parsed.operation.name]
+        body = parsed.body if rewritten is None else _json_body(rewritten, spec.images)
         # Signed with the gateway's vendor credentials: the caller's never reach the vendor.
         headers = self._signer.sign(
             "POST",
