@@ -197,15 +197,16 @@ class SigV4Signer:
         *,
         now: datetime | None = None,
     ) -> dict[str, str]:
-        """The headers to send: `headers` as given, then X-Amz-Date (`now`, by default the
-        clock) and Authorization, in the order and spelling botocore leaves them in.
+        """The headers to send: `headers` as given, then X-Amz-Date (`now`, a time-zone
+        aware datetime, by default the clock's) and Authorization, in the order and spelling
+        botocore leaves them in.
 
         Signed: the Host botocore derives from `url` (lower case, no default port), and
         every header in `headers` but those botocore never signs (User-Agent, Expect, ...).
         `headers` must not hold X-Amz-Date, Authorization or X-Amz-Content-SHA256 (botocore
         would replace the first two and sign the third instead of hashing the body), nor
         Host, nor two names differing only in case."""
-        amz_date = (now or datetime.now(UTC)).strftime(_AMZ_DATE_FORMAT)
+        amz_date = (now or datetime.now(UTC)).astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
         host, path, query = _url_parts(url)
         signed = [(name.lower(), value) for name, value in headers.items()]
         signed.append(("x-amz-date", amz_date))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -324,3 +324,13 @@ def test_the_signers_secret_is_not_in_its_repr() -> None:
         access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
     )
     assert SECRET not in repr(signer)
+
+
+def test_the_signing_time_is_written_in_utc() -> None:
+    signer = SigV4Signer(
+        access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
+    )
+    paris = SIGNED_AT.astimezone(timezone(timedelta(hours=1)))
+    assert signer.sign("POST", "http://gw/", {}, BODY, now=paris) == signer.sign(
+        "POST", "http://gw/", {}, BODY, now=SIGNED_AT
+    )
