@@ -72,6 +72,15 @@ class Observation:
         self.status = status
 
 
+def request_traced() -> bool:
+    """Whether the request being handled records spans, as `observe_request` decided when
+    it began (so its steps and its forward agree, and the tracer provider is asked once a
+    request: with none installed, asking costs an environment lookup); outside a request,
+    `tracing_on`."""
+    observed = _current.get()
+    return tracing_on() if observed is None else observed.traced
+
+
 def saw(record: AuditRecord) -> None:
     """Note an audit record appended for the request being handled (if one is observed)."""
     observed = _current.get()
@@ -79,38 +88,67 @@ def saw(record: AuditRecord) -> None:
         observed.saw(record)
 
 
-@contextmanager
-def observe_request(
-    vendor: str,
-    request: IncomingRequest,
-    *,
-    known_operations: frozenset[str],
-    reasons: metrics.ReasonCodes,
-) -> Iterator[Observation]:
-    observed = Observation(
-        vendor=vendor,
-        request_id=request.request_id,
-        known_operations=known_operations,
-        reasons=reasons,
-    )
-    observed.traced = tracing_on()
-    token = _current.set(observed)
-    try:
-        if observed.traced:
-            with _server_span(vendor, request, observed):
-                yield observed
-        else:
-            with caller_context(request.headers):
-                yield observed
-    finally:
-        _current.reset(token)
+class observe_request:  # lower case: used as `with observe_request(...) as observed:`
+    """Observe one vendor request for the length of a `with` block: its Observation is the
+    current one (`saw`, `step`, `request_traced` find it), inside its SERVER span when
+    tracing is on, else inside the caller's trace context (`caller_context`); at the end,
+    however the block ends, its metrics and its one log line (`_finish`).
+
+    A class rather than a generator-based context manager, as `step` is: once a request,
+    contextlib's machinery cost more than what it wraps."""
+
+    __slots__ = ("_observed", "_request", "_scope", "_token")
+
+    def __init__(
+        self,
+        vendor: str,
+        request: IncomingRequest,
+        *,
+        known_operations: frozenset[str],
+        reasons: metrics.ReasonCodes,
+    ) -> None:
+        self._observed = Observation(
+            vendor=vendor,
+            request_id=request.request_id,
+            known_operations=known_operations,
+            reasons=reasons,
+        )
+        self._request = request
+
+    def __enter__(self) -> Observation:
+        observed = self._observed
+        observed.traced = tracing_on()
+        self._scope: AbstractContextManager[None] = (
+            _server_span(observed.vendor, self._request, observed)
+            if observed.traced
+            else caller_context(self._request.headers)
+        )
+        self._token = _current.set(observed)
         try:
-            _finish(observed)
-        except Exception:
-            # Observing never costs the client its answer.
-            log.exception(
-                "could not record the metrics or log line of request %s", observed.request_id
-            )
+            self._scope.__enter__()
+        except BaseException:
+            _current.reset(self._token)
+            raise
+        return observed
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self._scope.__exit__(exc_type, exc, traceback)
+        finally:
+            _current.reset(self._token)
+            try:
+                _finish(self._observed)
+            except Exception:
+                # Observing never costs the client its answer.
+                log.exception(
+                    "could not record the metrics or log line of request %s",
+                    self._observed.request_id,
+                )
 
 
 @contextmanager

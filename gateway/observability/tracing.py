@@ -25,15 +25,17 @@ in SignedHeaders, and the vendor checks exactly those.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +137,29 @@ def extract(headers: Mapping[str, str]) -> Context:
     return propagate.extract(headers)
 
 
-@contextmanager
-def caller_context(headers: Mapping[str, str]) -> Iterator[None]:
+def caller_context(headers: Mapping[str, str]) -> AbstractContextManager[None]:
     """With tracing off: the caller's trace context (when its request carries one) made
-    current, so that `client_span` passes it on to the vendor unchanged."""
-    if not any(name in headers for name in propagate.get_global_textmap().fields):
-        yield
-        return
-    token = otel_context.attach(propagate.extract(headers))
+    current, so that `client_span` passes it on to the vendor unchanged. `headers` with
+    lower-case names; a request without any of the propagator's headers (most) gets a
+    shared context manager that does nothing."""
+    if _fields(propagate.get_global_textmap()).isdisjoint(headers):
+        return _NOTHING
+    return _attached(propagate.extract(headers))
+
+
+_NOTHING: Final[AbstractContextManager[None]] = nullcontext()
+
+
+@functools.lru_cache(maxsize=4)
+def _fields(textmap: TextMapPropagator) -> frozenset[str]:
+    """The headers a propagator reads: its `fields` builds a new set at each call, and the
+    global one is set once at start (or by a test), so each is read once."""
+    return frozenset(textmap.fields)
+
+
+@contextmanager
+def _attached(context: Context) -> Iterator[None]:
+    token = otel_context.attach(context)
     try:
         yield
     finally:
@@ -150,13 +167,17 @@ def caller_context(headers: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def client_span(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[trace.Span]:
+def client_span(
+    method: str, url: str, headers: MutableMapping[str, str], *, traced: bool | None = None
+) -> Iterator[trace.Span]:
     """A CLIENT span around one request to a vendor, its context injected into `headers`.
 
     Call it with the headers as they will be sent, after any signing (see the module's
-    docstring on SigV4). With tracing off no span is started, and the caller's context,
-    if any (`caller_context`), is what is injected."""
-    if not tracing_on():
+    docstring on SigV4). `traced` is whether spans are recorded, as decided once for the
+    request being handled (`gateway.observability.requests.request_traced`); None asks
+    `tracing_on`. With tracing off no span is started, and the caller's context, if any
+    (`caller_context`), is what is injected."""
+    if not (tracing_on() if traced is None else traced):
         propagate.inject(headers)
         yield trace.INVALID_SPAN
         return

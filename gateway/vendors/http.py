@@ -25,6 +25,7 @@ import httpx
 from multidict import CIMultiDictProxy
 
 from gateway.errors import UpstreamError
+from gateway.observability.requests import request_traced
 from gateway.observability.tracing import client_span
 
 # What the httpx-aiohttp transport gave each backend, kept: at most 100 connections, an
@@ -94,7 +95,7 @@ class UpstreamClient:
         """
         session = self._session or self._open()
         target = f"{url}?{urlencode(query)}" if query else url
-        with client_span(method, url, headers) as span:
+        with client_span(method, url, headers, traced=request_traced()) as span:
             try:
                 async with asyncio.timeout(self._deadline_seconds):
                     async with session.request(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -11,12 +11,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from gateway.auth.sigv4 import (
+    SigV4Signer,
     check_clock_skew,
     parse_amz_date,
     parse_authorization,
     verify_signature,
 )
 from gateway.errors import ClockSkew, InvalidSignature, MissingCredentials
+from gateway.vendors.rekognition import REQUIRED_SIGNED_HEADERS
 
 KEY, SECRET = "FGAKTESTTESTTESTTEST", "s" * 40
 BODY = b'{"CollectionId": "mugshots"}'
@@ -250,3 +252,85 @@ def test_amz_dates_read_as_strptime_reads_them(value: str) -> None:
 def test_impossible_amz_dates_are_refused(value: str) -> None:
     with pytest.raises(InvalidSignature, match="YYYYMMDDTHHMMSSZ"):
         parse_amz_date(value)
+
+
+# The forward to Rekognition is signed by SigV4Signer instead of botocore's add_auth: the
+# vendor must receive exactly the headers botocore would have sent, Authorization included.
+SIGNED_AT = datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC)
+
+
+def botocore_add_auth(
+    monkeypatch: pytest.MonkeyPatch, url: str, headers: dict[str, str], body: bytes
+) -> list[tuple[str, str]]:
+    monkeypatch.setattr(
+        "botocore.auth.get_current_datetime", lambda: SIGNED_AT.replace(tzinfo=None)
+    )
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(KEY, SECRET), "rekognition", "eu-west-1").add_auth(request)
+    return list(request.headers.items())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9090/",
+        "https://rekognition.eu-west-1.amazonaws.com/",
+        "https://Rekognition.EU-West-1.amazonaws.com:443/",
+        "http://vendor.example:80/",
+        "https://vendor.example:8443/prefix/./a//b/",
+        "http://[::1]:9090/",
+        "https://vendor.example/?b=2&a=1",
+        "http://user:pw@vendor.example:8080/with space/é~",
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+        },
+        {"X-Amz-Target": "  RekognitionService.ListFaces\t ", "User-Agent": "facegate"},
+        {},
+    ],
+    ids=["forward", "spaces-and-blacklisted", "none"],
+)
+@pytest.mark.parametrize("body", [b"", BODY, '{"Name": "é"}'.encode()])
+def test_the_signer_writes_the_headers_botocore_writes(
+    monkeypatch: pytest.MonkeyPatch, url: str, headers: dict[str, str], body: bytes
+) -> None:
+    signer = SigV4Signer(
+        access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
+    )
+    signed = signer.sign("POST", url, headers, body, now=SIGNED_AT)
+    assert list(signed.items()) == botocore_add_auth(monkeypatch, url, headers, body)
+
+
+def test_a_signed_forward_verifies() -> None:
+    signer = SigV4Signer(
+        access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
+    )
+    signed = signer.sign(
+        "POST", "https://vendor.example:8443/", {"X-Amz-Target": "RekognitionService.X"}, BODY
+    )
+    headers = {name.lower(): value for name, value in signed.items()}
+    verify(headers | {"host": "vendor.example:8443"}, required_headers=REQUIRED_SIGNED_HEADERS)
+    with pytest.raises(InvalidSignature, match="does not match"):
+        verify(headers | {"host": "vendor.example"})
+
+
+def test_the_signers_secret_is_not_in_its_repr() -> None:
+    signer = SigV4Signer(
+        access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
+    )
+    assert SECRET not in repr(signer)
+
+
+def test_the_signing_time_is_written_in_utc() -> None:
+    signer = SigV4Signer(
+        access_key_id=KEY, secret_access_key=SECRET, region="eu-west-1", service="rekognition"
+    )
+    paris = SIGNED_AT.astimezone(timezone(timedelta(hours=1)))
+    assert signer.sign("POST", "http://gw/", {}, BODY, now=paris) == signer.sign(
+        "POST", "http://gw/", {}, BODY, now=SIGNED_AT
+    )

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import logging
+from datetime import UTC, datetime
+from typing import Any
 
-from gateway.observability import tracing
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
+
+from gateway.observability import requests, tracing
+from gateway.observability.metrics import ReasonCodes
 from gateway.observability.tracing import tracing_requested
+from gateway.requests import IncomingRequest
 
 
 @pytest.mark.parametrize(
@@ -54,3 +63,70 @@ def test_with_tracing_off_a_callers_trace_context_still_reaches_the_vendor(
     with tracing.caller_context({}), tracing.client_span("POST", "http://vendor/", alone):
         pass
     assert "traceparent" not in alone
+
+
+def test_a_propagator_installed_later_is_read_for_the_callers_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # caller_context keeps each propagator's header names: one set later (by a test, or an
+    # operator's OTEL_PROPAGATORS) is read for its own, not the first one's.
+    monkeypatch.setattr(tracing, "tracing_on", lambda: False)
+
+    class Custom(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return otel_context.set_value("custom", carrier["x-custom"], context)
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            value = otel_context.get_value("custom", context)
+            if value is not None:
+                carrier["x-custom"] = value
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-custom"}
+
+    default = propagate.get_global_textmap()
+    with tracing.caller_context({"traceparent": CALLER}):  # the default's names, kept
+        pass
+    propagate.set_global_textmap(Custom())
+    try:
+        sent: dict[str, str] = {}
+        with (
+            tracing.caller_context({"x-custom": "v"}),
+            tracing.client_span("POST", "http://vendor/", sent),
+        ):
+            pass
+        assert sent == {"x-custom": "v"}
+    finally:
+        propagate.set_global_textmap(default)
+
+
+def test_a_request_observed_is_finished_however_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = IncomingRequest(
+        request_id="r-ends",
+        received_at=datetime.now(UTC),
+        method="POST",
+        path="/",
+        query="",
+        headers={"traceparent": CALLER},
+        body=b"",
+        client_address=None,
+    )
+    observing = requests.observe_request(
+        "toy", request, known_operations=frozenset(), reasons=ReasonCodes()
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="gateway.requests"),
+        pytest.raises(KeyError),
+        observing as observed,
+    ):
+        assert requests._current.get() is observed
+        # The caller's context is current inside, and only inside.
+        assert trace.get_current_span().get_span_context().trace_id == int(CALLER[3:35], 16)
+        raise KeyError("a bug in the pipeline")
+    assert requests._current.get() is None
+    assert not trace.get_current_span().get_span_context().is_valid
+    [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "r-ends"]
+    assert getattr(line, "decision", None) == "error"

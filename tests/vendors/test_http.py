@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from gateway.errors import UpstreamError
+from gateway.observability import requests, tracing
+from gateway.observability.metrics import ReasonCodes
+from gateway.requests import IncomingRequest
 from gateway.serving import free_port
 from gateway.vendors.http import UpstreamClient
 
@@ -194,3 +198,42 @@ async def test_the_vendor_gets_the_headers_given_and_no_cookie_back(
     assert "content-type" not in first
     # One client carries every caller's requests: no cookie passes from one to the next.
     assert "cookie" not in second
+
+
+@pytest.mark.parametrize("vendor", [_ok], indirect=True)
+async def test_a_request_asks_whether_it_is_traced_once(
+    vendor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no tracer provider installed, asking costs an environment lookup (OpenTelemetry
+    # looks up OTEL_PYTHON_TRACER_PROVIDER each time): observe_request asks, and its steps
+    # and its forward's CLIENT span go by that answer.
+    asked: list[str] = []
+
+    def tracing_on() -> bool:
+        asked.append("asked")
+        return False
+
+    monkeypatch.setattr(requests, "tracing_on", tracing_on)
+    monkeypatch.setattr(tracing, "tracing_on", tracing_on)
+    incoming = IncomingRequest(
+        request_id="r1",
+        received_at=datetime.now(UTC),
+        method="POST",
+        path="/",
+        query="",
+        headers={},
+        body=b"{}",
+        client_address=None,
+    )
+    client = UpstreamClient(vendor="Toy", timeout_seconds=2)
+    try:
+        with (
+            requests.observe_request(
+                "toy", incoming, known_operations=frozenset(), reasons=ReasonCodes()
+            ),
+            requests.step("forward"),
+        ):
+            await client.request("POST", vendor, body=b"{}", headers={})
+    finally:
+        await client.aclose()
+    assert asked == ["asked"]

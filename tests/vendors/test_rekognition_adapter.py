@@ -9,6 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import (
     AuditUnavailable,
@@ -22,6 +28,7 @@ from gateway.operations import OperationKind
 from gateway.policy.contract import Obligations
 from gateway.requests import IncomingRequest
 from gateway.vendors.base import UpstreamResponse
+from gateway.vendors.http import UpstreamReply
 from gateway.vendors.inventory import Protocol
 from gateway.vendors.rekognition import OPERATIONS, RekognitionAdapter
 from tests.vendors.vendor_support import backend
@@ -205,6 +212,44 @@ def test_a_request_already_within_obligations_is_forwarded_unchanged(
     assert adapter.apply_obligations(parsed, OBLIGATIONS) is None
 
 
+async def test_the_forward_is_signed_as_botocore_signs_it(
+    adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What reaches the vendor: the URL and headers botocore's SigV4Auth.add_auth produced
+    when it signed the forward (for the same body and X-Amz-Date), in the same order."""
+    sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+
+    async def capture(
+        method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
+    ) -> UpstreamReply:
+        sent.append((method, url, body, dict(headers)))
+        return UpstreamReply(status=200, headers=CIMultiDictProxy(CIMultiDict()), body=b"{}")
+
+    monkeypatch.setattr(adapter._client, "request", capture)
+    parsed = adapter.parse(
+        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    await adapter.forward(parsed, OBLIGATIONS)
+    [(method, url, body, headers)] = sent
+    # The payload as the obligations rewrote it, written as json.dumps writes it.
+    assert body == json.dumps(adapter.apply_obligations(parsed, OBLIGATIONS)).encode()
+
+    signed_at = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: signed_at)
+    reference = AWSRequest(
+        method="POST",
+        url="http://vendor.invalid/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+        },
+    )
+    SigV4Auth(Credentials("AK", "vendor-secret"), "rekognition", "us-east-1").add_auth(reference)
+    assert (method, url) == ("POST", reference.url)
+    assert list(headers.items()) == list(reference.headers.items())
+
+
 def test_the_response_is_checked_against_the_obligations(adapter: RekognitionAdapter) -> None:
     parsed = adapter.parse(
         request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
@@ -300,3 +345,43 @@ def test_an_image_that_is_not_one_is_invalid_image_format(adapter: RekognitionAd
 
     response = adapter.error_response(InvalidImage("not a JPEG or PNG"), request_id="r1")
     assert json.loads(response.body)["__type"] == "InvalidImageFormatException"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    operation=st.sampled_from(["SearchFacesByImage", "CompareFaces", "DetectFaces"]),
+    extra=st.dictionaries(st.text().map(lambda key: f"Extra{key}"), _JSON, max_size=5),
+    images=st.lists(st.binary(min_size=1, max_size=300), min_size=2, max_size=2),
+    at=st.integers(min_value=0, max_value=5),
+    ascii_only=st.booleans(),
+)
+def test_the_body_forwarded_is_the_payload_as_json_dumps_writes_it(
+    operation: str, extra: dict[str, Any], images: list[bytes], at: int, ascii_only: bool
+) -> None:
+    # parse writes the body with the images' base64 copied between quotes, not through
+    # json's escaper: the bytes must be json.dumps's all the same, wherever the images are.
+    adapter = RekognitionAdapter(
+        backend=backend(Protocol.REKOGNITION), max_image_bytes=1024, timeout_seconds=1
+    )
+    fields = OPERATIONS[operation].images
+    members = list(extra.items())
+    for field, image in zip(fields, images, strict=False):
+        members.insert(min(at, len(members)), (field, {"Bytes": base64.b64encode(image).decode()}))
+    if operation != "DetectFaces":
+        members.insert(0, ("SimilarityThreshold", 80.5))
+    if operation == "SearchFacesByImage":
+        members.append(("CollectionId", "m"))
+    raw = json.dumps(dict(members), ensure_ascii=ascii_only).encode()
+    parsed = adapter.parse(request(operation, raw))
+    assert parsed.body == json.dumps(json.loads(raw)).encode()
