@@ -108,6 +108,21 @@ READ_POOL_SIZE: Final = 8
 _SQLALCHEMY_ONLY_ARGS: Final = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
 
+def asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+    """``asyncpg.connect``'s (and ``asyncpg.create_pool``'s) keyword arguments for the
+    database of `engine`, a PostgreSQL engine on asyncpg: what SQLAlchemy's dialect derives
+    from the URL (host, port, user, password, database, the query's driver options), less
+    what the dialect keeps for itself. For the connections facegate opens beside the
+    engine's pool (`RequestReader`, the audit log's group commit), so they reach the same
+    database as the engine, however its URL is written."""
+    if engine.dialect.driver != "asyncpg":
+        raise ValueError(f"not an asyncpg engine: {engine.dialect.driver}")
+    _, connect_args = engine.dialect.create_connect_args(engine.url)
+    for name in _SQLALCHEMY_ONLY_ARGS:
+        connect_args.pop(name, None)
+    return dict(connect_args)
+
+
 class RequestReader:
     """The request path's single-statement reads: a case session, a warrant, a case's
     refused authorisations. Every one is read from the database when it is asked for,
@@ -140,10 +155,8 @@ class RequestReader:
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         if engine.dialect.driver != "asyncpg":
             return cls(engine, None)
-        _, connect_args = engine.dialect.create_connect_args(engine.url)
-        for name in _SQLALCHEMY_ONLY_ARGS:
-            connect_args.pop(name, None)
-        return cls(engine, await _ReadConnections.open(dict(connect_args), size=READ_POOL_SIZE))
+        connections = await _ReadConnections.open(asyncpg_connect_args(engine), size=READ_POOL_SIZE)
+        return cls(engine, connections)
 
     @property
     def on_asyncpg(self) -> bool:
