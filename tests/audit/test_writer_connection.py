@@ -218,7 +218,10 @@ async def test_aclose_closes_the_connection(
 ) -> None:
     await log.append(record_factory(request_id="before"))
     pid = log.backends[-1]
+    # Held here, so that only aclose, not the collector, can close it.
+    writer: Any = log._store._connection  # type: ignore[attr-defined]
     await log.aclose()
+    assert writer.is_closed()
     async with engine.connect() as connection:
         for _ in range(500):
             if not await connection.scalar(
