@@ -65,9 +65,11 @@ def is_sqlite(url: str) -> bool:
 
 
 # Connections kept open. A request holds up to two at once (a read, and its turn in the audit
-# log's batch); connections past the pool are opened and closed per checkout, which costs a
-# thread and the pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for
-# the concurrency one process serves rather than the library's default of 5.
+# log's batch where that goes through the engine: an in-memory SQLite database; a SQLite file
+# and PostgreSQL on asyncpg have the group commit write on a connection of its own);
+# connections past the pool are opened and closed per checkout, which costs a thread and the
+# pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for the concurrency
+# one process serves rather than the library's default of 5.
 POOL_SIZE = 32
 
 
@@ -102,6 +104,9 @@ def apply_sqlite_pragmas(connection: Any) -> None:
 # opened on demand, on top of the engine's. Each holds one short SELECT at a time, so a few
 # serve many concurrent requests (a read waits its turn rather than opening one more); the
 # database's max_connections (100 by default) is shared by every replica and the engine.
+# A gateway process holds at most 2 * POOL_SIZE + READ_POOL_SIZE + 1 PostgreSQL connections:
+# the engine's pool and overflow, these, and the audit log's group commit's one
+# (gateway.audit.stores.asyncpg_store.AsyncpgGroupCommit).
 READ_POOL_SIZE: Final = 8
 
 # What SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg.connect.
