@@ -6,6 +6,7 @@ rolls back and frees the sequencer, and the next batch connects again."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -204,13 +205,56 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced(
     log: ObservedLog, engine: AsyncEngine, record_factory: RecordFactory
 ) -> None:
     # A server restart, an idle_session_timeout, an administrator: the writer's connection
-    # is ended between batches. asyncpg reads the server's close as it arrives, so the next
-    # batch sees the connection closed and opens another rather than failing.
+    # is ended between batches. Once asyncpg has read the server's close (it reads as the
+    # close arrives; the backend leaves pg_stat_activity a moment before its socket
+    # closes), the next batch sees the connection closed and opens another, failing no one.
     await log.append(record_factory(request_id="before"))
+    writer: Any = log._store._connection  # type: ignore[attr-defined]
     await terminate(engine, log.backends[-1])
+    for _ in range(500):
+        if writer.is_closed():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("asyncpg did not see the close")
 
     assert (await log.append(record_factory(request_id="after"))).seq == 2
     assert log.backends[-1] != log.backends[0]
+
+
+def terminate_blocking(engine: AsyncEngine, pid: int) -> None:
+    """``terminate``, on a synchronous connection: the event loop runs nothing meanwhile, so
+    asyncpg has not read the server's close of ``pid`` when this returns."""
+    url = engine.url.set(drivername="postgresql+psycopg")
+    blocking = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with blocking.connect() as connection:
+            assert connection.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(500):
+                if not connection.scalar(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid},
+                ):
+                    return
+                time.sleep(0.01)  # noqa: ASYNC251 (blocking the loop is the point)
+    finally:
+        blocking.dispose()
+    raise AssertionError(f"backend {pid} still there")
+
+
+async def test_a_dropped_connection_not_yet_seen_closed_fails_one_batch_closed(
+    log: ObservedLog, engine: AsyncEngine, record_factory: RecordFactory
+) -> None:
+    # The drop arrives, unread, as a batch starts: that batch's BEGIN goes to a dead
+    # connection and fails, its callers get AuditUnavailable, and the next batch connects.
+    await log.append(record_factory(request_id="before"))
+    terminate_blocking(engine, log.backends[-1])
+    with pytest.raises(AuditUnavailable):
+        await log.append(record_factory(request_id="dropped"))
+
+    assert (await log.append(record_factory(request_id="after"))).seq == 2
+    assert log.backends[-1] != log.backends[0]
+    assert (await checker_of(log).verify()).entries_checked == 2
 
 
 async def test_aclose_closes_the_connection(
