@@ -236,7 +236,7 @@ def terminate_blocking(engine: AsyncEngine, pid: int) -> None:
                     {"pid": pid},
                 ):
                     return
-                time.sleep(0.01)  # noqa: ASYNC251 (blocking the loop is the point)
+                time.sleep(0.01)  # blocking the loop is the point
     finally:
         blocking.dispose()
     raise AssertionError(f"backend {pid} still there")
