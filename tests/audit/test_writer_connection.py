@@ -19,7 +19,7 @@ from gateway.audit import merkle
 from gateway.audit.log import AuditLog, Unit
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import AppendedEntry
-from gateway.audit.stores import SEQUENCER_LOCK_ID, AppendStore, AsyncpgStore
+from gateway.audit.stores import SEQUENCER_LOCK_ID, AppendStore, AsyncpgGroupCommit, AsyncpgStore
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable
 from tests.audit.conftest import checker_of
@@ -276,3 +276,17 @@ async def test_aclose_closes_the_connection(
             await asyncio.sleep(0.01)
         else:
             raise AssertionError("the writer's backend outlived aclose")
+
+
+async def test_overlapping_batches_are_refused(engine: AsyncEngine) -> None:
+    # One connection: a second batch inside the first would share its transaction.
+    writer = AsyncpgGroupCommit(engine, lock_timeout_ms=1000)
+    try:
+        with pytest.raises(RuntimeError, match="must not overlap"):
+            async with writer.batch() as store:
+                await store.take_sequencer()
+                async with writer.batch():
+                    pass  # pragma: no cover
+        assert await sequencer_is_free(engine)  # the outer batch failed closed
+    finally:
+        await writer.aclose()
