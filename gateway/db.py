@@ -83,9 +83,11 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
 
 
 # Connections kept open. A request holds up to two at once (a read, and its turn in the audit
-# log's batch); connections past the pool are opened and closed per checkout, which costs a
-# thread and the pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for
-# the concurrency one process serves rather than the library's default of 5.
+# log's batch where that goes through the engine: an in-memory SQLite database; a SQLite file
+# and PostgreSQL on asyncpg have the group commit write on a connection of its own);
+# connections past the pool are opened and closed per checkout, which costs a thread and the
+# pragmas on SQLite and a backend on PostgreSQL, so the pool is sized for the concurrency
+# one process serves rather than the library's default of 5.
 POOL_SIZE = 32
 
 
@@ -120,10 +122,28 @@ def apply_sqlite_pragmas(connection: Any) -> None:
 # opened on demand, on top of the engine's. Each holds one short SELECT at a time, so a few
 # serve many concurrent requests (a read waits its turn rather than opening one more); the
 # database's max_connections (100 by default) is shared by every replica and the engine.
+# A gateway process holds at most 2 * POOL_SIZE + READ_POOL_SIZE + 1 PostgreSQL connections:
+# the engine's pool and overflow, these, and the audit log's group commit's one
+# (gateway.audit.stores.asyncpg_store.AsyncpgGroupCommit).
 READ_POOL_SIZE: Final = 8
 
 # What SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg.connect.
 _SQLALCHEMY_ONLY_ARGS: Final = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+def asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+    """``asyncpg.connect``'s (and ``asyncpg.create_pool``'s) keyword arguments for the
+    database of `engine`, a PostgreSQL engine on asyncpg: what SQLAlchemy's dialect derives
+    from the URL (host, port, user, password, database, the query's driver options), less
+    what the dialect keeps for itself. For the connections facegate opens beside the
+    engine's pool (`RequestReader`, the audit log's group commit), so they reach the same
+    database as the engine, however its URL is written."""
+    if engine.dialect.driver != "asyncpg":
+        raise ValueError(f"not an asyncpg engine: {engine.dialect.driver}")
+    _, connect_args = engine.dialect.create_connect_args(engine.url)
+    for name in _SQLALCHEMY_ONLY_ARGS:
+        connect_args.pop(name, None)
+    return dict(connect_args)
 
 
 class RequestReader:
@@ -171,10 +191,8 @@ class RequestReader:
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         if engine.dialect.driver != "asyncpg":
             return cls(engine, None)
-        _, connect_args = engine.dialect.create_connect_args(engine.url)
-        for name in _SQLALCHEMY_ONLY_ARGS:
-            connect_args.pop(name, None)
-        return cls(engine, await _ReadConnections.open(dict(connect_args), size=READ_POOL_SIZE))
+        connections = await _ReadConnections.open(asyncpg_connect_args(engine), size=READ_POOL_SIZE)
+        return cls(engine, connections)
 
     @property
     def on_asyncpg(self) -> bool:

@@ -67,5 +67,9 @@ async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def audit_log(engine: AsyncEngine) -> AuditLog:
-    return AuditLog(session_factory(engine))
+async def audit_log(engine: AsyncEngine) -> AsyncIterator[AuditLog]:
+    log = AuditLog(session_factory(engine))
+    try:
+        yield log
+    finally:
+        await log.aclose()  # its own connection on PostgreSQL, which the engine does not own

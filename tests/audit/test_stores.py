@@ -26,8 +26,10 @@ from gateway.errors import AuditUnavailable
         ("sqlite+aiosqlite:///file:audit?mode=memory&uri=true", SQLAlchemyGroupCommit),
         ("sqlite+aiosqlite:///{tmp}/audit.db?timeout=5", SQLAlchemyGroupCommit),
         ("postgresql+asyncpg://nobody@127.0.0.1:1/none", AsyncpgGroupCommit),
+        # The group commit's own connection is asyncpg's, from asyncpg's connect arguments.
+        ("postgresql+psycopg://nobody@127.0.0.1:1/none", SQLAlchemyGroupCommit),
     ],
-    ids=["sqlite-file", "sqlite-memory", "sqlite-uri", "sqlite-query", "postgresql"],
+    ids=["sqlite-file", "sqlite-memory", "sqlite-uri", "sqlite-query", "postgresql", "psycopg"],
 )
 async def test_the_group_commit_store_is_chosen_from_the_engine(
     tmp_path: Path, url: str, expected: type

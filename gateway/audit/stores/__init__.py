@@ -4,7 +4,7 @@ and the factory that picks the driver once, when the log is made.
 
 base.py              the tables, the interfaces and their contracts, the error edge
 sqlalchemy_store.py  appends in a caller's transaction (db=), and SQLite that is not a file
-asyncpg_store.py     PostgreSQL's group commit on the driver's own connection
+asyncpg_store.py     PostgreSQL's group commit on an asyncpg connection of its own
 sqlite_store.py      SQLite's group commit on a sqlite3 connection in a thread of its own
 """
 
@@ -46,10 +46,11 @@ __all__ = [
 def group_commit_store(engine: AsyncEngine, *, lock_timeout_ms: int) -> GroupCommitStore:
     """The store the group commit of ``engine``'s database uses, chosen once.
 
-    PostgreSQL: asyncpg on a pooled connection. A SQLite file: a sqlite3 connection of the
-    log's own. An in-memory or URI SQLite database is reachable only through the engine.
+    PostgreSQL on asyncpg: an asyncpg connection of the log's own. A SQLite file: a sqlite3
+    connection of the log's own. An in-memory or URI SQLite database is reachable only
+    through the engine, and so is PostgreSQL on another driver.
     """
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
         return AsyncpgGroupCommit(engine, lock_timeout_ms=lock_timeout_ms)
     path = sqlite_file(engine)
     if path is not None:

@@ -1,14 +1,18 @@
-"""The asyncpg store: PostgreSQL's group commit on the driver's own connection.
+"""The asyncpg store: PostgreSQL's group commit on an asyncpg connection of its own.
 
 Four round trips a batch (BEGIN with the sequencer, the head, one INSERT of entries, nodes
 and checkpoint, COMMIT) and none of SQLAlchemy's per-statement work, which cost more than
 the statements themselves (bench/append_latency.py). One round trip when the writer
 committed the last batch itself (``append_on_head``: a statement that takes the sequencer,
 checks the head and inserts, committed on its own), the usual case for a lone replica.
+The connection is the group commit's own, not a checkout of the engine's pool: a checkout
+and its return cost about 0.26 ms of wall time a batch, and each batch had to set the
+session settings again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +36,7 @@ from gateway.audit.stores.base import (
     Row,
 )
 from gateway.audit.stores.sqlalchemy_store import PG_SETTINGS
+from gateway.db import DATABASE_ERRORS, asyncpg_connect_args
 
 _PG_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -69,19 +74,18 @@ def _insert_everything(*, with_checkpoint: bool) -> str:
     return f"WITH entries AS ({entries}), nodes AS ({nodes}) {checkpoint}"
 
 
-def _insert_on_head(*, with_checkpoint: bool, settings: str) -> str:
+def _insert_on_head(*, with_checkpoint: bool) -> str:
     """A whole batch as one statement, committed on its own (``append_on_head``): the
-    sequencer, the settings a batch needs, a guard that the head is $1 (seq) and $2 (record
-    hash), and the inserts, each made only if the guard holds. Returns how many entries
-    were written: all of them, or none.
+    sequencer, a guard that the head is $1 (seq) and $2 (record hash), and the inserts, each
+    made only if the guard holds (the settings a batch needs are the connection's, set when
+    it connected). Returns how many entries were written: all of them, or none.
 
     The statement's snapshot is taken before the lock is waited for, so a guard may pass on
     a head that another writer has since extended; its INSERT of the same seq then fails on
     the primary key (a unique check sees committed rows), and the statement rolls back."""
     guarded = " WHERE EXISTS (SELECT FROM ok)"
     parts = [
-        f"lock AS (SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"  # noqa: S608
-        f" FROM (SELECT {settings} OFFSET 0) AS settings)",
+        f"lock AS (SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d}))",
         "ok AS (SELECT FROM lock, (SELECT seq, record_hash FROM audit_log"
         " ORDER BY seq DESC LIMIT 1) AS head WHERE head.seq = $1 AND head.record_hash = $2)",
         f"entries AS ({_unnest_insert(LOG_TABLE, 3)}{guarded} RETURNING 1)",
@@ -102,7 +106,13 @@ def _insert_on_head(*, with_checkpoint: bool, settings: str) -> str:
 
 
 _PG_INSERT_SIGNED: Final = _insert_everything(with_checkpoint=True)
+_PG_INSERT_ON_HEAD: Final = {
+    signed: _insert_on_head(with_checkpoint=signed) for signed in (False, True)
+}
 _PG_INSERT_UNSIGNED: Final = _insert_everything(with_checkpoint=False)
+# One round trip: BEGIN, then the lock, in that order (a script of two statements). The
+# lock's wait is bounded by the connection's lock_timeout (AsyncpgGroupCommit sets it).
+_PG_TAKE_SEQUENCER: Final = f"BEGIN; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"
 _PG_READ_HEAD: Final = "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _PG_READ_LATEST_CHECKPOINT: Final = (
     "SELECT tree_size, root_hash, note FROM audit_checkpoint ORDER BY tree_size DESC LIMIT 1"
@@ -116,21 +126,16 @@ _JSON_COLUMNS: Final = frozenset(c.name for c in LOG_TABLE.c if isinstance(c.typ
 
 
 class AsyncpgStore:
-    """A store on asyncpg's connection. The caller has opened no transaction: this store's
-    ``take_sequencer`` sends BEGIN with the lock, and the caller sends COMMIT (or drops
-    the connection) afterwards."""
+    """A store on asyncpg's connection. The caller has opened no transaction, and has set
+    the session's settings (``PG_SETTINGS``, as ``AsyncpgGroupCommit`` does when it
+    connects): this store's ``take_sequencer`` sends BEGIN with the lock, and the caller
+    sends COMMIT (or drops the connection) afterwards."""
 
-    def __init__(self, connection: asyncpg.Connection, *, lock_timeout_ms: int) -> None:
+    def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
-        # Literals from integers, not parameters: a script of several statements takes none.
-        settings = PG_SETTINGS.format(lock_timeout=f"'{lock_timeout_ms:d}ms'")
-        self._begin = (
-            f"BEGIN; SELECT {settings}; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"
-        )
 
     async def take_sequencer(self) -> None:
-        # One round trip: BEGIN, the settings, then the lock, in that order.
-        await self._connection.execute(self._begin)
+        await self._connection.execute(_PG_TAKE_SEQUENCER)
 
     async def read_head(self) -> Head | None:
         row = await self._connection.fetchrow(_PG_READ_HEAD)
@@ -195,53 +200,106 @@ def _bound_columns(table: Table, rows: Sequence[Row]) -> list[list[Any]]:
 
 
 class AsyncpgGroupCommit:
-    """The group commit on PostgreSQL: a pooled connection's asyncpg connection per batch."""
+    """The group commit on PostgreSQL, on one asyncpg connection of its own.
+
+    The connection is opened by the first batch, from the engine's URL as the engine would
+    open it (``gateway.db.asyncpg_connect_args``), and the append's settings
+    (``PG_SETTINGS``: lock_timeout, synchronous_commit never off) are set on its session
+    then, once, so a batch's first round trip is BEGIN with the sequencer. It is one
+    connection a process beside the engine's pool: the log's one writer task writes one
+    batch at a time, so batches never overlap (an overlapping batch raises RuntimeError).
+
+    Whatever fails in a batch, the connection is terminated and a later batch opens
+    another (see ``batch``). ``aclose`` closes it; a batch after that opens another.
+    """
 
     def __init__(self, engine: AsyncEngine, *, lock_timeout_ms: int) -> None:
-        self._engine = engine
-        self._lock_timeout_ms = lock_timeout_ms
-        settings = PG_SETTINGS.format(lock_timeout=f"'{lock_timeout_ms:d}ms'")
-        self._on_head = {
-            signed: _insert_on_head(with_checkpoint=signed, settings=settings)
-            for signed in (False, True)
-        }
+        self._connect_args = asyncpg_connect_args(engine)
+        # Literals from integers, not parameters: the settings are one simple statement.
+        self._settings = "SELECT " + PG_SETTINGS.format(
+            lock_timeout=f"'{lock_timeout_ms:d}ms'", is_local="false"
+        )
+        self._connection: asyncpg.Connection | None = None
+        self._in_batch = False
 
     async def append_on_head(
         self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
     ) -> bool:
-        # One round trip where the full path makes four (BEGIN with the lock, the head, the
-        # INSERT, COMMIT): the statement is its own transaction.
+        """``GroupCommitStore.append_on_head``: one round trip where ``batch`` makes four
+        (BEGIN with the lock, the head, the INSERT, COMMIT), the statement its own
+        transaction, on the same connection and as fail-closed as ``batch``."""
         arguments: list[Any] = [head.seq, head.record_hash]
         arguments += [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
         if checkpoint is not None:
             arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
-        async with self._engine.connect() as connection:
-            driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+        if self._in_batch:
+            raise RuntimeError("the group commit's batches must not overlap")
+        self._in_batch = True
+        try:
+            connection = await self._connected()
             try:
-                written = await driver_connection.fetchval(
-                    self._on_head[checkpoint is not None], *arguments
+                written = await connection.fetchval(
+                    _PG_INSERT_ON_HEAD[checkpoint is not None], *arguments
                 )
             except asyncpg.UniqueViolationError:
                 return False  # another writer took this seq since the statement's snapshot
             except BaseException:
-                # As in batch(): a connection in an unknown state is closed, never reused.
-                await connection.invalidate()
+                # As in batch(): a connection in an unknown state is never used again.
+                self._connection = None
+                connection.terminate()
                 raise
+        finally:
+            self._in_batch = False
         return bool(written)
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AppendStore]:
-        async with self._engine.connect() as connection:
-            driver_connection: Any = (await connection.get_raw_connection()).driver_connection
+        """``GroupCommitStore.batch``, fail-closed: on any exception or cancellation in the
+        batch (a statement refused, the server gone, the writer cancelled mid-statement)
+        the connection is terminated before the exception goes on, which ends the
+        transaction and frees the sequencer on the server, and the next batch connects
+        again. A connection the server closed while it sat idle is passed over when
+        asyncpg has read the close, else it fails the batch that takes it, closed."""
+        if self._in_batch:
+            raise RuntimeError("the group commit's batches must not overlap")
+        self._in_batch = True
+        try:
+            connection = await self._connected()
             try:
-                yield AsyncpgStore(driver_connection, lock_timeout_ms=self._lock_timeout_ms)
-                await driver_connection.execute("COMMIT")
+                yield AsyncpgStore(connection)
+                await connection.execute("COMMIT")
             except BaseException:
-                # Whatever failed, the transaction must not outlive this batch, nor the
-                # connection go back to the pool inside it: closing the connection
-                # ends both (the server rolls back and frees the sequencer).
-                await connection.invalidate()
+                # The transaction must not outlive this batch, nor the connection be used
+                # again in an unknown state: terminating it (synchronous, so a second
+                # cancellation cannot interrupt it) makes the server roll back and free
+                # the sequencer.
+                self._connection = None
+                connection.terminate()
                 raise
+        finally:
+            self._in_batch = False
+
+    async def _connected(self) -> asyncpg.Connection:
+        connection = self._connection
+        if connection is not None and not connection.is_closed():
+            return connection
+        self._connection = None
+        connection = await asyncpg.connect(**self._connect_args)
+        try:
+            await connection.execute(self._settings)
+        except BaseException:
+            connection.terminate()
+            raise
+        self._connection = connection
+        return connection
 
     async def aclose(self) -> None:
-        return None
+        """Close the connection, if one is open (``AuditLog.aclose`` calls this once its
+        writer has finished; the engine's disposal does not reach this connection)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        # A connection that cannot be closed politely is aborted by asyncpg before it
+        # raises: either way it is gone, and shutdown goes on.
+        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
+            await connection.close(timeout=5)

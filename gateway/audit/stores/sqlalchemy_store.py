@@ -36,21 +36,23 @@ _READ_LATEST_CHECKPOINT: Final = (
 _INSERT_ENTRIES: Final = insert(LOG_TABLE)
 _INSERT_NODES: Final = insert(TREE_TABLE)
 _INSERT_CHECKPOINT: Final = insert(CHECKPOINT_TABLE)
-# Transaction-scoped settings: the lock wait is bounded, and a server or role configured
+# The settings of an append: the lock wait is bounded, and a server or role configured
 # with synchronous_commit=off cannot make this commit non-durable. {lock_timeout} is a
-# bind parameter or a literal.
+# bind parameter or a literal; {is_local} is true for the transaction only (a pooled
+# connection, which others use next), false for the session (the group commit's connection
+# of its own, asyncpg_store.AsyncpgGroupCommit, which sets them once when it connects).
 PG_SETTINGS: Final = (
-    "set_config('lock_timeout', {lock_timeout}, true),"
+    "set_config('lock_timeout', {lock_timeout}, {is_local}),"
     " set_config('synchronous_commit',"
     "  CASE current_setting('synchronous_commit')"
     "   WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,"
-    "  true)"
+    "  {is_local})"
 )
 # The settings sit in a subquery that OFFSET 0 keeps from being flattened, so they take
 # effect before the lock is waited for, in the same round trip.
 _PG_TAKE_SEQUENCER: Final = text(
     "SELECT pg_advisory_xact_lock(:lock_id) FROM ("  # noqa: S608 (constants only)
-    f" SELECT {PG_SETTINGS.format(lock_timeout=':lock_timeout')} OFFSET 0"
+    f" SELECT {PG_SETTINGS.format(lock_timeout=':lock_timeout', is_local='true')} OFFSET 0"
     ") AS settings"
 )
 # Marks a pooled SQLite connection whose busy_timeout and synchronous are set for appends.
