@@ -66,11 +66,17 @@ class _SortedSet:
 
     def counts_after(self, since: tuple[int, ...]) -> list[int]:
         """How many members are scored after each of `since`, which must not increase (the
-        windows, shortest first): each cut is then searched for below the one before."""
+        windows, shortest first): each cut is then searched for below the one before, and
+        none once the oldest member is after a cut (the day's, always, in a set trimmed
+        now)."""
         times, head = self.times, self.head
         total = below = len(times)
-        counts = []
+        counts: list[int] = []
         for score in since:
+            if below == head or times[head] > score:
+                # Every member is after this cut, and so after each later (earlier) one.
+                counts += [total - head] * (len(since) - len(counts))
+                break
             below = bisect.bisect_right(times, score, head, below)
             counts.append(total - below)
         return counts
