@@ -63,9 +63,11 @@ def merge_case_context(
     stated_values: dict[str, object] = {}
     conflicts = []
     for field, header in CONTEXT_HEADERS.items():
-        raw = headers.get(header, "")
+        raw = headers.get(header)
+        if not raw:  # most requests state nothing by header
+            continue
         try:
-            stated = canonical(field, raw, what=_header_name(header))
+            stated = canonical(field, raw, what=_HEADER_NAMES[header])
         except ValueError as exc:
             raise MalformedRequest(str(exc)) from exc
         if stated is None:
@@ -83,6 +85,10 @@ def merge_case_context(
 
 def _header_name(header: str) -> str:
     return "-".join(part.capitalize() for part in header.split("-"))
+
+
+# As error messages name them ("X-Facegate-Legal-Basis"), spelt once.
+_HEADER_NAMES = {header: _header_name(header) for header in CONTEXT_HEADERS.values()}
 
 
 def image_facts(operation: FaceOperation, inspection: ProbeInspection) -> list[ImageFacts]:

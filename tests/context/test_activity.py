@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from gateway.context.activity import (
     MemoryActivityStore,
     RedisActivityStore,
 )
+from gateway.context.activity.memory import _SWEEP_EVERY, _SortedSet
 from gateway.operations import OperationKind
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -404,3 +406,94 @@ async def test_a_probe_is_known_by_its_identity_whatever_its_digest(
         )
     ).counts
     assert at(other, "probe", "distinct_cases", "day") == 1
+
+
+# -- window edges, and the memory store's trimming ------------------------------------------
+
+DAY = timedelta(days=1)
+MS = timedelta(milliseconds=1)
+
+
+async def test_the_day_window_ends_exactly_a_day_before_the_request(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(event(1, at=T0))
+    counts = (await store.reserve(event(2, at=T0 + DAY - MS))).counts
+    assert at(counts, "officer", "requests", "day") == 2
+    # A day after T0 the first request has left the window (and the memory store's set).
+    counts = (await store.reserve(event(3, at=T0 + DAY))).counts
+    assert at(counts, "officer", "requests", "day") == 2
+    assert at(counts, "officer", "requests", "second") == 2
+    assert at(counts, "officer", "requests", "ten_seconds") == 2
+    counts = (await store.reserve(event(4, at=T0 + DAY + 10 * MS))).counts
+    assert at(counts, "agency", "requests", "day") == 3
+    assert at(counts, "agency", "requests", "second") == 3
+
+
+async def test_a_mark_taken_back_after_its_first_score_aged_out_counts_in_no_window(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.reserve(event(1, at=T0, probes=("sha256:p",)))
+    later = T0 + DAY + timedelta(seconds=5)
+    refused = await store.reserve(event(2, at=later, probes=("sha256:p",)))
+    # Both stores read the score the mark had before this request, aged out or not.
+    (mark,) = [u for u in refused.undo if u.key == "officer:officer-1:distinct_probes"]
+    assert (mark.previous, mark.ours) == (int(T0.timestamp() * 1000), int(later.timestamp() * 1000))
+    await store.release(refused)
+    counts = (await store.reserve(event(3, at=later + MS, probes=("sha256:q",)))).counts
+    assert at(counts, "officer", "distinct_probes", "day") == 1  # q: p's restored score is out
+    assert at(counts, "officer", "requests", "day") == 1  # the refused request left no member
+    counts = (await store.reserve(event(4, at=later + 2 * MS, probes=("sha256:p",)))).counts
+    assert at(counts, "officer", "distinct_probes", "day") == 2
+    assert at(counts, "officer", "distinct_probes", "second") == 2
+
+
+def test_the_memory_store_counts_and_trims_as_a_plain_dict_would() -> None:
+    """`_SortedSet` against a model: every count, every score, every previous score, while
+    trims leave dead places at its front and drop them in batches; a score restored below
+    the dead places (a released mark whose first score has aged out) is counted right too.
+    """
+    rng = random.Random(20261130)
+    members = _SortedSet()
+    model: dict[str, int] = {}
+    now = 1_000_000
+    for step in range(6000):
+        now += rng.choice([0, 1, 5, 50, 400])
+        until = now - 1000
+        member = f"m{rng.randrange(400)}"
+        choice = rng.random()
+        if choice < 0.6:
+            latest = rng.random() < 0.5
+            score = now if rng.random() < 0.9 else now - rng.randrange(3000)  # some restored
+            expected = model.get(member)
+            if not (latest and expected is not None and expected >= score):
+                model[member] = score
+            assert members.add(member, score, latest=latest) == expected
+            if rng.random() < 0.7:  # a release adds without trimming
+                members.trim(until)
+                model = {m: s for m, s in model.items() if s > until}
+                # The dead places kept are at most a quarter of the lists.
+                assert members.head * 4 <= len(members.times)
+        else:
+            members.remove(member)
+            model.pop(member, None)
+        assert members.scores == model, step
+        # The last cut is before the trims': a request whose clock is behind another's.
+        since = (now - 1, now - 10, now - 100, now - 1000, now - 1500)
+        assert members.counts_after(since) == [
+            sum(1 for s in model.values() if s > cut) for cut in since
+        ], step
+        assert members.newest() == (max(model.values()) if model else None)
+
+
+async def test_the_memory_store_drops_sets_whose_members_all_aged_out() -> None:
+    store = MemoryActivityStore()
+    for n in range(20):
+        await store.reserve(event(n, at=T0, probes=(f"sha256:old-{n}",)))
+    assert [key for key in store._sets if "old-" in key]
+    for n in range(_SWEEP_EVERY):
+        await store.reserve(event(100 + n, at=T0 + 2 * DAY, probes=("sha256:new",)))
+    assert not [key for key in store._sets if "old-" in key]
+    assert "probe:sha256:new:distinct_cases" in store._sets

@@ -22,12 +22,22 @@ class _SortedSet:
     `order` keeps (score, member) sorted, to find one member; `times` keeps the same scores
     alone, index for index, to count by range: a request counts ~100 ranges, and a search
     over plain ints runs about twice as fast as one over tuples.
+
+    Members trimmed away leave the set at once (`scores`, every search and count), but
+    their places at the front of the two lists are dropped in batches: `head` is the first
+    place still in the set, and every search starts there. Dropping the front of a list
+    moves all of the rest, so dropping it on each trim would cost a request time in
+    proportion to the set: a day of an agency's requests is millions of members, one or
+    two of which age out at every request. They are dropped once they are a quarter of the
+    lists: moving the rest then costs a few places per member trimmed, and the places kept
+    are at most a third as many as the members.
     """
 
     def __init__(self) -> None:
         self.scores: dict[str, int] = {}
-        self.order: list[tuple[int, str]] = []  # (score, member), sorted
+        self.order: list[tuple[int, str]] = []  # (score, member), sorted from `head` on
         self.times: list[int] = []  # order[i][0] at i
+        self.head = 0  # places before it are of members trimmed away
 
     def add(self, member: str, score: int, *, latest: bool) -> int | None:
         previous = self.scores.get(member)
@@ -36,35 +46,58 @@ class _SortedSet:
                 return previous
             self.remove(member)
         self.scores[member] = score
-        at = bisect.bisect_right(self.order, (score, member))
-        self.order.insert(at, (score, member))
-        self.times.insert(at, score)
+        order = self.order
+        entry = (score, member)
+        if not order or entry > order[-1]:  # the usual case: scored now, after every other
+            order.append(entry)
+            self.times.append(score)
+        else:
+            at = bisect.bisect_right(order, entry, self.head)
+            order.insert(at, entry)
+            self.times.insert(at, score)
         return previous
 
     def remove(self, member: str) -> None:
         score = self.scores.pop(member, None)
         if score is not None:
-            at = bisect.bisect_left(self.order, (score, member))
+            at = bisect.bisect_left(self.order, (score, member), self.head)
             del self.order[at]
             del self.times[at]
 
     def counts_after(self, since: tuple[int, ...]) -> list[int]:
         """How many members are scored after each of `since`, which must not increase (the
-        windows, shortest first): each cut is then searched for below the one before."""
-        times, total, below = self.times, len(self.times), len(self.times)
-        counts = []
+        windows, shortest first): each cut is then searched for below the one before, and
+        none once the oldest member is after a cut (the day's, always, in a set trimmed
+        now)."""
+        times, head = self.times, self.head
+        total = below = len(times)
+        counts: list[int] = []
         for score in since:
-            below = bisect.bisect_right(times, score, 0, below)
+            if below == head or times[head] > score:
+                # Every member is after this cut, and so after each later (earlier) one.
+                counts += [total - head] * (len(since) - len(counts))
+                break
+            below = bisect.bisect_right(times, score, head, below)
             counts.append(total - below)
         return counts
 
     def trim(self, until: int) -> None:
         """Drop every member scored at or before `until`."""
-        cut = bisect.bisect_right(self.times, until)
-        for _, member in self.order[:cut]:
+        times, head = self.times, self.head
+        if head == len(times) or times[head] > until:  # nothing to drop: most calls
+            return
+        cut = bisect.bisect_right(times, until, head)
+        for _, member in self.order[head:cut]:
             del self.scores[member]
-        del self.order[:cut]
-        del self.times[:cut]
+        if cut * 4 > len(times):
+            del self.order[:cut]
+            del times[:cut]
+            cut = 0
+        self.head = cut
+
+    def newest(self) -> int | None:
+        """The latest score in the set, None when it is empty."""
+        return self.times[-1] if self.head < len(self.times) else None
 
 
 _NOTHING = _SortedSet()  # what a key nobody has written holds; never written itself
@@ -86,27 +119,30 @@ class MemoryActivityStore:
 
     async def reserve(self, event: ActivityEvent) -> Reservation:
         steps = plan(event)
+        now = steps.now_ms
+        until = now - RETENTION_MS
+        since = steps.since_ms
+        sets = self._sets
         undo = []
         with self._lock:
             self._reserves += 1
             if self._reserves % _SWEEP_EVERY == 0:
-                self._sweep(steps.now_ms)
-            for add in steps.adds:
-                members = self._sets.get(add.key)
+                self._sweep(now)
+            for key, member, latest in steps.adds:
+                members = sets.get(key)
                 if members is None:
-                    members = self._sets[add.key] = _SortedSet()
-                previous = members.add(add.member, steps.now_ms, latest=add.latest)
-                members.trim(steps.now_ms - RETENTION_MS)
-                undo.append(Undo(add.key, add.member, add.latest, previous, steps.now_ms))
-            since = steps.since_ms
-            results = [self._sets.get(r.key, _NOTHING).counts_after(since) for r in steps.reads]
+                    members = sets[key] = _SortedSet()
+                previous = members.add(member, now, latest=latest)
+                members.trim(until)
+                undo.append(Undo(key, member, latest, previous, now))
+            results = [sets.get(read.key, _NOTHING).counts_after(since) for read in steps.reads]
         return Reservation(counts=steps.counts(results), undo=tuple(undo))
 
     def _sweep(self, now_ms: int) -> None:
         # Keys are trimmed when written; a key nobody writes again (one probe's digest) is
         # dropped here once its newest member has aged out, so memory stays bounded.
         cutoff = now_ms - RETENTION_MS
-        stale = [k for k, s in self._sets.items() if not s.times or s.times[-1] <= cutoff]
+        stale = [k for k, s in self._sets.items() if _stale(s.newest(), cutoff)]
         for key in stale:
             del self._sets[key]
 
@@ -134,3 +170,7 @@ class MemoryActivityStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _stale(newest: int | None, cutoff: int) -> bool:
+    return newest is None or newest <= cutoff

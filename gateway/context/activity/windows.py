@@ -4,6 +4,7 @@ The windows and streams are described in the package's docstring."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -87,19 +88,19 @@ class Plan:
 
     def counts(self, results: Iterable[Sequence[int]]) -> dict[str, Any]:
         """The counts document from one result per read, in read order, each result its
-        counts in WINDOWS order."""
+        counts in WINDOWS order, as ints."""
         document: dict[str, Any] = {}
         for (scope, stream, _), values in zip(self.reads, results, strict=True):
-            streams = document.setdefault(scope, {})
+            streams = document.get(scope)
+            if streams is None:
+                streams = document[scope] = {}
             windows = streams.get(stream)
             if windows is None:
-                streams[stream] = {
-                    name: int(value) for name, value in zip(_WINDOW_NAMES, values, strict=True)
-                }
+                streams[stream] = dict(zip(_WINDOW_NAMES, values, strict=True))
             else:
                 # Several probe keys answer one path: the policy sees the largest.
                 for name, value in zip(_WINDOW_NAMES, values, strict=True):
-                    windows[name] = max(windows[name], int(value))
+                    windows[name] = max(windows[name], value)
         return document
 
 
@@ -109,9 +110,14 @@ def _case_id(agency: str, case_number: str) -> str:
 
 
 def _scopes(event: ActivityEvent) -> dict[str, str]:
-    scopes = {"officer": f"officer:{event.officer}", "agency": f"agency:{event.agency}"}
-    if event.case_number:
-        scopes["case"] = f"case:{_case_id(event.agency, event.case_number)}"
+    return _scopes_of(event.officer, event.agency, event.case_number)
+
+
+def _scopes_of(officer: str, agency: str, case_number: str | None) -> dict[str, str]:
+    """Each scope's key prefix: officer, agency, and case when there is one."""
+    scopes = {"officer": f"officer:{officer}", "agency": f"agency:{agency}"}
+    if case_number:
+        scopes["case"] = f"case:{_case_id(agency, case_number)}"
     return scopes
 
 
@@ -150,9 +156,55 @@ _CASE_READS = (
 )
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What a plan takes from who asks and under which case, not from the request: its
+    scopes' keys and the reads of its scopes. The same for every request of one officer in
+    one case, so it is built once for them (`_layout`) rather than ~40 strings per request.
+    """
+
+    prefixes: tuple[str, ...]  # each scope's key prefix, in `_scopes` order
+    # stream -> its key in each scope, in `prefixes` order
+    event_keys: tuple[tuple[str, tuple[str, ...]], ...]
+    distinct_probes: tuple[str, ...]  # each scope's distinct_probes key
+    distinct_cases: tuple[str, ...]  # the officer's and the agency's
+    distinct_identities: tuple[str, ...]  # the officer's, and the case's when there is one
+    case_value: str  # the member a case is marked by
+    reads: tuple[Read, ...]  # every scope read, in the counts document's order
+
+
+# Distinct (officer, agency, case) triples whose layouts are kept: far more than a replica's
+# officers at work at once; past it the least recent is built again when next asked for.
+_LAYOUTS_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=_LAYOUTS_KEPT)
+def _layout(officer: str, agency: str, case_number: str | None) -> _Layout:
+    scopes = _scopes_of(officer, agency, case_number)
+    prefixes = tuple(scopes.values())
+    return _Layout(
+        prefixes=prefixes,
+        event_keys=tuple(
+            (stream, tuple(f"{prefix}:{stream}" for prefix in prefixes)) for stream in EVENT_STREAMS
+        ),
+        distinct_probes=tuple(f"{prefix}:distinct_probes" for prefix in prefixes),
+        distinct_cases=tuple(f"{scopes[scope]}:distinct_cases" for scope in ("officer", "agency")),
+        distinct_identities=tuple(
+            f"{scopes[scope]}:distinct_identities"
+            for scope in ("officer", "case")
+            if scope in scopes
+        ),
+        case_value=json.dumps([agency, case_number]),
+        reads=tuple(
+            Read(scope, stream, f"{scopes[scope]}:{stream}")
+            for scope, stream in (_CASE_READS if "case" in scopes else _READS)
+        ),
+    )
+
+
 def plan(event: ActivityEvent) -> Plan:
     now_ms = int(event.at.timestamp() * 1000)
-    scopes = _scopes(event)
+    layout = _layout(event.officer, event.agency, event.case_number or None)
 
     per_stream = {
         "requests": 1,
@@ -165,48 +217,50 @@ def plan(event: ActivityEvent) -> Plan:
             else 0
         ),
     }
+    # Every stream's n-th member is the same "<request id>:<n>", in each scope.
+    members = [f"{event.request_id}:{i}" for i in range(max(per_stream.values()))]
     adds: list[Add] = []
-    for prefix in scopes.values():
-        for stream, n in per_stream.items():
-            adds += [
-                Add(f"{prefix}:{stream}", f"{event.request_id}:{i}", latest=False) for i in range(n)
-            ]
+    for scope_index in range(len(layout.prefixes)):
+        for stream, keys in layout.event_keys:
+            key = keys[scope_index]
+            # max: a count below zero adds nothing (a slice would count from the end)
+            adds += [Add(key, member, False) for member in members[: max(per_stream[stream], 0)]]
 
     # A comparison against stored identities is a search of the reference data, whatever
     # the policy later calls it: it marks the case for the sweep rules as a 1:N search does.
     searches = event.kind == OperationKind.IDENTIFY or bool(event.compared_identities)
-    identifies_in_case = searches and event.case_number
-    case_value = json.dumps([event.agency, event.case_number])
+    identifies_in_case = bool(searches and event.case_number)
+    case_value = layout.case_value
     # A probe is known by its picture, not its bytes: the same face appended to or
     # re-encoded is the same probe. Its identity's band keys are each a probe key; the
     # policy sees the largest count any of them holds (Plan.counts).
     probes = event.probe_identities or event.probe_digests
     probe_keys = [key for probe in probes for key in identity_keys(probe)]
-    for scope, prefix in scopes.items():
-        adds += [Add(f"{prefix}:distinct_probes", p, latest=True) for p in probes]
-        if identifies_in_case and scope in ("officer", "agency"):
-            adds.append(Add(f"{prefix}:distinct_cases", case_value, latest=True))
-        if scope in ("officer", "case"):
-            adds += [
-                Add(f"{prefix}:distinct_identities", identity, latest=True)
-                for identity in event.compared_identities
-            ]
+    # Scope by scope (officer, agency, case), as the counts document reads them.
+    identities = event.compared_identities
+    for scope_index, probes_key in enumerate(layout.distinct_probes):
+        adds += [Add(probes_key, p, True) for p in probes]
+        if identifies_in_case and scope_index < 2:  # the officer's and the agency's
+            adds.append(Add(layout.distinct_cases[scope_index], case_value, True))
+        if identities and scope_index != 1:  # the officer's and the case's
+            key = layout.distinct_identities[min(scope_index, 1)]
+            adds += [Add(key, identity, True) for identity in identities]
     if identifies_in_case:
-        adds += [Add(f"probe:{key}:distinct_cases", case_value, latest=True) for key in probe_keys]
+        adds += [Add(f"probe:{key}:distinct_cases", case_value, True) for key in probe_keys]
 
     # One source image's faces searched one by one: keyed by the source, whoever searches.
     sources = sorted({source for source, _ in event.face_sources})
     adds += [
-        Add(f"source:{source}:distinct_faces", face, latest=True)
-        for source, face in event.face_sources
+        Add(f"source:{source}:distinct_faces", face, True) for source, face in event.face_sources
     ]
 
-    reads = [
-        Read(scope, stream, f"{scopes[scope]}:{stream}")
-        for scope, stream in (_CASE_READS if "case" in scopes else _READS)
-    ]
-    reads += [Read("probe", "distinct_cases", f"probe:{key}:distinct_cases") for key in probe_keys]
-    reads += [
-        Read("source", "distinct_faces", f"source:{source}:distinct_faces") for source in sources
-    ]
-    return Plan(now_ms=now_ms, adds=tuple(adds), reads=tuple(reads))
+    reads = layout.reads
+    if probe_keys or sources:
+        reads += tuple(
+            Read("probe", "distinct_cases", f"probe:{key}:distinct_cases") for key in probe_keys
+        )
+        reads += tuple(
+            Read("source", "distinct_faces", f"source:{source}:distinct_faces")
+            for source in sources
+        )
+    return Plan(now_ms=now_ms, adds=tuple(adds), reads=reads)
