@@ -7,6 +7,12 @@
 # do alike: messages are built with concat and format_int, never sprintf (regorus' sprintf
 # drops the character after each verb), and no net.* builtins.
 #
+# Input and data are read by their full paths (input.operation.kind, data.config.patterns),
+# never through a rule that only names a path (`op := input.operation`) or a function that
+# only reads one: on regorus each such rule or call costs a decision about 2 us to evaluate,
+# and every read through it more than the path itself (issue 17: the fourteen of them were
+# 14% of the instructions of a decision; tests/policy/test_policy_cost.py keeps them out).
+#
 # Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
 #                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
@@ -26,14 +32,6 @@ call_decision := {
 	"obligations": object.union(obligations, authorisation_obligation),
 }
 
-cfg := data.config
-
-ctx := input.context
-
-op := input.operation
-
-warrant := input.context.warrant
-
 reason(code, message) := {"code": code, "message": message}
 
 normal(text) := lower(trim_space(text))
@@ -41,22 +39,22 @@ normal(text) := lower(trim_space(text))
 # The data list `name` of bundle.py's PREPARED_SETS at `path` in data.config, normalised:
 # once at load when bundle.py could (data.config.prepared), else here on each evaluation.
 # (The comprehensions are rules of their own: regorus 0.1.1 evaluates none in an else.)
-normal_set(name, path) := object.keys(cfg.prepared[name]) if {
-	cfg.prepared[name]
+normal_set(name, path) := object.keys(data.config.prepared[name]) if {
+	data.config.prepared[name]
 } else := normal_set_now(path)
 
-normal_set_now(path) := {normal(x) | some x in object.get(cfg, path, [])}
+normal_set_now(path) := {normal(x) | some x in object.get(data.config, path, [])}
 
 # A context field counts as given only when it holds some text. One set built once per
 # evaluation, read by membership: regorus spends ~12 us on each call of a function that
 # looked a field up, and the rules below asked about a dozen times a decision.
-given_fields := {field | some field, value in ctx; is_string(value); trim_space(value) != ""}
+given_fields := {field | some field, value in input.context; is_string(value); trim_space(value) != ""}
 
-basis := normal(ctx.legal_basis) if "legal_basis" in given_fields
+basis := normal(input.context.legal_basis) if "legal_basis" in given_fields
 
-stated_purpose := normal(ctx.purpose) if "purpose" in given_fields
+stated_purpose := normal(input.context.purpose) if "purpose" in given_fields
 
-stated_offense := normal(ctx.offense) if "offense" in given_fields
+stated_offense := normal(input.context.offense) if "offense" in given_fields
 
 # --- Who: only officers make vendor calls ------------------------------------------------
 
@@ -83,7 +81,7 @@ deny contains missing if {
 allowed_purposes := normal_set("purposes", ["purposes"])
 
 deny contains reason("purpose_not_allowed", concat("", [
-	"purpose \"", ctx.purpose, "\" is not one face recognition may be used for (allowed: ",
+	"purpose \"", input.context.purpose, "\" is not one face recognition may be used for (allowed: ",
 	concat(", ", sort(allowed_purposes)), ")",
 ])) if {
 	purpose := stated_purpose
@@ -93,7 +91,7 @@ deny contains reason("purpose_not_allowed", concat("", [
 allowed_offenses := normal_set("offenses", ["offenses"])
 
 deny contains reason("offense_not_allowed", concat("", [
-	"offense \"", ctx.offense, "\" is not on the list of offenses face recognition may be used for",
+	"offense \"", input.context.offense, "\" is not on the list of offenses face recognition may be used for",
 ])) if {
 	offense := stated_offense
 	not offense in allowed_offenses
@@ -102,7 +100,7 @@ deny contains reason("offense_not_allowed", concat("", [
 serious_offenses := normal_set("serious_offenses", ["identification", "serious_offenses"])
 
 deny contains reason("offense_not_serious_enough", concat("", [
-	"identification is limited to serious violent offenses, and \"", ctx.offense,
+	"identification is limited to serious violent offenses, and \"", input.context.offense,
 	"\" is not one of them",
 ])) if {
 	identification
@@ -114,9 +112,9 @@ deny contains reason("offense_not_serious_enough", concat("", [
 # Headers may complete the case session the credentials are bound to, never contradict it.
 deny contains reason("context_conflict", concat("", [
 	"the X-Facegate headers contradict the case session on: ",
-	concat(", ", sort(ctx.conflicts)),
+	concat(", ", sort(input.context.conflicts)),
 ])) if {
-	count(ctx.conflicts) > 0
+	count(input.context.conflicts) > 0
 }
 
 # --- Identification (1:N) needs a warrant in force, or an exigent basis --------------------
@@ -124,11 +122,11 @@ deny contains reason("context_conflict", concat("", [
 warrant_bases := normal_set("warrant_bases", ["identification", "warrant_bases"])
 
 # basis -> the flag an identification on it carries, e.g. exigent_needs_authorisation.
-warrantless_flags := cfg.prepared.warrantless_flags if {
-	cfg.prepared.warrantless_flags
+warrantless_flags := data.config.prepared.warrantless_flags if {
+	data.config.prepared.warrantless_flags
 } else := warrantless_flags_now
 
-warrantless_flags_now := {normal(b): flag | some b, flag in cfg.identification.without_warrant}
+warrantless_flags_now := {normal(b): flag | some b, flag in data.config.identification.without_warrant}
 
 warrantless_bases := {b | some b, _ in warrantless_flags}
 
@@ -138,12 +136,12 @@ needs_warrant if {
 }
 
 warrant_noun := "court order" if {
-	warrant.kind == "court_order"
+	input.context.warrant.kind == "court_order"
 } else := "warrant"
 
-warrant_name := concat(" ", [warrant_noun, warrant.id]) if {
-	is_string(warrant.id)
-} else := concat(" ", [warrant_noun, ctx.warrant_id]) if {
+warrant_name := concat(" ", [warrant_noun, input.context.warrant.id]) if {
+	is_string(input.context.warrant.id)
+} else := concat(" ", [warrant_noun, input.context.warrant_id]) if {
 	"warrant_id" in given_fields
 } else := concat(" ", ["the named", warrant_noun])
 
@@ -152,7 +150,7 @@ deny contains reason("warrant_required", concat("", [
 ])) if {
 	needs_warrant
 	# Any status other than the known ones is treated as no warrant, never as one.
-	not warrant.status in {"active", "unknown", "expired", "revoked", "out_of_scope"}
+	not input.context.warrant.status in {"active", "unknown", "expired", "revoked", "out_of_scope"}
 }
 
 deny contains reason("warrant_required", concat("", [
@@ -175,41 +173,41 @@ warrant_states := {
 
 deny contains reason("warrant_unknown", concat(" ", [warrant_name, warrant_states.unknown])) if {
 	needs_warrant
-	warrant.status == "unknown"
+	input.context.warrant.status == "unknown"
 }
 
 deny contains reason("warrant_expired", concat(" ", [warrant_name, warrant_states.expired])) if {
 	needs_warrant
-	warrant.status == "expired"
+	input.context.warrant.status == "expired"
 }
 
 deny contains reason("warrant_revoked", concat(" ", [warrant_name, warrant_states.revoked])) if {
 	needs_warrant
-	warrant.status == "revoked"
+	input.context.warrant.status == "revoked"
 }
 
 deny contains reason("warrant_out_of_scope", concat("", [
 	warrant_name, " ", warrant_states.out_of_scope, scope_detail,
 ])) if {
 	needs_warrant
-	warrant.status == "out_of_scope"
+	input.context.warrant.status == "out_of_scope"
 }
 
 # The registry decided the warrant is out of scope; say where, when the input shows it.
-scope_gaps contains concat("", ["it does not authorise ", op.kind]) if {
-	not op.kind in warrant.operations
+scope_gaps contains concat("", ["it does not authorise ", input.operation.kind]) if {
+	not input.operation.kind in input.context.warrant.operations
 }
 
-scope_gaps contains concat("", ["it does not cover collection ", op.collection]) if {
-	count(warrant.collections) > 0
-	is_string(op.collection)
-	not op.collection in warrant.collections
+scope_gaps contains concat("", ["it does not cover collection ", input.operation.collection]) if {
+	count(input.context.warrant.collections) > 0
+	is_string(input.operation.collection)
+	not input.operation.collection in input.context.warrant.collections
 }
 
-scope_gaps contains concat("", ["it was issued for case ", warrant.case_number]) if {
-	is_string(warrant.case_number)
+scope_gaps contains concat("", ["it was issued for case ", input.context.warrant.case_number]) if {
+	is_string(input.context.warrant.case_number)
 	"case_number" in given_fields
-	warrant.case_number != ctx.case_number
+	input.context.warrant.case_number != input.context.case_number
 }
 
 scope_detail := concat("", [": ", concat("; ", sort(scope_gaps))]) if {
@@ -224,9 +222,9 @@ flags contains warrantless_flags[basis] if {
 
 realtime_authorised if {
 	basis == "court_order"
-	warrant.kind == "court_order"
-	warrant.status == "active"
-	warrant.realtime == true
+	input.context.warrant.kind == "court_order"
+	input.context.warrant.status == "active"
+	input.context.warrant.realtime == true
 }
 
 realtime_gap := concat("", ["the legal basis given is ", basis]) if {
@@ -235,18 +233,18 @@ realtime_gap := concat("", ["the legal basis given is ", basis]) if {
 } else := "no legal basis was given" if {
 	not "legal_basis" in given_fields
 } else := "no court order was named" if {
-	warrant.status == "none"
-} else := concat(" ", [warrant_name, object.get(warrant_states, warrant.status, "is not active")]) if {
-	warrant.status != "active"
+	input.context.warrant.status == "none"
+} else := concat(" ", [warrant_name, object.get(warrant_states, input.context.warrant.status, "is not active")]) if {
+	input.context.warrant.status != "active"
 } else := concat("", [warrant_name, " is not a court order"]) if {
-	warrant.kind != "court_order"
+	input.context.warrant.kind != "court_order"
 } else := concat("", [warrant_name, " does not authorise real-time use"])
 
 deny contains reason("realtime_requires_court_order", concat("", [
 	"real-time and video face recognition needs an active court order that authorises",
 	" real-time use: ", realtime_gap,
 ])) if {
-	op.kind == "stream"
+	input.operation.kind == "stream"
 	not realtime_authorised
 }
 
@@ -256,16 +254,16 @@ deny contains reason(
 	"celebrity_recognition_refused",
 	"celebrity recognition is not an investigative tool and is never allowed",
 ) if {
-	op.kind == "celebrity"
+	input.operation.kind == "celebrity"
 }
 
 forbidden_attributes := normal_set("forbidden_attributes", ["attributes", "forbidden"])
 
-requested_forbidden := {a | some asked in op.attributes; a := normal(asked); a in forbidden_attributes}
+requested_forbidden := {a | some asked in input.operation.attributes; a := normal(asked); a in forbidden_attributes}
 
 deny contains reason("forbidden_attributes", concat("", [
 	"face attributes refused: ", concat(", ", sort(requested_forbidden)), "; ",
-	cfg.attributes.why_forbidden,
+	data.config.attributes.why_forbidden,
 ])) if {
 	count(requested_forbidden) > 0
 }
@@ -273,9 +271,9 @@ deny contains reason("forbidden_attributes", concat("", [
 # --- Obligations on an allowed call -------------------------------------------------------
 
 obligations := {
-	"min_threshold": object.get(cfg.obligations.min_threshold, op.kind, null),
-	"max_results": object.get(cfg.obligations.max_results, op.kind, null),
-	"max_faces": object.get(cfg.obligations.max_faces, op.kind, null),
+	"min_threshold": object.get(data.config.obligations.min_threshold, input.operation.kind, null),
+	"max_results": object.get(data.config.obligations.max_results, input.operation.kind, null),
+	"max_faces": object.get(data.config.obligations.max_faces, input.operation.kind, null),
 	"remove_attributes": sort(normal_set("removed_attributes", ["attributes", "removed_from_responses"])),
 	"flags": sort(flags),
 }
@@ -286,13 +284,9 @@ obligations := {
 # data/vendors.yaml (e.g. the date and source of the vendor's latest independent demographic
 # accuracy test, such as NIST FRTE) must be there, readable and recent enough.
 
-required_attestation := cfg.vendors.identification_attestation
-
 vendor_name := input.vendor.name if {
 	is_string(input.vendor.name)
 } else := "a vendor missing from the inventory"
-
-attestation := input.vendor.attestations[required_attestation]
 
 # Engines differ on a failed parse (OPA: undefined; regorus: an error), so only a time both
 # parse may reach it: the gateway refuses an input whose attestation date is anything but
@@ -300,13 +294,14 @@ attestation := input.vendor.attestations[required_attestation]
 # lead's deadline below. (The regex.match that checked the shape here as well cost more
 # than the rest of the rule: regorus compiles the expression on every evaluation.)
 attested_at := time.parse_rfc3339_ns(attestation.date) if {
+	attestation := input.vendor.attestations[data.config.vendors.identification_attestation]
 	is_string(attestation.date)
 	is_string(attestation.source)
 	trim_space(attestation.source) != ""
 }
 
 deny contains reason("vendor_attestation_missing", concat("", [
-	"identification through ", vendor_name, " needs a ", required_attestation,
+	"identification through ", vendor_name, " needs a ", data.config.vendors.identification_attestation,
 	" attestation in the vendor inventory, and there is none",
 ])) if {
 	identification
@@ -316,12 +311,13 @@ deny contains reason("vendor_attestation_missing", concat("", [
 attestation_age_days := (now_ns - attested_at) / ((24 * 60) * 60e9)
 
 deny contains reason("vendor_attestation_stale", concat("", [
-	"identification through ", vendor_name, " needs a ", required_attestation,
-	" no older than ", format_int(cfg.vendors.max_attestation_age_days, 10),
+	"identification through ", vendor_name, " needs a ", data.config.vendors.identification_attestation,
+	" no older than ", format_int(data.config.vendors.max_attestation_age_days, 10),
 	" days, and the latest is dated ", substring(attestation.date, 0, 10),
 ])) if {
 	identification
-	attestation_age_days > cfg.vendors.max_attestation_age_days
+	attestation_age_days > data.config.vendors.max_attestation_age_days
+	attestation := input.vendor.attestations[data.config.vendors.identification_attestation]
 }
 
 # --- mass-surveillance patterns (issue 4) ---------------------------------------------------
@@ -333,10 +329,9 @@ deny contains reason("vendor_attestation_stale", concat("", [
 # limits are data.config.patterns (data/patterns.yaml), the places data.config.zones
 # (data/zones.yaml, a GeoJSON FeatureCollection).
 
-patterns := cfg.patterns
-
-# A sliding-window count, 0 when the gateway sent none (e.g. a decision case without them).
-activity_count(scope, stream, window) := object.get(input.activity, [scope, stream, window], 0)
+# A sliding-window count is read as object.get(input.activity, [scope, stream, window], 0):
+# 0 when the gateway sent none (e.g. a decision case without them). (Not a function of its
+# own: see the top of this file.)
 
 window_words := {
 	"second": "one second",
@@ -352,7 +347,7 @@ scope_text("officer") := concat(" ", ["officer", input.principal.id])
 
 scope_text("agency") := concat(" ", ["agency", input.principal.agency])
 
-scope_text("case") := concat(" ", ["case", ctx.case_number]) if {
+scope_text("case") := concat(" ", ["case", input.context.case_number]) if {
 	"case_number" in given_fields
 } else := "this case"
 
@@ -362,8 +357,8 @@ scope_text("case") := concat(" ", ["case", ctx.case_number]) if {
 # a search, and a crowd enrolled puts everyone in it on a watchlist. op.images lists each
 # image the gateway inspected ({"role", "faces", ...}); without it, op.faces_in_probe.
 crowd_limit(kind) := object.get(
-	object.get(patterns.crowd_scan, "max_faces_per_image", {}), kind,
-	patterns.crowd_scan.max_faces_in_probe,
+	object.get(data.config.patterns.crowd_scan, "max_faces_per_image", {}), kind,
+	data.config.patterns.crowd_scan.max_faces_in_probe,
 )
 
 image_words := {
@@ -383,7 +378,7 @@ crowd_effects := {
 	"enroll": "enrolling a crowd photo puts everyone in it on a watchlist",
 }
 
-counted_images := [img | some img in object.get(op, "images", []); is_number(img.faces)]
+counted_images := [img | some img in object.get(input.operation, "images", []); is_number(img.faces)]
 
 # The image with the most faces (the first of equals), so that one reason names one image.
 crowd_image := counted_images[i] if {
@@ -393,8 +388,8 @@ crowd_image := counted_images[i] if {
 
 crowd_message(role, faces, limit) := concat("", [
 	image_text(role), " holds ", format_int(faces, 10), " faces, more than the ",
-	format_int(limit, 10), " ", object.get(kind_words, op.kind, op.kind),
-	" may hold in any one image: ", object.get(crowd_effects, op.kind, "that is a crowd scan"),
+	format_int(limit, 10), " ", object.get(kind_words, input.operation.kind, input.operation.kind),
+	" may hold in any one image: ", object.get(crowd_effects, input.operation.kind, "that is a crowd scan"),
 ])
 
 # The limit is looked up only once an image's faces are known: a request whose images were
@@ -402,69 +397,69 @@ crowd_message(role, faces, limit) := concat("", [
 deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
 	crowd_kind
 	faces := crowd_image.faces
-	limit := crowd_limit(op.kind)
+	limit := crowd_limit(input.operation.kind)
 	faces > limit
 }
 
-deny contains reason("crowd_scan", crowd_message("probe", op.faces_in_probe, limit)) if {
-	is_number(op.faces_in_probe)
+deny contains reason("crowd_scan", crowd_message("probe", input.operation.faces_in_probe, limit)) if {
+	is_number(input.operation.faces_in_probe)
 	crowd_kind
 	count(counted_images) == 0
-	limit := crowd_limit(op.kind)
-	op.faces_in_probe > limit
+	limit := crowd_limit(input.operation.kind)
+	input.operation.faces_in_probe > limit
 }
 
 # Burst: probes arriving faster than a person compares photos (frames of a video).
 deny contains reason("burst", concat("", [
 	scope_text(scope), " sent ", format_int(n, 10), " probe images within ",
-	window_text(patterns.burst.window), " (at most ", format_int(limit, 10),
+	window_text(data.config.patterns.burst.window), " (at most ", format_int(limit, 10),
 	"): frames of a video sent one by one are video surveillance",
 ])) if {
-	count(op.probe_digests) > 0
-	some scope, limit in patterns.burst.max_probes
-	n := activity_count(scope, "probes", patterns.burst.window)
+	count(input.operation.probe_digests) > 0
+	some scope, limit in data.config.patterns.burst.max_probes
+	n := object.get(input.activity, [scope, "probes", data.config.patterns.burst.window], 0)
 	n > limit
 }
 
 # Sweep: one officer identifying across many unrelated cases.
 deny contains reason("sweep_across_cases", concat("", [
 	scope_text("officer"), " has searched in ", format_int(n, 10), " different cases within ",
-	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
+	window_text(data.config.patterns.sweep.window), " (at most ", format_int(limit, 10),
 	"): identification is for the case at hand, not a sweep",
 ])) if {
 	identification
-	limit := patterns.sweep.max_cases_per_officer
-	n := activity_count("officer", "distinct_cases", patterns.sweep.window)
+	limit := data.config.patterns.sweep.max_cases_per_officer
+	n := object.get(input.activity, ["officer", "distinct_cases", data.config.patterns.sweep.window], 0)
 	n > limit
 }
 
 # Sweep: one face searched under many cases, which tracks a person rather than a crime.
 deny contains reason("probe_across_cases", concat("", [
 	"this probe has been searched under ", format_int(n, 10), " different cases within ",
-	window_text(patterns.sweep.window), " (at most ", format_int(limit, 10),
+	window_text(data.config.patterns.sweep.window), " (at most ", format_int(limit, 10),
 	"): searching one face case after case is persistent tracking",
 ])) if {
 	identification
-	limit := patterns.sweep.max_cases_per_probe
-	n := activity_count("probe", "distinct_cases", patterns.sweep.window)
+	limit := data.config.patterns.sweep.max_cases_per_probe
+	n := object.get(input.activity, ["probe", "distinct_cases", data.config.patterns.sweep.window], 0)
 	n > limit
 }
 
 # Watchlist building: enrolling faces beyond a case's needs, unless a warrant covers it.
 enrolment_authorised if {
-	warrant.status == "active"
-	"enroll" in warrant.operations
+	input.context.warrant.status == "active"
+	"enroll" in input.context.warrant.operations
 }
 
 deny contains reason("watchlist_building", concat("", [
 	scope_text(scope), " has enrolled ", format_int(n, 10), " faces within ",
-	window_text(patterns.watchlist.window), " (at most ", format_int(limit, 10),
+	window_text(data.config.patterns.watchlist.window), " (at most ", format_int(limit, 10),
 	" without a warrant that covers enrolment): that builds a watchlist",
 ])) if {
-	op.kind == "enroll"
+	input.operation.kind == "enroll"
 	not enrolment_authorised
-	some scope, limit in patterns.watchlist.max_enrolments
-	n := activity_count(scope, "enrolments", patterns.watchlist.window)
+	some scope, limit in data.config.patterns.watchlist.max_enrolments
+	n := object.get(input.activity, [scope, "enrolments", data.config.patterns.watchlist.window], 0)
 	n > limit
 }
 
@@ -473,9 +468,9 @@ deny contains reason("rate_limit_exceeded", concat("", [
 	scope_text(scope), " has made ", format_int(n, 10), " requests within ",
 	window_text(window), " (at most ", format_int(limit, 10), ")",
 ])) if {
-	some scope, limits in patterns.rate_limits
+	some scope, limits in data.config.patterns.rate_limits
 	some window, limit in limits
-	n := activity_count(scope, "requests", window)
+	n := object.get(input.activity, [scope, "requests", window], 0)
 	n > limit
 }
 
@@ -485,7 +480,7 @@ deny contains reason("rate_limit_exceeded", concat("", [
 # optional windows [{from, until}] (RFC 3339); a zone without windows is always protected.
 
 stated_locations contains loc if {
-	some loc in object.get(ctx, "locations", [])
+	some loc in object.get(input.context, "locations", [])
 }
 
 # Ray casting: a horizontal ray from the point crosses the ring's edges an odd number of
@@ -548,7 +543,7 @@ deny contains reason("protected_place", concat("", [
 	zone_window_text(zone), ": ", zone.properties.why,
 ])) if {
 	some loc in stated_locations
-	some zone in cfg.zones.features
+	some zone in data.config.zones.features
 	in_zone(zone, [loc.lon, loc.lat])
 	zone_active(zone)
 }
@@ -562,11 +557,11 @@ deny contains reason("protected_place", concat("", [
 
 template_options := normal_set("template_options", ["templates", "options"])
 
-requested_templates := {a | some asked in op.attributes; a := normal(asked); a in template_options}
+requested_templates := {a | some asked in input.operation.attributes; a := normal(asked); a in template_options}
 
 deny contains reason("face_template_requested", concat("", [
 	"face templates refused: ", concat(", ", sort(requested_templates)), "; ",
-	cfg.templates.why,
+	data.config.templates.why,
 ])) if {
 	count(requested_templates) > 0
 }
@@ -586,36 +581,30 @@ deny contains reason("face_template_requested", concat("", [
 # one by one (activity "source" distinct_faces). A face id facegate never saw come back has
 # no known source, and identification by it is refused: facegate cannot count its crowd.
 
-identities := cfg.identities
-
-compared_identities := object.get(op, "compared_identities", [])
-
-face_sources := object.get(op, "face_sources", [])
-
 identities_beyond_verification contains scope if {
-	count(compared_identities) > 0
-	some scope, limit in identities.verification.max_identities
-	activity_count(scope, "distinct_identities", identities.verification.window) > limit
+	count(object.get(input.operation, "compared_identities", [])) > 0
+	some scope, limit in data.config.identities.verification.max_identities
+	object.get(input.activity, [scope, "distinct_identities", data.config.identities.verification.window], 0) > limit
 }
 
-identification if op.kind == "identify"
+identification if input.operation.kind == "identify"
 
 identification if count(identities_beyond_verification) > 0
 
 # On record: a call named a verification that was judged as the identification it is.
 flags contains "identification_by_comparison" if {
 	identification
-	op.kind != "identify"
+	input.operation.kind != "identify"
 }
 
 # The kinds the crowd rules apply to, a comparison that is identification among them.
 # (Lists in data and input are read with `in` as they are, here and below: a set built
 # from one was built anew on every evaluation.)
-crowd_kind if op.kind in patterns.crowd_scan.kinds
+crowd_kind if input.operation.kind in data.config.patterns.crowd_scan.kinds
 
 crowd_kind if {
 	identification
-	"identify" in patterns.crowd_scan.kinds
+	"identify" in data.config.patterns.crowd_scan.kinds
 }
 
 # Faces named by id meet the crowd rules in every comparison listed in the data (a
@@ -623,10 +612,10 @@ crowd_kind if {
 # identification.
 face_crowd_kind if crowd_kind
 
-face_crowd_kind if op.kind in identities.face_sources.kinds
+face_crowd_kind if input.operation.kind in data.config.identities.face_sources.kinds
 
 crowd_source_counts := {n |
-	some face in face_sources
+	some face in object.get(input.operation, "face_sources", [])
 	n := face.faces_in_source
 	is_number(n)
 }
@@ -634,29 +623,29 @@ crowd_source_counts := {n |
 deny contains reason("crowd_scan", concat("", [
 	"a face named by id comes from an image of ", format_int(n, 10),
 	" faces and an identification may search at most ",
-	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
+	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	": searching a crowd's faces by id identifies everyone in it",
 ])) if {
 	face_crowd_kind
 	count(crowd_source_counts) > 0
 	n := max(crowd_source_counts)
-	n > patterns.crowd_scan.max_faces_in_probe
+	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
 
 deny contains reason("crowd_scan", concat("", [
 	format_int(n, 10), " faces of one image have been searched by id within ",
-	window_text(identities.face_sources.window), " (at most ",
-	format_int(patterns.crowd_scan.max_faces_in_probe, 10),
+	window_text(data.config.identities.face_sources.window), " (at most ",
+	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	"): searching a crowd's faces one by one is a crowd scan",
 ])) if {
 	face_crowd_kind
-	count(face_sources) > 0
-	n := activity_count("source", "distinct_faces", identities.face_sources.window)
-	n > patterns.crowd_scan.max_faces_in_probe
+	count(object.get(input.operation, "face_sources", [])) > 0
+	n := object.get(input.activity, ["source", "distinct_faces", data.config.identities.face_sources.window], 0)
+	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
 
 unknown_face_sources := [face.face |
-	some face in face_sources
+	some face in object.get(input.operation, "face_sources", [])
 	not is_string(face.source)
 ]
 
@@ -677,9 +666,7 @@ deny contains reason("face_source_unknown", concat("", [
 # Role names and the operations that change reference data are data.config.roles
 # (data/roles.yaml).
 
-roles := cfg.roles
-
-warrant_found if warrant.status in {"active", "expired", "revoked", "out_of_scope"}
+warrant_found if input.context.warrant.status in {"active", "expired", "revoked", "out_of_scope"}
 
 # A warrant bound to no agency (registered before warrants were bound to one) is no one's.
 deny contains reason("warrant_other_agency", concat("", [
@@ -687,25 +674,25 @@ deny contains reason("warrant_other_agency", concat("", [
 	" one): register it again for the agency whose officers may use it",
 ])) if {
 	warrant_found
-	not is_string(warrant.agency)
+	not is_string(input.context.warrant.agency)
 }
 
 deny contains reason("warrant_other_agency", concat("", [
-	warrant_name, " was issued to ", warrant.agency, ", and ", input.principal.id, " is of ",
+	warrant_name, " was issued to ", input.context.warrant.agency, ", and ", input.principal.id, " is of ",
 	input.principal.agency, ": a warrant is used only by its own agency",
 ])) if {
 	warrant_found
-	is_string(warrant.agency)
-	warrant.agency != input.principal.agency
+	is_string(input.context.warrant.agency)
+	input.context.warrant.agency != input.principal.agency
 }
 
 deny contains reason("warrant_not_for_officer", concat("", [
-	warrant_name, " names the officers who may use it (", concat(", ", sort(warrant.officers)),
+	warrant_name, " names the officers who may use it (", concat(", ", sort(input.context.warrant.officers)),
 	"), and ", input.principal.id, " is not one of them",
 ])) if {
 	warrant_found
-	count(warrant.officers) > 0
-	not input.principal.id in warrant.officers
+	count(input.context.warrant.officers) > 0
+	not input.principal.id in input.context.warrant.officers
 }
 
 deny contains reason("warrant_self_issued", concat("", [
@@ -713,18 +700,18 @@ deny contains reason("warrant_self_issued", concat("", [
 	" itself: the one who registers a warrant may not search under it",
 ])) if {
 	warrant_found
-	warrant.created_by == input.principal.id
+	input.context.warrant.created_by == input.principal.id
 }
 
 # One person is never both sides: whoever registers warrants and enrols principals does not
 # also search. Refused at enrolment; this catches principals enrolled before that rule.
 deny contains reason("admin_and_officer", concat("", [
-	input.principal.id, " holds both the ", roles.admin, " and the ", roles.officer,
+	input.principal.id, " holds both the ", data.config.roles.admin, " and the ", data.config.roles.officer,
 	" roles: the one who registers warrants may not also use them; split the roles between",
 	" two principals",
 ])) if {
-	roles.admin in input.principal.roles
-	roles.officer in input.principal.roles
+	data.config.roles.admin in input.principal.roles
+	data.config.roles.officer in input.principal.roles
 }
 
 # An identification names the collection it searches, and its warrant must cover that one:
@@ -732,39 +719,39 @@ deny contains reason("admin_and_officer", concat("", [
 # so no collection-scoped warrant covers it (the registry reports it out of scope).
 scope_gaps contains "the request names no collection, and an identification must name one the warrant covers" if {
 	identification
-	not is_string(op.collection)
+	not is_string(input.operation.collection)
 }
 
 # Planting a face in a reference collection makes a later false lead; deleting one destroys
 # evidence. Enrolment and every change to reference data need the custodian role, or for
 # enrolment a warrant that covers it; reading them stays open to officers.
-changes_reference_data if op.kind == "enroll"
+changes_reference_data if input.operation.kind == "enroll"
 
-changes_reference_data if op.name in object.get(roles.reference_changes, op.vendor, [])
+changes_reference_data if input.operation.name in object.get(data.config.roles.reference_changes, input.operation.vendor, [])
 
-reference_change_authorised if roles.custodian in input.principal.roles
+reference_change_authorised if data.config.roles.custodian in input.principal.roles
 
 reference_change_authorised if {
-	op.kind == "enroll"
-	warrant.status == "active"
-	"enroll" in warrant.operations
+	input.operation.kind == "enroll"
+	input.context.warrant.status == "active"
+	"enroll" in input.context.warrant.operations
 }
 
 deny contains reason("reference_data_change_refused", concat("", [
-	op.name, " changes the reference collection", reference_collection_text,
-	": that needs the ", roles.custodian, " role",
+	input.operation.name, " changes the reference collection", reference_collection_text,
+	": that needs the ", data.config.roles.custodian, " role",
 	enrolment_alternative, ", and ", input.principal.id, " has neither",
 ])) if {
 	changes_reference_data
 	not reference_change_authorised
 }
 
-reference_collection_text := concat("", [" ", op.collection]) if {
-	is_string(op.collection)
+reference_collection_text := concat("", [" ", input.operation.collection]) if {
+	is_string(input.operation.collection)
 } else := "s"
 
 enrolment_alternative := " or a warrant that covers enrolment" if {
-	op.kind == "enroll"
+	input.operation.kind == "enroll"
 } else := ""
 
 # --- After-the-fact authorisation of searches without a warrant -----------------------------
@@ -774,27 +761,25 @@ enrolment_alternative := " or a warrant that covers enrolment" if {
 # Art. 5(3), 26(10)). Once an authority refused one in a case, that case's next search on
 # that basis is refused.
 
-lead_cfg := cfg.leads
-
 authorisation_flag := flag if {
 	some flag in flags
-	lead_cfg.authorisation.flags[flag]
+	data.config.leads.authorisation.flags[flag]
 }
 
-authorisation_clock := "realtime" if op.kind == "stream" else := "post_remote"
+authorisation_clock := "realtime" if input.operation.kind == "stream" else := "post_remote"
 
 authorisation_obligation := {"authorisation": {
-	"basis": lead_cfg.authorisation.flags[authorisation_flag],
-	"hours": lead_cfg.authorisation.clock_hours[authorisation_clock],
+	"basis": data.config.leads.authorisation.flags[authorisation_flag],
+	"hours": data.config.leads.authorisation.clock_hours[authorisation_clock],
 }} if {
 	authorisation_flag
 } else := {}
 
-refused_bases := {normal(b) | some b in object.get(ctx, "refused_authorisations", [])}
+refused_bases := {normal(b) | some b in object.get(input.context, "refused_authorisations", [])}
 
 deny contains reason("authorisation_refused", concat("", [
 	"an authority refused the after-the-fact authorisation of an earlier ", basis,
-	" search in case ", ctx.case_number, ": no further search on that basis",
+	" search in case ", input.context.case_number, ": no further search on that basis",
 ])) if {
 	identification
 	basis in warrantless_bases
@@ -812,8 +797,6 @@ lead_kinds := {"lead_review", "lead_action"}
 
 lead_input if input.kind in lead_kinds
 
-lead := input.lead
-
 lead_decision := {
 	"allow": count(lead_deny) == 0,
 	"reasons": [r | some code in sort({d.code | some d in lead_deny}); some r in lead_deny; r.code == code],
@@ -823,14 +806,14 @@ lead_decision := {
 final_statuses := {"verified", "rejected", "void"}
 
 # A jurisdiction may require fewer than two reviewers only by naming the act that allows it.
-reviewers_required := lead_cfg.reviewers.required if {
-	lead_cfg.reviewers.required >= 2
-} else := lead_cfg.reviewers.required if {
-	is_string(lead_cfg.reviewers.legal_act)
-	trim_space(lead_cfg.reviewers.legal_act) != ""
+reviewers_required := data.config.leads.reviewers.required if {
+	data.config.leads.reviewers.required >= 2
+} else := data.config.leads.reviewers.required if {
+	is_string(data.config.leads.reviewers.legal_act)
+	trim_space(data.config.leads.reviewers.legal_act) != ""
 } else := 2
 
-earlier_confirmations := {r.reviewer | some r in lead.reviews; r.verdict == "confirmed"}
+earlier_confirmations := {r.reviewer | some r in input.lead.reviews; r.verdict == "confirmed"}
 
 confirmations := earlier_confirmations | {input.principal.id} if {
 	input.verdict == "confirmed"
@@ -844,35 +827,35 @@ lead_status_after := "rejected" if {
 	input.kind == "lead_review"
 	count(lead_deny) == 0
 	count(confirmations) >= reviewers_required
-} else := lead.status
+} else := input.lead.status
 
 verdicts := {"confirmed", "rejected", "inconclusive"}
 
 lead_deny contains reason("lead_other_agency", concat("", [
-	input.principal.id, " is not of ", lead.agency, ", whose lead this is",
+	input.principal.id, " is not of ", input.lead.agency, ", whose lead this is",
 ])) if {
-	input.principal.agency != lead.agency
+	input.principal.agency != input.lead.agency
 }
 
 lead_deny contains reason("lead_final", concat("", [
-	"lead ", lead.id, " is ", lead.status, " already: no further review",
+	"lead ", input.lead.id, " is ", input.lead.status, " already: no further review",
 ])) if {
 	input.kind == "lead_review"
-	lead.status in final_statuses
+	input.lead.status in final_statuses
 }
 
 lead_deny contains reason("reviewer_not_qualified", concat("", [
 	input.principal.id, " does not hold the reviewer role",
 ])) if {
 	input.kind == "lead_review"
-	not roles.reviewer in input.principal.roles
+	not data.config.roles.reviewer in input.principal.roles
 }
 
 lead_deny contains reason("reviewer_training_lapsed", concat("", [
 	input.principal.id, " has no training on record valid today",
 ])) if {
 	input.kind == "lead_review"
-	lead_cfg.training.required
+	data.config.leads.training.required
 	not training_current
 }
 
@@ -882,18 +865,18 @@ training_current if {
 }
 
 lead_deny contains reason("reviewer_is_searcher", concat("", [
-	input.principal.id, " ran the search that produced lead ", lead.id,
+	input.principal.id, " ran the search that produced lead ", input.lead.id,
 	" and may not verify it",
 ])) if {
 	input.kind == "lead_review"
-	input.principal.id == lead.officer
+	input.principal.id == input.lead.officer
 }
 
 lead_deny contains reason("reviewer_already_reviewed", concat("", [
-	input.principal.id, " has reviewed lead ", lead.id, " already",
+	input.principal.id, " has reviewed lead ", input.lead.id, " already",
 ])) if {
 	input.kind == "lead_review"
-	some r in lead.reviews
+	some r in input.lead.reviews
 	r.reviewer == input.principal.id
 }
 
@@ -917,7 +900,7 @@ lead_deny contains reason("not_an_officer", concat("", [
 	"only officers record actions on leads, and ", input.principal.id, " is not one",
 ])) if {
 	input.kind == "lead_action"
-	not roles.officer in input.principal.roles
+	not data.config.roles.officer in input.principal.roles
 }
 
 lead_deny contains reason("action_kind_unknown", concat("", [
@@ -928,38 +911,38 @@ lead_deny contains reason("action_kind_unknown", concat("", [
 }
 
 lead_deny contains reason("lead_void", concat("", [
-	"lead ", lead.id, " is void: its search's authorisation was refused",
+	"lead ", input.lead.id, " is void: its search's authorisation was refused",
 ])) if {
 	needs_verification
-	lead.status == "void"
+	input.lead.status == "void"
 }
 
 lead_deny contains reason("lead_not_verified", concat("", [
-	"lead ", lead.id, " is ", lead.status, ", not verified by ", format_int(reviewers_required, 10),
+	"lead ", input.lead.id, " is ", input.lead.status, ", not verified by ", format_int(reviewers_required, 10),
 	" reviewers: a match alone is no ground to act on",
 ])) if {
 	needs_verification
-	lead.status != "verified"
-	lead.status != "void"
+	input.lead.status != "verified"
+	input.lead.status != "void"
 }
 
 lead_deny contains reason("authorisation_pending", concat("", [
-	"the ", lead.authorisation.basis, " search behind lead ", lead.id,
+	"the ", input.lead.authorisation.basis, " search behind lead ", input.lead.id,
 	" is not authorised yet",
 ])) if {
 	needs_verification
-	lead.authorisation.state == "pending"
+	input.lead.authorisation.state == "pending"
 	not authorisation_overdue
 }
 
 authorisation_overdue if {
-	lead.authorisation.state == "pending"
-	time.parse_rfc3339_ns(lead.authorisation.deadline) <= time.parse_rfc3339_ns(input.now)
+	input.lead.authorisation.state == "pending"
+	time.parse_rfc3339_ns(input.lead.authorisation.deadline) <= time.parse_rfc3339_ns(input.now)
 }
 
 lead_deny contains reason("authorisation_overdue", concat("", [
-	"the ", lead.authorisation.basis, " search behind lead ", lead.id,
-	" was not authorised by its deadline ", lead.authorisation.deadline,
+	"the ", input.lead.authorisation.basis, " search behind lead ", input.lead.id,
+	" was not authorised by its deadline ", input.lead.authorisation.deadline,
 ])) if {
 	needs_verification
 	authorisation_overdue
