@@ -51,6 +51,7 @@ def serve(
     from gateway.migrate import upgrade
     from gateway.observability.logs import configure_logging
     from gateway.policy.bundle import PolicyLoadError, load_bundle
+    from gateway.serving import freeze_startup_heap
 
     settings = settings_of(ctx)
     settings = settings.model_copy(
@@ -97,9 +98,13 @@ def serve(
 
             settings, vendor_url = stack.enter_context(serve_with_reference_vendor(settings))
             typer.echo(f"reference vendor on {vendor_url}")
+        # Several workers each build their own app in their own process
+        # (create_app_from_environment freezes each worker's startup heap).
+        app = "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings)
+        if workers == 1:
+            freeze_startup_heap()
         uvicorn.run(
-            # Several workers each build their own app in their own process.
-            "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings),
+            app,
             factory=workers > 1,
             workers=workers,
             host=settings.host,
