@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.audit.checkpoint import Signer
 from gateway.audit.log import AuditLog
 from gateway.audit.records import AuditRecord
 from gateway.audit.schemas import AppendedEntry, AuditQuery
@@ -92,10 +93,16 @@ async def hold_sequencer(connection: AsyncConnection) -> None:
         await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 async def test_stuck_sequencer_fails_closed_then_recovers(
-    engine: AsyncEngine, second_engine: AsyncEngine, record_factory: RecordFactory
+    engine: AsyncEngine, second_engine: AsyncEngine, record_factory: RecordFactory, signed: bool
 ) -> None:
-    impatient = AuditLog(session_factory(engine), lock_timeout=timedelta(milliseconds=200))
+    # Signed, the log's second batch takes the one-exchange path (it committed the first).
+    impatient = AuditLog(
+        session_factory(engine),
+        lock_timeout=timedelta(milliseconds=200),
+        signer=Signer.generate("test.example/log") if signed else None,
+    )
     assert (await impatient.append(record_factory(request_id="before"))).seq == 1
 
     async with second_engine.connect() as holder:

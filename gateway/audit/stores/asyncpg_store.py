@@ -232,24 +232,13 @@ class AsyncpgGroupCommit:
         arguments += [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
         if checkpoint is not None:
             arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
-        if self._in_batch:
-            raise RuntimeError("the group commit's batches must not overlap")
-        self._in_batch = True
-        try:
-            connection = await self._connected()
+        async with self._turn() as connection:
             try:
                 written = await connection.fetchval(
                     _PG_INSERT_ON_HEAD[checkpoint is not None], *arguments
                 )
             except asyncpg.UniqueViolationError:
                 return False  # another writer took this seq since the statement's snapshot
-            except BaseException:
-                # As in batch(): a connection in an unknown state is never used again.
-                self._connection = None
-                connection.terminate()
-                raise
-        finally:
-            self._in_batch = False
         return bool(written)
 
     @asynccontextmanager
@@ -260,14 +249,22 @@ class AsyncpgGroupCommit:
         transaction and frees the sequencer on the server, and the next batch connects
         again. A connection the server closed while it sat idle is passed over when
         asyncpg has read the close, else it fails the batch that takes it, closed."""
+        async with self._turn() as connection:
+            yield AsyncpgStore(connection)
+            await connection.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[asyncpg.Connection]:
+        """The connection for one batch, whichever path it takes. Batches never overlap
+        (the log's one writer task): an overlapping one raises RuntimeError. Any exception
+        or cancellation inside terminates the connection before it goes on."""
         if self._in_batch:
             raise RuntimeError("the group commit's batches must not overlap")
         self._in_batch = True
         try:
             connection = await self._connected()
             try:
-                yield AsyncpgStore(connection)
-                await connection.execute("COMMIT")
+                yield connection
             except BaseException:
                 # The transaction must not outlive this batch, nor the connection be used
                 # again in an unknown state: terminating it (synchronous, so a second
