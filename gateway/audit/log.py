@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ from gateway.audit.stores import (
 )
 from gateway.errors import AuditUnavailable
 from gateway.observability.metrics import observe_batch
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT: Final = timedelta(seconds=30)
 DEFAULT_MAX_BATCH: Final = 512
@@ -240,15 +243,19 @@ class AuditLog:
         return await future
 
     async def aclose(self) -> None:
-        """Wait for the batch being written, if any, and close the log's own connection (call
-        before disposing the engine)."""
+        """Wait for the batch being written, if any, write the record of the last signed
+        tree, and close the log's own connection (call before disposing the engine). Does
+        not raise for a record that cannot be written: it logs it, and closes anyway."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
         try:
             # What this log signed last is on disk when it is closed (a restart, a CLI
-            # command that appended): a record left behind would only be one batch old,
-            # which the next signature still proves consistency from.
+            # command that appended). A record left behind is only one batch old, which the
+            # next signature still proves consistency from: worth an error in the log, not
+            # a shutdown that stops before closing the rest.
             await self._settle_record()
+        except AuditUnavailable as exc:
+            log.error("closing the audit log: %s", exc)
         finally:
             await self._store.aclose()
 

@@ -347,3 +347,19 @@ async def test_a_record_that_cannot_be_written_stops_the_next_signature(
     assert await count(engine) == 3
     recorded = state.read()
     assert recorded is not None and recorded.size == 3
+
+
+async def test_closing_with_a_record_that_cannot_be_written_logs_it_and_closes(
+    engine: AsyncEngine,
+    signer: Signer,
+    tmp_path: Path,
+    record_factory: RecordFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = UnwritableRecord(tmp_path / "log.key.signed-tree")
+    log = gateway_log(engine, signer, state)
+    state.broken = True
+    await log.append(record_factory(request_id="committed"))
+    await log.aclose()  # a shutdown goes on to close the rest
+    assert "could not be written: Permission denied" in caplog.text
+    assert state.read() is None and await count(engine) == 1
