@@ -143,12 +143,18 @@ class SqliteStore:
         # Run by commit(), in the same hand-off as COMMIT: each hand-off to the store's thread
         # cost the event loop more than the INSERTs themselves. Nothing was visible before
         # COMMIT anyway; a failing INSERT fails the commit, and the batch rolls back.
+        self._inserts_due.extend(self._log_statements(entries, nodes, checkpoint))
+
+    def _log_statements(
+        self, entries: list[Row], nodes: list[Row], checkpoint: Row | None
+    ) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The log's own INSERTs of a batch, each with its rows bound."""
         batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
-        self._inserts_due.extend(
+        return [
             (sql, [_bound(row, processors) for row in rows])
             for (sql, processors), rows in zip(self._inserts, batches, strict=True)
             if rows
-        )
+        ]
 
     async def insert_rows(self, table: Table, rows: list[Row]) -> None:
         if table not in self._row_inserts:
@@ -173,12 +179,7 @@ class SqliteStore:
         self, head: Head, entries: list[Row], nodes: list[Row], checkpoint: Row | None
     ) -> bool:
         # One hand-off to the store's thread where the full path makes two.
-        batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
-        statements = [
-            (sql, [_bound(row, processors) for row in rows])
-            for (sql, processors), rows in zip(self._inserts, batches, strict=True)
-            if rows
-        ]
+        statements = self._log_statements(entries, nodes, checkpoint)
 
         def append() -> bool:
             connection = self._open()
