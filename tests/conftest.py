@@ -35,7 +35,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis_asyncio
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db import RequestReader, create_engine
 from gateway.migrate import upgrade_async
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -148,6 +150,24 @@ async def migrated_database_url(database_url: str, _sqlite_template: Path) -> As
     else:
         await upgrade_async(database_url)
     yield database_url
+
+
+@pytest.fixture
+async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the migrated database, disposed afterwards."""
+    engine = create_engine(migrated_database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def reads(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
+    """The request path's reader over ``engine``, as the gateway opens it."""
+    reads = await RequestReader.open(engine)
+    yield reads
+    await reads.aclose()
 
 
 @pytest.fixture

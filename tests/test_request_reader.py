@@ -7,7 +7,6 @@ refused through the storage edge and its connection replaced."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,16 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from gateway.context.warrants import (
-    WarrantCreate,
-    WarrantKind,
     WarrantRow,
-    create_warrant,
     find_warrant,
     revoke_warrant,
 )
 from gateway.db import (
     RequestReader,
-    create_engine,
     map_database_errors,
     session_factory,
     sqlite_file,
@@ -36,6 +31,7 @@ from gateway.leads.models import AuthorisationRow
 from gateway.leads.refusals import refused_bases
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import WarrantStatus
+from tests.context.test_warrants import register_warrant
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, 250000, tzinfo=UTC)
 SEARCH = FaceOperation(
@@ -46,38 +42,9 @@ SEARCH = FaceOperation(
 )
 
 
-@pytest.fixture
-async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(migrated_database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def reads(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
-    reads = await RequestReader.open(engine)
-    yield reads
-    await reads.aclose()
-
-
 async def register(engine: AsyncEngine, warrant_id: str) -> None:
     async with session_factory(engine)() as db, db.begin():
-        await create_warrant(
-            db,
-            warrant=WarrantCreate(
-                id=warrant_id,
-                kind=WarrantKind.WARRANT,
-                issuing_court="Superior Court",
-                case_number="2026-1",
-                operations=[OperationKind.IDENTIFY],
-                collections=["mugshots"],
-                valid_from=NOW - timedelta(days=1),
-                valid_until=NOW + timedelta(days=1),
-                agency="Metro PD",
-            ),
-            created_by="admin",
-            now=NOW - timedelta(days=1),
-        )
+        await register_warrant(db, warrant_id, now=NOW, registered_at=NOW - timedelta(days=1))
 
 
 async def status(reads: RequestReader, warrant_id: str) -> WarrantStatus:

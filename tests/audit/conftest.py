@@ -14,7 +14,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.query import RecordQuery
 from gateway.audit.reads import LogReader
 from gateway.audit.records import AuditRecord, EventType
-from gateway.db import create_engine, session_factory
+from gateway.db import session_factory
 
 BASE_TIME = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -55,15 +55,6 @@ def checker_of(log: AuditLog) -> LogChecker:
 @pytest.fixture
 def record_factory() -> Callable[..., AuditRecord]:
     return make_record
-
-
-@pytest.fixture
-async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(migrated_database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

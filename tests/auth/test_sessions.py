@@ -4,7 +4,6 @@ request, and a failing database refused rather than taken for a session."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,20 +32,6 @@ CONTEXT = CaseContext(
     legal_basis=LegalBasis.WARRANT,
     warrant_id="W-1",
 )
-
-
-@pytest.fixture
-async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(migrated_database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def reads(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
-    reads = await RequestReader.open(engine)
-    yield reads
-    await reads.aclose()
 
 
 async def open_session(engine: AsyncEngine, context: CaseContext = CONTEXT) -> str:

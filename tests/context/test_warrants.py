@@ -38,26 +38,38 @@ SEARCH = FaceOperation(
 )
 
 
+async def register_warrant(
+    db: AsyncSession,
+    warrant_id: str = "W-1",
+    *,
+    now: datetime = NOW,
+    registered_at: datetime | None = None,
+) -> None:
+    """A warrant to identify in case 2026-1 of Metro PD, in mugshots, valid from a day
+    before ``now`` to a day after, registered at ``registered_at`` (default ``now``)."""
+    await create_warrant(
+        db,
+        warrant=WarrantCreate(
+            id=warrant_id,
+            kind=WarrantKind.WARRANT,
+            issuing_court="Superior Court",
+            case_number="2026-1",
+            operations=[OperationKind.IDENTIFY],
+            collections=["mugshots"],
+            valid_from=now - timedelta(days=1),
+            valid_until=now + timedelta(days=1),
+            agency="Metro PD",
+        ),
+        created_by="admin",
+        now=now if registered_at is None else registered_at,
+    )
+
+
 @pytest.fixture
 async def db(migrated_database_url: str) -> AsyncIterator[AsyncSession]:
     engine = create_engine(migrated_database_url)
     async with session_factory(engine)() as session, session.begin():
-        await create_warrant(
-            session,
-            warrant=WarrantCreate(
-                id="W-1",
-                kind=WarrantKind.WARRANT,
-                issuing_court="Superior Court",
-                case_number="2026-1",
-                operations=[OperationKind.IDENTIFY],
-                collections=["mugshots"],
-                valid_from=NOW - timedelta(days=1),
-                valid_until=NOW + timedelta(days=1),
-                agency="Metro PD",
-            ),
-            created_by="admin",
-            now=NOW,
-        )
+        await register_warrant(session)
         yield session
     await engine.dispose()
 
@@ -231,22 +243,7 @@ async def registry(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on a registry holding W-1, committed."""
     engine = create_engine(migrated_database_url)
     async with session_factory(engine)() as session, session.begin():
-        await create_warrant(
-            session,
-            warrant=WarrantCreate(
-                id="W-1",
-                kind=WarrantKind.WARRANT,
-                issuing_court="Superior Court",
-                case_number="2026-1",
-                operations=[OperationKind.IDENTIFY],
-                collections=["mugshots"],
-                valid_from=NOW - timedelta(days=1),
-                valid_until=NOW + timedelta(days=1),
-                agency="Metro PD",
-            ),
-            created_by="admin",
-            now=NOW,
-        )
+        await register_warrant(session)
     yield engine
     await engine.dispose()
 
