@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -270,24 +270,6 @@ def image_digest(data: bytes | None, *, field: str, max_image_bytes: int) -> str
     if len(data) > max_image_bytes:
         raise PayloadTooLarge(f"{field} is larger than {max_image_bytes} bytes")
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def keep_scored(
-    items: list[Any], score: Callable[[Any], float], *, floor: float | None, cap: int | None
-) -> tuple[list[Any], dict[str, int]]:
-    """Items at or above the floor, at most `cap` of them, and what was dropped and why.
-
-    The vendor is checked, not trusted: whatever it returns under the floor or past the cap
-    is dropped here, whether or not it honoured the rewritten request.
-    """
-    kept = [item for item in items if floor is None or score(item) >= floor]
-    dropped: dict[str, int] = {}
-    if len(kept) < len(items):
-        dropped["below_threshold"] = len(items) - len(kept)
-    if cap is not None and len(kept) > cap:
-        dropped["over_result_cap"] = len(kept) - cap
-        kept = kept[:cap]
-    return kept, dropped
 
 
 def add_counts(total: dict[str, int], more: Mapping[str, int]) -> None:
