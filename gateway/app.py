@@ -25,7 +25,7 @@ from gateway.api import (
 )
 from gateway.api.docs import install_docs
 from gateway.api.middleware import ManagementGuard, RequestIdMiddleware
-from gateway.api.vendor_routes import VendorRoutes
+from gateway.api.vendor_routes import GatewayApp
 from gateway.config import Settings
 from gateway.errors import FacegateError
 from gateway.observability.logs import startup as startup_log
@@ -65,13 +65,14 @@ def create_app(settings: Settings) -> FastAPI:
             await services.aclose()
             shutdown_tracing()
 
-    app = FastAPI(
+    # Vendor protocols are answered by GatewayApp before FastAPI sees them; what follows
+    # is the management API's.
+    app = GatewayApp(
         title="facegate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    # The last added runs first: every request gets its id, then vendor protocols leave,
-    # then management requests with a body are authenticated before it is read.
+    # The last added runs first: every request gets its id, then those with a body are
+    # authenticated before it is read.
     app.add_middleware(ManagementGuard)
-    app.add_middleware(VendorRoutes)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(FacegateError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
@@ -21,6 +20,7 @@ from gateway.errors import (
     RequestError,
     RequestTimeout,
 )
+from gateway.requests import new_request_id
 from gateway.services import Services
 
 # Paths under this prefix authenticate by a console session cookie, not a bearer key.
@@ -29,14 +29,15 @@ COOKIE_SESSION_MAX_BODY_BYTES = 16 * 1024
 
 
 class RequestIdMiddleware:
-    """Gives every HTTP request an id, reachable as `request.state.request_id`."""
+    """Gives every HTTP request to the management API an id, reachable as
+    `request.state.request_id` (vendor requests get theirs in GatewayApp)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+            scope.setdefault("state", {})["request_id"] = new_request_id()
         await self.app(scope, receive, send)
 
 
@@ -54,7 +55,7 @@ class ManagementGuard:
     otherwise. The app then gets the buffered body and the principal (`request.state`).
 
     Requests without a body pass through: their routes authenticate as before. Vendor
-    protocols never get here (VendorRoutes, outside this middleware, takes them first).
+    protocols never get here (GatewayApp takes them before FastAPI).
     The console's forms (under COOKIE_SESSION_PREFIX) carry no bearer key: their bodies
     are read bounded (COOKIE_SESSION_MAX_BODY_BYTES) without it, and the console's routes
     check the session cookie and CSRF token themselves (gateway/console/auth.py).

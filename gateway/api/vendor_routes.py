@@ -1,5 +1,5 @@
 """The vendor protocols' routes: a request in a registered vendor's protocol goes to the
-pipeline with that vendor; everything else goes on to the management API."""
+pipeline with that vendor; everything else goes on to the management API (FastAPI)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,22 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
+from fastapi import FastAPI
 from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from gateway.errors import MalformedRequest, PayloadTooLarge, RequestError, RequestTimeout
+from gateway.errors import (
+    FacegateError,
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+)
 from gateway.observability.metrics import reason_codes_for
 from gateway.observability.requests import observe_request
-from gateway.requests import IncomingRequest
+from gateway.requests import IncomingRequest, new_request_id
 from gateway.services import Services
 from gateway.vendors import recognise
 from gateway.vendors.base import BackendNotConfigured, Vendor
@@ -27,7 +34,7 @@ from gateway.vendors.base import BackendNotConfigured, Vendor
 _URL_SPECIAL: Final = re.compile(r"[?#\\\t\r\n]")
 
 
-def describe(scope: Scope) -> IncomingRequest:
+def describe(scope: Scope, request_id: str) -> IncomingRequest:
     """Everything about the request but its body.
 
     Read from the ASGI scope itself: a Starlette Request and its URL (built by joining the
@@ -40,7 +47,7 @@ def describe(scope: Scope) -> IncomingRequest:
         path, query = url.path, url.query
     client = scope.get("client")
     return IncomingRequest(
-        request_id=scope["state"]["request_id"],
+        request_id=request_id,
         received_at=datetime.now(UTC),
         method=scope["method"],
         path=path,
@@ -101,9 +108,9 @@ async def read_body(
 
 
 async def handle_vendor_request(
-    scope: Scope, receive: Receive, services: Services, vendor: Vendor
+    scope: Scope, receive: Receive, services: Services, vendor: Vendor, request_id: str
 ) -> Response:
-    incoming = describe(scope)
+    incoming = describe(scope, request_id)
     # Its span, steps, metrics and one log line (gateway/observability/requests.py).
     with observe_request(
         vendor.name,
@@ -136,26 +143,49 @@ async def _answer(
     return await services.pipeline.handle(vendor, dataclasses.replace(incoming, body=body))
 
 
-class VendorRoutes:
-    """Pure ASGI middleware: vendor-protocol requests go straight to the pipeline.
+class GatewayApp(FastAPI):
+    """The app uvicorn runs: FastAPI, with the vendor protocols' requests taken before it.
 
-    They need none of FastAPI's routing, dependency solving or validation (the adapters
-    parse the native request themselves), and skipping them is a measured share of every
-    request's cost. Everything else passes through to the FastAPI app. (Taking them before
-    FastAPI's own middleware, ServerErrorMiddleware and the body limit, was measured too:
-    about 5 us a request, within the noise, so they stay in front.)
+    A request in a registered vendor's protocol goes straight to its vendor's handler:
+    it needs none of FastAPI's routing, dependency solving or validation (the adapters
+    parse the native request themselves), nor any of the middleware FastAPI and Starlette
+    wrap around every request, which cost more CPU than the routing itself (issue 17).
+    Everything else, lifespan and management API included, is FastAPI's as before.
+
+    What the skipped layers did for a vendor request is done here: its request id
+    (RequestIdMiddleware, for the management API), and the answer to a bug no step
+    caught (ServerErrorMiddleware's 500): see `_serve_vendor_request`. Their other jobs
+    do not concern vendor requests: the body limit and read timeout are `read_body`'s,
+    FastAPI's own body limit is not set, and its OpenTelemetry server span would double
+    the one `observe_request` opens for the request.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = recognise(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        services: Services = scope["app"].state.services
-        response = await handle_vendor_request(
-            scope, receive, services, services.vendors[found.protocol]
-        )
-        await response(scope, receive, send)
+        if scope["type"] == "http":
+            found = recognise(scope["method"], scope["path"])
+            if found is not None:
+                services: Services = self.state.services
+                vendor = services.vendors[found.protocol]
+                await _serve_vendor_request(scope, receive, send, services, vendor)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _serve_vendor_request(
+    scope: Scope, receive: Receive, send: Send, services: Services, vendor: Vendor
+) -> None:
+    """Answer one vendor request, in the vendor's own format whatever happens.
+
+    The pipeline answers its own failures; an exception that escapes it anyway (a bug in
+    reading or describing the request, a client that left mid-body) is answered with the
+    vendor's own 500-class error, if nothing was sent yet, and raised on: the server logs
+    it and closes the connection, as it did when Starlette's ServerErrorMiddleware
+    answered such a bug with a plain-text 500."""
+    request_id = new_request_id()
+    try:
+        response = await handle_vendor_request(scope, receive, services, vendor, request_id)
+    except Exception:
+        failed = FacegateError("facegate failed to handle the request")
+        await vendor.error_response(failed, request_id=request_id)(scope, receive, send)
+        raise
+    await response(scope, receive, send)
