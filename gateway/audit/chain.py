@@ -40,18 +40,32 @@ def format_time(value: datetime) -> str:
     return utc.isoformat(timespec="microseconds") + "Z"
 
 
-def canonical_bytes(seq: int, record: AuditRecord) -> bytes:
+def json_fields(record: AuditRecord) -> dict[str, Any]:
+    """Every field of ``record`` in JSON form, nulls included: what ``canonical_bytes``
+    hashes (without the nulls), and what the log's columns store. A new dict each call."""
+    return record.model_dump(mode="json")
+
+
+def canonical_bytes(seq: int, record: AuditRecord, fields: dict[str, Any] | None = None) -> bytes:
     """The RFC 8785 bytes of ``record`` at position ``seq``.
 
     Deterministic: equal records at equal positions give equal bytes whatever order the
     fields were given in. Raises ValueError (``rfc8785.CanonicalizationError``) for values
     JSON cannot carry exactly, e.g. integers beyond 2**53 inside ``detail``. Encoded by
     ``jcs.dumps``: the bytes ``rfc8785.dumps`` writes, for a fraction of its CPU.
+
+    ``fields`` is ``json_fields(record)`` when the caller has it already (the log stores
+    it too, so a record is dumped once, not twice); it is read, never changed.
     """
-    fields: dict[str, Any] = record.model_dump(mode="json", exclude_none=True)
-    fields["time"] = format_time(record.time)
-    fields["seq"] = seq
-    return jcs.dumps(fields)
+    if fields is None:
+        fields = json_fields(record)
+    # A field is left out when its value is None, as model_dump(exclude_none=True) leaves
+    # it out: no top-level value dumps to None but None itself (a NaN stays a float, and is
+    # refused below), and nulls inside detail or obligations are kept, as it keeps them.
+    canonical = {name: value for name, value in fields.items() if value is not None}
+    canonical["time"] = format_time(record.time)
+    canonical["seq"] = seq
+    return jcs.dumps(canonical)
 
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:

@@ -172,3 +172,40 @@ def test_values_json_cannot_carry_exactly_are_refused() -> None:
 def test_prev_hash_must_be_32_bytes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         chain.chain_hash(b"\x00" * 31, b"{}")
+
+
+def _as_before(seq: int, record: AuditRecord) -> bytes:
+    """canonical_bytes as it was defined before the log dumped a record once for its hash
+    and its columns: model_dump(exclude_none=True), time in RFC 3339, rfc8785 itself."""
+    fields = record.model_dump(mode="json", exclude_none=True)
+    fields["time"] = chain.format_time(record.time)
+    fields["seq"] = seq
+    return rfc8785.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        FULL,
+        CHANGED,
+        {"time": FULL["time"], "request_id": "r", "event_type": EventType.DECISION},
+        # Nulls inside detail and obligations are kept; only top-level nulls are left out.
+        {**FULL, "detail": {"none": None, "deep": {"x": None}}, "obligations": {"o": None}},
+        {**FULL, "agency": None, "top_similarity": None, "match_count": 0, "latency_ms": 0.0},
+    ],
+)
+def test_one_dump_gives_the_bytes_of_before(fields: dict[str, Any]) -> None:
+    record = AuditRecord(**fields)
+    dumped = chain.json_fields(record)
+    copy = dict(dumped)
+    assert chain.canonical_bytes(3, record, dumped) == _as_before(3, record)
+    assert chain.canonical_bytes(3, record) == _as_before(3, record)
+    assert dumped == copy  # read, never changed: the log stores it afterwards
+
+
+def test_a_nan_where_a_float_goes_is_refused_as_before() -> None:
+    record = AuditRecord(**{**FULL, "top_similarity": float("nan")})
+    with pytest.raises(ValueError):
+        _as_before(1, record)
+    with pytest.raises(ValueError):
+        chain.canonical_bytes(1, record, chain.json_fields(record))

@@ -64,3 +64,25 @@ def test_a_database_error_becomes_audit_unavailable_without_its_text(error: Exce
 def test_other_errors_pass_the_edge_unchanged() -> None:
     with pytest.raises(ValueError, match="not a database error"), map_database_errors():
         raise ValueError("not a database error")
+
+
+def test_the_sqlite_binding_converts_as_the_column_types_do() -> None:
+    # Each column's value in the INSERT's order, through its own bind processor only.
+    from datetime import UTC, datetime
+
+    from sqlalchemy.dialects import sqlite
+
+    from gateway.audit.stores.base import LOG_TABLE
+    from gateway.audit.stores.sqlite_store import SqliteStore
+
+    store = SqliteStore(":memory:", dialect=sqlite.dialect(), lock_timeout_ms=1000)
+    row = {column.name: None for column in LOG_TABLE.c}
+    row |= {"seq": 3, "time": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "detail": {"a": [1]}}
+    row |= {"reason_codes": ["x"], "request_id": "r"}
+    (_, bind), (_, tree_bind), _ = store._inserts
+    expected = []
+    for column in LOG_TABLE.c:
+        process = column.type.dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+        expected.append(row[column.name] if process is None else process(row[column.name]))
+    assert bind(row) == tuple(expected)
+    assert tree_bind({"level": 0, "idx": 1, "hash": b"h"}) == (0, 1, b"h")

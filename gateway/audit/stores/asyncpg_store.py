@@ -121,8 +121,20 @@ _PG_READ_NODES: Final = (
     "SELECT t.level, t.idx, t.hash FROM audit_tree AS t"
     " JOIN unnest($1::smallint[], $2::bigint[]) AS wanted (level, idx) USING (level, idx)"
 )
-# JSON columns go to asyncpg as text, encoded as SQLAlchemy's JSON type would encode them.
-_JSON_COLUMNS: Final = frozenset(c.name for c in LOG_TABLE.c if isinstance(c.type, JSON))
+# Each column's name, in the statements' order, and whether it is JSON: JSON columns go to
+# asyncpg as text, encoded as SQLAlchemy's JSON type would encode them (json.dumps with its
+# defaults). Worked out once, not per batch: iterating a Table's columns costs more than
+# copying the values.
+_ColumnPlan = tuple[tuple[str, bool], ...]
+
+
+def _column_plan(table: Table) -> _ColumnPlan:
+    return tuple((column.name, isinstance(column.type, JSON)) for column in table.c)
+
+
+_LOG_COLUMNS: Final = _column_plan(LOG_TABLE)
+_TREE_COLUMNS: Final = _column_plan(TREE_TABLE)
+_CHECKPOINT_COLUMNS: Final = tuple(column.name for column in CHECKPOINT_TABLE.c)
 
 
 class AsyncpgStore:
@@ -157,11 +169,11 @@ class AsyncpgStore:
         return LatestCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"])
 
     async def insert(self, entries: list[Row], nodes: list[Row], checkpoint: Row | None) -> None:
-        arguments = [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
+        arguments = [*_columns(_LOG_COLUMNS, entries), *_columns(_TREE_COLUMNS, nodes)]
         if checkpoint is None:
             await self._connection.execute(_PG_INSERT_UNSIGNED, *arguments)
             return
-        arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
+        arguments.extend(checkpoint[name] for name in _CHECKPOINT_COLUMNS)
         await self._connection.execute(_PG_INSERT_SIGNED, *arguments)
 
     async def insert_rows(self, table: Table, rows: list[Row]) -> None:
@@ -169,14 +181,12 @@ class AsyncpgStore:
         await self._connection.execute(_rows_insert(table), *_bound_columns(table, rows))
 
 
-def _columns(table: Table, rows: Sequence[Row]) -> list[list[Any]]:
-    columns = []
-    for column in table.c:
-        values = [row[column.name] for row in rows]
-        if column.name in _JSON_COLUMNS:
-            values = [json.dumps(value) for value in values]
-        columns.append(values)
-    return columns
+def _columns(plan: _ColumnPlan, rows: Sequence[Row]) -> list[list[Any]]:
+    dumps = json.dumps
+    return [
+        [dumps(row[name]) for row in rows] if is_json else [row[name] for row in rows]
+        for name, is_json in plan
+    ]
 
 
 @functools.cache
@@ -229,9 +239,9 @@ class AsyncpgGroupCommit:
         (BEGIN with the lock, the head, the INSERT, COMMIT), the statement its own
         transaction, on the same connection and as fail-closed as ``batch``."""
         arguments: list[Any] = [head.seq, head.record_hash]
-        arguments += [*_columns(LOG_TABLE, entries), *_columns(TREE_TABLE, nodes)]
+        arguments += [*_columns(_LOG_COLUMNS, entries), *_columns(_TREE_COLUMNS, nodes)]
         if checkpoint is not None:
-            arguments.extend(checkpoint[column.name] for column in CHECKPOINT_TABLE.c)
+            arguments.extend(checkpoint[name] for name in _CHECKPOINT_COLUMNS)
         async with self._turn() as connection:
             try:
                 written = await connection.fetchval(

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Table
@@ -30,8 +31,8 @@ from gateway.db import apply_sqlite_pragmas
 _T = TypeVar("_T")
 _READ_HEAD = "SELECT seq, record_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 
-# An INSERT statement and each column's name with its bind processor.
-_Insert = tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]
+# An INSERT statement and how a row is bound to it (``_Binding``).
+_Insert = tuple[str, "_Binding"]
 
 
 def _sqlite_insert(table: Table, dialect: Dialect) -> str:
@@ -76,10 +77,12 @@ class SqliteStore:
         dialect = self._dialect
         return (
             _sqlite_insert(table, dialect),
-            [
-                (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
-                for column in table.c
-            ],
+            _Binding(
+                [
+                    (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
+                    for column in table.c
+                ]
+            ),
         )
 
     async def _run(self, function: Callable[[], _T]) -> _T:
@@ -151,18 +154,18 @@ class SqliteStore:
         """The log's own INSERTs of a batch, each with its rows bound."""
         batches = [entries, nodes, [checkpoint] if checkpoint is not None else []]
         return [
-            (sql, [_bound(row, processors) for row in rows])
-            for (sql, processors), rows in zip(self._inserts, batches, strict=True)
+            (sql, [bind(row) for row in rows])
+            for (sql, bind), rows in zip(self._inserts, batches, strict=True)
             if rows
         ]
 
     async def insert_rows(self, table: Table, rows: list[Row]) -> None:
         if table not in self._row_inserts:
             self._row_inserts[table] = self._insert(table)  # once a table: ~60 us to build
-        sql, processors = self._row_inserts[table]
+        sql, bind = self._row_inserts[table]
         # Written by commit() like insert()'s rows, in the order given: the log calls this
         # before insert(), and a table before those whose foreign keys point at it.
-        self._inserts_due.append((sql, [_bound(row, processors) for row in rows]))
+        self._inserts_due.append((sql, [bind(row) for row in rows]))
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AppendStore]:
@@ -235,9 +238,24 @@ class SqliteStore:
         self._executor.shutdown(wait=False)
 
 
-def _bound(
-    row: Row, processors: Sequence[tuple[str, Callable[[Any], Any] | None]]
-) -> tuple[Any, ...]:
-    return tuple(
-        [row[name] if process is None else process(row[name]) for name, process in processors]
-    )
+class _Binding:
+    """A row's values in its INSERT's column order, each converted by its column's bind
+    processor if it has one (few do: times and JSON). The values are taken in one C call
+    (``itemgetter``) and only those columns converted in Python: a batch binds every
+    column of every row, and a Python expression per column cost ~1 % of the CPU."""
+
+    def __init__(self, processors: Sequence[tuple[str, Callable[[Any], Any] | None]]) -> None:
+        names = [name for name, _ in processors]
+        self._values = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+        self._processors = [
+            (index, process) for index, (_, process) in enumerate(processors) if process is not None
+        ]
+
+    def __call__(self, row: Row) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = self._values(row)
+        if not self._processors:
+            return values
+        bound = list(values)
+        for index, process in self._processors:
+            bound[index] = process(bound[index])
+        return tuple(bound)
