@@ -224,6 +224,7 @@ async def _gather_context(
             operation=operation,
             case_number=context.case_number,
             now=now,
+            prefetched=session.warrant,  # read with the session, when it names this one
         )
     refused: list[str] = []
     if context.legal_basis not in (None, LegalBasis.WARRANT, LegalBasis.COURT_ORDER):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
@@ -183,7 +184,25 @@ _PG_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="::text", parameter="
 _SQLITE_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="", parameter="?")
 
 
-class _Registered(NamedTuple):
+def driver_warrant_columns(table: str, *, postgresql: bool) -> str:
+    """`_DRIVER_FIND_WARRANT`'s select list on the warrants table named `table` in a
+    joined statement (gateway.auth.sessions reads the session's warrant with the session):
+    `WARRANT_COLUMNS` values, which `prefetched_warrant` interprets."""
+    cast = "::text" if postgresql else ""
+    return ", ".join(
+        f"{table}.{c.name}{cast}" if c.name in _JSON_COLUMNS else f"{table}.{c.name}"
+        for c in _FIND_WARRANT.selected_columns
+    )
+
+
+# The warrant's columns in a statement that reads it with something else: as SQLAlchemy
+# columns, labelled so that they clash with no other table's (gateway.auth.sessions).
+WARRANT_COLUMNS: Final = tuple(
+    c.label(f"registered_warrant_{c.name}") for c in _FIND_WARRANT.selected_columns
+)
+
+
+class RegisteredWarrant(NamedTuple):
     """One warrant as registered, from either read."""
 
     id: str
@@ -201,9 +220,38 @@ class _Registered(NamedTuple):
     created_by: str
 
 
+@dataclass(frozen=True, slots=True)
+class PrefetchedWarrant:
+    """The registry's row for `warrant_id` (None: no such warrant), read at this request
+    in the statement that read the case session bound to it, so not a cache: a revocation
+    committed before the request is in it, as in `find_warrant`'s own read.
+
+    `find_warrant` takes it in place of its read when it is for the warrant the request
+    names; a request naming another (by X-Facegate-Warrant, when the session names none)
+    is read as before."""
+
+    warrant_id: str
+    row: RegisteredWarrant | None
+
+
+def prefetched_warrant(
+    warrant_id: str | None, values: Sequence[Any], *, from_driver: bool
+) -> PrefetchedWarrant | None:
+    """What a statement joining the warrants table on `warrant_id` (a LEFT JOIN: no
+    warrant reads as NULLs) found: `values` are its `driver_warrant_columns` (as asyncpg
+    or sqlite3 return them, `from_driver`) or its `WARRANT_COLUMNS` (through SQLAlchemy).
+    None when no warrant was named."""
+    if warrant_id is None:
+        return None
+    if values[0] is None:  # the primary key: the join found no warrant
+        return PrefetchedWarrant(warrant_id, None)
+    row = _from_driver_row(values) if from_driver else RegisteredWarrant._make(values)
+    return PrefetchedWarrant(warrant_id, row)
+
+
 async def _registered(
     db: RequestReader | AsyncConnection | AsyncSession, warrant_id: str
-) -> _Registered | None:
+) -> RegisteredWarrant | None:
     """The warrant as the registry holds it now: read on every request, never cached, so a
     revocation refuses the very next request."""
     if isinstance(db, RequestReader):
@@ -216,15 +264,15 @@ async def _registered(
             return await _registered(connection, warrant_id)
     # Off the request path (a caller's own connection or session): SQLAlchemy's read.
     row = (await db.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
-    return None if row is None else _Registered._make(row)
+    return None if row is None else RegisteredWarrant._make(row)
 
 
-def _from_driver_row(row: Sequence[Any] | None) -> _Registered | None:
+def _from_driver_row(row: Sequence[Any] | None) -> RegisteredWarrant | None:
     """`_DRIVER_FIND_WARRANT`'s row (asyncpg's Record or sqlite3's tuple) as
     `_FIND_WARRANT`'s reads through SQLAlchemy."""
     if row is None:
         return None
-    values = dict(zip(_Registered._fields, row, strict=True))
+    values = dict(zip(RegisteredWarrant._fields, row, strict=True))
     for name in _JSON_COLUMNS:
         text = values[name]
         values[name] = None if text is None else json.loads(text)
@@ -232,7 +280,7 @@ def _from_driver_row(row: Sequence[Any] | None) -> _Registered | None:
         if values[name] is not None:  # as UTCDateTime reads it back: aware, in UTC
             values[name] = stored_utc(values[name])
     values["realtime"] = bool(values["realtime"])  # SQLite's 0 or 1
-    return _Registered(**values)
+    return RegisteredWarrant(**values)
 
 
 async def find_warrant(
@@ -242,17 +290,22 @@ async def find_warrant(
     operation: FaceOperation,
     case_number: str | None,
     now: datetime,
+    prefetched: PrefetchedWarrant | None = None,
 ) -> WarrantFinding:
     """The warrant a request names, as found: the policy decides what each status means.
     Read from `db`: the request path's reader, or a connection or session (which sees
-    what its transaction wrote).
+    what its transaction wrote); not read when `prefetched` is for `warrant_id` (the
+    session's read brought the row, at this request), whose row is judged instead.
 
     Database errors propagate as the driver raised them (the caller's storage edge,
     `map_database_errors`, maps them): nothing is found when the registry cannot be read.
     """
     if not warrant_id:
         return WarrantFinding(status=WarrantStatus.NONE)
-    row = await _registered(db, warrant_id)
+    if prefetched is not None and prefetched.warrant_id == warrant_id:
+        row = prefetched.row
+    else:
+        row = await _registered(db, warrant_id)
     if row is None:
         return WarrantFinding(status=WarrantStatus.UNKNOWN, id=warrant_id)
     return WarrantFinding(
@@ -273,7 +326,7 @@ async def find_warrant(
 
 
 def _status(
-    row: _Registered, *, operation: FaceOperation, case_number: str | None, now: datetime
+    row: RegisteredWarrant, *, operation: FaceOperation, case_number: str | None, now: datetime
 ) -> WarrantStatus:
     if row.revoked_at is not None:
         return WarrantStatus.REVOKED
