@@ -78,6 +78,8 @@ def merge_case_context(
             stated_values[field] = value
         elif current != value:
             conflicts.append(field)
+    if not stated_values:  # the session's context as it is (frozen: shared, not copied)
+        return bound, conflicts
     # model_copy: the session's own values were checked when it was opened, and the stated
     # ones just now; the policy input is checked again before any engine reads it.
     return bound.model_copy(update=stated_values), conflicts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,21 +204,31 @@ WARRANT_COLUMNS: Final = tuple(
 
 
 class RegisteredWarrant(NamedTuple):
-    """One warrant as registered, from either read."""
+    """One warrant as registered, from either read; immutable (its lists as tuples), so
+    that what is judged from it can be kept by its value (`_finding`)."""
 
     id: str
     kind: str
     issuing_court: str
     case_number: str
-    operations: list[str]
-    collections: list[str]
+    operations: tuple[str, ...]
+    collections: tuple[str, ...]
     realtime: bool
     valid_from: datetime
     valid_until: datetime
     revoked_at: datetime | None
     agency: str | None
-    officers: list[str] | None
+    officers: tuple[str, ...] | None
     created_by: str
+
+    @classmethod
+    def of_columns(cls, values: Sequence[Any]) -> RegisteredWarrant:
+        """From `_FIND_WARRANT`'s columns as SQLAlchemy decodes them (JSON as lists)."""
+        fields = dict(zip(cls._fields, values, strict=True))
+        for name in _JSON_COLUMNS:
+            if fields[name] is not None:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +256,7 @@ def prefetched_warrant(
         return None
     if values[0] is None:  # the primary key: the join found no warrant
         return PrefetchedWarrant(warrant_id, None)
-    row = _from_driver_row(values) if from_driver else RegisteredWarrant._make(values)
+    row = _from_driver_row(values) if from_driver else RegisteredWarrant.of_columns(values)
     return PrefetchedWarrant(warrant_id, row)
 
 
@@ -264,18 +275,29 @@ async def _registered(
             return await _registered(connection, warrant_id)
     # Off the request path (a caller's own connection or session): SQLAlchemy's read.
     row = (await db.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
-    return None if row is None else RegisteredWarrant._make(row)
+    return None if row is None else RegisteredWarrant.of_columns(row)
+
+
+# Warrants whose decoded rows and findings are kept, by their stored values: far more than
+# a replica's warrants in use at once; past it the least recent is decoded again.
+_WARRANTS_KEPT = 1024
 
 
 def _from_driver_row(row: Sequence[Any] | None) -> RegisteredWarrant | None:
     """`_DRIVER_FIND_WARRANT`'s row (asyncpg's Record or sqlite3's tuple) as
     `_FIND_WARRANT`'s reads through SQLAlchemy."""
-    if row is None:
-        return None
+    return None if row is None else _decoded(tuple(row))
+
+
+# A pure function of the values read at this request (revoked_at among them), so keeping
+# it by them is no cache of the registry: a revocation is other values, decoded anew. The
+# JSON text and the times cost more to decode than the read's own Python (issue 17).
+@functools.lru_cache(maxsize=_WARRANTS_KEPT)
+def _decoded(row: tuple[Any, ...]) -> RegisteredWarrant:
     values = dict(zip(RegisteredWarrant._fields, row, strict=True))
     for name in _JSON_COLUMNS:
         text = values[name]
-        values[name] = None if text is None else json.loads(text)
+        values[name] = None if text is None else tuple(json.loads(text))
     for name in _TIME_COLUMNS:
         if values[name] is not None:  # as UTCDateTime reads it back: aware, in UTC
             values[name] = stored_utc(values[name])
@@ -308,8 +330,17 @@ async def find_warrant(
         row = await _registered(db, warrant_id)
     if row is None:
         return WarrantFinding(status=WarrantStatus.UNKNOWN, id=warrant_id)
+    return _finding(row, _status(row, operation=operation, case_number=case_number, now=now))
+
+
+# One WarrantFinding per (row as read, status), shared by the policy inputs judged on it,
+# which nothing writes to (PolicyInput is frozen once gathered, as `vendor_facts`' are):
+# building and checking one cost more than judging the row. The status is judged at each
+# request, from the row read at it; only its rendering is kept.
+@functools.lru_cache(maxsize=_WARRANTS_KEPT)
+def _finding(row: RegisteredWarrant, status: WarrantStatus) -> WarrantFinding:
     return WarrantFinding(
-        status=_status(row, operation=operation, case_number=case_number, now=now),
+        status=status,
         id=row.id,
         kind=row.kind,
         issuing_court=row.issuing_court,
