@@ -102,7 +102,7 @@ class _Warrants(RequestReader):
         return True
 
     async def fetchrow(self, query: str, *args: object) -> Any:
-        return self._row
+        return tuple(self._row.values())  # a Record reads by position, as a tuple does
 
 
 def main() -> None:

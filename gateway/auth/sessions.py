@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, computed_field
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -21,7 +21,13 @@ from gateway.auth.models import CaseSessionRow, PrincipalRow
 from gateway.auth.principals import EXCLUSIVE_ROLES, Principal, Role, principal_from_row
 from gateway.auth.secrets import MasterKey, new_access_key_id
 from gateway.case import CaseContext, CaseFields, LegalBasis
-from gateway.context.warrants import WarrantRow
+from gateway.context.warrants import (
+    WARRANT_COLUMNS,
+    PrefetchedWarrant,
+    WarrantRow,
+    driver_warrant_columns,
+    prefetched_warrant,
+)
 from gateway.db import RequestReader, map_database_errors, stored_utc
 from gateway.errors import MalformedRequest, PermissionDenied
 
@@ -51,6 +57,13 @@ class BoundSession(BaseModel):
     expires_at: datetime
     revoked: bool
     key_version: int = 1  # of the master key its secret derives under
+    # The registry's row for the context's warrant, read with the session (read_case_session)
+    # and judged by gather (gateway.context.warrants.find_warrant); None when the context
+    # names no warrant or the session was not read from the store. Not part of the session
+    # as recorded or shown; not validated again (read and decoded at this request).
+    warrant: SkipValidation[PrefetchedWarrant | None] = Field(
+        default=None, exclude=True, repr=False
+    )
 
     def is_live(self, now: datetime) -> bool:
         return not self.revoked and now < self.expires_at
@@ -160,6 +173,8 @@ async def revoke_open_sessions(
 
 # One statement, built once, selecting columns rather than ORM objects: it runs on every
 # vendor request. The column names do not clash, so a row reads like a PrincipalRow too.
+# The session's warrant comes in the same statement (a LEFT JOIN on the warrant id the
+# session is bound to): gather would read it next, one more round trip on PostgreSQL.
 _LOAD_CASE_SESSION = (
     select(
         CaseSessionRow.access_key_id,
@@ -172,8 +187,10 @@ _LOAD_CASE_SESSION = (
         PrincipalRow.agency,
         PrincipalRow.roles,
         PrincipalRow.disabled_at,
+        *WARRANT_COLUMNS,
     )
     .join(PrincipalRow, PrincipalRow.id == CaseSessionRow.principal_id)
+    .outerjoin(WarrantRow, WarrantRow.id == CaseSessionRow.warrant_id)
     .where(CaseSessionRow.access_key_id == bindparam("access_key_id"))
 )
 
@@ -181,7 +198,9 @@ _LOAD_CASE_SESSION = (
 async def load_case_session(
     db: AsyncConnection | AsyncSession, access_key_id: str
 ) -> BoundSession | None:
-    """The session and its principal, or None if the key or its principal is unknown/disabled."""
+    """The session and its principal, or None if the key or its principal is unknown/disabled.
+    With the registry's row for the warrant its context names (`BoundSession.warrant`),
+    read in the same statement."""
     row = (await db.execute(_LOAD_CASE_SESSION, {"access_key_id": access_key_id})).one_or_none()
     if row is None or row.disabled_at is not None:
         return None
@@ -192,6 +211,7 @@ async def load_case_session(
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
         key_version=row.key_version,
+        warrant=prefetched_warrant(row.warrant_id, row[-len(WARRANT_COLUMNS) :], from_driver=False),
     )
 
 
@@ -203,6 +223,12 @@ async def read_case_session(reads: RequestReader, access_key_id: str) -> BoundSe
     committed before the call is seen by it, so a revoked session is refused from the next
     request on. A database error raises StorageUnavailable (fail closed: no session is
     assumed), its connection is discarded rather than used again.
+
+    The warrant the session's context names is read in the same statement, on every path
+    (`BoundSession.warrant`, for gather's `find_warrant`): on PostgreSQL one round trip
+    rather than two per request. The same holds for it as for the session: read at this
+    call, a warrant revoked before it is seen revoked; and a registry that cannot be read
+    fails the session's read too (StorageUnavailable: they are one database).
 
     On PostgreSQL on asyncpg and on a SQLite file it runs one SELECT on the reader's own
     connection, without SQLAlchemy's Connection, Result and Row around it (autocommit
@@ -227,12 +253,20 @@ async def read_case_session(reads: RequestReader, access_key_id: str) -> BoundSe
 _CASE_COLUMNS: Final = ", ".join(f"s.{name}" for name in CaseFields.model_fields)
 _DRIVER_SQL: Final = (
     f"SELECT s.access_key_id, {_CASE_COLUMNS}, s.expires_at, s.revoked_at IS NOT NULL,"  # noqa: S608 (model columns)
-    " s.key_version, p.id, p.name, p.agency, p.roles{cast}, p.disabled_at IS NOT NULL"
+    " s.key_version, p.id, p.name, p.agency, p.roles{cast}, p.disabled_at IS NOT NULL,"
+    " {warrant}"
     " FROM case_sessions AS s JOIN principals AS p ON p.id = s.principal_id"
+    " LEFT JOIN warrants AS w ON w.id = s.warrant_id"
     " WHERE s.access_key_id = {parameter}"
 )
-_ASYNCPG_SQL: Final = _DRIVER_SQL.format(cast="::text", parameter="$1")
-_SQLITE_SQL: Final = _DRIVER_SQL.format(cast="", parameter="?")
+_ASYNCPG_SQL: Final = _DRIVER_SQL.format(
+    cast="::text", parameter="$1", warrant=driver_warrant_columns("w", postgresql=True)
+)
+_SQLITE_SQL: Final = _DRIVER_SQL.format(
+    cast="", parameter="?", warrant=driver_warrant_columns("w", postgresql=False)
+)
+_WARRANT_ID_AT: Final = 1 + list(CaseFields.model_fields).index("warrant_id")
+_SESSION_COLUMNS: Final = 1 + len(CaseFields.model_fields) + 8
 
 
 def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
@@ -241,7 +275,7 @@ def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
     fields = len(CaseFields.model_fields)
     access_key_id, case_values = row[0], tuple(row[1 : 1 + fields])
     expires_at, revoked, key_version, principal_id, name, agency, roles, disabled = row[
-        1 + fields :
+        1 + fields : _SESSION_COLUMNS
     ]
     if disabled:
         return None
@@ -252,6 +286,7 @@ def _from_driver_row(row: Sequence[Any] | None) -> BoundSession | None:
         expires_at=stored_utc(expires_at),
         revoked=bool(revoked),
         key_version=key_version,
+        warrant=prefetched_warrant(row[_WARRANT_ID_AT], row[_SESSION_COLUMNS:], from_driver=True),
     )
 
 

@@ -78,6 +78,8 @@ def merge_case_context(
             stated_values[field] = value
         elif current != value:
             conflicts.append(field)
+    if not stated_values:  # the session's context as it is (frozen: shared, not copied)
+        return bound, conflicts
     # model_copy: the session's own values were checked when it was opened, and the stated
     # ones just now; the policy input is checked again before any engine reads it.
     return bound.model_copy(update=stated_values), conflicts
@@ -224,6 +226,7 @@ async def _gather_context(
             operation=operation,
             case_number=context.case_number,
             now=now,
+            prefetched=session.warrant,  # read with the session, when it names this one
         )
     refused: list[str] = []
     if context.legal_basis not in (None, LegalBasis.WARRANT, LegalBasis.COURT_ORDER):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
@@ -183,27 +185,84 @@ _PG_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="::text", parameter="
 _SQLITE_FIND_WARRANT: Final = _DRIVER_FIND_WARRANT.format(cast="", parameter="?")
 
 
-class _Registered(NamedTuple):
-    """One warrant as registered, from either read."""
+def driver_warrant_columns(table: str, *, postgresql: bool) -> str:
+    """`_DRIVER_FIND_WARRANT`'s select list on the warrants table named `table` in a
+    joined statement (gateway.auth.sessions reads the session's warrant with the session):
+    `WARRANT_COLUMNS` values, which `prefetched_warrant` interprets."""
+    cast = "::text" if postgresql else ""
+    return ", ".join(
+        f"{table}.{c.name}{cast}" if c.name in _JSON_COLUMNS else f"{table}.{c.name}"
+        for c in _FIND_WARRANT.selected_columns
+    )
+
+
+# The warrant's columns in a statement that reads it with something else: as SQLAlchemy
+# columns, labelled so that they clash with no other table's (gateway.auth.sessions).
+WARRANT_COLUMNS: Final = tuple(
+    c.label(f"registered_warrant_{c.name}") for c in _FIND_WARRANT.selected_columns
+)
+
+
+class RegisteredWarrant(NamedTuple):
+    """One warrant as registered, from either read; immutable (its lists as tuples), so
+    that what is judged from it can be kept by its value (`_finding`)."""
 
     id: str
     kind: str
     issuing_court: str
     case_number: str
-    operations: list[str]
-    collections: list[str]
+    operations: tuple[str, ...]
+    collections: tuple[str, ...]
     realtime: bool
     valid_from: datetime
     valid_until: datetime
     revoked_at: datetime | None
     agency: str | None
-    officers: list[str] | None
+    officers: tuple[str, ...] | None
     created_by: str
+
+    @classmethod
+    def of_columns(cls, values: Sequence[Any]) -> RegisteredWarrant:
+        """From `_FIND_WARRANT`'s columns as SQLAlchemy decodes them (JSON as lists)."""
+        fields = dict(zip(cls._fields, values, strict=True))
+        for name in _JSON_COLUMNS:
+            if fields[name] is not None:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchedWarrant:
+    """The registry's row for `warrant_id` (None: no such warrant), read at this request
+    in the statement that read the case session bound to it, so not a cache: a revocation
+    committed before the request is in it, as in `find_warrant`'s own read.
+
+    `find_warrant` takes it in place of its read when it is for the warrant the request
+    names; a request naming another (by X-Facegate-Warrant, when the session names none)
+    is read as before."""
+
+    warrant_id: str
+    row: RegisteredWarrant | None
+
+
+def prefetched_warrant(
+    warrant_id: str | None, values: Sequence[Any], *, from_driver: bool
+) -> PrefetchedWarrant | None:
+    """What a statement joining the warrants table on `warrant_id` (a LEFT JOIN: no
+    warrant reads as NULLs) found: `values` are its `driver_warrant_columns` (as asyncpg
+    or sqlite3 return them, `from_driver`) or its `WARRANT_COLUMNS` (through SQLAlchemy).
+    None when no warrant was named."""
+    if warrant_id is None:
+        return None
+    if values[0] is None:  # the primary key: the join found no warrant
+        return PrefetchedWarrant(warrant_id, None)
+    row = _from_driver_row(values) if from_driver else RegisteredWarrant.of_columns(values)
+    return PrefetchedWarrant(warrant_id, row)
 
 
 async def _registered(
     db: RequestReader | AsyncConnection | AsyncSession, warrant_id: str
-) -> _Registered | None:
+) -> RegisteredWarrant | None:
     """The warrant as the registry holds it now: read on every request, never cached, so a
     revocation refuses the very next request."""
     if isinstance(db, RequestReader):
@@ -216,23 +275,34 @@ async def _registered(
             return await _registered(connection, warrant_id)
     # Off the request path (a caller's own connection or session): SQLAlchemy's read.
     row = (await db.execute(_FIND_WARRANT, {"warrant_id": warrant_id})).one_or_none()
-    return None if row is None else _Registered._make(row)
+    return None if row is None else RegisteredWarrant.of_columns(row)
 
 
-def _from_driver_row(row: Sequence[Any] | None) -> _Registered | None:
+# Warrants whose decoded rows and findings are kept, by their stored values: far more than
+# a replica's warrants in use at once; past it the least recent is decoded again.
+_WARRANTS_KEPT = 1024
+
+
+def _from_driver_row(row: Sequence[Any] | None) -> RegisteredWarrant | None:
     """`_DRIVER_FIND_WARRANT`'s row (asyncpg's Record or sqlite3's tuple) as
     `_FIND_WARRANT`'s reads through SQLAlchemy."""
-    if row is None:
-        return None
-    values = dict(zip(_Registered._fields, row, strict=True))
+    return None if row is None else _decoded(tuple(row))
+
+
+# A pure function of the values read at this request (revoked_at among them), so keeping
+# it by them is no cache of the registry: a revocation is other values, decoded anew. The
+# JSON text and the times cost more to decode than the read's own Python (issue 17).
+@functools.lru_cache(maxsize=_WARRANTS_KEPT)
+def _decoded(row: tuple[Any, ...]) -> RegisteredWarrant:
+    values = dict(zip(RegisteredWarrant._fields, row, strict=True))
     for name in _JSON_COLUMNS:
         text = values[name]
-        values[name] = None if text is None else json.loads(text)
+        values[name] = None if text is None else tuple(json.loads(text))
     for name in _TIME_COLUMNS:
         if values[name] is not None:  # as UTCDateTime reads it back: aware, in UTC
             values[name] = stored_utc(values[name])
     values["realtime"] = bool(values["realtime"])  # SQLite's 0 or 1
-    return _Registered(**values)
+    return RegisteredWarrant(**values)
 
 
 async def find_warrant(
@@ -242,21 +312,35 @@ async def find_warrant(
     operation: FaceOperation,
     case_number: str | None,
     now: datetime,
+    prefetched: PrefetchedWarrant | None = None,
 ) -> WarrantFinding:
     """The warrant a request names, as found: the policy decides what each status means.
     Read from `db`: the request path's reader, or a connection or session (which sees
-    what its transaction wrote).
+    what its transaction wrote); not read when `prefetched` is for `warrant_id` (the
+    session's read brought the row, at this request), whose row is judged instead.
 
     Database errors propagate as the driver raised them (the caller's storage edge,
     `map_database_errors`, maps them): nothing is found when the registry cannot be read.
     """
     if not warrant_id:
         return WarrantFinding(status=WarrantStatus.NONE)
-    row = await _registered(db, warrant_id)
+    if prefetched is not None and prefetched.warrant_id == warrant_id:
+        row = prefetched.row
+    else:
+        row = await _registered(db, warrant_id)
     if row is None:
         return WarrantFinding(status=WarrantStatus.UNKNOWN, id=warrant_id)
+    return _finding(row, _status(row, operation=operation, case_number=case_number, now=now))
+
+
+# One WarrantFinding per (row as read, status), shared by the policy inputs judged on it,
+# which nothing writes to (PolicyInput is frozen once gathered, as `vendor_facts`' are):
+# building and checking one cost more than judging the row. The status is judged at each
+# request, from the row read at it; only its rendering is kept.
+@functools.lru_cache(maxsize=_WARRANTS_KEPT)
+def _finding(row: RegisteredWarrant, status: WarrantStatus) -> WarrantFinding:
     return WarrantFinding(
-        status=_status(row, operation=operation, case_number=case_number, now=now),
+        status=status,
         id=row.id,
         kind=row.kind,
         issuing_court=row.issuing_court,
@@ -273,7 +357,7 @@ async def find_warrant(
 
 
 def _status(
-    row: _Registered, *, operation: FaceOperation, case_number: str | None, now: datetime
+    row: RegisteredWarrant, *, operation: FaceOperation, case_number: str | None, now: datetime
 ) -> WarrantStatus:
     if row.revoked_at is not None:
         return WarrantStatus.REVOKED

@@ -11,13 +11,21 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway.auth.principals import Principal, Role
-from gateway.auth.sessions import BoundSession
+from gateway.auth.models import PrincipalRow
+from gateway.auth.principals import Principal, Role, create_principal, principal_from_row
+from gateway.auth.secrets import MasterKey
+from gateway.auth.sessions import (
+    BoundSession,
+    load_case_session,
+    open_case_session,
+    read_case_session,
+)
 from gateway.case import CaseContext
 from gateway.context.activity import ActivityEvent, MemoryActivityStore
 from gateway.context.face_sources import MemoryFaceSourceStore
 from gateway.context.gather import gather
 from gateway.context.warrants import (
+    PrefetchedWarrant,
     WarrantCreate,
     WarrantKind,
     create_warrant,
@@ -25,11 +33,12 @@ from gateway.context.warrants import (
     revoke_warrant,
 )
 from gateway.db import RequestReader, create_engine, session_factory
-from gateway.errors import ServiceUnavailable
+from gateway.errors import ServiceUnavailable, StorageUnavailable
 from gateway.operations import FaceOperation, OperationKind
-from gateway.policy.contract import WarrantFinding, WarrantStatus
+from gateway.policy.contract import PolicyContext, WarrantFinding, WarrantStatus
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+MASTER = MasterKey(b"k" * 32)
 SEARCH = FaceOperation(
     vendor="rekognition",
     name="SearchFacesByImage",
@@ -337,3 +346,157 @@ async def test_a_connection_the_database_dropped_fails_at_most_one_request_and_i
         assert "warrant registry could not be read" in str(exc)
     # The dead connection was not handed to the next request.
     assert (await gathered_warrant(reads, activity)).status is WarrantStatus.ACTIVE
+
+
+# --- The warrant read with the session (read_case_session's join) ------------------------
+
+
+async def open_bound_session(engine: AsyncEngine, warrant_id: str | None) -> str:
+    """officer-1 of Metro PD (enrolled if not yet), with a session in case 2026-1 bound to
+    `warrant_id`; its access key id."""
+    async with session_factory(engine)() as db, db.begin():
+        officer = await db.get(PrincipalRow, "officer-1")
+        if officer is None:
+            enrolled = await create_principal(
+                db,
+                principal_id="officer-1",
+                name="Officer",
+                agency="Metro PD",
+                roles=[Role.OFFICER],
+                now=NOW,
+            )
+        else:
+            enrolled = principal_from_row(officer)
+        issued = await open_case_session(
+            db,
+            master_key=MASTER,
+            principal=enrolled,
+            context=CaseContext(
+                purpose="criminal_investigation", case_number="2026-1", warrant_id=warrant_id
+            ),
+            ttl=timedelta(hours=1),
+            max_ttl=timedelta(hours=2),
+            now=NOW,
+        )
+    return issued.access_key_id
+
+
+async def gathered_context(
+    reads: RequestReader, session: BoundSession, headers: dict[str, str] | None = None
+) -> PolicyContext:
+    gathered = await gather(
+        reads=reads,
+        session=session,
+        operation=SEARCH,
+        images=(),
+        probe_faces=(),
+        target_faces=(),
+        headers=headers or {},
+        request_id=f"request-{uuid.uuid4().hex}",
+        now=NOW,
+        vendor=None,
+        face_sources=MemoryFaceSourceStore(),
+        activity=MemoryActivityStore(),
+    )
+    return gathered.policy_input.context
+
+
+async def read_session(reads: RequestReader, key: str) -> BoundSession:
+    session = await read_case_session(reads, key)
+    assert session is not None
+    return session
+
+
+async def test_the_warrant_read_with_the_session_is_the_one_gather_reads(
+    registry: AsyncEngine, reads: RequestReader
+) -> None:
+    """Each status found through the session's join is the one gather's own read finds, on
+    every path of the reader (asyncpg, a SQLite file) and through SQLAlchemy."""
+    async with session_factory(registry)() as db, db.begin():
+        await register_warrant(db, "W-OLD", now=NOW - timedelta(days=3))
+        await register_warrant(db, "W-QUASHED")
+        await revoke_warrant(db, warrant_id="W-QUASHED", reason="quashed", now=NOW)
+    expected = {
+        "W-1": WarrantStatus.ACTIVE,
+        "W-OLD": WarrantStatus.EXPIRED,
+        "W-QUASHED": WarrantStatus.REVOKED,
+        "W-404": WarrantStatus.UNKNOWN,
+        None: WarrantStatus.NONE,
+    }
+    for warrant_id, status_found in expected.items():
+        key = await open_bound_session(registry, warrant_id)
+        joined = await read_session(reads, key)
+        if warrant_id is None:
+            assert joined.warrant is None
+        else:
+            assert joined.warrant is not None and joined.warrant.warrant_id == warrant_id
+        async with registry.connect() as connection:
+            assert await load_case_session(connection, key) == joined
+        context = await gathered_context(reads, joined)
+        assert context.warrant.status is status_found
+        # Gather's own read, without the row the session brought: the same, field for field.
+        own = await gathered_context(reads, joined.model_copy(update={"warrant": None}))
+        assert own.model_dump(mode="json") == context.model_dump(mode="json")
+
+
+async def test_gather_judges_the_row_read_with_the_session_and_reads_no_other(
+    registry: AsyncEngine, reads: RequestReader
+) -> None:
+    key = await open_bound_session(registry, "W-1")
+    session = await read_session(reads, key)
+    async with registry.begin() as connection:  # a read of the registry would fail now
+        await connection.execute(sa.text("ALTER TABLE warrants RENAME TO warrants_away"))
+    try:
+        assert (await gathered_context(reads, session)).warrant.status is WarrantStatus.ACTIVE
+    finally:
+        async with registry.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE warrants_away RENAME TO warrants"))
+
+
+async def test_a_warrant_revoked_before_the_request_is_refused_on_the_joined_read(
+    registry: AsyncEngine, reads: RequestReader
+) -> None:
+    key = await open_bound_session(registry, "W-1")
+    for _ in range(3):  # every pooled connection warm, its statement prepared
+        session = await read_session(reads, key)
+        assert (await gathered_context(reads, session)).warrant.status is WarrantStatus.ACTIVE
+    async with session_factory(registry)() as db, db.begin():
+        await revoke_warrant(db, warrant_id="W-1", reason="quashed", now=NOW)
+    session = await read_session(reads, key)
+    assert (await gathered_context(reads, session)).warrant.status is WarrantStatus.REVOKED
+
+
+async def test_a_registry_that_cannot_be_read_fails_the_session_read_with_it(
+    registry: AsyncEngine, reads: RequestReader
+) -> None:
+    key = await open_bound_session(registry, "W-1")
+    async with registry.begin() as connection:
+        await connection.execute(sa.text("ALTER TABLE warrants RENAME TO warrants_away"))
+    try:
+        with pytest.raises(StorageUnavailable):
+            await read_case_session(reads, key)
+    finally:
+        async with registry.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE warrants_away RENAME TO warrants"))
+    assert (await read_session(reads, key)).warrant is not None
+
+
+async def test_a_warrant_named_by_header_is_read_by_gather(
+    registry: AsyncEngine, reads: RequestReader
+) -> None:
+    async with session_factory(registry)() as db, db.begin():
+        await register_warrant(db, "W-2")
+        await revoke_warrant(db, warrant_id="W-2", reason="quashed", now=NOW)
+    # A session naming no warrant: the header's is read, at this request.
+    unbound = await read_session(reads, await open_bound_session(registry, None))
+    context = await gathered_context(reads, unbound, {"x-facegate-warrant": "W-2"})
+    assert (context.warrant_id, context.warrant.id) == ("W-2", "W-2")
+    assert context.warrant.status is WarrantStatus.REVOKED
+    # A session bound to W-1: its warrant holds, the header's is a conflict.
+    bound = await read_session(reads, await open_bound_session(registry, "W-1"))
+    context = await gathered_context(reads, bound, {"x-facegate-warrant": "W-2"})
+    assert (context.warrant.id, context.warrant.status) == ("W-1", WarrantStatus.ACTIVE)
+    assert context.conflicts == ["warrant_id"]
+    # A row brought for another warrant than the one judged is not used: gather reads.
+    stale = bound.model_copy(update={"warrant": PrefetchedWarrant("W-2", None)})
+    assert (await gathered_context(reads, stale)).warrant.status is WarrantStatus.ACTIVE

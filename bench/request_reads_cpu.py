@@ -1,0 +1,139 @@
+"""CPU of steps 1 and 3 together, in process: a SigV4Authenticator reading a real database
+authenticates each of N signed requests (signed beforehand), and `gather` completes its
+policy input (the warrant judged, the activity windows reserved in memory, then
+released). These are the request path's reads of the session and the warrant. Compare two
+trees by pointing PYTHONPATH at each, alternating, in one run:
+
+    for round in 1 2 3; do for tree in /tmp/before .; do
+        PYTHONPATH=$tree .venv/bin/python bench/request_reads_cpu.py [--database sqlite]
+    done; done
+
+`-c` runs that many requests at once (a server's callers), each its own task. CPU is the
+process's (every thread), per request, on uvloop as the server runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvloop
+from _pg import fresh_database
+from gateway_latency import BODY, SignedRequests, prepare
+
+import gateway
+from gateway.auth.authenticator import SigV4Authenticator
+from gateway.auth.replay import MemoryReplayCache
+from gateway.auth.secrets import MasterKey
+from gateway.context.activity import MemoryActivityStore
+from gateway.context.face_sources import MemoryFaceSourceStore
+from gateway.context.gather import gather
+from gateway.db import RequestReader, create_engine
+from gateway.operations import FaceOperation, OperationKind
+from gateway.policy.contract import WarrantStatus
+from gateway.requests import IncomingRequest
+from gateway.vendors.rekognition import REQUIRED_SIGNED_HEADERS
+
+HOST = "127.0.0.1:1"
+WARM_UP = 200
+SEARCH = FaceOperation(
+    vendor="rekognition",
+    name="SearchFacesByImage",
+    kind=OperationKind.IDENTIFY,
+    collection="mugshots",
+    threshold=80.0,
+    probe_digests=["sha256:" + "ab" * 32],
+)
+
+
+async def measure(database_url: str, master_key_file: Path, count: int, callers: int) -> float:
+    """CPU ms per authenticate + gather."""
+    credentials = await prepare(database_url, master_key_file)
+    engine = create_engine(database_url)
+    reads = await RequestReader.open(engine)
+    authenticator = SigV4Authenticator(
+        reads=reads,
+        master_key=MasterKey.load_or_create(master_key_file),
+        max_clock_skew=timedelta(minutes=5),
+        replays=MemoryReplayCache(),
+    )
+    faces, activity = MemoryFaceSourceStore(), MemoryActivityStore()
+    sign = SignedRequests(f"http://{HOST}", credentials)
+
+    def signed() -> IncomingRequest:
+        headers = {name.lower(): value for name, value in sign().items()} | {"host": HOST}
+        return IncomingRequest(
+            request_id=uuid.uuid4().hex,
+            received_at=datetime.now(UTC),
+            method="POST",
+            path="/",
+            query="",
+            headers=headers,
+            body=BODY,
+            client_address=None,
+        )
+
+    async def one(request: IncomingRequest) -> None:
+        session = await authenticator.authenticate(
+            request, required_headers=REQUIRED_SIGNED_HEADERS
+        )
+        gathered = await gather(
+            reads=reads,
+            session=session,
+            operation=SEARCH,
+            images=(),
+            probe_faces=(),
+            target_faces=(),
+            headers=request.headers,
+            request_id=request.request_id,
+            now=request.received_at,
+            vendor=None,
+            face_sources=faces,
+            activity=activity,
+        )
+        assert gathered.policy_input.context.warrant.status is WarrantStatus.ACTIVE
+        await activity.release(gathered.reservation)  # the windows stay the same size
+
+    async def caller(requests: list[IncomingRequest]) -> None:
+        for request in requests:
+            await one(request)
+
+    def batches(total: int) -> list[list[IncomingRequest]]:
+        return [[signed() for _ in range(total // callers)] for _ in range(callers)]
+
+    try:
+        await asyncio.gather(*(caller(batch) for batch in batches(WARM_UP)))
+        measured = batches(count)  # signed before the clock starts: the client's work
+        started = time.process_time()
+        await asyncio.gather(*(caller(batch) for batch in measured))
+        return (time.process_time() - started) * 1000 / (count // callers * callers)
+    finally:
+        await reads.aclose()
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("-c", type=int, default=1, help="requests at once")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        key = Path(directory) / "master.key"
+        if options.database == "postgresql":
+            with fresh_database() as url:
+                cpu = uvloop.run(measure(url, key, options.n, options.c))
+        else:
+            url = f"sqlite+aiosqlite:///{directory}/g.db"
+            cpu = uvloop.run(measure(url, key, options.n, options.c))
+    tree = Path(gateway.__file__).parent.parent
+    print(f"{tree} {options.database} c={options.c}: {cpu:.4f} ms CPU per authenticate + gather")
+
+
+if __name__ == "__main__":
+    main()
