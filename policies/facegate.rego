@@ -48,11 +48,13 @@ normal_set_now(path) := {normal(x) | some x in object.get(data.config, path, [])
 # looked a field up, and the rules below asked about a dozen times a decision.
 given_fields := {field | some field, value in input.context; is_string(value); trim_space(value) != ""}
 
-basis := normal(input.context.legal_basis) if "legal_basis" in given_fields
+# The three stated codes, normalised as `normal` would, written out: a call of it cost
+# regorus more than the builtins it runs (issue 17).
+basis := lower(trim_space(input.context.legal_basis)) if "legal_basis" in given_fields
 
-stated_purpose := normal(input.context.purpose) if "purpose" in given_fields
+stated_purpose := lower(trim_space(input.context.purpose)) if "purpose" in given_fields
 
-stated_offense := normal(input.context.offense) if "offense" in given_fields
+stated_offense := lower(trim_space(input.context.offense)) if "offense" in given_fields
 
 # --- Who: only officers make vendor calls ------------------------------------------------
 
@@ -407,8 +409,8 @@ crowd_message(role, faces, limit) := concat("", [
 # The limit is looked up only once an image's faces are known: a request whose images were
 # not inspected (no counts) stops at the first cheap test.
 deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
-	crowd_kind
 	faces := crowd_image.faces
+	crowd_kind
 	limit := crowd_limit(input.operation.kind)
 	faces > limit
 }
@@ -640,8 +642,8 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	": searching a crowd's faces by id identifies everyone in it",
 ])) if {
-	face_crowd_kind
 	count(crowd_source_counts) > 0
+	face_crowd_kind
 	n := max(crowd_source_counts)
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
@@ -652,8 +654,8 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	"): searching a crowd's faces one by one is a crowd scan",
 ])) if {
-	face_crowd_kind
 	count(object.get(input.operation, "face_sources", [])) > 0
+	face_crowd_kind
 	n := object.get(input.activity, ["source", "distinct_faces", data.config.identities.face_sources.window], 0)
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
