@@ -36,13 +36,11 @@ reason(code, message) := {"code": code, "message": message}
 
 normal(text) := lower(trim_space(text))
 
-# The data list `name` of bundle.py's PREPARED_SETS at `path` in data.config, normalised:
-# once at load when bundle.py could (data.config.prepared), else here on each evaluation.
-# (The comprehensions are rules of their own: regorus 0.1.1 evaluates none in an else.)
-normal_set(name, path) := object.keys(data.config.prepared[name]) if {
-	data.config.prepared[name]
-} else := normal_set_now(path)
-
+# Each list of bundle.py's PREPARED_SETS is read as a set, normalised: once at load when
+# bundle.py could (object.keys of data.config.prepared[name]), else here on each evaluation
+# (normal_set_now of its path in data.config). Each set is a rule of its own, not a call of
+# one shared function: the call cost regorus more than the set (issue 17). (The
+# comprehension is a function of its own: regorus 0.1.1 evaluates none in an else.)
 normal_set_now(path) := {normal(x) | some x in object.get(data.config, path, [])}
 
 # A context field counts as given only when it holds some text. One set built once per
@@ -50,11 +48,13 @@ normal_set_now(path) := {normal(x) | some x in object.get(data.config, path, [])
 # looked a field up, and the rules below asked about a dozen times a decision.
 given_fields := {field | some field, value in input.context; is_string(value); trim_space(value) != ""}
 
-basis := normal(input.context.legal_basis) if "legal_basis" in given_fields
+# The three stated codes, normalised as `normal` would, written out: a call of it cost
+# regorus more than the builtins it runs (issue 17).
+basis := lower(trim_space(input.context.legal_basis)) if "legal_basis" in given_fields
 
-stated_purpose := normal(input.context.purpose) if "purpose" in given_fields
+stated_purpose := lower(trim_space(input.context.purpose)) if "purpose" in given_fields
 
-stated_offense := normal(input.context.offense) if "offense" in given_fields
+stated_offense := lower(trim_space(input.context.offense)) if "offense" in given_fields
 
 # --- Who: only officers make vendor calls ------------------------------------------------
 
@@ -78,7 +78,9 @@ deny contains missing if {
 	not field in given_fields
 }
 
-allowed_purposes := normal_set("purposes", ["purposes"])
+allowed_purposes := object.keys(data.config.prepared.purposes) if {
+	data.config.prepared.purposes
+} else := normal_set_now(["purposes"])
 
 deny contains reason("purpose_not_allowed", concat("", [
 	"purpose \"", input.context.purpose, "\" is not one face recognition may be used for (allowed: ",
@@ -88,7 +90,9 @@ deny contains reason("purpose_not_allowed", concat("", [
 	not purpose in allowed_purposes
 }
 
-allowed_offenses := normal_set("offenses", ["offenses"])
+allowed_offenses := object.keys(data.config.prepared.offenses) if {
+	data.config.prepared.offenses
+} else := normal_set_now(["offenses"])
 
 deny contains reason("offense_not_allowed", concat("", [
 	"offense \"", input.context.offense, "\" is not on the list of offenses face recognition may be used for",
@@ -97,7 +101,9 @@ deny contains reason("offense_not_allowed", concat("", [
 	not offense in allowed_offenses
 }
 
-serious_offenses := normal_set("serious_offenses", ["identification", "serious_offenses"])
+serious_offenses := object.keys(data.config.prepared.serious_offenses) if {
+	data.config.prepared.serious_offenses
+} else := normal_set_now(["identification", "serious_offenses"])
 
 deny contains reason("offense_not_serious_enough", concat("", [
 	"identification is limited to serious violent offenses, and \"", input.context.offense,
@@ -119,7 +125,9 @@ deny contains reason("context_conflict", concat("", [
 
 # --- Identification (1:N) needs a warrant in force, or an exigent basis --------------------
 
-warrant_bases := normal_set("warrant_bases", ["identification", "warrant_bases"])
+warrant_bases := object.keys(data.config.prepared.warrant_bases) if {
+	data.config.prepared.warrant_bases
+} else := normal_set_now(["identification", "warrant_bases"])
 
 # basis -> the flag an identification on it carries, e.g. exigent_needs_authorisation.
 warrantless_flags := data.config.prepared.warrantless_flags if {
@@ -257,7 +265,9 @@ deny contains reason(
 	input.operation.kind == "celebrity"
 }
 
-forbidden_attributes := normal_set("forbidden_attributes", ["attributes", "forbidden"])
+forbidden_attributes := object.keys(data.config.prepared.forbidden_attributes) if {
+	data.config.prepared.forbidden_attributes
+} else := normal_set_now(["attributes", "forbidden"])
 
 requested_forbidden := {a | some asked in input.operation.attributes; a := normal(asked); a in forbidden_attributes}
 
@@ -270,11 +280,15 @@ deny contains reason("forbidden_attributes", concat("", [
 
 # --- Obligations on an allowed call -------------------------------------------------------
 
+removed_attributes := object.keys(data.config.prepared.removed_attributes) if {
+	data.config.prepared.removed_attributes
+} else := normal_set_now(["attributes", "removed_from_responses"])
+
 obligations := {
 	"min_threshold": object.get(data.config.obligations.min_threshold, input.operation.kind, null),
 	"max_results": object.get(data.config.obligations.max_results, input.operation.kind, null),
 	"max_faces": object.get(data.config.obligations.max_faces, input.operation.kind, null),
-	"remove_attributes": sort(normal_set("removed_attributes", ["attributes", "removed_from_responses"])),
+	"remove_attributes": sort(removed_attributes),
 	"flags": sort(flags),
 }
 
@@ -395,8 +409,8 @@ crowd_message(role, faces, limit) := concat("", [
 # The limit is looked up only once an image's faces are known: a request whose images were
 # not inspected (no counts) stops at the first cheap test.
 deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
-	crowd_kind
 	faces := crowd_image.faces
+	crowd_kind
 	limit := crowd_limit(input.operation.kind)
 	faces > limit
 }
@@ -555,7 +569,9 @@ deny contains reason("protected_place", concat("", [
 # adapters also strip templates from every answer, whatever this rule says. The most faces
 # and matches an answer may hold are the obligations max_faces and max_results above.
 
-template_options := normal_set("template_options", ["templates", "options"])
+template_options := object.keys(data.config.prepared.template_options) if {
+	data.config.prepared.template_options
+} else := normal_set_now(["templates", "options"])
 
 requested_templates := {a | some asked in input.operation.attributes; a := normal(asked); a in template_options}
 
@@ -626,8 +642,8 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	": searching a crowd's faces by id identifies everyone in it",
 ])) if {
-	face_crowd_kind
 	count(crowd_source_counts) > 0
+	face_crowd_kind
 	n := max(crowd_source_counts)
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
@@ -638,8 +654,8 @@ deny contains reason("crowd_scan", concat("", [
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
 	"): searching a crowd's faces one by one is a crowd scan",
 ])) if {
-	face_crowd_kind
 	count(object.get(input.operation, "face_sources", [])) > 0
+	face_crowd_kind
 	n := object.get(input.activity, ["source", "distinct_faces", data.config.identities.face_sources.window], 0)
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
@@ -887,9 +903,13 @@ lead_deny contains reason("verdict_unknown", concat("", [
 	not input.verdict in verdicts
 }
 
-action_kinds := normal_set("action_kinds", ["leads", "actions", "kinds"])
+action_kinds := object.keys(data.config.prepared.action_kinds) if {
+	data.config.prepared.action_kinds
+} else := normal_set_now(["leads", "actions", "kinds"])
 
-unverified_actions := normal_set("unverified_actions", ["leads", "actions", "without_verification"])
+unverified_actions := object.keys(data.config.prepared.unverified_actions) if {
+	data.config.prepared.unverified_actions
+} else := normal_set_now(["leads", "actions", "without_verification"])
 
 needs_verification if {
 	input.kind == "lead_action"
