@@ -61,6 +61,11 @@ def _float(text: str) -> float:
     return value
 
 
+# json.loads with hooks builds a decoder and its scanner on every call; one serves every
+# request (the stdlib shares its own default decoder the same way, across threads).
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+
+
 def loads(data: bytes) -> Any:
     """The JSON document in `data`, or MalformedRequest (see the module's rules)."""
     try:
@@ -68,16 +73,18 @@ def loads(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedRequest("the request body is not UTF-8") from exc
     try:
-        document = json.loads(
-            text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float
-        )
+        if text.startswith("\ufeff"):  # refused with the message json.loads gave
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        document = _DECODER.decode(text)
     except _Duplicate as exc:
         raise MalformedRequest(f"the key {_shown(str(exc))} is given twice in one object") from exc
     except RecursionError as exc:
         raise MalformedRequest(f"the request body nests deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # JSONDecodeError, a constant, an integer too long to convert
         raise MalformedRequest(f"the request body is not valid JSON: {_shown(str(exc))}") from exc
-    _check(document, surrogates=_SURROGATE_ESCAPE.search(data) is not None)
+    # No backslash, no escape: a byte search (memchr) spares the regular expression's walk
+    # over the whole body (9 us for a 20 KB image's, against under 1).
+    _check(document, surrogates=b"\\" in data and _SURROGATE_ESCAPE.search(data) is not None)
     return document
 
 

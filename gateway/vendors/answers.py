@@ -19,6 +19,7 @@ A vendor's error answer is replaced by facegate's, in the vendor's shape (see
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Collection
@@ -42,6 +43,16 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number an answer may hold")
 
 
+# json.loads with a hook builds a decoder and its scanner on every call: one reads every answer.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _loads(body: bytes) -> Any:
+    """`json.loads(body, parse_constant=_reject_constant)`, on the one decoder: the body's
+    encoding (UTF-8, 16 or 32, a BOM allowed) detected, then decoded, as json.loads does."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
 def read_answer(response: UpstreamResponse, vendor: str) -> Any:
     """The answer's JSON document, or None for an empty body.
 
@@ -52,7 +63,7 @@ def read_answer(response: UpstreamResponse, vendor: str) -> Any:
     if not response.body:
         return None
     try:
-        return json.loads(response.body, parse_constant=_reject_constant)
+        return _loads(response.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UpstreamError(f"{vendor} answered with a body facegate cannot read") from exc
 
@@ -75,21 +86,26 @@ def strip_keys(value: Any, keys: Collection[str]) -> int:
     """Remove `keys` from every object nested in `value`, in place; how many were removed."""
     if not keys:
         return 0
-    removed = 0
     if isinstance(value, dict):
-        for key in [k for k in value if k in keys]:
+        found = value.keys() & keys
+        for key in found:
             del value[key]
-            removed += 1
-        children: Any = list(value.values())
+        removed = len(found)
+        children: Any = value.values()
     elif isinstance(value, list):
-        children = value
+        removed, children = 0, value
     else:
         return 0
     for child in children:
-        removed += strip_keys(child, keys)
+        # Only objects and arrays hold keys: a call per number or string was most of the walk.
+        if isinstance(child, dict | list):
+            removed += strip_keys(child, keys)
     return removed
 
 
+# An answer's keys are its vendor's field names, a few dozen: each is judged once. Bounded,
+# for a vendor that sends others.
+@functools.lru_cache(maxsize=1024)
 def _is_template_name(key: str) -> bool:
     name = key.lower().replace("_", "").replace("-", "")
     return name in _TEMPLATE_NAMES or any(word in name for word in _TEMPLATE_WORDS)
@@ -109,18 +125,19 @@ def strip_templates(value: Any) -> int:
     A template is a field named like one (embedding, template, descriptor, feature vector)
     or any flat list of numbers long enough to be a feature vector, whatever its name.
     """
-    removed = 0
     if isinstance(value, dict):
-        for key in [k for k, v in value.items() if _is_template_name(k) or _is_vector(v)]:
+        found = [k for k, v in value.items() if _is_template_name(k) or _is_vector(v)]
+        for key in found:
             del value[key]
-            removed += 1
-        children: Any = list(value.values())
+        removed = len(found)
+        children: Any = value.values()
     elif isinstance(value, list):
-        children = value
+        removed, children = 0, value
     else:
         return 0
     for child in children:
-        removed += strip_templates(child)
+        if isinstance(child, dict | list):
+            removed += strip_templates(child)
     return removed
 
 
@@ -183,7 +200,7 @@ def refused(
     status = response.status_code if 400 <= response.status_code < 600 else 502
     code: str | None = None
     try:
-        found = code_of(json.loads(response.body, parse_constant=_reject_constant))
+        found = code_of(_loads(response.body))
         if isinstance(found, str | int) and not isinstance(found, bool) and known(str(found)):
             code = str(found)
     except (ValueError, UnicodeDecodeError, RecursionError, AttributeError, TypeError):

@@ -8,7 +8,6 @@ never a host, and never a path outside the table.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -25,6 +24,7 @@ import python_multipart.exceptions
 from gateway import strict_json
 from gateway.errors import MalformedRequest, PayloadTooLarge, UnsupportedOperation
 from gateway.operations import OperationKind
+from gateway.vendors.b64 import b64decode
 from gateway.vendors.base import UpstreamResponse
 from gateway.vendors.http import UpstreamClient
 from gateway.vendors.inventory import VendorBackend
@@ -259,7 +259,7 @@ def b64_image(value: object, *, field: str, max_image_bytes: int) -> bytes:
     if len(value) // 4 * 3 > max_image_bytes + 2:
         raise PayloadTooLarge(f"{field} is larger than {max_image_bytes} bytes")
     try:
-        return base64.b64decode(value, validate=True)
+        return b64decode(value)
     except (binascii.Error, ValueError) as exc:
         raise MalformedRequest(f"{field} is not valid base64") from exc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.errors import UpstreamError, VendorRefused
@@ -11,6 +13,7 @@ from gateway.vendors.answers import (
     read_answer,
     refused,
     score,
+    strip_keys,
     strip_templates,
 )
 from gateway.vendors.base import UpstreamResponse
@@ -31,6 +34,34 @@ def test_an_answer_is_read_strictly(body: bytes) -> None:
 def test_an_empty_answer_is_none_and_json_is_read() -> None:
     assert read_answer(answer(b""), "V") is None
     assert read_answer(answer(b'{"a": [1.5]}'), "V") == {"a": [1.5]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"a": ["\u00e9", 1e5, -0.0, null]}'.encode("utf-16"),
+        '{"a": "\u00e9"}'.encode("utf-16-le"),
+        '{"a": "\u00e9"}'.encode("utf-32"),
+        b'\xef\xbb\xbf{"a": 1}',
+        b'{"a": "\xed\xa0\x80"}',  # an encoded surrogate, passed as json.loads passes it
+        b'"\\ud800"',
+    ],
+    ids=["utf-16", "utf-16-le", "utf-32", "utf-8-bom", "encoded-surrogate", "escaped-surrogate"],
+)
+def test_an_answer_is_read_as_json_loads_reads_it(body: bytes) -> None:
+    assert read_answer(answer(body), "V") == json.loads(body)
+
+
+def test_keys_are_stripped_at_every_depth_and_counted() -> None:
+    document = {
+        "Age": 1,
+        "Faces": [{"Age": {"Age": 2}, "Keep": [[{"Age": 3, "x": 1}]]}, 5, "s", None],
+        "x": {"Gender": True},
+    }
+    # The inner Age goes with the outer one, uncounted.
+    assert strip_keys(document, ["Age", "Gender"]) == 4
+    assert document == {"Faces": [{"Keep": [[{"x": 1}]]}, 5, "s", None], "x": {}}
+    assert strip_keys(document, frozenset()) == 0
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), -0.1, 100.1, True, "99", None])
@@ -59,11 +90,13 @@ def test_templates_are_stripped_by_name_and_by_shape() -> None:
                 "landmarks": [[1, 2]] * 68,
                 "Landmarks": [{"Type": "eyeLeft", "X": 0.1, "Y": 0.2}] * 30,
                 "short": [1.0, 2.0, 3.0],
+                "deeper": [[{"FaceTemplate": "x", "k": 1}]],
             }
         ]
     }
-    assert strip_templates(document) == 4
-    assert set(document["faces"][0]) == {"box", "landmarks", "Landmarks", "short"}
+    assert strip_templates(document) == 5
+    assert set(document["faces"][0]) == {"box", "landmarks", "Landmarks", "short", "deeper"}
+    assert document["faces"][0]["deeper"] == [[{"k": 1}]]
 
 
 def test_faces_past_the_cap_withhold_and_none_is_no_cap() -> None:

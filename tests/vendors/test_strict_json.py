@@ -19,6 +19,8 @@ REFUSED = {
     "lone_surrogate_value": b'{"a": "x\\udc00"}',
     "lone_surrogate_key": b'{"\\ud800": 1}',
     "huge_integer": b'{"a": ' + b"9" * 5000 + b"}",
+    "byte_order_mark": b"\xef\xbb\xbf{}",
+    "trailing_data": b"{} {}",
 }
 
 
@@ -26,6 +28,11 @@ REFUSED = {
 def test_ambiguous_or_unreadable_json_is_refused(case: str) -> None:
     with pytest.raises(MalformedRequest):
         strict_json.loads(REFUSED[case])
+
+
+def test_a_byte_order_mark_is_refused_as_json_loads_refused_it() -> None:
+    with pytest.raises(MalformedRequest, match="Unexpected UTF-8 BOM"):
+        strict_json.loads(b"\xef\xbb\xbf{}")
 
 
 def test_plain_json_is_read() -> None:

@@ -10,7 +10,6 @@ The vendor, whole: here its authenticator, adapter and descriptor; its operation
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -47,6 +46,7 @@ from gateway.vendors.answers import (
     strip_keys,
     strip_templates,
 )
+from gateway.vendors.b64 import b64decode
 from gateway.vendors.base import (
     AuthDeps,
     Candidate,
@@ -246,7 +246,7 @@ class RekognitionAdapter:
                 f"{field} is larger than the {self._max_image_bytes} bytes Rekognition accepts"
             )
         try:
-            raw = base64.b64decode(encoded, validate=True)
+            raw = b64decode(encoded)
         except (binascii.Error, ValueError) as exc:
             raise MalformedRequest(f"{field}.Bytes is not valid base64") from exc
         if not raw:
