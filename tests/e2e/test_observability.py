@@ -220,16 +220,19 @@ async def test_one_json_line_per_request_leading_to_its_audit_record_and_no_secr
 # --- traces ---------------------------------------------------------------------------------
 
 _EXPORTER = InMemorySpanExporter()
+_PROVIDER = TracerProvider()
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 
 
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
     """An SDK tracer provider exporting to memory (the global one can be set once per
-    process: this module sets it, and clears the exporter for each test)."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    trace.set_tracer_provider(provider)
-    if trace.get_tracer_provider() is not provider:
+    process: this module sets it, and clears the exporter for each test). One provider
+    for the process, not one per set-up: with --dist worksteal a worker may run this
+    module's tests in two stretches, setting this fixture up twice, and the second
+    provider could not be installed."""
+    trace.set_tracer_provider(_PROVIDER)
+    if trace.get_tracer_provider() is not _PROVIDER:
         pytest.skip("another test set the global tracer provider first")
     yield _EXPORTER
 
