@@ -223,7 +223,12 @@ def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subproc
 
 
 def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
-    """The upstream stub in a process of its own, and its URL."""
+    """The upstream stub in a process of its own, and its URL.
+
+    It keeps an idle connection open for 60 s, as a vendor's endpoint keeps one longer than
+    facegate's own pool does (5 s): with both at uvicorn's default of 5 s, a gateway slowed
+    down (under valgrind, bench/instructions_per_request.py) reused a connection the stub
+    had just closed, and the request failed (ClientOSError)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -236,6 +241,8 @@ def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--timeout-keep-alive",
+            "60",
         ],
         stdout=subprocess.DEVNULL,
     )
