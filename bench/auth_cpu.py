@@ -5,18 +5,22 @@ the client's signing is not counted). Compare two trees by pointing PYTHONPATH a
     PYTHONPATH=/tmp/before .venv/bin/python bench/auth_cpu.py [--database sqlite] [-n 2000]
     PYTHONPATH=. .venv/bin/python bench/auth_cpu.py [--database sqlite] [-n 2000]
 
-CPU is the process's (every thread: aiosqlite's too), per request.
+CPU is the process's (every thread: aiosqlite's too), per request, on uvloop as the
+server runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import uvloop
 from _pg import fresh_database
 from gateway_latency import BODY, SignedRequests, prepare
 
@@ -31,8 +35,14 @@ HOST = "127.0.0.1:1"
 WARM_UP = 200
 
 
-async def measure(database_url: str, master_key_file: Path, count: int) -> float:
-    """CPU ms per authenticate + spend."""
+@contextlib.asynccontextmanager
+async def authenticating(
+    database_url: str, master_key_file: Path
+) -> AsyncIterator[tuple[SigV4Authenticator, RequestReader, Callable[[], IncomingRequest]]]:
+    """An officer's case session in a fresh database (`gateway_latency.prepare`), an
+    authenticator reading it as the server does, its reader, and a maker of requests
+    signed with that session's key (the client's work: call it before the clock starts).
+    """
     credentials = await prepare(database_url, master_key_file)
     engine = create_engine(database_url)
     reads = await RequestReader.open(engine)
@@ -43,22 +53,42 @@ async def measure(database_url: str, master_key_file: Path, count: int) -> float
         replays=MemoryReplayCache(),
     )
     sign = SignedRequests(f"http://{HOST}", credentials)
-    requests = []
-    for _ in range(count + WARM_UP):
+
+    def signed() -> IncomingRequest:
         headers = {name.lower(): value for name, value in sign().items()} | {"host": HOST}
-        requests.append(
-            IncomingRequest(
-                request_id="bench",
-                received_at=datetime.now(UTC),
-                method="POST",
-                path="/",
-                query="",
-                headers=headers,
-                body=BODY,
-                client_address=None,
-            )
+        return IncomingRequest(
+            request_id=uuid.uuid4().hex,
+            received_at=datetime.now(UTC),
+            method="POST",
+            path="/",
+            query="",
+            headers=headers,
+            body=BODY,
+            client_address=None,
         )
+
     try:
+        yield authenticator, reads, signed
+    finally:
+        await reads.aclose()
+        await engine.dispose()
+
+
+def on_database(database: str, measure: Callable[[str, Path], Awaitable[float]]) -> float:
+    """`measure(database_url, master_key_file)` on a fresh PostgreSQL database or a SQLite
+    file, on uvloop as the server runs."""
+    with tempfile.TemporaryDirectory() as directory:
+        key = Path(directory) / "master.key"
+        if database == "postgresql":
+            with fresh_database() as url:
+                return uvloop.run(measure(url, key))
+        return uvloop.run(measure(f"sqlite+aiosqlite:///{directory}/g.db", key))
+
+
+async def measure(database_url: str, master_key_file: Path, count: int) -> float:
+    """CPU ms per authenticate + spend."""
+    async with authenticating(database_url, master_key_file) as (authenticator, _, signed):
+        requests = [signed() for _ in range(count + WARM_UP)]
         started = 0.0
         for number, request in enumerate(requests):
             if number == WARM_UP:
@@ -66,9 +96,6 @@ async def measure(database_url: str, master_key_file: Path, count: int) -> float
             await authenticator.authenticate(request, required_headers=REQUIRED_SIGNED_HEADERS)
             await authenticator.spend(request)
         return (time.process_time() - started) * 1000 / count
-    finally:
-        await reads.aclose()
-        await engine.dispose()
 
 
 def main() -> None:
@@ -76,13 +103,7 @@ def main() -> None:
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("-n", type=int, default=2000)
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        key = Path(directory) / "master.key"
-        if options.database == "postgresql":
-            with fresh_database() as url:
-                cpu = asyncio.run(measure(url, key, options.n))
-        else:
-            cpu = asyncio.run(measure(f"sqlite+aiosqlite:///{directory}/g.db", key, options.n))
+    cpu = on_database(options.database, lambda url, key: measure(url, key, options.n))
     print(f"{options.database}: {cpu:.3f} ms CPU per authenticate + spend")
 
 

@@ -16,31 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import uvloop
-from _pg import fresh_database
-from gateway_latency import BODY, SignedRequests, prepare
+from auth_cpu import WARM_UP, authenticating, on_database
 
 import gateway
-from gateway.auth.authenticator import SigV4Authenticator
-from gateway.auth.replay import MemoryReplayCache
-from gateway.auth.secrets import MasterKey
 from gateway.context.activity import MemoryActivityStore
 from gateway.context.face_sources import MemoryFaceSourceStore
 from gateway.context.gather import gather
-from gateway.db import RequestReader, create_engine
 from gateway.operations import FaceOperation, OperationKind
 from gateway.policy.contract import WarrantStatus
 from gateway.requests import IncomingRequest
 from gateway.vendors.rekognition import REQUIRED_SIGNED_HEADERS
 
-HOST = "127.0.0.1:1"
-WARM_UP = 200
 SEARCH = FaceOperation(
     vendor="rekognition",
     name="SearchFacesByImage",
@@ -53,68 +42,42 @@ SEARCH = FaceOperation(
 
 async def measure(database_url: str, master_key_file: Path, count: int, callers: int) -> float:
     """CPU ms per authenticate + gather."""
-    credentials = await prepare(database_url, master_key_file)
-    engine = create_engine(database_url)
-    reads = await RequestReader.open(engine)
-    authenticator = SigV4Authenticator(
-        reads=reads,
-        master_key=MasterKey.load_or_create(master_key_file),
-        max_clock_skew=timedelta(minutes=5),
-        replays=MemoryReplayCache(),
-    )
     faces, activity = MemoryFaceSourceStore(), MemoryActivityStore()
-    sign = SignedRequests(f"http://{HOST}", credentials)
+    async with authenticating(database_url, master_key_file) as (authenticator, reads, signed):
 
-    def signed() -> IncomingRequest:
-        headers = {name.lower(): value for name, value in sign().items()} | {"host": HOST}
-        return IncomingRequest(
-            request_id=uuid.uuid4().hex,
-            received_at=datetime.now(UTC),
-            method="POST",
-            path="/",
-            query="",
-            headers=headers,
-            body=BODY,
-            client_address=None,
-        )
+        async def one(request: IncomingRequest) -> None:
+            session = await authenticator.authenticate(
+                request, required_headers=REQUIRED_SIGNED_HEADERS
+            )
+            gathered = await gather(
+                reads=reads,
+                session=session,
+                operation=SEARCH,
+                images=(),
+                probe_faces=(),
+                target_faces=(),
+                headers=request.headers,
+                request_id=request.request_id,
+                now=request.received_at,
+                vendor=None,
+                face_sources=faces,
+                activity=activity,
+            )
+            assert gathered.policy_input.context.warrant.status is WarrantStatus.ACTIVE
+            await activity.release(gathered.reservation)  # the windows stay the same size
 
-    async def one(request: IncomingRequest) -> None:
-        session = await authenticator.authenticate(
-            request, required_headers=REQUIRED_SIGNED_HEADERS
-        )
-        gathered = await gather(
-            reads=reads,
-            session=session,
-            operation=SEARCH,
-            images=(),
-            probe_faces=(),
-            target_faces=(),
-            headers=request.headers,
-            request_id=request.request_id,
-            now=request.received_at,
-            vendor=None,
-            face_sources=faces,
-            activity=activity,
-        )
-        assert gathered.policy_input.context.warrant.status is WarrantStatus.ACTIVE
-        await activity.release(gathered.reservation)  # the windows stay the same size
+        async def caller(requests: list[IncomingRequest]) -> None:
+            for request in requests:
+                await one(request)
 
-    async def caller(requests: list[IncomingRequest]) -> None:
-        for request in requests:
-            await one(request)
+        def batches(total: int) -> list[list[IncomingRequest]]:
+            return [[signed() for _ in range(total // callers)] for _ in range(callers)]
 
-    def batches(total: int) -> list[list[IncomingRequest]]:
-        return [[signed() for _ in range(total // callers)] for _ in range(callers)]
-
-    try:
         await asyncio.gather(*(caller(batch) for batch in batches(WARM_UP)))
         measured = batches(count)  # signed before the clock starts: the client's work
         started = time.process_time()
         await asyncio.gather(*(caller(batch) for batch in measured))
         return (time.process_time() - started) * 1000 / (count // callers * callers)
-    finally:
-        await reads.aclose()
-        await engine.dispose()
 
 
 def main() -> None:
@@ -123,14 +86,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("-c", type=int, default=1, help="requests at once")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        key = Path(directory) / "master.key"
-        if options.database == "postgresql":
-            with fresh_database() as url:
-                cpu = uvloop.run(measure(url, key, options.n, options.c))
-        else:
-            url = f"sqlite+aiosqlite:///{directory}/g.db"
-            cpu = uvloop.run(measure(url, key, options.n, options.c))
+    cpu = on_database(options.database, lambda url, key: measure(url, key, options.n, options.c))
     tree = Path(gateway.__file__).parent.parent
     print(f"{tree} {options.database} c={options.c}: {cpu:.4f} ms CPU per authenticate + gather")
 
