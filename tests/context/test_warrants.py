@@ -257,6 +257,29 @@ async def registry(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+async def gathered_context(
+    reads: RequestReader,
+    session: BoundSession,
+    headers: dict[str, str] | None = None,
+    activity: MemoryActivityStore | None = None,
+) -> PolicyContext:
+    gathered = await gather(
+        reads=reads,
+        session=session,
+        operation=SEARCH,
+        images=(),
+        probe_faces=(),
+        target_faces=(),
+        headers=headers or {},
+        request_id=f"request-{uuid.uuid4().hex}",
+        now=NOW,
+        vendor=None,
+        face_sources=MemoryFaceSourceStore(),
+        activity=MemoryActivityStore() if activity is None else activity,
+    )
+    return gathered.policy_input.context
+
+
 async def gathered_warrant(reads: RequestReader, activity: MemoryActivityStore) -> WarrantFinding:
     principal = Principal(id="officer-1", name="Officer", agency="Metro PD", roles=(Role.OFFICER,))
     session = BoundSession(
@@ -268,22 +291,9 @@ async def gathered_warrant(reads: RequestReader, activity: MemoryActivityStore) 
         expires_at=NOW + timedelta(days=1),
         revoked=False,
     )
-    gathered = await gather(
-        reads=reads,
-        session=session,
-        operation=SEARCH,
-        images=(),
-        probe_faces=(),
-        target_faces=(),
-        headers={},
-        request_id=f"request-{uuid.uuid4().hex}",
-        now=NOW,
-        vendor=None,
-        face_sources=MemoryFaceSourceStore(),
-        activity=activity,
-    )
-    assert gathered.policy_input.context.warrant is not None
-    return gathered.policy_input.context.warrant
+    context = await gathered_context(reads, session, activity=activity)
+    assert context.warrant is not None
+    return context.warrant
 
 
 @pytest.fixture
@@ -379,26 +389,6 @@ async def open_bound_session(engine: AsyncEngine, warrant_id: str | None) -> str
             now=NOW,
         )
     return issued.access_key_id
-
-
-async def gathered_context(
-    reads: RequestReader, session: BoundSession, headers: dict[str, str] | None = None
-) -> PolicyContext:
-    gathered = await gather(
-        reads=reads,
-        session=session,
-        operation=SEARCH,
-        images=(),
-        probe_faces=(),
-        target_faces=(),
-        headers=headers or {},
-        request_id=f"request-{uuid.uuid4().hex}",
-        now=NOW,
-        vendor=None,
-        face_sources=MemoryFaceSourceStore(),
-        activity=MemoryActivityStore(),
-    )
-    return gathered.policy_input.context
 
 
 async def read_session(reads: RequestReader, key: str) -> BoundSession:
