@@ -91,12 +91,15 @@ def start_nginx(upstream_url: str, workdir: Path) -> Proxy | None:
         print("nginx is not installed: its rows are skipped")
         return None
     port = free_port()
+    # client_body_buffer_size: with the default (16k) the 20 KB request body went to a
+    # temporary file on its way to the stub, and each request then waited ~40 ms (45 ms p50
+    # at 50 requests/s, 276-339 requests/s closed loop); kept in memory, 1.9 ms and ~480.
     conf = workdir / "nginx.conf"
     conf.write_text(
         f"""worker_processes 1; daemon off; pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log;
 events {{ worker_connections 1024; }}
-http {{ access_log off; client_body_temp_path {workdir};
+http {{ access_log off; client_body_temp_path {workdir}; client_body_buffer_size 64k;
   upstream stub {{ server {upstream_url.removeprefix("http://")}; keepalive 32; }}
   server {{ listen 127.0.0.1:{port}; client_max_body_size 1m;
     location / {{ proxy_pass http://stub; proxy_http_version 1.1;
