@@ -255,7 +255,7 @@ import sys
 from pathlib import Path
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState
 state = SignedTreeState(Path(sys.argv[1]))
-for size in range(int(sys.argv[2]), 301, 2):
+for size in range(int(sys.argv[2]), 1201, 3):
     state.record(Checkpoint({ORIGIN!r}, size, bytes(32)))
     assert state.read().size >= size
 """
@@ -266,7 +266,45 @@ def test_processes_recording_at_once_end_with_the_largest(tmp_path: Path) -> Non
     SignedTreeState(path).record(tree(0))
     processes = [
         subprocess.Popen([sys.executable, "-c", RECORDER, str(path), str(start)])
-        for start in (1, 2)
+        for start in (1, 2, 3)
     ]
-    assert [process.wait(timeout=60) for process in processes] == [0, 0]
-    assert SignedTreeState(path).read() == tree(300)
+    assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
+    assert SignedTreeState(path).read() == tree(1200)
+
+
+def test_a_record_waits_for_one_being_written_by_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers read the same recorded tree, so both would write the other slot: the
+    # second must not read before the first has written (the advisory lock), or the
+    # smaller tree could land last over the larger one.
+    path = tmp_path / "log.key.signed-tree"
+    SignedTreeState(path).record(tree(5))
+    SignedTreeState(path).record(tree(7))
+    held, release = threading.Event(), threading.Event()
+    real_pwrite = os.pwrite
+
+    def held_pwrite(fd: int, data: bytes, offset: int) -> int:
+        if threading.current_thread().name == "first":
+            held.set()
+            release.wait(timeout=10)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", held_pwrite)
+    first = threading.Thread(target=SignedTreeState(path).record, args=(tree(9),), name="first")
+    first.start()
+    assert held.wait(timeout=10)
+    second_done = threading.Event()
+
+    def second() -> None:
+        SignedTreeState(path).record(tree(8))
+        second_done.set()
+
+    threading.Thread(target=second, daemon=True).start()
+    # Not a clock in an assertion: with the lock the second writer cannot finish, however
+    # long it is given; only a broken lock makes this wait return True.
+    assert not second_done.wait(timeout=0.5)
+    release.set()
+    first.join(timeout=10)
+    assert second_done.wait(timeout=10)
+    assert slots(path) == (slot_of(tree(9)), slot_of(tree(7)))
