@@ -288,7 +288,7 @@ async def test_callers_go_on_before_the_record_is_written_and_the_next_signature
     state = HeldRecord(tmp_path / "log.key.signed-tree", events)
     log = NotedLog(engine, signer, state)
     await log.append(record_factory(request_id="first"))
-    # Answered while the record of its batch is still held back: its two fsyncs are not
+    # Answered while the record of its batch is still held back: its fdatasync is not
     # the caller's to wait for.
     assert "recorded 1" not in events and await count(engine) == 1
 
