@@ -375,26 +375,43 @@ class SignedTreeState:
             slot = _encode_slot(checkpoint, self.SLOT_SIZE)
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            data = self._read_bytes()
-            known = None if data is None else self._parse(data)
-            if known is not None and known.checkpoint.size >= checkpoint.size:
-                return
-            if data is not None and known is not None and known.slot is not None:
-                # Only the slot that does not hold the recorded tree is written: torn by a
-                # crash, its checksum fails and the other slot still holds that tree.
-                index = 1 - known.slot
-                offset = index * self.SLOT_SIZE
-                fd = os.open(self.path, os.O_WRONLY | _O_BINARY)
-                try:
+            # One descriptor to read the record and write its slot: the writer's thread
+            # gives up the GIL around each system call, and takes it back from a busy
+            # event loop. A file that cannot be opened for writing is still read: a
+            # larger tree recorded there needs no write.
+            fd: int | None
+            writable = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | _O_BINARY)
+            except FileNotFoundError:
+                fd = None
+            except PermissionError:
+                fd, writable = os.open(self.path, os.O_RDONLY | _O_BINARY), False
+            try:
+                data = None if fd is None else _read_all(fd)
+                known = None if data is None else self._parse(data)
+                if known is not None and known.checkpoint.size >= checkpoint.size:
+                    return
+                if known is not None and known.slot is not None:
+                    assert fd is not None  # known was read from it
+                    if not writable:
+                        os.open(self.path, os.O_RDWR | _O_BINARY)  # raises, saying why
+                    # Only the slot that does not hold the recorded tree is written: torn
+                    # by a crash, its checksum fails and the other slot still holds that
+                    # tree. The file's size does not change: fdatasync need not write
+                    # its metadata.
+                    index = 1 - known.slot
+                    offset = index * self.SLOT_SIZE
                     _pwrite(fd, slot, offset)
                     _fdatasync(fd)
-                finally:
+                    before = known.data
+                    written = before[:offset] + slot + before[offset + self.SLOT_SIZE :]
+                    self._known = _Known(written, checkpoint, index)
+                    return
+            finally:
+                if fd is not None:
                     os.close(fd)
-                written = data[:offset] + slot + data[offset + self.SLOT_SIZE :]
-                self._known = _Known(written, checkpoint, index)
-                return
             # No file, or a plain body: the slot file is made whole, once. Both slots hold
             # the new tree; the next record writes the second.
             written = slot + slot
@@ -415,12 +432,9 @@ class SignedTreeState:
         except FileNotFoundError:
             return None
         try:
-            data = b""
-            while chunk := os.read(fd, 4096):
-                data += chunk
+            return _read_all(fd)
         finally:
             os.close(fd)
-        return data
 
     def _parse(self, data: bytes) -> _Known:
         # Every signing batch reads the file twice (the check before signing, the record
@@ -451,9 +465,15 @@ class SignedTreeState:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         if fcntl is None:  # no advisory locks (Windows): one process per key file there
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             yield
             return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the key's directory is not there yet
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -475,6 +495,13 @@ _SLOT_MAGIC: Final = b"facegate-signed-tree sha256:"
 _SLOT_HEADER: Final = len(_SLOT_MAGIC) + 64 + 1  # the magic, the hex digest, a newline
 # Windows opens files in text mode unless told otherwise, which would rewrite newlines.
 _O_BINARY: Final[int] = getattr(os, "O_BINARY", 0)
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    return data
 
 
 def _encode_slot(checkpoint: Checkpoint, size: int) -> bytes:
