@@ -33,10 +33,10 @@ Contract:
   also signs only a tree that a consistency proof shows to extend that record, so a
   database owner who cuts back or empties the checkpoint table and rebuilds the tree
   cannot make the key sign the rewrite. The record moves forward after each signed
-  batch commits: in a worker thread while the batch's callers go on (its two fsyncs are
-  not theirs to wait for), and always before this log signs again or closes. A record
-  that cannot be written fails the next batch closed (it is tried once more first), so
-  the key never signs past a tree the file does not hold.
+  batch commits: in a worker thread while the batch's callers go on (its write and
+  fdatasync are not theirs to wait for), and always before this log signs again or
+  closes. A record that cannot be written fails the next batch closed (it is tried once
+  more first), so the key never signs past a tree the file does not hold.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
   the database URL (``stores.map_database_errors``, the one edge). Callers fail closed.
 * What is kept in memory between batches is only a cache, checked inside the lock: each
