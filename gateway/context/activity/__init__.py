@@ -57,28 +57,36 @@ from gateway.context.activity.memory import MemoryActivityStore
 from gateway.context.activity.redis_store import RedisActivityStore
 from gateway.context.activity.store import ActivityStore, ActivityUnavailable, Reservation
 from gateway.context.activity.windows import (
+    COUNTED,
     EVENT_STREAMS,
     MAX_RECORDED_AFTER,
     RETENTION_MS,
     WINDOWS,
     ActivityEvent,
+    ActivityRead,
+    ActivityReads,
     Plan,
+    activity_reads,
     plan,
     plan_after,
 )
 
 __all__ = [
+    "COUNTED",
     "EVENT_STREAMS",
     "MAX_RECORDED_AFTER",
     "RETENTION_MS",
     "WINDOWS",
     "ActivityEvent",
+    "ActivityRead",
+    "ActivityReads",
     "ActivityStore",
     "ActivityUnavailable",
     "MemoryActivityStore",
     "Plan",
     "RedisActivityStore",
     "Reservation",
+    "activity_reads",
     "plan",
     "plan_after",
 ]
