@@ -178,6 +178,9 @@ class Pipeline:
                     vendor=vendor_facts(adapter.backend),
                     face_sources=self.face_sources,
                     activity=self.activity,
+                    # Taken now, not when the windows are read: decide() refuses an input
+                    # that lacks a count the revision deciding reads.
+                    activity_reads=self.policy.activity_reads,
                     inspector=self.inspector,
                 )
         except RequestError as exc:
@@ -193,7 +196,9 @@ class Pipeline:
         try:
             # 4 decide (PolicyService never raises: errors and timeouts come back as denials)
             with step("decide"):
-                decision = await self.policy.decide(policy_input)
+                decision = await self.policy.decide(
+                    policy_input, gathered_reads=gathered.activity_reads
+                )
 
             # 5 record the decision. When append returns, the record is committed; if it
             #   cannot be written, AuditUnavailable propagates and the request is refused.

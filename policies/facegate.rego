@@ -16,6 +16,8 @@
 # Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
 #                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
+#         activity_reads = {[scope, stream, window], ...}: the activity counts the rules
+#                     read, from data alone (see "mass-surveillance patterns" below)
 # allow is true exactly when no rule below adds a reason to `deny`. A lead's review or
 # action (input.kind) is decided by the rules at the end instead, from `lead_deny`.
 package facegate
@@ -346,6 +348,16 @@ deny contains reason("vendor_attestation_stale", concat("", [
 # A sliding-window count is read as object.get(input.activity, [scope, stream, window], 0):
 # 0 when the gateway sent none (e.g. a decision case without them). (Not a function of its
 # own: see the top of this file.)
+#
+# The gateway sends only the counts this policy declares it reads: every rule that reads
+# input.activity adds what it reads to `activity_reads`, beside it, from the same data, as
+# [scope, stream, window]. It depends on data alone, so the gateway evaluates it once per
+# revision (on an empty input) and reads back only those counts; a policy without it is
+# sent every count. A count read but not declared would read 0, which no limit catches:
+# tests/policy/test_activity_reads.py decides every decision case, and generated counts,
+# on the full activity and on the declared part alone, and they must agree. The scopes,
+# streams and windows the gateway counts are in gateway/context/activity/; declaring any
+# other refuses the revision at load.
 
 window_words := {
 	"second": "one second",
@@ -435,6 +447,10 @@ deny contains reason("burst", concat("", [
 	n > limit
 }
 
+activity_reads contains [scope, "probes", data.config.patterns.burst.window] if {
+	some scope, _ in data.config.patterns.burst.max_probes
+}
+
 # Sweep: one officer identifying across many unrelated cases.
 deny contains reason("sweep_across_cases", concat("", [
 	scope_text("officer"), " has searched in ", format_int(n, 10), " different cases within ",
@@ -447,6 +463,8 @@ deny contains reason("sweep_across_cases", concat("", [
 	n > limit
 }
 
+activity_reads contains ["officer", "distinct_cases", data.config.patterns.sweep.window]
+
 # Sweep: one face searched under many cases, which tracks a person rather than a crime.
 deny contains reason("probe_across_cases", concat("", [
 	"this probe has been searched under ", format_int(n, 10), " different cases within ",
@@ -458,6 +476,8 @@ deny contains reason("probe_across_cases", concat("", [
 	n := object.get(input.activity, ["probe", "distinct_cases", data.config.patterns.sweep.window], 0)
 	n > limit
 }
+
+activity_reads contains ["probe", "distinct_cases", data.config.patterns.sweep.window]
 
 # Watchlist building: enrolling faces beyond a case's needs, unless a warrant covers it.
 enrolment_authorised if {
@@ -477,6 +497,10 @@ deny contains reason("watchlist_building", concat("", [
 	n > limit
 }
 
+activity_reads contains [scope, "enrolments", data.config.patterns.watchlist.window] if {
+	some scope, _ in data.config.patterns.watchlist.max_enrolments
+}
+
 # Rate limits on every vendor call, per officer and per agency.
 deny contains reason("rate_limit_exceeded", concat("", [
 	scope_text(scope), " has made ", format_int(n, 10), " requests within ",
@@ -486,6 +510,11 @@ deny contains reason("rate_limit_exceeded", concat("", [
 	some window, limit in limits
 	n := object.get(input.activity, [scope, "requests", window], 0)
 	n > limit
+}
+
+activity_reads contains [scope, "requests", window] if {
+	some scope, limits in data.config.patterns.rate_limits
+	some window, _ in limits
 }
 
 # Protected places and times: a probe taken inside a configured zone (a protest while it
@@ -603,6 +632,10 @@ identities_beyond_verification contains scope if {
 	object.get(input.activity, [scope, "distinct_identities", data.config.identities.verification.window], 0) > limit
 }
 
+activity_reads contains [scope, "distinct_identities", data.config.identities.verification.window] if {
+	some scope, _ in data.config.identities.verification.max_identities
+}
+
 identification if input.operation.kind == "identify"
 
 identification if count(identities_beyond_verification) > 0
@@ -659,6 +692,8 @@ deny contains reason("crowd_scan", concat("", [
 	n := object.get(input.activity, ["source", "distinct_faces", data.config.identities.face_sources.window], 0)
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
+
+activity_reads contains ["source", "distinct_faces", data.config.identities.face_sources.window]
 
 unknown_face_sources := [face.face |
 	some face in object.get(input.operation, "face_sources", [])

@@ -17,6 +17,7 @@ from gateway.auth.sessions import BoundSession
 from gateway.case import CaseContext, LegalBasis, canonical
 from gateway.context.activity import (
     ActivityEvent,
+    ActivityReads,
     ActivityStore,
     ActivityUnavailable,
     Reservation,
@@ -140,6 +141,9 @@ class Gathered:
     policy_input: PolicyInput
     event: ActivityEvent  # the request as the activity windows count it
     reservation: Reservation
+    # The activity counts policy_input holds: decide() is given them, and refuses if the
+    # revision deciding reads others (a reload in between).
+    activity_reads: ActivityReads = None
 
 
 async def gather(
@@ -156,6 +160,7 @@ async def gather(
     vendor: VendorFacts | None,
     face_sources: FaceSourceStore,
     activity: ActivityStore,
+    activity_reads: ActivityReads = None,
     inspector: ProbeInspector | None = None,
 ) -> Gathered:
     """The complete policy input of one request, with its activity reservation.
@@ -165,7 +170,8 @@ async def gather(
     Raises ServiceUnavailable when a store cannot be read (face sources, warrant registry,
     activity windows): nothing is judged without them. The activity windows are read
     last, so that when this raises no reservation is held, and when it returns the caller
-    holds exactly one.
+    holds exactly one. Only the counts of `activity_reads` are read back (the policy's
+    reads, taken by the caller before this started; None: every count).
     """
     try:
         operation = await with_face_sources(
@@ -184,7 +190,7 @@ async def gather(
     )
     event = _event(session, operation, context, request_id=request_id, now=now)
     try:
-        reservation = await activity.reserve(event)
+        reservation = await activity.reserve(event, reads=activity_reads)
     except ActivityUnavailable as exc:
         raise ServiceUnavailable("the activity windows could not be read") from exc
     policy_input = PolicyInput(
@@ -195,7 +201,12 @@ async def gather(
         activity=reservation.counts,
         now=now.isoformat().replace("+00:00", "Z"),
     )
-    return Gathered(policy_input=policy_input, event=event, reservation=reservation)
+    return Gathered(
+        policy_input=policy_input,
+        event=event,
+        reservation=reservation,
+        activity_reads=activity_reads,
+    )
 
 
 async def _inspect(

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from gateway.context.activity import ActivityReads, activity_reads
 from gateway.errors import PolicyUnavailable
 
 MODULE_FILE = "facegate.rego"
@@ -54,6 +55,10 @@ PREPARED_SETS: dict[str, tuple[str, ...]] = {
 # off an ASCII string.
 _ASCII_SPACE = " \t\n\v\f\r"
 DECISION_QUERY = "data.facegate.decision"
+# The activity counts the policy reads (policies/facegate.rego, "mass-surveillance
+# patterns"): evaluated once per revision, on an empty input, by the engine that serves it.
+READS_RULE = "activity_reads"
+READS_QUERY = f"data.facegate.{READS_RULE}"
 
 
 class PolicyLoadError(PolicyUnavailable):
@@ -85,6 +90,20 @@ class PolicyBundle:
     def data_document(self) -> dict[str, Any]:
         """The `data` document the engines evaluate against (besides the module's own rules)."""
         return {DATA_KEY: dict(self.config)}
+
+
+def declared_reads(bundle: PolicyBundle, declared: Any) -> ActivityReads:
+    """The activity counts the bundle's policy reads, from what its `activity_reads`
+    evaluated to (a list of [scope, stream, window]; None when the policy does not define
+    the rule: every count is sent, as to a policy from before the rule). Raises
+    PolicyLoadError when it names a count the gateway does not keep: that read would be 0
+    whatever was done, and no limit on it would ever refuse."""
+    if declared is None:
+        return None
+    try:
+        return activity_reads(declared)
+    except ValueError as exc:
+        raise PolicyLoadError(f"policy module {bundle.module_path}: {exc}") from exc
 
 
 def load_bundle(policy_dir: Path) -> PolicyBundle:

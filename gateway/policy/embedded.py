@@ -14,7 +14,15 @@ from typing import Any
 
 import opa_eval
 
-from gateway.policy.bundle import DECISION_QUERY, MODULE_FILE, PolicyBundle, PolicyLoadError
+from gateway.context.activity import ActivityReads
+from gateway.policy.bundle import (
+    DECISION_QUERY,
+    MODULE_FILE,
+    READS_QUERY,
+    PolicyBundle,
+    PolicyLoadError,
+    declared_reads,
+)
 from gateway.policy.lead_input import AnyPolicyInput
 
 # What opa-eval returns, as a JSON string, for a query whose rule is undefined.
@@ -36,7 +44,9 @@ class EmbeddedEngine:
 
     def __init__(self, bundle: PolicyBundle) -> None:
         self.revision = bundle.revision
-        self._evaluator = _compile(bundle)
+        self._evaluator = _compile(bundle, DECISION_QUERY)
+        # opa-eval keeps one query per evaluator: a second, used once, for the reads.
+        self.activity_reads: ActivityReads = declared_reads(bundle, _reads(bundle))
 
     async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
         """The decision document, or None when the policy leaves it undefined. Returns
@@ -48,7 +58,22 @@ class EmbeddedEngine:
         """Nothing to release: the evaluator is freed with the engine."""
 
 
-def _compile(bundle: PolicyBundle) -> opa_eval.OpaEval:
+def _reads(bundle: PolicyBundle) -> Any:
+    """What the policy's `activity_reads` holds (it reads data only: evaluated on an empty
+    input), or None when the policy does not define the rule."""
+    evaluator = _compile(bundle, READS_QUERY, must_define=False)
+    try:
+        result = evaluator.evaluate_parsed("{}")
+    except RuntimeError as exc:
+        if "not a valid rule path" in str(exc):
+            return None
+        raise PolicyLoadError(
+            f"policy module {bundle.module_path}: {READS_QUERY} fails on no input: {exc}"
+        ) from exc
+    return None if result == _UNDEFINED else result
+
+
+def _compile(bundle: PolicyBundle, query: str, *, must_define: bool = True) -> opa_eval.OpaEval:
     """Compile the bundle's module text (not the file, which may have changed since)."""
     with tempfile.TemporaryDirectory(prefix="facegate-policy-") as scratch:
         scratch_module = Path(scratch) / MODULE_FILE
@@ -57,7 +82,7 @@ def _compile(bundle: PolicyBundle) -> opa_eval.OpaEval:
             evaluator = opa_eval.OpaEval(
                 str(scratch_module),
                 data_json=json.dumps(bundle.data_document()),
-                query=DECISION_QUERY,
+                query=query,
             )
         except RuntimeError as exc:
             # Name the admin's file, not the scratch copy regorus read.
@@ -65,6 +90,8 @@ def _compile(bundle: PolicyBundle) -> opa_eval.OpaEval:
             raise PolicyLoadError(
                 f"policy module {bundle.module_path} does not compile: {message}"
             ) from exc
+        if not must_define:
+            return evaluator
         # regorus accepts a module without the rule and only complains on evaluation; a
         # policy that can never decide is refused here so a reload keeps the old one.
         try:

@@ -4,7 +4,8 @@
     ├── EmbeddedEngine  regorus on the event loop's thread (embedded.py)
     └── OpaServerEngine an OPA server over HTTP (opa_server.py)
 
-    PolicyService       decide(PolicyInput) -> Decision, never raises; reload_if_changed()
+    PolicyService       decide(PolicyInput) -> Decision, never raises; reload_if_changed();
+                        activity_reads: the counts the serving revision reads
 
 An engine is built from one PolicyBundle and evaluates that revision for its whole life;
 a new revision gets a new engine. The service turns whatever an engine does into a
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.config import Settings
+from gateway.context.activity import ActivityReads
 from gateway.errors import Reason
 from gateway.observability.metrics import observe_policy_evaluation
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
@@ -54,6 +56,8 @@ FAILURE_CODES = frozenset({POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED, POLIC
 class PolicyEngine(Protocol):
     """Evaluates `data.facegate.decision` of one bundle revision.
 
+    activity_reads is what the revision's `data.facegate.activity_reads` holds, evaluated
+    once when the engine is built (None: the policy defines none, and reads any count).
     evaluate() returns the decision document as the policy produced it (not yet checked),
     or None when the policy leaves it undefined for this input. It may raise anything and
     may take any time: PolicyService bounds and translates both. close() releases the
@@ -65,6 +69,9 @@ class PolicyEngine(Protocol):
 
     @property
     def revision(self) -> str: ...
+
+    @property
+    def activity_reads(self) -> ActivityReads: ...
 
     async def evaluate(self, policy_input: AnyPolicyInput) -> Any: ...
 
@@ -163,6 +170,9 @@ class PolicyService:
         self._engine_factory = engine_factory
         self._timeout = timeout_seconds
         self._reload_lock = asyncio.Lock()
+        # The engine a reload is testing, from when it is built until it serves or is
+        # refused: requests gathered meanwhile gather its reads too (activity_reads).
+        self._incoming: PolicyEngine | None = None
         # The last failed reload as ((revision or None, cases digest), why): a bundle that
         # failed is not tried again until its revision or its decision cases change.
         self._failed: tuple[tuple[str | None, str | None], str] | None = None
@@ -202,12 +212,32 @@ class PolicyService:
     def engine_name(self) -> str:
         return self._serving.engine.name
 
-    async def decide(self, policy_input: AnyPolicyInput) -> Decision:
+    @property
+    def activity_reads(self) -> ActivityReads:
+        """The activity counts the serving revision reads (None: every count), and while a
+        reload tests a new revision, those it reads too: a request gathered then is decided
+        by either. Step 3 gathers these and hands them to decide() as `gathered_reads`."""
+        reads = self._serving.engine.activity_reads
+        incoming = self._incoming
+        if incoming is None or reads is None:
+            return reads
+        more = incoming.activity_reads
+        return None if more is None else reads | more
+
+    async def decide(
+        self, policy_input: AnyPolicyInput, *, gathered_reads: ActivityReads = None
+    ) -> Decision:
         """The policy's decision on `policy_input`. Never raises (except on cancellation):
         an input that is not strict (contract.strict_input_problems) is refused unevaluated
         with code policy_input_invalid; an engine that fails, overruns the timeout or gives
         no well-formed decision is a refusal with code policy_error, policy_timeout or
-        policy_undefined."""
+        policy_undefined.
+
+        `gathered_reads` are the activity counts the input was gathered with (None: every
+        count, or whatever the caller put in, as a decision case does). A revision that
+        reads a count outside them would read 0 for it, so it does not decide: the request
+        is refused with policy_input_invalid (a reload that reads more landed between
+        gather and decide; the next request is gathered with the new reads)."""
         # Read once: the revision on the Decision is the one of the engine that made it,
         # even if a reload swaps engines while this evaluation runs.
         serving = self._serving
@@ -216,7 +246,7 @@ class PolicyService:
         serving.idle.clear()
         try:
             started = time.perf_counter()
-            decision = await self._decide_on(engine, policy_input)
+            decision = await self._decide_on(engine, policy_input, gathered_reads)
             observe_policy_evaluation(
                 engine.name,
                 time.perf_counter() - started,
@@ -228,11 +258,29 @@ class PolicyService:
             if serving.in_flight == 0:
                 serving.idle.set()
 
-    async def _decide_on(self, engine: PolicyEngine, policy_input: AnyPolicyInput) -> Decision:
+    async def _decide_on(
+        self,
+        engine: PolicyEngine,
+        policy_input: AnyPolicyInput,
+        gathered_reads: ActivityReads = None,
+    ) -> Decision:
         def refuse(code: str, message: str) -> Decision:
             return Decision.deny(
                 code=code, message=message, policy_revision=engine.revision, engine=engine.name
             )
+
+        if gathered_reads is not None:
+            reads = engine.activity_reads
+            if reads is None or not reads <= gathered_reads:
+                log.warning(
+                    "policy %s reads activity counts the input was not gathered with",
+                    engine.revision,
+                )
+                return refuse(
+                    POLICY_INPUT_INVALID,
+                    f"policy {engine.revision} reads activity counts this request was not"
+                    " gathered with (the policy was reloaded meanwhile); the request is refused",
+                )
 
         # Only a strict input is evaluated: on any other the engines could decide two ways
         # (see contract.STRICT_FIELDS), so it is refused, the same on every engine.
@@ -324,44 +372,60 @@ class PolicyService:
                     current, attempt, error=f"{type(exc).__name__}: {exc}"
                 )
 
-            # The revision's own decision cases, on its own engine, before it serves anyone.
+            self._incoming = engine
             try:
-                cases = await asyncio.to_thread(load_cases, cases_dir)
-                results = await run_cases(partial(self._decide_case, engine), cases)
+                return await self._activate(bundle, engine, revision, current, attempt, cases_dir)
+            finally:
+                self._incoming = None
+
+    async def _activate(
+        self,
+        bundle: PolicyBundle,
+        engine: PolicyEngine,
+        revision: str,
+        current: str,
+        attempt: tuple[str | None, str | None],
+        cases_dir: Path,
+    ) -> ReloadResult:
+        """Serve `engine` once its decision cases pass and it is on record; else close it."""
+        # The revision's own decision cases, on its own engine, before it serves anyone.
+        try:
+            cases = await asyncio.to_thread(load_cases, cases_dir)
+            results = await run_cases(partial(self._decide_case, engine), cases)
+        except Exception as exc:
+            await engine.close()
+            error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
+            return await self._failed_reload(current, attempt, error=error)
+        failed = [result for result in results if not result.passed]
+        if failed:
+            await engine.close()
+            for result in failed:
+                log.error("policy %s fails a decision case:\n%s", revision, result.report())
+            return await self._failed_reload(
+                current,
+                attempt,
+                error=f"{len(failed)} of {len(results)} decision cases fail on {revision}: "
+                + "; ".join(repr(result.case.name) for result in failed),
+                failed_cases=[result.case.name for result in failed],
+            )
+
+        # On record before it serves: if the text or the record cannot be written, the
+        # previous revision keeps serving and the next poll tries again.
+        if self._journal is not None:
+            try:
+                await self._journal.activated(bundle, replaces=current, cases=len(results))
             except Exception as exc:
                 await engine.close()
-                error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
-                return await self._failed_reload(current, attempt, error=error)
-            failed = [result for result in results if not result.passed]
-            if failed:
-                await engine.close()
-                for result in failed:
-                    log.error("policy %s fails a decision case:\n%s", revision, result.report())
-                return await self._failed_reload(
-                    current,
-                    attempt,
-                    error=f"{len(failed)} of {len(results)} decision cases fail on {revision}: "
-                    + "; ".join(repr(result.case.name) for result in failed),
-                    failed_cases=[result.case.name for result in failed],
+                log.exception("policy %s not activated: it could not be recorded", revision)
+                return ReloadResult(
+                    revision=current,
+                    error=f"policy {revision} could not be recorded ({type(exc).__name__})",
                 )
 
-            # On record before it serves: if the text or the record cannot be written, the
-            # previous revision keeps serving and the next poll tries again.
-            if self._journal is not None:
-                try:
-                    await self._journal.activated(bundle, replaces=current, cases=len(results))
-                except Exception as exc:
-                    await engine.close()
-                    log.exception("policy %s not activated: it could not be recorded", revision)
-                    return ReloadResult(
-                        revision=current,
-                        error=f"policy {revision} could not be recorded ({type(exc).__name__})",
-                    )
-
-            old, self._serving = self._serving, _Serving(engine)
-            log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
-            await self._retire(old)
-            return ReloadResult(revision=engine.revision, reloaded=True)
+        old, self._serving = self._serving, _Serving(engine)
+        log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
+        await self._retire(old)
+        return ReloadResult(revision=engine.revision, reloaded=True)
 
     async def _decide_case(self, engine: PolicyEngine, policy_input: AnyPolicyInput) -> Decision:
         # The embedded engine evaluates without suspending, so a reload's decision cases

@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 
 from opa_client import AsyncOpaClient
 
-from gateway.policy.bundle import DATA_KEY, PolicyBundle, PolicyLoadError
+from gateway.context.activity import ActivityReads
+from gateway.policy.bundle import (
+    DATA_KEY,
+    READS_QUERY,
+    PolicyBundle,
+    PolicyLoadError,
+    declared_reads,
+)
 from gateway.policy.lead_input import AnyPolicyInput
 
 POLICY_ID = "facegate"
@@ -46,6 +53,18 @@ ANSWER = (
     f' "module_revision": {REVISION_MARKER},'
     f' "data_revision": data.{DATA_KEY}.{REVISION_MARKER}'
     " }"
+)
+# The policy's activity_reads (null when it defines none) with the same markers, asked once
+# after each push: the reads of the revision this engine serves, never of another.
+READS_ANSWER_RULE = "facegate_pushed_reads"
+_MARKERS = (
+    f' "module_revision": {REVISION_MARKER}, "data_revision": data.{DATA_KEY}.{REVISION_MARKER}'
+)
+READS_ANSWER = (
+    f"{READS_ANSWER_RULE} := {{"
+    f' "reads": reads,{_MARKERS}'
+    f" }} if {{ reads := {READS_QUERY} }}"
+    f' else := {{ "reads": null,{_MARKERS} }}'
 )
 STARTUP_SECONDS = 10.0
 # A push makes OPA compile the whole module: 0.05 to 0.2 s for this policy on an idle
@@ -70,8 +89,10 @@ class OpaServerEngine:
         client: AsyncOpaClient,
         resources: AsyncExitStack,
         timeout_seconds: float,
+        activity_reads: ActivityReads = None,
     ):
         self.revision = revision
+        self.activity_reads = activity_reads
         self._timeout = timeout_seconds
         self._client = client
         self._resources = resources
@@ -86,11 +107,13 @@ class OpaServerEngine:
             client = _client(host, port, tls=tls)
             await resources.enter_async_context(client)
             await _push(client, bundle, where=url)
+            reads = await _reads(client, bundle, where=url)
             engine = cls(
                 revision=bundle.revision,
                 client=client,
                 resources=resources.pop_all(),
                 timeout_seconds=timeout_seconds,
+                activity_reads=reads,
             )
         return engine
 
@@ -120,12 +143,15 @@ class OpaServerEngine:
             client = _client("127.0.0.1", port, tls=False)
             await resources.enter_async_context(client)
             await _wait_until_healthy(client, process, log, binary=opa_binary)
-            await _push(client, bundle, where=f"{opa_binary} on 127.0.0.1:{port}")
+            where = f"{opa_binary} on 127.0.0.1:{port}"
+            await _push(client, bundle, where=where)
+            reads = await _reads(client, bundle, where=where)
             engine = cls(
                 revision=bundle.revision,
                 client=client,
                 resources=resources.pop_all(),
                 timeout_seconds=timeout_seconds,
+                activity_reads=reads,
             )
         return engine
 
@@ -159,7 +185,7 @@ class OpaServerEngine:
 async def _push(client: AsyncOpaClient, bundle: PolicyBundle, *, where: str) -> None:
     marker = json.dumps(bundle.revision)
     # Appended as rules of the admin's package; a newline first in case the file has none.
-    module = f"{bundle.module}\n\n{REVISION_MARKER} := {marker}\n\n{ANSWER}\n"
+    module = f"{bundle.module}\n\n{REVISION_MARKER} := {marker}\n\n{ANSWER}\n\n{READS_ANSWER}\n"
     config = {**bundle.config, REVISION_MARKER: bundle.revision}
     try:
         # rego_compat=False: the client would otherwise rewrite a module OPA rejects, and
@@ -175,6 +201,24 @@ async def _push(client: AsyncOpaClient, bundle: PolicyBundle, *, where: str) -> 
         raise PolicyLoadError(
             f"OPA ({where}) refused the data of {bundle.directory / 'data'}: {exc}"
         ) from exc
+
+
+async def _reads(client: AsyncOpaClient, bundle: PolicyBundle, *, where: str) -> ActivityReads:
+    """The activity counts the pushed revision reads (bundle.declared_reads). Raises
+    PolicyLoadError when OPA cannot say, or says it of another revision."""
+    try:
+        async with asyncio.timeout(PUSH_SECONDS):
+            response = await client.query_rule({}, POLICY_ID, READS_ANSWER_RULE)
+    except Exception as exc:
+        raise PolicyLoadError(f"OPA ({where}) could not evaluate {READS_QUERY}: {exc!r}") from exc
+    answer = response.get("result") or {}
+    served = (answer.get("module_revision"), answer.get("data_revision"))
+    if served != (bundle.revision, bundle.revision):
+        raise PolicyLoadError(
+            f"OPA ({where}) evaluated {READS_QUERY} of module {served[0]} with data"
+            f" {served[1]}, not {bundle.revision}: it is being pushed another policy"
+        )
+    return declared_reads(bundle, answer.get("reads"))
 
 
 def _client(host: str, port: int, *, tls: bool) -> AsyncOpaClient:

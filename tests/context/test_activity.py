@@ -497,3 +497,82 @@ async def test_the_memory_store_drops_sets_whose_members_all_aged_out() -> None:
         await store.reserve(event(100 + n, at=T0 + 2 * DAY, probes=("sha256:new",)))
     assert not [key for key in store._sets if "old-" in key]
     assert "probe:sha256:new:distinct_cases" in store._sets
+
+
+# What facegate.rego reads (policies: its activity_reads), and more windows of a few pairs.
+SOME_READS = frozenset(
+    {
+        ("officer", "requests", "second"),
+        ("officer", "requests", "minute"),
+        ("agency", "requests", "second"),
+        ("agency", "requests", "minute"),
+        ("officer", "probes", "ten_seconds"),
+        ("case", "probes", "ten_seconds"),
+        ("officer", "distinct_cases", "day"),
+        ("probe", "distinct_cases", "hour"),
+        ("probe", "distinct_cases", "day"),
+        ("officer", "enrolments", "day"),
+        ("case", "enrolments", "day"),
+        ("officer", "distinct_identities", "day"),
+        ("case", "distinct_identities", "day"),
+        ("source", "distinct_faces", "day"),
+    }
+)
+
+
+def restricted(counts: dict[str, Any], reads: frozenset[tuple[str, str, str]]) -> dict[str, Any]:
+    """`counts` with only the triples of `reads`, as a policy that reads only them sees it."""
+    kept: dict[str, Any] = {}
+    for scope, streams in counts.items():
+        for stream, windows in streams.items():
+            for window, n in windows.items():
+                if (scope, stream, window) in reads:
+                    kept.setdefault(scope, {}).setdefault(stream, {})[window] = n
+    return kept
+
+
+async def test_a_store_reads_back_only_the_policys_reads_and_counts_the_same(
+    new_store: StoreFactory, redis_prefix: str
+) -> None:
+    # Two stores of one kind, given the same requests: one reads every count back, the
+    # other only SOME_READS. Each answer of the second is the first's restricted to them,
+    # so what the windows count does not depend on what is read back.
+    full = new_store()
+    partial: ActivityStore = (
+        MemoryActivityStore()
+        if isinstance(full, MemoryActivityStore)
+        else RedisActivityStore(
+            REDIS_URL, key_prefix=redis_prefix + "partial:", timeout_seconds=10.0
+        )
+    )
+    rng = random.Random(17)
+    try:
+        for n in range(40):
+            kind = rng.choice(list(OperationKind))
+            request_event = ActivityEvent(
+                request_id=f"r{n}",
+                at=T0 + timedelta(seconds=rng.choice([0, 1, 5, 30, 600])) * n,
+                officer=rng.choice(["officer-1", "officer-2"]),
+                agency="Metro PD",
+                case_number=rng.choice(["C-1", "C-2", None]),
+                kind=kind,
+                probe_digests=tuple(
+                    rng.sample(["sha256:a", "sha256:b", "sha256:c"], k=rng.randint(0, 2))
+                ),
+                faces_in_probe=rng.randint(1, 4),
+                compared_identities=tuple(rng.sample(["p-1", "p-2", "p-3"], k=rng.randint(0, 2))),
+                face_sources=tuple(
+                    (rng.choice(["src-1", "src-2"]), str(face)) for face in range(rng.randint(0, 2))
+                ),
+            )
+            every = await full.reserve(request_event)
+            some = await partial.reserve(request_event, reads=SOME_READS)
+            assert some.counts == restricted(every.counts, SOME_READS), n
+            assert some.undo == every.undo, n
+            if rng.random() < 0.3:  # refused: both take it back
+                await full.release(every)
+                await partial.release(some)
+    finally:
+        if partial is not full:
+            await partial.aclose()
+        await _drop_keys(redis_prefix + "partial:")

@@ -73,17 +73,76 @@ def test_a_plan_adds_and_reads_these_members_in_this_order() -> None:
         ("source:src-1:distinct_faces", "2", True),
     ]
     streams = ("requests", "probes", "identifications", "enrolments", "distinct_probes")
+    every = tuple(windows.WINDOWS)
     assert [tuple(read) for read in steps.reads] == [
-        *(("officer", s, f"officer:officer-1:{s}") for s in streams),
-        ("officer", "distinct_cases", "officer:officer-1:distinct_cases"),
-        ("officer", "distinct_identities", "officer:officer-1:distinct_identities"),
-        *(("agency", s, f"agency:Metro PD:{s}") for s in streams),
-        ("agency", "distinct_cases", "agency:Metro PD:distinct_cases"),
-        *(("case", s, f"{CASE}:{s}") for s in streams),
-        ("case", "distinct_identities", f"{CASE}:distinct_identities"),
-        *(("probe", "distinct_cases", f"{band}:distinct_cases") for band in bands),
-        ("source", "distinct_faces", "source:src-1:distinct_faces"),
+        *(("officer", s, f"officer:officer-1:{s}", every) for s in streams),
+        ("officer", "distinct_cases", "officer:officer-1:distinct_cases", every),
+        ("officer", "distinct_identities", "officer:officer-1:distinct_identities", every),
+        *(("agency", s, f"agency:Metro PD:{s}", every) for s in streams),
+        ("agency", "distinct_cases", "agency:Metro PD:distinct_cases", every),
+        *(("case", s, f"{CASE}:{s}", every) for s in streams),
+        ("case", "distinct_identities", f"{CASE}:distinct_identities", every),
+        *(("probe", "distinct_cases", f"{band}:distinct_cases", every) for band in bands),
+        ("source", "distinct_faces", "source:src-1:distinct_faces", every),
     ]
+
+
+def test_a_plan_reads_only_what_the_policy_reads_and_adds_the_same() -> None:
+    reads = frozenset(
+        {
+            ("officer", "requests", "minute"),
+            ("officer", "requests", "second"),
+            ("case", "enrolments", "day"),
+            ("probe", "distinct_cases", "day"),
+            ("agency", "probes", "hour"),
+        }
+    )
+    every = plan(enrolment())
+    steps = plan(enrolment(), reads=reads)
+    assert steps.adds == every.adds  # what the windows count does not depend on the reads
+    bands = ("probe:phash:0:0123", "probe:phash:1:4567", "probe:phash:2:89ab", "probe:phash:3:cdef")
+    assert [tuple(read) for read in steps.reads] == [
+        ("officer", "requests", "officer:officer-1:requests", ("second", "minute")),
+        ("agency", "probes", "agency:Metro PD:probes", ("hour",)),
+        ("case", "enrolments", f"{CASE}:enrolments", ("day",)),
+        *(("probe", "distinct_cases", f"{band}:distinct_cases", ("day",)) for band in bands),
+    ]
+    assert steps.since(steps.reads[0]) == (steps.now_ms - 1000, steps.now_ms - 60_000)
+    counts = steps.counts([[1, 2], [3], [4], [0], [5], [1], [0]])
+    assert counts == {
+        "officer": {"requests": {"second": 1, "minute": 2}},
+        "agency": {"probes": {"hour": 3}},
+        "case": {"enrolments": {"day": 4}},
+        "probe": {"distinct_cases": {"day": 5}},
+    }
+    # Read nothing, count the same.
+    nothing = plan(enrolment(), reads=frozenset())
+    assert (nothing.adds, nothing.reads) == (every.adds, ())
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        {"officer": "requests"},
+        [["officer", "requests"]],
+        [["officer", "requests", "week"]],
+        [["officer", "faces", "day"]],
+        [["probe", "requests", "day"]],
+        [["source", "distinct_faces", 1]],
+    ],
+)
+def test_a_policy_may_declare_only_counts_the_windows_keep(declared: object) -> None:
+    with pytest.raises(ValueError, match="activity_reads"):
+        windows.activity_reads(declared)
+
+
+def test_a_declared_read_is_a_triple() -> None:
+    assert windows.activity_reads(
+        [["case", "probes", "ten_seconds"], ["source", "distinct_faces", "day"]]
+    ) == {
+        ("case", "probes", "ten_seconds"),
+        ("source", "distinct_faces", "day"),
+    }
 
 
 def test_a_request_without_a_case_adds_and_reads_no_case_key() -> None:

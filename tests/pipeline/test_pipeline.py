@@ -23,7 +23,7 @@ from gateway.auth.principals import Principal, Role
 from gateway.auth.sessions import BoundSession
 from gateway.case import CaseContext
 from gateway.config import Settings
-from gateway.context.activity import ActivityEvent, MemoryActivityStore
+from gateway.context.activity import ActivityEvent, ActivityReads, MemoryActivityStore
 from gateway.context.face_sources import IssuedFaces
 from gateway.errors import AuditUnavailable, FacegateError
 from gateway.leads.book import LeadBook
@@ -60,9 +60,14 @@ class FixedPolicy:
     allow: bool = True
     fail: bool = False
     seen: list[PolicyInput] = field(default_factory=list)
+    activity_reads: ActivityReads = None
+    gathered_reads: list[ActivityReads] = field(default_factory=list)
 
-    async def decide(self, policy_input: PolicyInput) -> Decision:
+    async def decide(
+        self, policy_input: PolicyInput, *, gathered_reads: ActivityReads = None
+    ) -> Decision:
         self.seen.append(policy_input)
+        self.gathered_reads.append(gathered_reads)
         if self.fail:
             raise RuntimeError("the engine broke")
         if self.allow:
@@ -278,6 +283,20 @@ async def test_the_policy_input_is_complete_and_frozen(services: Services) -> No
     assert judged.context.case_number == "2026-1"
     with pytest.raises(ValueError, match="frozen"):
         judged.activity = {}  # type: ignore[misc]
+
+
+async def test_the_policy_is_sent_only_the_counts_it_reads_and_told_which(
+    services: Services,
+) -> None:
+    reads = frozenset({("officer", "requests", "second"), ("agency", "probes", "day")})
+    policy = FixedPolicy(activity_reads=reads)
+    await pipeline_of(services, policy).handle(FakeAdapter(services).as_vendor(), incoming())
+    assert policy.seen[-1].activity == {
+        "officer": {"requests": {"second": 1}},
+        "agency": {"probes": {"day": 0}},
+    }
+    # decide() hears what the input was gathered with, to refuse it to a revision reading more.
+    assert policy.gathered_reads == [reads]
 
 
 @dataclass

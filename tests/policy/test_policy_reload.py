@@ -12,7 +12,7 @@ from gateway.config import Settings
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.contract import PolicyInput
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.policy.engine import PolicyEngine, PolicyService
+from gateway.policy.engine import POLICY_INPUT_INVALID, PolicyEngine, PolicyService
 
 
 def settings_for(policy_dir: Path) -> Settings:
@@ -156,4 +156,55 @@ async def test_a_decision_in_flight_during_a_reload_is_made_wholly_by_the_old_po
     assert not old_decision.allow
     assert old_decision.policy_revision == old_engine.revision != result.revision
     assert old_engine.closed
+    await service.close()
+
+
+def add_hourly_rate_limit(policy_dir: Path) -> None:
+    patterns = policy_dir / "data" / "patterns.yaml"
+    text = patterns.read_text()
+    assert text.count("      minute: 60\n") == 1  # the officer's
+    patterns.write_text(text.replace("      minute: 60\n", "      minute: 60\n      hour: 500\n"))
+
+
+async def test_a_reload_that_reads_more_never_decides_on_a_gather_without_it(
+    policy_copy: Path,
+) -> None:
+    gate = asyncio.Event()
+    incoming: list[GatedEngine] = []
+
+    async def factory(bundle: PolicyBundle) -> PolicyEngine:
+        incoming.append(GatedEngine(bundle, gate))
+        return incoming[-1]
+
+    service = PolicyService(
+        engine=EmbeddedEngine(load_bundle(policy_copy)),
+        policy_dir=policy_copy,
+        engine_factory=factory,
+        timeout_seconds=30,
+    )
+    before = service.activity_reads
+    assert before is not None and ("officer", "requests", "hour") not in before
+
+    add_hourly_rate_limit(policy_copy)
+    reload = asyncio.create_task(service.reload_if_changed())
+    while not incoming:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    await incoming[0].started.wait()  # its decision cases are running, held at the gate
+    # A request gathered now may be decided by either revision: it gathers what both read.
+    during = service.activity_reads
+    after = incoming[0].activity_reads
+    assert after is not None and during == before | after
+    assert ("officer", "requests", "hour") in during
+
+    gate.set()
+    assert (await reload).reloaded
+    assert service.activity_reads == after
+
+    # Gathered before the reload, decided after it: the new revision reads a count the
+    # input lacks (it would read 0 there), so it does not decide.
+    stale = await service.decide(an_identification(), gathered_reads=before)
+    assert [reason.code for reason in stale.reasons] == [POLICY_INPUT_INVALID]
+    assert stale.policy_revision == service.revision
+    for gathered in (during, after, None):
+        assert (await service.decide(an_identification(), gathered_reads=gathered)).allow
     await service.close()

@@ -25,6 +25,14 @@ sliding-window counts beside each request:
 **The counts include the request being decided**, as if it were allowed, so a limit reads
 naturally in the policy ("more than 5 probes in ten seconds" is `> 5`).
 
+**Only the counts the policy reads are read back.** The policy declares them
+(`data.facegate.activity_reads`: [scope, stream, window] triples, about a dozen of the ~110
+above); `reserve(event, reads=...)` counts each of them and no other, and the document
+holds exactly those of the request's scopes (None: every count, for a policy that declares
+none). What a request adds is the same whatever is read: a later revision that reads more
+finds every window complete. `activity_reads()` refuses a triple no store keeps (`COUNTED`,
+`WINDOWS`).
+
 **What the vendor did is counted too.** After an enrolment, `record_after` adds the faces
 the vendor says it enrolled to `enrolments`, beside the faces step 3 counted in the image:
 members are named alike, so the window holds the larger of the two, never their sum.
@@ -57,28 +65,36 @@ from gateway.context.activity.memory import MemoryActivityStore
 from gateway.context.activity.redis_store import RedisActivityStore
 from gateway.context.activity.store import ActivityStore, ActivityUnavailable, Reservation
 from gateway.context.activity.windows import (
+    COUNTED,
     EVENT_STREAMS,
     MAX_RECORDED_AFTER,
     RETENTION_MS,
     WINDOWS,
     ActivityEvent,
+    ActivityRead,
+    ActivityReads,
     Plan,
+    activity_reads,
     plan,
     plan_after,
 )
 
 __all__ = [
+    "COUNTED",
     "EVENT_STREAMS",
     "MAX_RECORDED_AFTER",
     "RETENTION_MS",
     "WINDOWS",
     "ActivityEvent",
+    "ActivityRead",
+    "ActivityReads",
     "ActivityStore",
     "ActivityUnavailable",
     "MemoryActivityStore",
     "Plan",
     "RedisActivityStore",
     "Reservation",
+    "activity_reads",
     "plan",
     "plan_after",
 ]

@@ -9,6 +9,7 @@ from gateway.context.activity.store import Reservation, Undo
 from gateway.context.activity.windows import (
     RETENTION_MS,
     ActivityEvent,
+    ActivityReads,
     plan,
     plan_after,
 )
@@ -20,7 +21,7 @@ class _SortedSet:
     """A Redis sorted set in miniature: members with integer scores, counted by range.
 
     `order` keeps (score, member) sorted, to find one member; `times` keeps the same scores
-    alone, index for index, to count by range: a request counts ~100 ranges, and a search
+    alone, index for index, to count by range: a request counts a few dozen ranges, and a search
     over plain ints runs about twice as fast as one over tuples.
 
     Members trimmed away leave the set at once (`scores`, every search and count), but
@@ -117,11 +118,11 @@ class MemoryActivityStore:
         self._lock = threading.Lock()  # held only for in-memory work, never across an await
         self._reserves = 0
 
-    async def reserve(self, event: ActivityEvent) -> Reservation:
-        steps = plan(event)
+    async def reserve(self, event: ActivityEvent, *, reads: ActivityReads = None) -> Reservation:
+        steps = plan(event, reads=reads)
         now = steps.now_ms
         until = now - RETENTION_MS
-        since = steps.since_ms
+        since = [steps.since(read) for read in steps.reads]
         sets = self._sets
         undo = []
         with self._lock:
@@ -135,7 +136,10 @@ class MemoryActivityStore:
                 previous = members.add(member, now, latest=latest)
                 members.trim(until)
                 undo.append(Undo(key, member, latest, previous, now))
-            results = [sets.get(read.key, _NOTHING).counts_after(since) for read in steps.reads]
+            results = [
+                sets.get(read.key, _NOTHING).counts_after(after)
+                for read, after in zip(steps.reads, since, strict=True)
+            ]
         return Reservation(counts=steps.counts(results), undo=tuple(undo))
 
     def _sweep(self, now_ms: int) -> None:

@@ -6,14 +6,20 @@ import json
 from typing import Any
 
 from gateway.context.activity.store import ActivityUnavailable, Reservation, Undo
-from gateway.context.activity.windows import RETENTION_MS, ActivityEvent, plan, plan_after
+from gateway.context.activity.windows import (
+    RETENTION_MS,
+    ActivityEvent,
+    ActivityReads,
+    plan,
+    plan_after,
+)
 from gateway.observability.metrics import ACTIVITY_STORE_ERRORS
 
 # One round trip, atomic: Redis runs a script to completion before any other command.
 # ARGV[1] is the plan as JSON: {"now", "retention", "adds": [[key index, member, latest]],
-# "reads": [key index], "since": [ms]}; KEYS holds every key it names (1-based). Returns
-# each read's counts after each `since`, then each add's previous score (-1: none) for
-# taking the reservation back.
+# "reads": [[key index, [since ms, ...]]]}; KEYS holds every key it names (1-based). Returns
+# each read's counts after each of its `since`, then each add's previous score (-1: none)
+# for taking the reservation back.
 _RESERVE_LUA = """
 local plan = cjson.decode(ARGV[1])
 local previous = {}
@@ -35,10 +41,11 @@ for key, _ in pairs(touched) do
   redis.call('PEXPIRE', key, plan.retention + 60000)
 end
 local counts = {}
-for i, k in ipairs(plan.reads) do
+for i, read in ipairs(plan.reads) do
+  local key = KEYS[read[1]]
   local found = {}
-  for j, since in ipairs(plan.since) do
-    found[j] = redis.call('ZCOUNT', KEYS[k], '(' .. since, '+inf')
+  for j, since in ipairs(read[2]) do
+    found[j] = redis.call('ZCOUNT', key, '(' .. since, '+inf')
   end
   counts[i] = found
 end
@@ -105,15 +112,14 @@ class RedisActivityStore:
         self._release = self._redis.register_script(_RELEASE_LUA)
         self._record_after = self._redis.register_script(_RECORD_AFTER_LUA)
 
-    async def reserve(self, event: ActivityEvent) -> Reservation:
-        steps = plan(event)
+    async def reserve(self, event: ActivityEvent, *, reads: ActivityReads = None) -> Reservation:
+        steps = plan(event, reads=reads)
         keys = _Keys(self._prefix)
         document = {
             "now": steps.now_ms,
             "retention": RETENTION_MS,
             "adds": [[keys.index(a.key), a.member, a.latest] for a in steps.adds],
-            "reads": [keys.index(r.key) for r in steps.reads],
-            "since": steps.since_ms,
+            "reads": [[keys.index(r.key), steps.since(r)] for r in steps.reads],
         }
         counts, previous = await self._call(self._reserve, keys.names, document)
         undo = tuple(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from gateway.context.activity.windows import ActivityEvent
+from gateway.context.activity.windows import ActivityEvent, ActivityReads
 from gateway.errors import ServiceUnavailable
 
 
@@ -34,10 +34,13 @@ class ActivityStore(Protocol):
 
     name: str
 
-    async def reserve(self, event: ActivityEvent) -> Reservation:
+    async def reserve(self, event: ActivityEvent, *, reads: ActivityReads = None) -> Reservation:
         """Count the event and return the counts including it, atomically with respect to
         every other `reserve` on the same store: two replicas deciding at once cannot both
-        slip under a limit. When this returns, later `reserve`s see the event counted."""
+        slip under a limit. When this returns, later `reserve`s see the event counted.
+
+        The counts returned are `reads` (the policy's `activity_reads`) of the event's
+        scopes, or all of them when None; what the event adds is the same either way."""
         ...
 
     async def release(self, reservation: Reservation) -> None:

@@ -57,17 +57,24 @@ class Add(NamedTuple):
 
 
 class Read(NamedTuple):
-    """One key read back in every window (WINDOWS order), as `scope`/`stream` of the counts
-    document."""
+    """One key read back in `windows` (names, WINDOWS order), as `scope`/`stream` of the
+    counts document."""
 
     scope: str
     stream: str
     key: str
+    windows: tuple[str, ...]
 
 
-# The windows' lengths in ms, in WINDOWS order: a Read's counts come back in this order.
+# One count of the counts document as the policy names it: (scope, stream, window).
+ActivityRead = tuple[str, str, str]
+# The counts a policy revision reads (its `activity_reads`), or None: every count.
+ActivityReads = frozenset[ActivityRead] | None
+
+
+# The windows' names and lengths in ms, in WINDOWS order: a Read's counts come back in it.
 _WINDOW_NAMES = tuple(WINDOWS)
-_WINDOW_MS = tuple(seconds * 1000 for seconds in WINDOWS.values())
+_WINDOW_MS = {name: seconds * 1000 for name, seconds in WINDOWS.items()}
 
 
 @dataclass(frozen=True)
@@ -76,30 +83,31 @@ class Plan:
 
     now_ms: int
     adds: tuple[Add, ...]
-    # Each key once, read in every window: a store counts a key's members after each of
-    # `since_ms`, where ~100 (key, window) queries a request used to cost 0.3 ms to build.
+    # Each key once, read in the windows the policy reads of it: a store counts a key's
+    # members after each of `since(read)`, where ~100 (key, window) queries a request used
+    # to cost 0.3 ms to build.
     reads: tuple[Read, ...]
 
-    @property
-    def since_ms(self) -> tuple[int, ...]:
-        """Where each window starts, in WINDOWS order (longest last): a read counts the
-        members scored after it."""
-        return tuple(self.now_ms - length for length in _WINDOW_MS)
+    def since(self, read: Read) -> tuple[int, ...]:
+        """Where each window of `read` starts, in WINDOWS order (longest last): the read
+        counts the members scored after it."""
+        now = self.now_ms
+        return tuple(now - _WINDOW_MS[name] for name in read.windows)
 
     def counts(self, results: Iterable[Sequence[int]]) -> dict[str, Any]:
         """The counts document from one result per read, in read order, each result its
-        counts in WINDOWS order, as ints."""
+        counts in the read's windows, as ints."""
         document: dict[str, Any] = {}
-        for (scope, stream, _), values in zip(self.reads, results, strict=True):
+        for (scope, stream, _, names), values in zip(self.reads, results, strict=True):
             streams = document.get(scope)
             if streams is None:
                 streams = document[scope] = {}
             windows = streams.get(stream)
             if windows is None:
-                streams[stream] = dict(zip(_WINDOW_NAMES, values, strict=True))
+                streams[stream] = dict(zip(names, values, strict=True))
             else:
                 # Several probe keys answer one path: the policy sees the largest.
-                for name, value in zip(_WINDOW_NAMES, values, strict=True):
+                for name, value in zip(names, values, strict=True):
                     windows[name] = max(windows[name], value)
         return document
 
@@ -140,8 +148,8 @@ def plan_after(event: ActivityEvent, *, stream: str, count: int) -> tuple[Add, .
     )
 
 
-# The (scope, stream) pairs every request reads back, in the counts document's order: they
-# depend on whether the request has a case, not on what else it holds.
+# The (scope, stream) pairs a request can read back of its own scopes, in the counts
+# document's order: they depend on whether the request has a case, not on what else it holds.
 _READS: tuple[tuple[str, str], ...] = (
     *(("officer", s) for s in (*EVENT_STREAMS, "distinct_probes")),
     ("officer", "distinct_cases"),
@@ -154,6 +162,53 @@ _CASE_READS = (
     *(("case", s) for s in (*EVENT_STREAMS, "distinct_probes")),
     ("case", "distinct_identities"),
 )
+# Besides them, the keys of what the request names: each probe's and each source image's.
+_PROBE_READ = ("probe", "distinct_cases")
+_SOURCE_READ = ("source", "distinct_faces")
+# Every (scope, stream) the windows count: what a policy may declare it reads.
+COUNTED: frozenset[tuple[str, str]] = frozenset((*_CASE_READS, _PROBE_READ, _SOURCE_READ))
+
+
+def activity_reads(declared: Any) -> frozenset[ActivityRead]:
+    """The triples a policy declares it reads (its `activity_reads`, a JSON list of
+    [scope, stream, window]), checked against what the windows count. Raises ValueError
+    naming the first triple that is not one: a policy reading a count no store keeps would
+    read 0 there, which no limit catches."""
+    if not isinstance(declared, list):
+        raise ValueError(
+            f"activity_reads must be a set of [scope, stream, window], not {declared!r}"
+        )
+    reads: set[ActivityRead] = set()
+    for triple in declared:
+        if (
+            not isinstance(triple, list)
+            or len(triple) != 3
+            or not all(isinstance(part, str) for part in triple)
+            or (triple[0], triple[1]) not in COUNTED
+            or triple[2] not in WINDOWS
+        ):
+            raise ValueError(
+                f"activity_reads holds {triple!r}, which is no count the gateway keeps"
+            )
+        reads.add((triple[0], triple[1], triple[2]))
+    return frozenset(reads)
+
+
+# Each (scope, stream) read of every count: a policy that declares no reads.
+_EVERY_WINDOW = {pair: _WINDOW_NAMES for pair in COUNTED}
+
+
+@functools.lru_cache(maxsize=8)
+def _windows_read(reads: ActivityReads) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(scope, stream) -> the windows read of it, in WINDOWS order; pairs read in none are
+    left out. A few revisions' reads at most are ever in use at once."""
+    if reads is None:
+        return _EVERY_WINDOW
+    return {
+        pair: windows
+        for pair in COUNTED
+        if (windows := tuple(w for w in _WINDOW_NAMES if (*pair, w) in reads))
+    }
 
 
 @dataclass(frozen=True)
@@ -171,16 +226,19 @@ class _Layout:
     distinct_identities: tuple[str, ...]  # the officer's, and the case's when there is one
     case_value: str  # the member a case is marked by
     reads: tuple[Read, ...]  # every scope read, in the counts document's order
+    probe_windows: tuple[str, ...]  # the windows read of each probe key; () none
+    source_windows: tuple[str, ...]  # the windows read of each source image; () none
 
 
-# Distinct (officer, agency, case) triples whose layouts are kept: far more than a replica's
+# Distinct (officer, agency, case, reads) whose layouts are kept: far more than a replica's
 # officers at work at once; past it the least recent is built again when next asked for.
 _LAYOUTS_KEPT = 1024
 
 
 @functools.lru_cache(maxsize=_LAYOUTS_KEPT)
-def _layout(officer: str, agency: str, case_number: str | None) -> _Layout:
+def _layout(officer: str, agency: str, case_number: str | None, reads: ActivityReads) -> _Layout:
     scopes = _scopes_of(officer, agency, case_number)
+    windows = _windows_read(reads)
     prefixes = tuple(scopes.values())
     return _Layout(
         prefixes=prefixes,
@@ -196,15 +254,21 @@ def _layout(officer: str, agency: str, case_number: str | None) -> _Layout:
         ),
         case_value=json.dumps([agency, case_number]),
         reads=tuple(
-            Read(scope, stream, f"{scopes[scope]}:{stream}")
+            Read(scope, stream, f"{scopes[scope]}:{stream}", windows[scope, stream])
             for scope, stream in (_CASE_READS if "case" in scopes else _READS)
+            if (scope, stream) in windows
         ),
+        probe_windows=windows.get(_PROBE_READ, ()),
+        source_windows=windows.get(_SOURCE_READ, ()),
     )
 
 
-def plan(event: ActivityEvent) -> Plan:
+def plan(event: ActivityEvent, *, reads: ActivityReads = None) -> Plan:
+    """What `event` adds, and the counts it reads back: `reads` (a policy revision's
+    `activity_reads`), or every count when None. What it adds does not depend on `reads`:
+    the windows count the same whichever revision reads them."""
     now_ms = int(event.at.timestamp() * 1000)
-    layout = _layout(event.officer, event.agency, event.case_number or None)
+    layout = _layout(event.officer, event.agency, event.case_number or None, reads)
 
     per_stream = {
         "requests": 1,
@@ -254,13 +318,17 @@ def plan(event: ActivityEvent) -> Plan:
         Add(f"source:{source}:distinct_faces", face, True) for source, face in event.face_sources
     ]
 
-    reads = layout.reads
-    if probe_keys or sources:
-        reads += tuple(
-            Read("probe", "distinct_cases", f"probe:{key}:distinct_cases") for key in probe_keys
+    read = layout.reads
+    if probe_keys and layout.probe_windows:
+        probe_windows = layout.probe_windows
+        read += tuple(
+            Read("probe", "distinct_cases", f"probe:{key}:distinct_cases", probe_windows)
+            for key in probe_keys
         )
-        reads += tuple(
-            Read("source", "distinct_faces", f"source:{source}:distinct_faces")
+    if sources and layout.source_windows:
+        source_windows = layout.source_windows
+        read += tuple(
+            Read("source", "distinct_faces", f"source:{source}:distinct_faces", source_windows)
             for source in sources
         )
-    return Plan(now_ms=now_ms, adds=tuple(adds), reads=reads)
+    return Plan(now_ms=now_ms, adds=tuple(adds), reads=read)
