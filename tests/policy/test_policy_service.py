@@ -10,13 +10,12 @@ import pytest
 from policy_support import an_identification, service_for
 
 from gateway.policy.bundle import load_bundle
-from gateway.policy.contract import PolicyInput
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED
 
 
 class FailingEngine(EmbeddedEngine):
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         raise RuntimeError("the evaluator fell over")
 
 
@@ -27,7 +26,7 @@ class HangingEngine(EmbeddedEngine):
         super().__init__(*args, **kwargs)
         self.cancelled = False
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
