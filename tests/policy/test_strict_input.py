@@ -117,3 +117,16 @@ def test_a_mapping_that_is_not_a_dict_is_walked_alike() -> None:
     assert strict_input_problems(a_document(activity=bad)) == [
         "activity.officer.requests.second: must be a non-negative integer, not 1.5"
     ]
+
+
+def test_a_list_in_place_of_a_level_is_walked_alike() -> None:
+    # The one loop over the counts reads dicts only; a list at any level goes to the
+    # general walk, which reads its items.
+    for activity, where in [
+        ({"officer": {"requests": [1, 1.5]}}, "activity.officer.requests.1"),
+        ({"officer": [{"second": -1}]}, "activity.officer.0.second"),
+        ([{"requests": {"second": "6"}}], "activity.0.requests.second"),
+    ]:
+        [problem] = strict_input_problems(a_document(activity=activity))
+        assert problem.startswith(f"{where}: must be a non-negative integer")
+    assert strict_input_problems(a_document(activity={"officer": {"requests": [1, 2]}})) == []
