@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import opa_eval
+from pydantic_core import to_json
 
 from gateway.context.activity import ActivityReads
 from gateway.policy.bundle import (
@@ -23,7 +24,6 @@ from gateway.policy.bundle import (
     PolicyLoadError,
     declared_reads,
 )
-from gateway.policy.lead_input import AnyPolicyInput
 
 # What opa-eval returns, as a JSON string, for a query whose rule is undefined.
 _UNDEFINED = "<undefined>"
@@ -48,10 +48,16 @@ class EmbeddedEngine:
         # opa-eval keeps one query per evaluator: a second, used once, for the reads.
         self.activity_reads: ActivityReads = declared_reads(bundle, _reads(bundle))
 
-    async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
-        """The decision document, or None when the policy leaves it undefined. Returns
-        without suspending: the whole evaluation runs before the caller resumes."""
-        result = self._evaluator.evaluate_parsed(policy_input.model_dump_json())
+    def evaluate(self, document: dict[str, Any]) -> Any:
+        """The decision document, or None when the policy leaves it undefined. Inline, not
+        a coroutine: PolicyService sets no timer for it (see PolicyEngine).
+
+        The text regorus parses is the one `policy_input.model_dump_json()` would give (the
+        same serializer, writing a non-finite float as null as the model does; held by
+        tests/policy/test_engine_input.py), made from the document PolicyService checked
+        rather than from the model a second time (issue 17)."""
+        text = to_json(document, inf_nan_mode="null").decode()
+        result = self._evaluator.evaluate_parsed(text)
         return None if result == _UNDEFINED else result
 
     async def close(self) -> None:

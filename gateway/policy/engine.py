@@ -1,8 +1,8 @@
 """The policy engine interface and the service the pipeline decides with.
 
-    PolicyEngine        evaluate(PolicyInput) -> the raw decision document, or None
-    ├── EmbeddedEngine  regorus on the event loop's thread (embedded.py)
-    └── OpaServerEngine an OPA server over HTTP (opa_server.py)
+    PolicyEngine        evaluate(input document) -> the raw decision document, or None
+    ├── EmbeddedEngine  regorus on the event loop's thread, inline (embedded.py)
+    └── OpaServerEngine an OPA server over HTTP, awaited (opa_server.py)
 
     PolicyService       decide(PolicyInput) -> Decision, never raises; reload_if_changed();
                         activity_reads: the counts the serving revision reads
@@ -19,6 +19,7 @@ revision refused is logged and recorded, and the previous one keeps serving.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import shutil
 import time
@@ -58,10 +59,14 @@ class PolicyEngine(Protocol):
 
     activity_reads is what the revision's `data.facegate.activity_reads` holds, evaluated
     once when the engine is built (None: the policy defines none, and reads any count).
-    evaluate() returns the decision document as the policy produced it (not yet checked),
-    or None when the policy leaves it undefined for this input. It may raise anything and
-    may take any time: PolicyService bounds and translates both. close() releases the
-    engine's threads, connections or processes; it is called once no evaluation is running.
+    evaluate() is given the input as a JSON document (`policy_input.model_dump(mode="json")`,
+    made once per decision by PolicyService, which has checked it strict) and must not
+    change it. It returns the decision document as the policy produced it (not yet
+    checked), or None when the policy leaves it undefined for this input; or an awaitable
+    of that, when the engine has to wait (on a server): only then is a timer set, a
+    decision made inline being bounded by its lateness alone. It may raise anything and may
+    take any time: PolicyService bounds and translates both. close() releases the engine's
+    threads, connections or processes; it is called once no evaluation is running.
     """
 
     @property
@@ -73,7 +78,7 @@ class PolicyEngine(Protocol):
     @property
     def activity_reads(self) -> ActivityReads: ...
 
-    async def evaluate(self, policy_input: AnyPolicyInput) -> Any: ...
+    def evaluate(self, document: dict[str, Any]) -> Any: ...
 
     async def close(self) -> None: ...
 
@@ -283,8 +288,10 @@ class PolicyService:
                 )
 
         # Only a strict input is evaluated: on any other the engines could decide two ways
-        # (see contract.STRICT_FIELDS), so it is refused, the same on every engine.
-        not_strict = strict_input_problems(policy_input.model_dump(mode="json", warnings=False))
+        # (see contract.STRICT_FIELDS), so it is refused, the same on every engine. The
+        # document checked is the one the engine is given: one dump a decision, not two.
+        document = policy_input.model_dump(mode="json", warnings=False)
+        not_strict = strict_input_problems(document)
         if not_strict:
             log.warning("policy input refused, not strict: %s", "; ".join(not_strict))
             return refuse(
@@ -295,10 +302,14 @@ class PolicyService:
 
         started = time.monotonic()
         try:
-            # asyncio.timeout rather than wait_for: no task is made to run the evaluation,
-            # which the embedded engine finishes without suspending (issue 17).
-            async with asyncio.timeout(self._timeout):
-                result = await engine.evaluate(policy_input)
+            result = engine.evaluate(document)
+            if inspect.isawaitable(result):
+                # asyncio.timeout rather than wait_for: no task is made to run it. An engine
+                # that answers inline (the embedded one) gets no timer at all: it could not
+                # fire before the answer is in, and each one set and cancelled costs the
+                # event loop too (issue 17).
+                async with asyncio.timeout(self._timeout):
+                    result = await result
         except TimeoutError:
             late = True
         except Exception as exc:
@@ -309,8 +320,8 @@ class PolicyService:
             )
         else:
             # A decision that comes too late is refused too: the embedded engine evaluates
-            # on this thread without suspending, so the timer cannot fire until its result
-            # is in, and an engine that does suspend may resume past the deadline with it.
+            # on this thread inline, with no timer, and an engine that does suspend may
+            # resume past the deadline with it.
             late = time.monotonic() - started > self._timeout
         if late:
             log.warning("policy engine %s gave no decision within %ss", engine.name, self._timeout)

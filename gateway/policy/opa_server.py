@@ -38,7 +38,6 @@ from gateway.policy.bundle import (
     PolicyLoadError,
     declared_reads,
 )
-from gateway.policy.lead_input import AnyPolicyInput
 
 POLICY_ID = "facegate"
 # The marker's name in both the module (a rule appended to package facegate) and the data.
@@ -155,15 +154,13 @@ class OpaServerEngine:
             )
         return engine
 
-    async def evaluate(self, policy_input: AnyPolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         """The decision document, or None when the policy leaves it undefined.
 
         Raises TimeoutError when OPA has not answered within the policy timeout (as the
         PolicyService's own bound does: either refuses with policy_timeout)."""
         async with asyncio.timeout(self._timeout):
-            response = await self._client.query_rule(
-                policy_input.model_dump(mode="json"), POLICY_ID, ANSWER_RULE
-            )
+            response = await self._client.query_rule(document, POLICY_ID, ANSWER_RULE)
         # The Data API omits "result" when the rule is undefined.
         answer = response.get("result")
         if answer is None:

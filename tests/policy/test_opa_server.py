@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,6 +60,11 @@ def own_opa(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         process.wait()
 
 
+def a_document() -> dict[str, Any]:
+    """An identification the policy allows, as PolicyService hands it to an engine."""
+    return an_identification().model_dump(mode="json", warnings=False)
+
+
 def test_the_opa_url_is_split_for_the_client() -> None:
     assert _parse_url("http://opa:8181") == ("opa", 8181, False)
     assert _parse_url("https://opa.internal/") == ("opa.internal", 443, True)
@@ -83,7 +89,7 @@ async def test_opa_without_url_or_binary_is_a_load_error(
 async def test_opa_evaluates_the_pushed_revision(policy_copy: Path) -> None:
     engine = await open_test_engine("opa", load_bundle(policy_copy))
     try:
-        decision = await engine.evaluate(an_identification())
+        decision = await engine.evaluate(a_document())
         assert decision["allow"] is True
         assert decision["obligations"]["max_results"] == 5
     finally:
@@ -96,7 +102,7 @@ async def test_opa_reports_an_undefined_decision_as_none(policy_copy: Path) -> N
     )
     engine = await open_test_engine("opa", load_bundle(policy_copy))
     try:
-        assert await engine.evaluate(an_identification()) is None
+        assert await engine.evaluate(a_document()) is None
     finally:
         await engine.close()
 
@@ -117,8 +123,8 @@ async def test_opa_refuses_a_result_from_another_revision(policy_copy: Path) -> 
         )
         try:
             with pytest.raises(RevisionMismatch):
-                await first.evaluate(an_identification())
-            assert (await second.evaluate(an_identification()))["allow"] is True
+                await first.evaluate(a_document())
+            assert (await second.evaluate(a_document()))["allow"] is True
         finally:
             await second.close()
     finally:
@@ -159,11 +165,11 @@ async def test_opa_refuses_data_pushed_for_another_revision(
     bundle = load_bundle(policy_copy)
     engine = await OpaServerEngine.connect(bundle, url=url, timeout_seconds=5.0)
     try:
-        assert (await engine.evaluate(an_identification()))["allow"] is True
+        assert (await engine.evaluate(a_document()))["allow"] is True
         other = {**bundle.config, REVISION_MARKER: "another-revision"}
         await engine._client.update_or_create_data(other, DATA_KEY)
         with pytest.raises(RevisionMismatch, match="with data another-revision"):
-            await engine.evaluate(an_identification())
+            await engine.evaluate(a_document())
     finally:
         await engine.close()
 

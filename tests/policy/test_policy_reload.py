@@ -10,7 +10,6 @@ from policy_support import an_identification, repin_cases_from
 
 from gateway.config import Settings
 from gateway.policy.bundle import PolicyBundle, load_bundle
-from gateway.policy.contract import PolicyInput
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import POLICY_INPUT_INVALID, PolicyEngine, PolicyService
 
@@ -115,10 +114,10 @@ class GatedEngine(EmbeddedEngine):
         self.started = asyncio.Event()
         self.closed = False
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         self.started.set()
         await self.gate.wait()
-        return await super().evaluate(policy_input)
+        return super().evaluate(document)
 
     async def close(self) -> None:
         self.closed = True

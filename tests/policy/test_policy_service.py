@@ -12,11 +12,16 @@ from policy_support import an_identification, service_for
 from gateway.policy.bundle import load_bundle
 from gateway.policy.contract import PolicyInput
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.policy.engine import POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED
+from gateway.policy.engine import (
+    POLICY_ERROR,
+    POLICY_INPUT_INVALID,
+    POLICY_TIMEOUT,
+    POLICY_UNDEFINED,
+)
 
 
 class FailingEngine(EmbeddedEngine):
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         raise RuntimeError("the evaluator fell over")
 
 
@@ -27,7 +32,7 @@ class HangingEngine(EmbeddedEngine):
         super().__init__(*args, **kwargs)
         self.cancelled = False
 
-    async def evaluate(self, policy_input: PolicyInput) -> Any:
+    async def evaluate(self, document: dict[str, Any]) -> Any:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -156,3 +161,44 @@ async def test_concurrent_decisions_on_one_embedded_engine(policy_copy: Path) ->
     codes = [[r.code for r in d.reasons] for d in decisions]
     assert codes == [[], ["offense_not_serious_enough"], ["offense_not_allowed"]] * 20
     await service.close()
+
+
+async def test_each_refusal_keeps_its_code_and_its_whole_message(policy_copy: Path) -> None:
+    bundle = load_bundle(policy_copy)
+
+    async def refusal(engine: EmbeddedEngine, policy_input: PolicyInput) -> tuple[str, str]:
+        service = service_for(engine, policy_copy, timeout=0.05)
+        decision = await service.decide(policy_input)
+        await service.close()
+        assert not decision.allow
+        assert decision.engine == "embedded"
+        assert decision.policy_revision == engine.revision
+        [reason] = decision.reasons
+        return reason.code, reason.message
+
+    not_strict = an_identification().model_copy(update={"now": "2025-02-30T12:00:00Z"})
+    assert await refusal(EmbeddedEngine(bundle), not_strict) == (
+        POLICY_INPUT_INVALID,
+        "the policy input is not one the policy contract allows (now: must be an RFC 3339"
+        " time in UTC (YYYY-MM-DDThh:mm:ss[.ffffff]Z), not '2025-02-30T12:00:00Z');"
+        " the request is refused",
+    )
+    assert await refusal(FailingEngine(bundle), an_identification()) == (
+        POLICY_ERROR,
+        "the policy engine failed (RuntimeError); the request is refused",
+    )
+    assert await refusal(HangingEngine(bundle), an_identification()) == (
+        POLICY_TIMEOUT,
+        "the policy engine gave no decision within 0.05s; the request is refused",
+    )
+    write_module(policy_copy, 'decision := {"allow": 1, "reasons": [], "obligations": {}}\n')
+    assert await refusal(EmbeddedEngine(load_bundle(policy_copy)), an_identification()) == (
+        POLICY_ERROR,
+        "the policy's decision is malformed (allow: Input should be a valid boolean);"
+        " the request is refused",
+    )
+    write_module(policy_copy, 'decision := {"allow": true} if { input.now == "never" }\n')
+    assert await refusal(EmbeddedEngine(load_bundle(policy_copy)), an_identification()) == (
+        POLICY_UNDEFINED,
+        "the policy gave no decision for this request; the request is refused",
+    )
