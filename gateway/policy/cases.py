@@ -17,7 +17,8 @@ so a case states only what it is about:
           obligations: {max_results: 5}       # only the keys given are compared
 
 Used by tests/policy and `facegate policy test`: load_cases(), then run_cases() with the
-decide() of a PolicyService, then report each failed CaseResult.
+decide() of a PolicyService, then report each failed CaseResult. undeclared_reads() checks,
+on the same cases, that the policy reads no activity count it does not declare.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.context.activity import COUNTED, WINDOWS, ActivityReads
 from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.contract import Decision, PolicyInput
 from gateway.policy.lead_input import AnyPolicyInput, LeadPolicyInput
@@ -38,6 +40,9 @@ from gateway.policy.lead_input import AnyPolicyInput, LeadPolicyInput
 Decide = Callable[[AnyPolicyInput], Awaitable[Decision]]
 # Where a policy directory keeps its decision cases.
 CASES_DIR = "cases"
+# Every count undeclared_reads() sets: above any limit a policy sets, and exact on every
+# engine (a count is below 2**53, contract.strict_input_problems).
+READ_CHECK_COUNT = 10**15
 
 
 class Expectation(BaseModel):
@@ -112,6 +117,60 @@ def cases_digest(cases_dir: Path) -> str:
 
 async def run_cases(decide: Decide, cases: Iterable[DecisionCase]) -> list[CaseResult]:
     return [check(case, await decide(case.input)) for case in cases]
+
+
+async def undeclared_reads(
+    decide: Decide, cases: Iterable[DecisionCase], reads: ActivityReads
+) -> list[str]:
+    """The names of the cases (vendor calls; a lead's review or action reads no activity)
+    the policy decides otherwise when given only the counts it declares (`reads`, its
+    activity_reads), as the gateway sends them, than when given every count it keeps.
+    Empty for a policy that declares none (it is sent every count).
+
+    A rule reading an undeclared count finds it missing. Each case is decided with the
+    declared counts at READ_CHECK_COUNT, above any limit, and the others (a) missing, (b)
+    at READ_CHECK_COUNT too: a rule that depends on the count's value (a limit fires on (b)
+    alone, a floor read through object.get(..., 0) on (a) alone), and (c) at 0: a rule read
+    without a default (input.activity.s.t.w < 1 fires at 0, is undefined when missing).
+    The whole decision is compared, messages and obligations too: a new limit may add a
+    reason whose code another limit, already over, has added."""
+    if reads is None:
+        return []
+    declared = _counts(reads, READ_CHECK_COUNT)
+    high = _counts(_KEPT, READ_CHECK_COUNT)
+    zero = _counts(_KEPT, 0, over=declared)
+    found = []
+    for case in cases:
+        if not isinstance(case.input, PolicyInput):
+            continue
+        sent = _outcome(await decide(case.input.model_copy(update={"activity": declared})))
+        for activity in (high, zero):
+            if _outcome(await decide(case.input.model_copy(update={"activity": activity}))) != sent:
+                found.append(case.name)
+                break
+    return found
+
+
+# Every count the gateway keeps, as (scope, stream, window).
+_KEPT = tuple((scope, stream, window) for scope, stream in sorted(COUNTED) for window in WINDOWS)
+
+
+def _counts(
+    triples: Iterable[tuple[str, str, str]], n: int, *, over: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An activity document of `triples` at n, each count `over` holds kept at its own."""
+    document: dict[str, Any] = {}
+    for scope, stream, window in triples:
+        document.setdefault(scope, {}).setdefault(stream, {})[window] = n
+    for scope, streams in (over or {}).items():
+        for stream, windows in streams.items():
+            document[scope][stream].update(windows)
+    return document
+
+
+def _outcome(decision: Decision) -> tuple[bool, list[tuple[str, str]], dict[str, Any]]:
+    reasons = sorted((reason.code, reason.message) for reason in decision.reasons)
+    return decision.allow, reasons, decision.obligations.model_dump()
 
 
 def check(case: DecisionCase, decision: Decision) -> CaseResult:

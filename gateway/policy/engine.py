@@ -36,7 +36,13 @@ from gateway.context.activity import ActivityReads
 from gateway.errors import Reason
 from gateway.observability.metrics import observe_policy_evaluation
 from gateway.policy.bundle import PolicyBundle, PolicyLoadError, bundle_revision, load_bundle
-from gateway.policy.cases import CASES_DIR, cases_digest, load_cases, run_cases
+from gateway.policy.cases import (
+    CASES_DIR,
+    cases_digest,
+    load_cases,
+    run_cases,
+    undeclared_reads,
+)
 from gateway.policy.contract import Decision, Obligations, strict_input_problems
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.lead_input import AnyPolicyInput
@@ -52,6 +58,9 @@ POLICY_UNDEFINED = "policy_undefined"
 # The input is not one the policy contract allows (see contract.strict_input_problems).
 POLICY_INPUT_INVALID = "policy_input_invalid"
 FAILURE_CODES = frozenset({POLICY_ERROR, POLICY_TIMEOUT, POLICY_UNDEFINED, POLICY_INPUT_INVALID})
+# The cases a refusal for an undeclared read names in its message (all are recorded): one
+# such read can set nearly every case apart.
+_CASES_NAMED = 3
 
 
 class PolicyEngine(Protocol):
@@ -419,6 +428,33 @@ class PolicyService:
                 + "; ".join(repr(result.case.name) for result in failed),
                 failed_cases=[result.case.name for result in failed],
             )
+
+        # The revision is sent only the activity counts it declares: one that reads another
+        # would read 0 there, and a limit on it would never fire. Its cases must decide alike
+        # on the declared counts alone as on every count (cases.undeclared_reads).
+        checked = [
+            result.case
+            for result in results
+            if not any(reason.code == POLICY_INPUT_INVALID for reason in result.decision.reasons)
+        ]
+        try:
+            misread = await undeclared_reads(
+                partial(self._decide_case, engine), checked, engine.activity_reads
+            )
+        except Exception as exc:
+            await engine.close()
+            return await self._failed_reload(current, attempt, error=repr(exc))
+        if misread:
+            await engine.close()
+            error = (
+                f"policy {revision} reads activity counts it does not declare in"
+                f" activity_reads: {len(misread)} of {len(checked)} decision cases decide"
+                " otherwise when sent only the declared counts, as the gateway sends them, e.g. "
+                + "; ".join(repr(name) for name in misread[:_CASES_NAMED])
+                + ". Add each [scope, stream, window] a rule reads of input.activity to"
+                " activity_reads, beside the rule"
+            )
+            return await self._failed_reload(current, attempt, error=error, failed_cases=misread)
 
         # On record before it serves: if the text or the record cannot be written, the
         # previous revision keeps serving and the next poll tries again.
