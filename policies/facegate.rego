@@ -17,7 +17,8 @@
 #                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
 #         activity_reads = {[scope, stream, window], ...}: the activity counts the rules
-#                     read, from data alone (see "mass-surveillance patterns" below)
+#                     read, from data alone (see "mass-surveillance patterns" below); the
+#                     gateway sends no other, and refuses a revision that reads another
 # allow is true exactly when no rule below adds a reason to `deny`. A lead's review or
 # action (input.kind) is decided by the rules at the end instead, from `lead_deny`.
 package facegate
@@ -360,9 +361,12 @@ deny contains reason("vendor_attestation_stale", concat("", [
 # revision (on an empty input) and reads back only those counts; a policy without it is
 # sent every count. A count read but not declared would read 0, which no limit catches:
 # tests/policy/test_activity_reads.py decides every decision case, and generated counts,
-# on the full activity and on the declared part alone, and they must agree. The scopes,
-# streams and windows the gateway counts are in gateway/context/activity/; declaring any
-# other refuses the revision at load.
+# on the full activity and on the declared part alone, and they must agree. A reload does
+# the same before a revision serves: each decision case (vendor calls) with the declared
+# counts high and every other count missing, high, or 0; a revision that decides any of
+# them otherwise is refused, naming the cases, and the previous one keeps serving. The
+# scopes, streams and windows the gateway counts are in gateway/context/activity/;
+# declaring any other refuses the revision at load.
 
 window_words := {
 	"second": "one second",

@@ -12,8 +12,9 @@ a new revision gets a new engine. The service turns whatever an engine does into
 Decision: anything but a well-formed decision document, on time, is a refusal.
 
 A new revision is activated only once its decision cases (policy_dir/cases) all pass on its
-own engine, and (with a PolicyJournal) once its text and the activation are on record; a
-revision refused is logged and recorded, and the previous one keeps serving.
+own engine, decide alike on the activity counts it declares alone as on every count
+(cases.undeclared_reads), and (with a PolicyJournal) once its text and the activation are
+on record; a revision refused is logged and recorded, and the previous one keeps serving.
 """
 
 from __future__ import annotations
