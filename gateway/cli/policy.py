@@ -10,7 +10,7 @@ import typer
 from gateway.cli.runtime import check_schema, run, settings_of
 from gateway.db import create_engine, session_factory
 from gateway.policy.bundle import PolicyLoadError, bundle_revision
-from gateway.policy.cases import load_cases, run_cases
+from gateway.policy.cases import load_cases, run_cases, undeclared_reads
 from gateway.policy.engine import PolicyService
 from gateway.policy.revisions import read_revision
 
@@ -24,7 +24,9 @@ def test(
         Literal["embedded", "opa"] | None, typer.Option(help="default: FACEGATE_POLICY_ENGINE")
     ] = None,
 ) -> None:
-    """Run every decision case in policies/cases/ on an engine; exit 1 if any fails."""
+    """Run every decision case in policies/cases/ on an engine; exit 1 if any fails, or if
+    any is decided otherwise on the activity counts the policy declares alone (as a reload
+    refuses it: the gateway sends no other)."""
     settings = settings_of(ctx)
     if engine is not None:
         settings = settings.model_copy(update={"policy_engine": engine})
@@ -32,17 +34,27 @@ def test(
     async def _run() -> bool:
         service = await PolicyService.open(settings)
         try:
-            results = await run_cases(service.decide, load_cases(settings.policy_dir / "cases"))
+            cases = load_cases(settings.policy_dir / "cases")
+            results = await run_cases(service.decide, cases)
+            misread = await undeclared_reads(service.decide, cases, service.activity_reads)
         finally:
             await service.close()
         failed = [r for r in results if not r.passed]
         for result in failed:
             typer.secho(result.report(), fg=typer.colors.RED)
+        if misread:
+            typer.secho(
+                f"the policy reads activity counts it does not declare in activity_reads:"
+                f" {len(misread)} cases are decided otherwise on the declared counts alone,"
+                f" e.g. {misread[0]!r}. Add each [scope, stream, window] a rule reads of"
+                " input.activity to activity_reads, beside the rule; a reload refuses it",
+                fg=typer.colors.RED,
+            )
         typer.echo(
             f"{len(results) - len(failed)} passed, {len(failed)} failed "
             f"on the {service.engine_name} engine, policy {service.revision}"
         )
-        return not failed
+        return not failed and not misread
 
     if not run(_run()):
         raise typer.Exit(1)

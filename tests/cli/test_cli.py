@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -227,6 +228,28 @@ async def test_policy_test_runs_every_decision_case(tmp_path: Path) -> None:
     )
     assert code == 0, output
     assert " 0 failed on the embedded engine" in output
+
+
+async def test_policy_test_fails_a_policy_that_reads_a_count_it_does_not_declare(
+    tmp_path: Path,
+) -> None:
+    policy_dir = Path(shutil.copytree(REPO / "policies", tmp_path / "policies"))
+    module = policy_dir / "facegate.rego"
+    module.write_text(
+        module.read_text()
+        + '\ndeny contains reason("agency_identifications", "too many") if {\n'
+        + '\tobject.get(input.activity, ["agency", "identifications", "hour"], 0) > 100\n}\n'
+    )
+    env = {
+        "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
+        "FACEGATE_POLICY_DIR": str(policy_dir),
+    }
+    code, output = await run_facegate(env, "policy", "test")
+    assert code == 1, output
+    assert "does not declare in activity_reads" in output
+    assert " 0 failed on the embedded engine" in output  # its cases alone all pass
 
 
 async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:
