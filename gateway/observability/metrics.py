@@ -37,6 +37,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.errors import FacegateError
+from gateway.policy.codes import reason_codes
 
 STEPS: Final = (
     "authenticate",
@@ -153,7 +154,6 @@ def labelled(metric: _Metric, *values: str) -> _Metric:
 
 
 _CODE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_POLICY_CODE: Final = re.compile(r"""\breason\(\s*"([a-z][a-z0-9_]{0,63})"\s*,""")
 
 
 def _error_codes() -> set[str]:
@@ -168,7 +168,7 @@ def _error_codes() -> set[str]:
 
 class ReasonCodes:
     """The bounded set a `reason` label is drawn from: the error tree's codes, the policy
-    service's own (policy_error, ...) and every `reason("code", ...)` in the policy's Rego.
+    service's own (policy_error, ...) and every code in the policy's Rego (policy/codes.py).
     A policy revision loaded later that adds codes is counted under "other" for them until
     the process restarts (the codes are in its audit records all the same)."""
 
@@ -177,7 +177,7 @@ class ReasonCodes:
 
     def add_policy(self, policy_dir: Path) -> None:
         for path in sorted(policy_dir.glob("*.rego")):
-            self._codes.update(_POLICY_CODE.findall(path.read_text(encoding="utf-8")))
+            self._codes.update(reason_codes(path.read_text(encoding="utf-8")))
 
     def label(self, code: str) -> str:
         return code if code in self._codes else OTHER

@@ -6,6 +6,7 @@
     embedded.py    regorus, in-process
     opa_server.py  an OPA server, configured or started
     cases.py       decision cases (policies/cases/*.yaml) run on any engine
+    codes.py       the reason codes a policy module's text can give
 
 Importing this package imports none of them, so the contract stays cheap to import.
 """

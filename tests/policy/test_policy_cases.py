@@ -11,6 +11,7 @@ from policy_support import POLICY_DIR
 from gateway.errors import Reason
 from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.cases import DecisionCase, check, load_cases, run_cases
+from gateway.policy.codes import reason_codes
 from gateway.policy.contract import Decision, Obligations, PolicyInput
 from gateway.policy.engine import POLICY_INPUT_INVALID, PolicyService
 
@@ -26,10 +27,7 @@ async def test_decision_case(repository_policy: PolicyService, case: DecisionCas
 
 def test_every_reason_code_in_the_policy_has_a_case() -> None:
     rego = (POLICY_DIR / "facegate.rego").read_text()
-    # Codes appear as the first argument of reason(...), or written out as {"code": ...}
-    # (the required map, which builds its reasons without calls).
-    in_policy = set(re.findall(r'reason\(\s*"([a-z_]+)"', rego))
-    in_policy |= set(re.findall(r'"code":\s*"([a-z_]+)"', rego))
+    in_policy = reason_codes(rego)
     expected_somewhere = {code for case in CASES for code in case.expect.reasons}
     assert in_policy, "the pattern no longer finds the policy's reason codes"
     assert in_policy - expected_somewhere == set(), "reason codes without a decision case"
