@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import tempfile
 import time
@@ -66,6 +67,12 @@ READS_ANSWER = (
     f' else := {{ "reads": null,{_MARKERS} }}'
 )
 STARTUP_SECONDS = 10.0
+# Go's garbage collector target for an OPA server the engine launches, unless GOGC is set
+# for the gateway: at Go's default (100) collection took about a fifth of OPA's CPU per
+# decision (bench/opa_engine_cpu.py, 16 callers: 2.24 ms a decision at 100, 1.81 at 400,
+# issue 17). OPA's live heap for this policy is tens of MB, so the peak grows by as much
+# again. An OPA server the admin runs (FACEGATE_OPA_URL) takes GOGC from its own setting.
+LAUNCHED_GOGC = "400"
 # A push makes OPA compile the whole module: 0.05 to 0.2 s for this policy on an idle
 # machine, over the 1 s policy timeout on a loaded one, where a push bounded by the decision
 # timeout failed the gateway's start or a reload.
@@ -137,6 +144,7 @@ class OpaServerEngine:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                env={**os.environ, "GOGC": os.environ.get("GOGC", LAUNCHED_GOGC)},
             )
             resources.push_async_callback(_stop, process)
             client = _client("127.0.0.1", port, tls=False)

@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.policy.bundle import DATA_KEY, PolicyLoadError, load_bundle
 from gateway.policy.engine import POLICY_ERROR, POLICY_TIMEOUT, open_engine
 from gateway.policy.opa_server import (
+    LAUNCHED_GOGC,
     REVISION_MARKER,
     OpaServerEngine,
     RevisionMismatch,
@@ -141,6 +142,43 @@ async def test_a_launched_opa_is_stopped_on_close(policy_copy: Path) -> None:
     probe = type(client)(host=client.host, port=client.port, retries=0, timeout=1.0)
     async with probe:
         assert not await probe.check_health()
+
+
+def opa_children() -> set[str]:
+    """The pids of the `opa` processes this test process started and that still run."""
+    return {
+        entry.name
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (entry / "comm").exists()
+        and (entry / "comm").read_text().strip() == "opa"
+        and f"PPid:\t{os.getpid()}\n" in (entry / "status").read_text()
+    }
+
+
+def environment_of(pid: str) -> dict[str, str]:
+    pairs = (Path("/proc") / pid / "environ").read_bytes().split(b"\0")
+    return dict(pair.decode().split("=", 1) for pair in pairs if b"=" in pair)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+@pytest.mark.parametrize(("ours", "launched"), [(None, LAUNCHED_GOGC), ("150", "150")])
+async def test_a_launched_opa_collects_garbage_less_often_unless_gogc_is_set(
+    policy_copy: Path, monkeypatch: pytest.MonkeyPatch, ours: str | None, launched: str
+) -> None:
+    if ours is None:
+        monkeypatch.delenv("GOGC", raising=False)
+    else:
+        monkeypatch.setenv("GOGC", ours)
+    before = opa_children()
+    engine = await OpaServerEngine.launch(
+        load_bundle(policy_copy), opa_binary=opa_binary(), timeout_seconds=5.0
+    )
+    try:
+        [pid] = opa_children() - before
+        assert environment_of(pid)["GOGC"] == launched
+    finally:
+        await engine.close()
 
 
 def test_a_missing_opa_fails_in_ci_and_skips_with_its_reason_elsewhere(
