@@ -145,15 +145,21 @@ async def test_a_launched_opa_is_stopped_on_close(policy_copy: Path) -> None:
 
 
 def opa_children() -> set[str]:
-    """The pids of the `opa` processes this test process started and that still run."""
-    return {
-        entry.name
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit()
-        and (entry / "comm").exists()
-        and (entry / "comm").read_text().strip() == "opa"
-        and f"PPid:\t{os.getpid()}\n" in (entry / "status").read_text()
-    }
+    """The pids of the `opa` processes this test process started and that still run.
+
+    Read from this process's own children lists, not by scanning /proc: another process
+    ending between two reads of its entry made the scan fail on a busy machine."""
+    tasks = Path("/proc/self/task").iterdir()
+    pids = {pid for task in tasks for pid in _read(task / "children").split()}
+    return {pid for pid in pids if _read(Path("/proc") / pid / "comm").strip() == "opa"}
+
+
+def _read(path: Path) -> str:
+    """A /proc file's text, or "" when its thread or process ended meanwhile."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def environment_of(pid: str) -> dict[str, str]:
