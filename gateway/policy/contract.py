@@ -175,8 +175,7 @@ def _is_number(value: Any) -> bool:
 CODE = Syntax(f"a code of {CODE_SYNTAX}, in lower case", is_code)
 IDENTIFIER = Syntax(IDENTIFIER_SYNTAX, is_identifier)
 # Below 2**53, so that every engine holds it exactly.
-_COUNT_LIMIT = 2**53
-COUNT = Syntax("a non-negative integer", lambda v: type(v) is int and 0 <= v < _COUNT_LIMIT)
+COUNT = Syntax("a non-negative integer", lambda v: type(v) is int and 0 <= v < 2**53)
 NUMBER = Syntax("a finite number", _is_number)
 LATITUDE = Syntax("a latitude in degrees", lambda v: _is_number(v) and -90 <= v <= 90)
 LONGITUDE = Syntax("a longitude in degrees", lambda v: _is_number(v) and -180 <= v <= 180)
@@ -260,45 +259,9 @@ def _at_key(head: str, inner: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return check
 
 
-def _plain_activity_counts(document: Any) -> bool:
-    """True when the "activity.*.*.*" check passes `document` because its activity is
-    absent, null, or plain dicts three deep of COUNT values; False when that check must
-    say (anything else: a refusal, or a shape it judges on its own). About 105 of an
-    input's 120 checked values are these counts: one loop over them costs a quarter of a
-    closure call per value (issue 17)."""
-    if type(document) is not dict:
-        return False
-    activity = document.get("activity")
-    if activity is None:
-        return True
-    if type(activity) is not dict:
-        return False
-    for streams in activity.values():
-        if type(streams) is not dict:
-            return False
-        for windows in streams.values():
-            if type(windows) is not dict:
-                return False
-            for count in windows.values():
-                # COUNT.accepts, inline.
-                if type(count) is not int or not 0 <= count < _COUNT_LIMIT:
-                    return False
-    return True
-
-
-def _strict_check(path: str, syntax: Syntax) -> Callable[[Any], bool]:
-    check = _accepts_all_at(path.split("."), syntax.accepts)
-    if path == "activity.*.*.*" and syntax is COUNT:
-        general = check
-
-        def check(document: Any) -> bool:
-            return _plain_activity_counts(document) or general(document)
-
-    return check
-
-
-# STRICT_FIELDS as checks built once, not on every decision.
-_STRICT_CHECKS = tuple(_strict_check(path, syntax) for path, syntax in STRICT_FIELDS)
+_STRICT_CHECKS = tuple(
+    _accepts_all_at(path.split("."), syntax.accepts) for path, syntax in STRICT_FIELDS
+)
 
 
 def strict_input_problems(document: Mapping[str, Any]) -> list[str]:

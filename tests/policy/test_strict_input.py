@@ -1,6 +1,6 @@
 """contract.strict_input_problems: the gate before either engine.
 
-Its yes-or-no walk is built for speed (closures, and one loop over the activity counts);
+Its yes-or-no walk is built for speed (closures built once per path);
 the walk that names the problems (_values_at) is the plain statement of STRICT_FIELDS.
 These tests hold the fast one to the plain one on every shape of activity, and pin the
 problems text a refusal carries.
