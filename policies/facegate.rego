@@ -13,6 +13,17 @@
 # and every read through it more than the path itself (issue 17: the fourteen of them were
 # 14% of the instructions of a decision; tests/policy/test_policy_cost.py keeps them out).
 #
+# regorus spends ~10k instructions on each definition of `deny` a decision reaches, even
+# one whose first test fails, and more on each rule that definition reads. So (issue 17):
+# - Rules that share a precondition (a warrant not active, an operation kind, attributes
+#   asked for, faces named by id) add to a family set `deny_<family>`, gathered into deny
+#   by one rule that tests the precondition once; each rule still tests it itself, so the
+#   gate only saves work. tests/policy/test_policy_families.py fails on a family set no
+#   gate gathers, and on any reason a family holds that the decision lacks.
+# - A rule that reads a list from input through other rules first tests that the list has
+#   entries (`count(object.get(input.operation, "images", [])) > 0`), so that on a request
+#   without any those rules are never evaluated.
+#
 # Output: decision = {"allow", "reasons": [{"code", "message"}, ...] sorted by code,
 #                     "obligations": {"min_threshold", "max_results", "max_faces",
 #                                     "remove_attributes", "flags"}}
@@ -79,10 +90,13 @@ required := {
 }
 
 deny contains missing if {
-	some field, missing in required
-	not field in given_fields
+	some field in object.keys(required) - given_fields
+	missing := required[field]
 }
 
+# A rule that refuses what is not in a prepared set first looks it up in the prepared set
+# itself: found there, the rule fails without evaluating the set's rule (which cost regorus
+# more than the rest of the rule); not found, or not prepared, the set decides as before.
 allowed_purposes := object.keys(data.config.prepared.purposes) if {
 	data.config.prepared.purposes
 } else := normal_set_now(["purposes"])
@@ -92,6 +106,7 @@ deny contains reason("purpose_not_allowed", concat("", [
 	concat(", ", sort(allowed_purposes)), ")",
 ])) if {
 	purpose := stated_purpose
+	not data.config.prepared.purposes[purpose]
 	not purpose in allowed_purposes
 }
 
@@ -103,6 +118,7 @@ deny contains reason("offense_not_allowed", concat("", [
 	"offense \"", input.context.offense, "\" is not on the list of offenses face recognition may be used for",
 ])) if {
 	offense := stated_offense
+	not data.config.prepared.offenses[offense]
 	not offense in allowed_offenses
 }
 
@@ -116,6 +132,7 @@ deny contains reason("offense_not_serious_enough", concat("", [
 ])) if {
 	identification
 	offense := stated_offense
+	not data.config.prepared.serious_offenses[offense]
 	offense in allowed_offenses
 	not offense in serious_offenses
 }
@@ -158,7 +175,7 @@ warrant_name := concat(" ", [warrant_noun, input.context.warrant.id]) if {
 	"warrant_id" in given_fields
 } else := concat(" ", ["the named", warrant_noun])
 
-deny contains reason("warrant_required", concat("", [
+deny_warrant_not_active contains reason("warrant_required", concat("", [
 	"identification on legal basis ", basis, " needs a warrant or court order, and none was named",
 ])) if {
 	needs_warrant
@@ -172,8 +189,15 @@ deny contains reason("warrant_required", concat("", [
 ])) if {
 	identification
 	"legal_basis" in given_fields
+	not data.config.prepared.warrant_bases[basis]
 	not basis in warrant_bases
 	not basis in warrantless_bases
+}
+
+# The rules above that need a warrant found not active (or none), and those below.
+deny contains r if {
+	not input.context.warrant.status == "active"
+	some r in deny_warrant_not_active
 }
 
 # How a warrant that is not active is described, by registry status.
@@ -184,22 +208,22 @@ warrant_states := {
 	"out_of_scope": "does not cover this search",
 }
 
-deny contains reason("warrant_unknown", concat(" ", [warrant_name, warrant_states.unknown])) if {
+deny_warrant_not_active contains reason("warrant_unknown", concat(" ", [warrant_name, warrant_states.unknown])) if {
 	needs_warrant
 	input.context.warrant.status == "unknown"
 }
 
-deny contains reason("warrant_expired", concat(" ", [warrant_name, warrant_states.expired])) if {
+deny_warrant_not_active contains reason("warrant_expired", concat(" ", [warrant_name, warrant_states.expired])) if {
 	needs_warrant
 	input.context.warrant.status == "expired"
 }
 
-deny contains reason("warrant_revoked", concat(" ", [warrant_name, warrant_states.revoked])) if {
+deny_warrant_not_active contains reason("warrant_revoked", concat(" ", [warrant_name, warrant_states.revoked])) if {
 	needs_warrant
 	input.context.warrant.status == "revoked"
 }
 
-deny contains reason("warrant_out_of_scope", concat("", [
+deny_warrant_not_active contains reason("warrant_out_of_scope", concat("", [
 	warrant_name, " ", warrant_states.out_of_scope, scope_detail,
 ])) if {
 	needs_warrant
@@ -253,7 +277,7 @@ realtime_gap := concat("", ["the legal basis given is ", basis]) if {
 	input.context.warrant.kind != "court_order"
 } else := concat("", [warrant_name, " does not authorise real-time use"])
 
-deny contains reason("realtime_requires_court_order", concat("", [
+deny_kind contains reason("realtime_requires_court_order", concat("", [
 	"real-time and video face recognition needs an active court order that authorises",
 	" real-time use: ", realtime_gap,
 ])) if {
@@ -261,9 +285,16 @@ deny contains reason("realtime_requires_court_order", concat("", [
 	not realtime_authorised
 }
 
+# The rules of one kind of operation: real-time (above), celebrity (below) and enrolment
+# (watchlist_building, with the mass-surveillance patterns).
+deny contains r if {
+	input.operation.kind in {"stream", "celebrity", "enroll"}
+	some r in deny_kind
+}
+
 # --- Never ---------------------------------------------------------------------------------
 
-deny contains reason(
+deny_kind contains reason(
 	"celebrity_recognition_refused",
 	"celebrity recognition is not an investigative tool and is never allowed",
 ) if {
@@ -276,11 +307,18 @@ forbidden_attributes := object.keys(data.config.prepared.forbidden_attributes) i
 
 requested_forbidden := {a | some asked in input.operation.attributes; a := normal(asked); a in forbidden_attributes}
 
-deny contains reason("forbidden_attributes", concat("", [
+deny_attributes contains reason("forbidden_attributes", concat("", [
 	"face attributes refused: ", concat(", ", sort(requested_forbidden)), "; ",
 	data.config.attributes.why_forbidden,
 ])) if {
 	count(requested_forbidden) > 0
+}
+
+# The rules on face attributes asked for: forbidden_attributes above, face_template_requested
+# with the answers below.
+deny contains r if {
+	count(input.operation.attributes) > 0
+	some r in deny_attributes
 }
 
 # --- Obligations on an allowed call -------------------------------------------------------
@@ -330,7 +368,7 @@ deny contains reason("vendor_attestation_missing", concat("", [
 # Compared in nanoseconds, not divided into days: regorus divides its numbers as exact
 # decimals, and the one division cost a decision more than the rest of the rule (issue 17).
 # The same comparison, multiplied out: age / day > limit exactly when age > limit * day.
-ns_per_day := ((24 * 60) * 60) * 1000000000
+ns_per_day := 86400000000000
 
 deny contains reason("vendor_attestation_stale", concat("", [
 	"identification through ", vendor_name, " needs a ", data.config.vendors.identification_attestation,
@@ -430,6 +468,7 @@ crowd_message(role, faces, limit) := concat("", [
 # The limit is looked up only once an image's faces are known: a request whose images were
 # not inspected (no counts) stops at the first cheap test.
 deny contains reason("crowd_scan", crowd_message(crowd_image.role, crowd_image.faces, limit)) if {
+	count(object.get(input.operation, "images", [])) > 0
 	faces := crowd_image.faces
 	crowd_kind
 	limit := crowd_limit(input.operation.kind)
@@ -494,7 +533,7 @@ enrolment_authorised if {
 	"enroll" in input.context.warrant.operations
 }
 
-deny contains reason("watchlist_building", concat("", [
+deny_kind contains reason("watchlist_building", concat("", [
 	scope_text(scope), " has enrolled ", format_int(n, 10), " faces within ",
 	window_text(data.config.patterns.watchlist.window), " (at most ", format_int(limit, 10),
 	" without a warrant that covers enrolment): that builds a watchlist",
@@ -594,6 +633,7 @@ deny contains reason("protected_place", concat("", [
 	"the probe was taken at ", zone.properties.name, ", a ", zone.properties.category,
 	zone_window_text(zone), ": ", zone.properties.why,
 ])) if {
+	count(object.get(input.context, "locations", [])) > 0
 	some loc in stated_locations
 	some zone in data.config.zones.features
 	in_zone(zone, [loc.lon, loc.lat])
@@ -613,7 +653,7 @@ template_options := object.keys(data.config.prepared.template_options) if {
 
 requested_templates := {a | some asked in input.operation.attributes; a := normal(asked); a in template_options}
 
-deny contains reason("face_template_requested", concat("", [
+deny_attributes contains reason("face_template_requested", concat("", [
 	"face templates refused: ", concat(", ", sort(requested_templates)), "; ",
 	data.config.templates.why,
 ])) if {
@@ -647,7 +687,10 @@ activity_reads contains [scope, "distinct_identities", data.config.identities.ve
 
 identification if input.operation.kind == "identify"
 
-identification if count(identities_beyond_verification) > 0
+identification if {
+	count(object.get(input.operation, "compared_identities", [])) > 0
+	count(identities_beyond_verification) > 0
+}
 
 # On record: a call named a verification that was judged as the identification it is.
 flags contains "identification_by_comparison" if {
@@ -678,7 +721,7 @@ crowd_source_counts := {n |
 	is_number(n)
 }
 
-deny contains reason("crowd_scan", concat("", [
+deny_face_ids contains reason("crowd_scan", concat("", [
 	"a face named by id comes from an image of ", format_int(n, 10),
 	" faces and an identification may search at most ",
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
@@ -690,7 +733,7 @@ deny contains reason("crowd_scan", concat("", [
 	n > data.config.patterns.crowd_scan.max_faces_in_probe
 }
 
-deny contains reason("crowd_scan", concat("", [
+deny_face_ids contains reason("crowd_scan", concat("", [
 	format_int(n, 10), " faces of one image have been searched by id within ",
 	window_text(data.config.identities.face_sources.window), " (at most ",
 	format_int(data.config.patterns.crowd_scan.max_faces_in_probe, 10),
@@ -709,13 +752,18 @@ unknown_face_sources := [face.face |
 	not is_string(face.source)
 ]
 
-deny contains reason("face_source_unknown", concat("", [
+deny_face_ids contains reason("face_source_unknown", concat("", [
 	"identification by face id needs faces facegate handed out itself within the last day, and ",
 	format_int(count(unknown_face_sources), 10), " named here were not",
 	" (enrolled around facegate, or older): search by the image, so that its faces are counted",
 ])) if {
 	identification
 	count(unknown_face_sources) > 0
+}
+
+deny contains r if {
+	count(object.get(input.operation, "face_sources", [])) > 0
+	some r in deny_face_ids
 }
 
 # --- Warrants are their agency's, reference data its custodians' (issue 10, detours 6-10) ---
@@ -842,6 +890,7 @@ deny contains reason("authorisation_refused", concat("", [
 	" search in case ", input.context.case_number, ": no further search on that basis",
 ])) if {
 	identification
+	count(object.get(input.context, "refused_authorisations", [])) > 0
 	basis in warrantless_bases
 	basis in refused_bases
 }
@@ -853,9 +902,7 @@ deny contains reason("authorisation_refused", concat("", [
 # other than those listed as needing no verification need a verified lead whose search,
 # if it must be authorised afterwards, has been authorised.
 
-lead_kinds := {"lead_review", "lead_action"}
-
-lead_input if input.kind in lead_kinds
+lead_input if input.kind in {"lead_review", "lead_action"}
 
 lead_decision := {
 	"allow": count(lead_deny) == 0,
