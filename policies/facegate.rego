@@ -368,6 +368,7 @@ deny contains reason("vendor_attestation_missing", concat("", [
 # Compared in nanoseconds, not divided into days: regorus divides its numbers as exact
 # decimals, and the one division cost a decision more than the rest of the rule (issue 17).
 # The same comparison, multiplied out: age / day > limit exactly when age > limit * day.
+# Written out (24 * 60 * 60 * 10^9): regorus multiplied it out on every evaluation.
 ns_per_day := 86400000000000
 
 deny contains reason("vendor_attestation_stale", concat("", [
