@@ -207,11 +207,11 @@ async def stored_rows(engine: AsyncEngine, first: int, last: int) -> list[tuple[
         return [tuple(row) for row in result]
 
 
-async def test_a_batch_of_one_entry_stores_the_rows_a_larger_batch_stores(
+async def test_every_size_of_batch_stores_the_same_rows(
     engine: AsyncEngine, signer: Signer, tmp_path: Path
 ) -> None:
-    # PostgreSQL's one-exchange statement binds a lone entry's columns as scalars and a
-    # larger batch's as arrays: the rows must not tell them apart.
+    # PostgreSQL's one-exchange statement binds a batch's entries as scalars up to a size,
+    # and as one array a column beyond it: the rows must not tell them apart.
     log = gateway_log(engine, signer, tmp_path)
     sizes: list[tuple[int, bool]] = []
     append_on_head = log._store.append_on_head
@@ -223,17 +223,18 @@ async def test_a_batch_of_one_entry_stores_the_rows_a_larger_batch_stores(
 
     log._store.append_on_head = spied  # type: ignore[method-assign]
     records = varied_records()
+    n = len(records)
     await log.append(make_record(request_id="first"))  # a new log's first batch: full path
     for record in records:
         await log.append(record)  # one entry a batch
-    await asyncio.gather(*(log.append(record) for record in records))  # one batch of them all
+    await asyncio.gather(*(log.append(record) for record in records))  # all in one batch
+    many = records * 6  # beyond the scalar statements: arrays
+    await asyncio.gather(*(log.append(record) for record in many))
     await log.aclose()
-    n = len(records)
-    assert sizes == [(1, True)] * n + [(n, True)]
-    alone, together = (
-        await stored_rows(engine, 2, n + 1),
-        await stored_rows(engine, n + 2, 2 * n + 1),
-    )
+    assert sizes == [(1, True)] * n + [(n, True), (len(many), True)]
+    alone = await stored_rows(engine, 2, n + 1)
     assert len(alone) == n
-    assert alone == together
+    assert await stored_rows(engine, n + 2, 2 * n + 1) == alone
+    in_arrays = await stored_rows(engine, 2 * n + 2, 2 * n + 1 + len(many))
+    assert in_arrays == alone * 6
     await check_everything(log, signer)
