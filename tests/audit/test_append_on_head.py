@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditRecord
-from gateway.audit.stores import Head, group_commit_store
+from gateway.audit.records import AuditRecord, EventType
+from gateway.audit.stores import Head, Row, group_commit_store
+from gateway.audit.stores.base import LOG_TABLE
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable
+from tests.audit.conftest import make_record
 from tests.audit.test_signed_state import as_database_owner, count, cut_back_to
 from tests.audit.test_tree_log import ORIGIN, check_everything
 
@@ -154,3 +158,83 @@ async def test_a_running_log_checks_the_record_beside_its_key_before_each_signat
         await log.append(record_factory(request_id="refused too"))
     assert await count(engine) == 2
     await log.aclose()
+
+
+def varied_records() -> list[AuditRecord]:
+    """Records that between them set every column, with values whose stored text a careless
+    conversion would change: floats at the edge of their digits, JSON with non-ASCII text,
+    nested nulls and empty objects, nulls where a column allows them."""
+    return [
+        make_record(request_id="bare"),
+        make_record(
+            request_id="full",
+            time=datetime(2026, 3, 1, 11, 30, 0, 654321, tzinfo=timezone(timedelta(hours=2))),
+            event_type=EventType.OUTCOME,
+            key_id="AKIAFACEGATE0001",
+            client_address="2001:db8::7",
+            collection="mugshots-2026",
+            purpose="investigation",
+            offense="robbery",
+            legal_basis="StPO § 98c",
+            warrant_id="W-42",
+            reason_codes=["warrant_valid", "within_limits"],
+            obligations={"threshold_floor": 0.9, "max_results": 5, "strip": ["age"]},
+            policy_revision="sha256:abc",
+            probe_digests=["a" * 64, "b" * 64],
+            upstream_status=200,
+            match_count=3,
+            top_similarity=0.9712345678901234,
+            latency_ms=1e-7,
+            detail={"note": "Zoë 👮", "nested": {"k": [1, 2.5, None, True, 1e20]}, "empty": {}},
+        ),
+        make_record(request_id="deny", decision="deny", latency_ms=12345.678, detail={"a": []}),
+    ]
+
+
+async def stored_rows(engine: AsyncEngine, first: int, last: int) -> list[tuple[object, ...]]:
+    """The entries ``first``..``last`` as the database holds them, but for their position
+    (seq and the chain hashes): PostgreSQL's text of each value, SQLite's stored values."""
+    columns = [c.name for c in LOG_TABLE.c if c.name not in {"seq", "prev_hash", "record_hash"}]
+    if engine.dialect.name == "postgresql":
+        selected = ", ".join(f'"{name}"::text' for name in columns)
+    else:
+        selected = ", ".join(f'"{name}"' for name in columns)
+    async with engine.connect() as connection:
+        result = await connection.exec_driver_sql(
+            f"SELECT {selected} FROM audit_log WHERE seq BETWEEN {first:d} AND {last:d}"
+            " ORDER BY seq"
+        )
+        return [tuple(row) for row in result]
+
+
+async def test_every_size_of_batch_stores_the_same_rows(
+    engine: AsyncEngine, signer: Signer, tmp_path: Path
+) -> None:
+    # PostgreSQL's one-exchange statement binds a batch's entries as scalars up to a size,
+    # and as one array a column beyond it: the rows must not tell them apart.
+    log = gateway_log(engine, signer, tmp_path)
+    sizes: list[tuple[int, bool]] = []
+    append_on_head = log._store.append_on_head
+
+    async def spied(head: Head, entries: list[Row], *rest: Any) -> bool:
+        written = await append_on_head(head, entries, *rest)
+        sizes.append((len(entries), written))
+        return written
+
+    log._store.append_on_head = spied  # type: ignore[method-assign]
+    records = varied_records()
+    n = len(records)
+    await log.append(make_record(request_id="first"))  # a new log's first batch: full path
+    for record in records:
+        await log.append(record)  # one entry a batch
+    await asyncio.gather(*(log.append(record) for record in records))  # all in one batch
+    many = records * 6  # beyond the scalar statements: arrays
+    await asyncio.gather(*(log.append(record) for record in many))
+    await log.aclose()
+    assert sizes == [(1, True)] * n + [(n, True), (len(many), True)]
+    alone = await stored_rows(engine, 2, n + 1)
+    assert len(alone) == n
+    assert await stored_rows(engine, n + 2, 2 * n + 1) == alone
+    in_arrays = await stored_rows(engine, 2 * n + 2, 2 * n + 1 + len(many))
+    assert in_arrays == alone * 6
+    await check_everything(log, signer)

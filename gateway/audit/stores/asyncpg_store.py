@@ -4,7 +4,8 @@ Four round trips a batch (BEGIN with the sequencer, the head, one INSERT of entr
 and checkpoint, COMMIT) and none of SQLAlchemy's per-statement work, which cost more than
 the statements themselves (bench/append_latency.py). One round trip when the writer
 committed the last batch itself (``append_on_head``: a statement that takes the sequencer,
-checks the head and inserts, committed on its own), the usual case for a lone replica.
+checks the head and inserts, committed on its own), the usual case for a lone replica;
+its entries go as scalar parameters, not arrays, up to ``_SCALAR_ENTRIES`` of them.
 The connection is the group commit's own, not a checkout of the engine's pool: a checkout
 and its return cost about 0.26 ms of wall time a batch, and each batch had to set the
 session settings again.
@@ -74,40 +75,75 @@ def _insert_everything(*, with_checkpoint: bool) -> str:
     return f"WITH entries AS ({entries}), nodes AS ({nodes}) {checkpoint}"
 
 
-def _insert_on_head(*, with_checkpoint: bool) -> str:
+# Batches of up to this many entries bind them as scalar parameters, one statement a size
+# (each prepared once a connection, kept in asyncpg's statement cache); larger ones bind
+# one array a column. asyncpg checks every array, and every element it encodes, against
+# the collections ABCs, one or two Python-level isinstance calls a value: most of the
+# statement's encoding (callgrind, a batch of one entry: 384k instructions as arrays, 74k
+# as scalars; of eight: 1.25M and 330k).
+_SCALAR_ENTRIES: Final = 16
+
+
+@functools.cache
+def _casts(table: Table) -> tuple[str, ...]:
+    return tuple(column.type.compile(dialect=_PG_DIALECT) for column in table.c)
+
+
+def _scalar_insert(table: Table, first_parameter: int, rows: int) -> str:
+    """INSERT of ``rows`` rows from one scalar parameter per column and row, row after row,
+    each cast as ``_unnest_insert`` casts its array's elements, so the rows stored are the
+    same."""
+    names = ", ".join(_quote(column.name) for column in table.c)
+    casts = _casts(table)
+    values = ", ".join(
+        "("
+        + ", ".join(
+            f"${first_parameter + row * len(casts) + i}::{cast}" for i, cast in enumerate(casts)
+        )
+        + ")"
+        for row in range(rows)
+    )
+    return f"INSERT INTO {_quote(table.name)} ({names}) SELECT * FROM (VALUES {values}) AS v"  # noqa: S608
+
+
+def _insert_on_head(*, with_checkpoint: bool, scalar_entries: int) -> str:
     """A whole batch as one statement, committed on its own (``append_on_head``): the
     sequencer, a guard that the head is $1 (seq) and $2 (record hash), and the inserts, each
     made only if the guard holds (the settings a batch needs are the connection's, set when
     it connected). Returns how many entries were written: all of them, or none.
 
+    The parameters after the head: the nodes' arrays, the checkpoint's values if signed,
+    then the entries: ``scalar_entries`` rows of scalars, or (0) one array a column.
+
     The statement's snapshot is taken before the lock is waited for, so a guard may pass on
     a head that another writer has since extended; its INSERT of the same seq then fails on
     the primary key (a unique check sees committed rows), and the statement rolls back."""
     guarded = " WHERE EXISTS (SELECT FROM ok)"
+    checkpoint_first = 3 + len(TREE_TABLE.c)
+    entries_first = checkpoint_first + (len(CHECKPOINT_TABLE.c) if with_checkpoint else 0)
+    if scalar_entries:
+        entries = _scalar_insert(LOG_TABLE, entries_first, scalar_entries)
+    else:
+        entries = _unnest_insert(LOG_TABLE, entries_first)
     parts = [
         f"lock AS (SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d}))",
         "ok AS (SELECT FROM lock, (SELECT seq, record_hash FROM audit_log"
         " ORDER BY seq DESC LIMIT 1) AS head WHERE head.seq = $1 AND head.record_hash = $2)",
-        f"entries AS ({_unnest_insert(LOG_TABLE, 3)}{guarded} RETURNING 1)",
-        f"nodes AS ({_unnest_insert(TREE_TABLE, 3 + len(LOG_TABLE.c))}{guarded})",
+        f"entries AS ({entries}{guarded} RETURNING 1)",
+        f"nodes AS ({_unnest_insert(TREE_TABLE, 3)}{guarded})",
     ]
     if with_checkpoint:
-        first = 3 + len(LOG_TABLE.c) + len(TREE_TABLE.c)
-        names = ", ".join(_quote(column.name) for column in CHECKPOINT_TABLE.c)
-        values = ", ".join(
-            f"${first + i}::{column.type.compile(dialect=_PG_DIALECT)}"
-            for i, column in enumerate(CHECKPOINT_TABLE.c)
-        )
-        parts.append(
-            f"checkpoint AS (INSERT INTO {_quote(CHECKPOINT_TABLE.name)} ({names})"
-            f" SELECT {values}{guarded})"
-        )
+        checkpoint = _scalar_insert(CHECKPOINT_TABLE, checkpoint_first, 1)
+        parts.append(f"checkpoint AS ({checkpoint}{guarded})")
     return "WITH " + ", ".join(parts) + " SELECT count(*) FROM entries"  # noqa: S608
 
 
 _PG_INSERT_SIGNED: Final = _insert_everything(with_checkpoint=True)
+# By (signed, number of entries bound as scalars: 0 for arrays).
 _PG_INSERT_ON_HEAD: Final = {
-    signed: _insert_on_head(with_checkpoint=signed) for signed in (False, True)
+    (signed, entries): _insert_on_head(with_checkpoint=signed, scalar_entries=entries)
+    for signed in (False, True)
+    for entries in range(_SCALAR_ENTRIES + 1)
 }
 _PG_INSERT_UNSIGNED: Final = _insert_everything(with_checkpoint=False)
 # One round trip: BEGIN, then the lock, in that order (a script of two statements). The
@@ -189,6 +225,12 @@ def _columns(plan: _ColumnPlan, rows: Sequence[Row]) -> list[list[Any]]:
     ]
 
 
+def _values(plan: _ColumnPlan, row: Row) -> list[Any]:
+    """One row's parameters, converted as ``_columns`` converts each column's."""
+    dumps = json.dumps
+    return [dumps(row[name]) if is_json else row[name] for name, is_json in plan]
+
+
 @functools.cache
 def _rows_insert(table: Table) -> str:
     # Built once a table: compiling the column types cost ~150 us a statement.
@@ -238,15 +280,19 @@ class AsyncpgGroupCommit:
         """``GroupCommitStore.append_on_head``: one round trip where ``batch`` makes four
         (BEGIN with the lock, the head, the INSERT, COMMIT), the statement its own
         transaction, on the same connection and as fail-closed as ``batch``."""
-        arguments: list[Any] = [head.seq, head.record_hash]
-        arguments += [*_columns(_LOG_COLUMNS, entries), *_columns(_TREE_COLUMNS, nodes)]
+        arguments: list[Any] = [head.seq, head.record_hash, *_columns(_TREE_COLUMNS, nodes)]
         if checkpoint is not None:
             arguments.extend(checkpoint[name] for name in _CHECKPOINT_COLUMNS)
+        scalar_entries = len(entries) if len(entries) <= _SCALAR_ENTRIES else 0
+        if scalar_entries:
+            for entry in entries:
+                arguments += _values(_LOG_COLUMNS, entry)
+        else:
+            arguments += _columns(_LOG_COLUMNS, entries)
+        statement = _PG_INSERT_ON_HEAD[checkpoint is not None, scalar_entries]
         async with self._turn() as connection:
             try:
-                written = await connection.fetchval(
-                    _PG_INSERT_ON_HEAD[checkpoint is not None], *arguments
-                )
+                written = await connection.fetchval(statement, *arguments)
             except asyncpg.UniqueViolationError:
                 return False  # another writer took this seq since the statement's snapshot
         return bool(written)
