@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sqlite3
 import threading
@@ -155,8 +156,8 @@ class RequestReader:
     each (gateway.auth.sessions, gateway.context.warrants, gateway.leads.refusals):
 
     - PostgreSQL on asyncpg (`on_asyncpg`, `fetchrow`): a pool of the reader's own
-      (`_ReadConnections`: asyncpg's pool, configured from the engine's URL, without
-      asyncpg's reset on release). A checkout from SQLAlchemy's pool around the driver's
+      (`_ReadConnections`, configured from the engine's URL, lent without asyncpg's
+      pool or its reset on return). A checkout from SQLAlchemy's pool around the driver's
       connection (Engine.raw_connection, the pool's fairy, a greenlet hop each way) cost
       about 0.1 ms of CPU a read, as much as the prepared SELECT itself (issue 17).
     - A SQLite file (`on_sqlite_file`, `sqlite_fetchall`): a sqlite3 connection of the
@@ -313,41 +314,117 @@ class _SqliteReads:
 
 
 class _ReadConnections:
-    """asyncpg's own pool, at most `size` connections, opened on demand (min_size 0).
+    """At most `size` asyncpg connections of the reader's own, opened on demand, each
+    lent to one read at a time and taken back when it has finished.
 
-    Nothing a read does outlives its statement (no transaction, no session setting), so a
-    connection goes back without asyncpg's reset (a round trip of RESET ALL, UNLISTEN and
-    advisory unlocks per release, measured as most of the pool's cost); one whose read
-    failed is terminated first, and the pool opens another in its place."""
+    Not asyncpg's Pool, whose every checkout went through a holder and a proxy and whose
+    every return ran in a task of its own (asyncio.shield) under a timeout, with a timer
+    set for the idle connection (issue 17). A read needs less of a pool: nothing it does
+    outlives its statement (no transaction, no session setting), so a connection goes back
+    as it is, without a reset (asyncpg's is a round trip of RESET ALL, UNLISTEN and advisory
+    unlocks), and goes back at once, in the reading task.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    - A read that fails, or is cancelled mid-statement, leaves its connection in an
+      unknown state: it is terminated, never lent again, and its place freed for another.
+    - One the server closed while it sat idle is passed over when the close has been read
+      (`is_closed`), else it fails the read that takes it.
+    - A read finding all `size` connections lent waits for one to come back (or for a
+      place to open one in), in turn.
+    - The last connection returned is lent first, as asyncpg's pool does: the fewest stay
+      warm. Idle ones stay open until `aclose` (asyncpg's pool closed one idle for five
+      minutes): at most `size` of them, inside the connection budget above.
+    """
+
+    def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
+        self._connect_args = connect_args
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._counted = 0  # connections open or being opened, idle or lent
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
 
     @classmethod
     async def open(cls, connect_args: dict[str, Any], *, size: int) -> _ReadConnections:
-        pool = await asyncpg.create_pool(
-            min_size=0, max_size=size, reset=_nothing_to_reset, **connect_args
-        )
-        return cls(pool)
+        return cls(connect_args, size=size)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with self._pool.acquire() as connection:
+        connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.is_closed():
+            connection = await self._take(connection)
+        try:
+            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+        except BaseException:
+            self._drop(connection)
+            raise
+        if self._closed:
+            self._drop(connection)
+        else:
+            self._idle.append(connection)
+            if self._waiting:
+                self._wake()
+        return row
+
+    async def _take(self, closed: asyncpg.Connection | None) -> asyncpg.Connection:
+        """A connection for one read: an idle one still open, else a new one if there is
+        room, else the first to come back. `closed`: one taken idle and found closed."""
+        if closed is not None:
+            self._drop(closed)
+        first = True
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.is_closed():
+                    return connection
+                self._drop(connection)
+            if self._closed:
+                raise asyncpg.InterfaceError("the request reader is closed")
+            if self._counted < self._size:
+                self._counted += 1
+                try:
+                    opened: asyncpg.Connection = await asyncpg.connect(**self._connect_args)
+                except BaseException:
+                    self._counted -= 1
+                    self._wake()
+                    raise
+                return opened
+            # Woken, but another read took the connection first: first in line again.
+            waiter = asyncio.get_running_loop().create_future()
+            (self._waiting.append if first else self._waiting.appendleft)(waiter)
+            first = False
             try:
-                row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+                await waiter
             except BaseException:
-                connection.terminate()
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken and cancelled at once: the turn passes on
+                else:
+                    self._waiting.remove(waiter)
                 raise
-            return row
+
+    def _drop(self, connection: asyncpg.Connection) -> None:
+        connection.terminate()
+        self._counted -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let the first waiting read look again: a connection came back or a place freed."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def aclose(self) -> None:
         # A connection that cannot be closed politely is aborted by asyncpg before it
-        # raises: either way it is gone, and shutdown goes on.
-        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
-            await asyncio.wait_for(self._pool.close(), timeout=5)
-
-
-async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
-    """The reads leave no state on a connection (see _ReadConnections)."""
+        # raises: either way it is gone, and shutdown goes on. A read still running
+        # terminates its own when it ends.
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._counted -= len(idle)
+        for connection in idle:
+            with contextlib.suppress(TimeoutError, *DATABASE_ERRORS):
+                await connection.close(timeout=5)
+        while self._waiting:
+            self._wake()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

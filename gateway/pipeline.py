@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from starlette.responses import Response
 
@@ -382,6 +382,9 @@ class Pipeline:
             raise
 
 
+_CASE_FIELDS: Final = tuple(CaseFields.model_fields)
+
+
 @dataclass
 class _RecordBuilder:
     """Builds the audit records of one request from what the steps have learned so far."""
@@ -430,12 +433,15 @@ class _RecordBuilder:
                 "officer": principal.id,
                 "key_id": principal.key_id,
             }
-            fields |= self.session.context.model_dump(mode="json")
+            if self.policy_input is None:
+                fields |= self.session.context.model_dump(mode="json")
         if self.policy_input is not None:
-            # The case fields as judged (the session's, completed by headers).
-            fields |= self.policy_input.context.model_dump(
-                mode="json", include=set(CaseFields.model_fields)
-            )
+            # The case fields as judged (the session's, completed by headers), in place of
+            # the session's. Read off the model rather than dumped: gather validated them
+            # into PolicyContext's plain `str | None` fields, which are already what
+            # model_dump(mode="json") writes (two dumps were 0.5 % of the main thread).
+            context = self.policy_input.context
+            fields |= {name: getattr(context, name) for name in _CASE_FIELDS}
         if self.parsed is not None:
             # As gathered when it has been: probes include the images faces named by id
             # came from.

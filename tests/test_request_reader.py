@@ -6,6 +6,7 @@ refused through the storage edge and its connection replaced."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,9 @@ from gateway.context.warrants import (
 )
 from gateway.db import (
     RequestReader,
+    _ReadConnections,
+    asyncpg_connect_args,
+    create_engine,
     map_database_errors,
     session_factory,
     sqlite_file,
@@ -189,3 +193,93 @@ async def test_a_failed_sqlite_read_is_refused_and_its_connection_replaced(
             await connection.execute(sa.text("ALTER TABLE warrants_away RENAME TO warrants"))
     assert await status(reads, "W-1") is WarrantStatus.ACTIVE
     assert reads._sqlite is not None and reads._sqlite._connection is not opened
+
+
+# The reader's own pool on PostgreSQL (gateway.db._ReadConnections), two connections wide.
+POOL = 2
+
+
+async def small_pool(postgres_url: str) -> tuple[AsyncEngine, RequestReader]:
+    engine = create_engine(postgres_url)
+    return engine, RequestReader(engine, _ReadConnections(asyncpg_connect_args(engine), size=POOL))
+
+
+async def backend(reads: RequestReader, sleep: float = 0.0) -> int:
+    row = await reads.fetchrow("SELECT pg_backend_pid() FROM pg_sleep($1)", sleep)
+    assert row is not None
+    pid: int = row[0]
+    return pid
+
+
+async def test_reads_past_the_pools_size_wait_their_turn_on_its_connections(
+    postgres_url: str,
+) -> None:
+    engine, reads = await small_pool(postgres_url)
+    try:
+        async with asyncio.timeout(30):
+            pids = await asyncio.gather(*(backend(reads, 0.05) for _ in range(4 * POOL)))
+        assert len(set(pids)) == POOL  # never more connections than the pool's size
+        # Every connection came back: as many reads at once again, on the same ones.
+        async with asyncio.timeout(30):
+            again = await asyncio.gather(*(backend(reads, 0.05) for _ in range(POOL)))
+        assert set(again) == set(pids)
+    finally:
+        await reads.aclose()
+        await engine.dispose()
+
+
+async def test_a_read_cancelled_or_failed_gives_its_place_back(postgres_url: str) -> None:
+    engine, reads = await small_pool(postgres_url)
+    try:
+        first = await backend(reads)
+        # Cancelled mid-statement: its connection is terminated, never lent again.
+        slow = asyncio.ensure_future(backend(reads, 10))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # Cancelled while waiting for a connection: it holds no place either.
+        holders = [asyncio.ensure_future(backend(reads, 0.3)) for _ in range(POOL)]
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(backend(reads))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        async with asyncio.timeout(30):
+            await asyncio.gather(*holders)
+        # A failed statement: terminated too.
+        with pytest.raises(Exception, match="division by zero"):
+            await reads.fetchrow("SELECT 1 / 0")
+        async with asyncio.timeout(30):
+            pids = await asyncio.gather(*(backend(reads, 0.1) for _ in range(POOL)))
+        assert len(set(pids)) == POOL and first not in pids
+    finally:
+        await reads.aclose()
+        await engine.dispose()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_passed_over(
+    postgres_url: str,
+) -> None:
+    engine, reads = await small_pool(postgres_url)
+    try:
+        pid = await backend(reads)
+        async with engine.connect() as connection:
+            await connection.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
+        await asyncio.sleep(0.5)  # the close read by the idle connection
+        assert await backend(reads) != pid
+    finally:
+        await reads.aclose()
+        await engine.dispose()
+
+
+async def test_a_closed_reader_refuses_reads(postgres_url: str) -> None:
+    engine, reads = await small_pool(postgres_url)
+    try:
+        await backend(reads)
+        await reads.aclose()
+        with pytest.raises(StorageUnavailable), map_database_errors("closed: {cause}"):
+            await backend(reads)
+    finally:
+        await engine.dispose()

@@ -108,6 +108,17 @@ def test_a_plan_reads_only_what_the_policy_reads_and_adds_the_same() -> None:
         *(("probe", "distinct_cases", f"{band}:distinct_cases", ("day",)) for band in bands),
     ]
     assert steps.since(steps.reads[0]) == (steps.now_ms - 1000, steps.now_ms - 60_000)
+    # Every read's starts at once, each window tuple worked out once: the same as one by one.
+    now = steps.now_ms
+    assert steps.starts() == [
+        (now - 1000, now - 60_000),
+        (now - 3_600_000,),
+        *[(now - 86_400_000,)] * 5,
+    ]
+    assert every.starts() == [every.since(read) for read in every.reads]
+    # Two reads whose windows begin alike but differ after: each has its own.
+    alike = plan(enrolment(), reads=reads | {("agency", "probes", "second")})
+    assert alike.starts()[:2] == [(now - 1000, now - 60_000), (now - 1000, now - 3_600_000)]
     counts = steps.counts([[1, 2], [3], [4], [0], [5], [1], [0]])
     assert counts == {
         "officer": {"requests": {"second": 1, "minute": 2}},

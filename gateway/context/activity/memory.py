@@ -122,7 +122,7 @@ class MemoryActivityStore:
         steps = plan(event, reads=reads)
         now = steps.now_ms
         until = now - RETENTION_MS
-        since = [steps.since(read) for read in steps.reads]
+        since = steps.starts()
         sets = self._sets
         undo = []
         with self._lock:

@@ -119,7 +119,10 @@ class RedisActivityStore:
             "now": steps.now_ms,
             "retention": RETENTION_MS,
             "adds": [[keys.index(a.key), a.member, a.latest] for a in steps.adds],
-            "reads": [[keys.index(r.key), steps.since(r)] for r in steps.reads],
+            "reads": [
+                [keys.index(r.key), since]
+                for r, since in zip(steps.reads, steps.starts(), strict=True)
+            ],
         }
         counts, previous = await self._call(self._reserve, keys.names, document)
         undo = tuple(
