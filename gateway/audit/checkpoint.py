@@ -355,6 +355,8 @@ class SignedTreeState:
         # holding it. Replaced whole (one assignment), so the writer's thread and the event
         # loop may both use it.
         self._known: _Known | None = None
+        # Set by a failed fdatasync, for good: see `record`.
+        self._sync_failed: OSError | None = None
 
     @classmethod
     def beside(cls, key_file: Path) -> SignedTreeState:
@@ -370,7 +372,19 @@ class SignedTreeState:
         """Make ``checkpoint`` the recorded tree unless a larger one is recorded already.
         Durable when it returns. Raises OSError if the file cannot be written, and
         CheckpointError (naming the file) if what it holds cannot be read, or if the
-        checkpoint's body does not fit a slot (an origin of some 350 bytes)."""
+        checkpoint's body does not fit a slot (an origin of some 350 bytes).
+
+        Once an fdatasync here has failed, every later record raises OSError, until the
+        process restarts: the written slot is still in the page cache, where the next read
+        finds the new tree and would take it as recorded, though whether it reached the
+        disk is unknown (Linux may report a write-back error once, then sync clean). The
+        log then refuses to sign (fail closed), as PostgreSQL stops on a failed fsync."""
+        if self._sync_failed is not None:
+            raise OSError(
+                self._sync_failed.errno,
+                f"an earlier fdatasync of {self.path} failed ({self._sync_failed.strerror}):"
+                " whether the record reached the disk is unknown; check the disk and restart",
+            )
         try:
             slot = _encode_slot(checkpoint, self.SLOT_SIZE)
         except CheckpointError as exc:
@@ -404,7 +418,11 @@ class SignedTreeState:
                     index = 1 - known.slot
                     offset = index * self.SLOT_SIZE
                     _pwrite(fd, slot, offset)
-                    _fdatasync(fd)
+                    try:
+                        _fdatasync(fd)
+                    except OSError as exc:
+                        self._sync_failed = exc
+                        raise
                     before = known.data
                     written = before[:offset] + slot + before[offset + self.SLOT_SIZE :]
                     self._known = _Known(written, checkpoint, index)

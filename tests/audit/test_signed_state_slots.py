@@ -308,3 +308,29 @@ def test_a_record_waits_for_one_being_written_by_another_process(
     first.join(timeout=10)
     assert second_done.wait(timeout=10)
     assert slots(path) == (slot_of(tree(9)), slot_of(tree(7)))
+
+
+def test_after_a_failed_sync_every_later_record_fails_rather_than_trusting_the_page_cache(
+    state: SignedTreeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed fdatasync leaves the written slot in the page cache, where a later read finds
+    the new tree; whether it reached the disk is unknown (and Linux may report the error
+    only once). A later record of the same tree must not take it as durable: it fails, and
+    so does every record after it, so the log refuses to sign (fail closed) until restart."""
+    state.record(tree(5))
+    state.record(tree(7))
+    real = os.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError):
+        state.record(tree(9))
+    monkeypatch.setattr(os, "fdatasync", real)
+    # The slot holds tree 9 as far as reads can tell...
+    assert SignedTreeState(state.path).read() == tree(9)
+    # ...but the retry the log makes, and any record after it, fail.
+    for size in (9, 10):
+        with pytest.raises(OSError, match="fdatasync"):
+            state.record(tree(size))
