@@ -167,6 +167,10 @@ def main() -> None:
                     "PYTHONPATH": str(tree.resolve()),
                     "FACEGATE_POLICY_DIR": str(lifted_policy(run, tree.resolve() / "policies")),
                     "FACEGATE_PROBE_INSPECTION": "false",
+                    # Under valgrind on a loaded machine a decision can take longer than
+                    # the default 1 s, and a late answer is refused: a denial, which stops
+                    # the load. The count does not depend on the limit.
+                    "FACEGATE_POLICY_TIMEOUT_SECONDS": "120",
                 }
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
