@@ -20,11 +20,20 @@ from tests.e2e.test_fail_closed import gateway_with
 
 
 async def trickling_vendor(scope: Scope, receive: Receive, send: Send) -> None:
-    """An ASGI vendor that answers 200 a byte every tenth of a second, for 15 s."""
+    """An ASGI vendor that answers 200 a byte every tenth of a second, for 15 s, or until
+    the gateway hangs up (else the server's shutdown waited out the 15 s after each test)."""
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
         pass
+    hung_up = asyncio.Event()
+
+    async def watch_for_the_hang_up() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        hung_up.set()
+
+    watcher = asyncio.create_task(watch_for_the_hang_up())
     await send(
         {
             "type": "http.response.start",
@@ -36,8 +45,11 @@ async def trickling_vendor(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     for _ in range(150):
+        if hung_up.is_set():
+            return
         await send({"type": "http.response.body", "body": b" ", "more_body": True})
         await asyncio.sleep(0.1)
+    watcher.cancel()
     await send({"type": "http.response.body", "body": b""})
 
 
