@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState, Signer
 from gateway.audit.log import AuditLog
-from gateway.audit.records import AuditRecord, EventType
+from gateway.audit.records import AuditRecord
 from gateway.audit.stores import Head, Row, group_commit_store
 from gateway.audit.stores.base import LOG_TABLE
 from gateway.db import session_factory
 from gateway.errors import AuditUnavailable
-from tests.audit.conftest import make_record
+from tests.audit.conftest import every_field_record, make_record
 from tests.audit.test_signed_state import as_database_owner, count, cut_back_to
 from tests.audit.test_tree_log import ORIGIN, check_everything
 
@@ -166,27 +165,7 @@ def varied_records() -> list[AuditRecord]:
     nested nulls and empty objects, nulls where a column allows them."""
     return [
         make_record(request_id="bare"),
-        make_record(
-            request_id="full",
-            time=datetime(2026, 3, 1, 11, 30, 0, 654321, tzinfo=timezone(timedelta(hours=2))),
-            event_type=EventType.OUTCOME,
-            key_id="AKIAFACEGATE0001",
-            client_address="2001:db8::7",
-            collection="mugshots-2026",
-            purpose="investigation",
-            offense="robbery",
-            legal_basis="StPO § 98c",
-            warrant_id="W-42",
-            reason_codes=["warrant_valid", "within_limits"],
-            obligations={"threshold_floor": 0.9, "max_results": 5, "strip": ["age"]},
-            policy_revision="sha256:abc",
-            probe_digests=["a" * 64, "b" * 64],
-            upstream_status=200,
-            match_count=3,
-            top_similarity=0.9712345678901234,
-            latency_ms=1e-7,
-            detail={"note": "Zoë 👮", "nested": {"k": [1, 2.5, None, True, 1e20]}, "empty": {}},
-        ),
+        every_field_record(request_id="full"),
         make_record(request_id="deny", decision="deny", latency_ms=12345.678, detail={"a": []}),
     ]
 

@@ -21,7 +21,7 @@ from gateway.audit.schemas import AuditQuery, VerifyProblem
 from gateway.db import create_engine, session_factory
 from gateway.errors import AuditUnavailable
 from gateway.migrate import upgrade_async
-from tests.audit.conftest import checker_of, records_of
+from tests.audit.conftest import checker_of, every_field_record, records_of
 
 RecordFactory = Callable[..., AuditRecord]
 
@@ -75,34 +75,7 @@ async def test_empty_log_verifies(audit_log: AuditLog) -> None:
 
 
 async def test_every_field_survives_storage(audit_log: AuditLog) -> None:
-    record = AuditRecord(
-        time=datetime(2026, 3, 1, 11, 30, 0, 654321, tzinfo=timezone(timedelta(hours=2))),
-        request_id="req-full",
-        event_type=EventType.OUTCOME,
-        agency="metro-pd",
-        officer="officer-17",
-        key_id="AKIAFACEGATE0001",
-        client_address="2001:db8::7",
-        vendor="rekognition",
-        operation="SearchFacesByImage",
-        operation_kind="identify",
-        collection="mugshots-2026",
-        purpose="investigation",
-        case_number="2026-000123",
-        offense="robbery",
-        legal_basis="StPO § 98c",
-        warrant_id="W-42",
-        decision="allow",
-        reason_codes=["warrant_valid", "within_limits"],
-        obligations={"threshold_floor": 0.9, "max_results": 5, "strip": ["age"]},
-        policy_revision="sha256:abc",
-        probe_digests=["a" * 64, "b" * 64],
-        upstream_status=200,
-        match_count=3,
-        top_similarity=0.9712345678901234,
-        latency_ms=1e-7,
-        detail={"note": "Zoë 👮", "nested": {"k": [1, 2.5, None, True, 1e20]}, "empty": {}},
-    )
+    record = every_field_record()
     appended = await audit_log.append(record)
 
     (entry,) = (await records_of(audit_log).query(AuditQuery())).entries
