@@ -1,7 +1,8 @@
 """The OPA-server engine: the same module and data, evaluated by an OPA server over HTTP.
 
 Either a server the admin runs (FACEGATE_OPA_URL, e.g. a sidecar) or, when none is
-configured, an `opa run --server` this engine starts on a free loopback port and stops.
+configured, an `opa run --server` this engine starts on a free loopback port and stops; it
+uses the port once the OPA answering there carries the label it was started with.
 
 The policy and the data are two writes to OPA, so a server being pushed a new revision
 briefly holds the new module with the old data. To keep every decision labelled with the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -77,6 +79,10 @@ LAUNCHED_GOGC = "400"
 # machine, over the 1 s policy timeout on a loaded one, where a push bounded by the decision
 # timeout failed the gateway's start or a reload.
 PUSH_SECONDS = 30.0
+# A launched OPA's label (`opa run --set labels.<name>=<random>`, shown by GET /v1/config)
+# by which the engine tells its own server from another on the same port.
+LAUNCH_LABEL = "facegate_launch"
+LAUNCH_ATTEMPTS = 3
 
 
 class RevisionMismatch(RuntimeError):
@@ -132,24 +138,15 @@ class OpaServerEngine:
         The server is stopped by close(). It listens on 127.0.0.1 without authentication,
         like any OPA sidecar: anything on this host could push to it (the revision markers
         make such a push fail closed rather than go unnoticed, unless it copies them).
+
+        The port is free when chosen, but another process can bind it before OPA does; if
+        that is another OPA it answers the health check too, and the policy would be pushed
+        to it. So the engine starts OPA with a label of its own and uses the port only once
+        OPA's configuration there carries that label; an OPA that could not bind is retried
+        on another port (LAUNCH_ATTEMPTS in all).
         """
         async with AsyncExitStack() as resources:
-            port = _free_loopback_port()
-            # The stack closes it (SIM115 does not see enter_context as a context manager).
-            log = resources.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-            process = await asyncio.create_subprocess_exec(
-                opa_binary,
-                *("run", "--server", "--addr", f"127.0.0.1:{port}"),
-                *("--disable-telemetry", "--log-level", "error"),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "GOGC": os.environ.get("GOGC", LAUNCHED_GOGC)},
-            )
-            resources.push_async_callback(_stop, process)
-            client = _client("127.0.0.1", port, tls=False)
-            await resources.enter_async_context(client)
-            await _wait_until_healthy(client, process, log, binary=opa_binary)
+            client, port = await _start_own_server(opa_binary, resources)
             where = f"{opa_binary} on 127.0.0.1:{port}"
             await _push(client, bundle, where=where)
             reads = await _reads(client, bundle, where=where)
@@ -256,22 +253,75 @@ def _parse_url(url: str) -> tuple[str, int, bool]:
 
 
 def _free_loopback_port() -> int:
-    # Another process could take the port before OPA binds it; OPA then exits and
-    # _wait_until_healthy reports its log.
+    # Another process can take the port before OPA binds it: _start_own_server tells.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
 
 
-async def _wait_until_healthy(
-    client: AsyncOpaClient, process: asyncio.subprocess.Process, log: IO[bytes], *, binary: str
+class _PortTaken(Exception):
+    """The launched OPA could not bind its port: another process had taken it."""
+
+
+async def _start_own_server(binary: str, resources: AsyncExitStack) -> tuple[AsyncOpaClient, int]:
+    """A client of an `opa run --server` started here and known to be the one listening,
+    and its port.
+
+    The process and the client are left on `resources`, which stops and closes them."""
+    for attempt in range(1, LAUNCH_ATTEMPTS + 1):
+        async with AsyncExitStack() as this_attempt:
+            port = _free_loopback_port()
+            label = secrets.token_hex(16)
+            # The stack closes it (SIM115 does not see enter_context as a context manager).
+            log = this_attempt.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            process = await asyncio.create_subprocess_exec(
+                binary,
+                *("run", "--server", "--addr", f"127.0.0.1:{port}"),
+                *("--disable-telemetry", "--log-level", "error"),
+                *("--set", f"labels.{LAUNCH_LABEL}={label}"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "GOGC": os.environ.get("GOGC", LAUNCHED_GOGC)},
+            )
+            this_attempt.push_async_callback(_stop, process)
+            # A client of its own for each attempt: its pool may hold a connection to
+            # another process's server.
+            client = _client("127.0.0.1", port, tls=False)
+            await this_attempt.enter_async_context(client)
+            try:
+                await _wait_until_ours(client, process, log, label=label, binary=binary)
+            except _PortTaken:
+                if attempt == LAUNCH_ATTEMPTS:
+                    raise PolicyLoadError(
+                        f"{binary} run --server found its port taken {attempt} times"
+                    ) from None
+                continue
+            resources.push_async_callback(this_attempt.pop_all().aclose)
+            return client, port
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _wait_until_ours(
+    client: AsyncOpaClient,
+    process: asyncio.subprocess.Process,
+    log: IO[bytes],
+    *,
+    label: str,
+    binary: str,
 ) -> None:
+    """Returns once the server on the client's port is `process` (it carries `label`).
+
+    Raises _PortTaken when the process exited because its port was in use, and
+    PolicyLoadError when it exited otherwise or was not up within STARTUP_SECONDS."""
     deadline = time.monotonic() + STARTUP_SECONDS
-    while not await client.check_health():
+    while not await _carries_label(client, label):
         if process.returncode is not None or time.monotonic() > deadline:
             log.seek(0)
             output = log.read().decode("utf-8", "replace").strip()
+            if process.returncode is not None and "address already in use" in output:
+                raise _PortTaken(output)
             state = (
                 f"exited with status {process.returncode}"
                 if process.returncode is not None
@@ -279,6 +329,15 @@ async def _wait_until_healthy(
             )
             raise PolicyLoadError(f"{binary} run --server {state}: {output or 'no output'}")
         await asyncio.sleep(0.05)
+
+
+async def _carries_label(client: AsyncOpaClient, label: str) -> bool:
+    try:
+        config = await client.get_config()
+    except Exception:  # not listening yet, or not an OPA: either way, not ours (yet)
+        return False
+    labels = (config.get("result") or {}).get("labels") or {}
+    return bool(labels.get(LAUNCH_LABEL) == label)
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:

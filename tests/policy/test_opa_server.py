@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,9 +25,12 @@ from policy_support import (
 )
 
 from gateway.config import Settings
+from gateway.policy import opa_server
 from gateway.policy.bundle import DATA_KEY, PolicyLoadError, load_bundle
 from gateway.policy.engine import POLICY_ERROR, POLICY_TIMEOUT, open_engine
 from gateway.policy.opa_server import (
+    LAUNCH_ATTEMPTS,
+    LAUNCH_LABEL,
     LAUNCHED_GOGC,
     REVISION_MARKER,
     OpaServerEngine,
@@ -37,28 +42,50 @@ from gateway.policy.opa_server import (
 
 @pytest.fixture
 def own_opa(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """An `opa run --server` this test may stop, pause or kill, and its URL."""
-    port = _free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "opa.log").open("wb") as log:
-        process = subprocess.Popen(
-            [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
-            stdout=log,
-            stderr=log,
-        )
-    try:
-        for _ in range(200):  # waits for the server, not a timing assertion
-            try:
-                httpx.get(f"{url}/health", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert process.poll() is None, (tmp_path / "opa.log").read_text()
-                time.sleep(0.05)
-        yield process, url
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.kill()
-        process.wait()
+    """An `opa run --server` this test may stop, pause or kill, and its URL.
+
+    Like OpaServerEngine.launch, it waits for its own label at the URL, not for any
+    healthy OPA: another worker's OPA can take the port first, and a test that paused
+    its own server would then find the other one answering."""
+    for _ in range(LAUNCH_ATTEMPTS):
+        port = _free_loopback_port()
+        url = f"http://127.0.0.1:{port}"
+        label = secrets.token_hex(16)
+        log_path = tmp_path / f"opa-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    *(opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"),
+                    *("--set", f"labels.{LAUNCH_LABEL}={label}"),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            if _wait_for_label(process, url, label):
+                yield process, url
+                return
+        finally:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+            process.wait()
+        assert "address already in use" in log_path.read_text(), log_path.read_text()
+    pytest.fail(f"every port the fixture chose was taken ({LAUNCH_ATTEMPTS} tries)")
+
+
+def _wait_for_label(process: subprocess.Popen[bytes], url: str, label: str) -> bool:
+    """True once the server at `url` carries `label`; False if `process` exited first."""
+    for _ in range(200):  # waits for the server, not a timing assertion
+        try:
+            config = httpx.get(f"{url}/v1/config", timeout=1).raise_for_status().json()
+            if config["result"]["labels"].get(LAUNCH_LABEL) == label:
+                return True
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            return False
+        time.sleep(0.05)
+    pytest.fail(f"the OPA at {url} did not come up")
 
 
 def a_document() -> dict[str, Any]:
@@ -142,6 +169,45 @@ async def test_a_launched_opa_is_stopped_on_close(policy_copy: Path) -> None:
     probe = type(client)(host=client.host, port=client.port, retries=0, timeout=1.0)
     async with probe:
         assert not await probe.check_health()
+
+
+async def test_a_launched_opa_whose_port_another_opa_took_serves_from_its_own_server(
+    policy_copy: Path,
+    own_opa: tuple[subprocess.Popen[bytes], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The free port can be taken between choosing it and OPA binding it (another test's
+    OPA, another gateway). That OPA answers the health check too: the engine must tell
+    that the server on the port is not the one it started, and start its own elsewhere."""
+    foreign, url = own_opa
+    taken = urlsplit(url).port
+    assert taken is not None
+    choices = iter([taken])
+    choose_free = opa_server._free_loopback_port
+    monkeypatch.setattr(opa_server, "_free_loopback_port", lambda: next(choices, choose_free()))
+    engine = await OpaServerEngine.launch(
+        load_bundle(policy_copy), opa_binary=opa_binary(), timeout_seconds=5.0
+    )
+    try:
+        foreign.kill()
+        foreign.wait()
+        assert (await engine.evaluate(a_document()))["allow"] is True
+    finally:
+        await engine.close()
+
+
+async def test_a_launch_whose_every_port_is_taken_fails_to_load_saying_so(
+    policy_copy: Path,
+    own_opa: tuple[subprocess.Popen[bytes], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, url = own_opa
+    taken = urlsplit(url).port
+    monkeypatch.setattr(opa_server, "_free_loopback_port", lambda: taken)
+    with pytest.raises(PolicyLoadError, match=f"port taken {LAUNCH_ATTEMPTS} times"):
+        await OpaServerEngine.launch(
+            load_bundle(policy_copy), opa_binary=opa_binary(), timeout_seconds=5.0
+        )
 
 
 def opa_children() -> set[str]:
