@@ -14,11 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import merkle
 from gateway.audit.checkpoint import Checkpoint, Signer
 from gateway.audit.log import AuditLog
 from gateway.audit.records import EventType
+from gateway.audit.stores.base import LOG_TABLE, SEQUENCER_LOCK_ID
 from gateway.db import create_engine, session_factory
 from gateway.migrate import upgrade_async
 from gateway.serving import free_port
@@ -126,6 +129,18 @@ async def test_two_gateway_replicas_keep_one_log(postgres_url: str, tmp_path: Pa
         await engine.dispose()
 
 
+async def settled_tree_size(engine: AsyncEngine, log: AuditLog) -> int:
+    """The tree's size once a killed appender's last transaction has ended. PostgreSQL
+    still executes a COMMIT that reached it before the client died (the outcome the log
+    calls unknown), so it can land after the kill: taking the sequencer waits for it."""
+    if engine.dialect.name != "postgresql":
+        return await reader_of(log).tree_size()
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_ID:d})"))
+        size = await connection.scalar(sa.text(f"SELECT max(seq) FROM {LOG_TABLE}"))
+    return int(size or 0)
+
+
 async def test_a_process_killed_mid_append_leaves_a_log_that_verifies(
     migrated_database_url: str, tmp_path: Path
 ) -> None:
@@ -162,7 +177,7 @@ async def test_a_process_killed_mid_append_leaves_a_log_that_verifies(
 
             # On restart: everything acknowledged is in the tree, and the log verifies and
             # keeps growing from where the dead process left it.
-            size = await reader_of(log).tree_size()
+            size = await settled_tree_size(engine, log)
             assert max(acknowledged) <= size
             entry = await log.append(make_record(request_id=f"after-kill-{round_}"))
             assert entry.seq == size + 1
