@@ -33,10 +33,11 @@ Contract:
   also signs only a tree that a consistency proof shows to extend that record, so a
   database owner who cuts back or empties the checkpoint table and rebuilds the tree
   cannot make the key sign the rewrite. The record moves forward after each signed
-  batch commits: in a worker thread while the batch's callers go on (its write and
-  fdatasync are not theirs to wait for), and always before this log signs again or
-  closes. A record that cannot be written fails the next batch closed (it is tried once
-  more first), so the key never signs past a tree the file does not hold.
+  batch commits, while the batch's callers go on (its write and fdatasync are not theirs
+  to wait for): written at once, made durable in a worker thread, and always durable
+  before this log signs again or closes. A record that cannot be written fails the next
+  batch closed (it is tried once more first), so the key never signs past a tree the file
+  does not hold.
 * Every database failure is raised as ``AuditUnavailable``, whose message never carries
   the database URL (``stores.map_database_errors``, the one edge). Callers fail closed.
 * What is kept in memory between batches is only a cache, checked inside the lock: each
@@ -52,7 +53,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -322,19 +323,21 @@ class AuditLog:
         #    SQLite's for the fsync of its WAL (both ensured in step 1). Only now do
         #    the callers learn their seq, and only then may a request be forwarded.
         self._committed = self._staged
-        # 9. Move the record of the last signed tree forward, in a worker thread, while
-        #    the callers go on: what they were promised (committed, durable, signed in the
-        #    database) holds already, and the record guards only the key's next signature,
-        #    which waits for it (step 3b, _settle_record). A crash before the record is
-        #    written leaves it one batch behind, which is still a tree the key signed: the
-        #    next batch proves consistency from there, as it did when the callers waited.
+        # 9. Move the record of the last signed tree forward while the callers go on: its
+        #    slot is written here (to the page cache, SignedTreeState.begin_record) and
+        #    made durable in a worker thread. What the callers were promised (committed,
+        #    durable, signed in the database) holds already, and the record guards only
+        #    the key's next signature, which waits for it (step 3b, _settle_record). A
+        #    crash before the record is durable leaves it one batch behind, which is still
+        #    a tree the key signed: the next batch proves consistency from there, as it did
+        #    when the callers waited.
         signed = self._staged_checkpoint
         if signed is not None and self._signed_state is not None:
             if self._record_writer is None:
                 self._record_writer = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="facegate-signed-state"
                 )
-            writing = self._record_writer.submit(self._signed_state.record, signed)
+            writing = self._record_writer.submit(self._signed_state.begin_record(signed))
             self._recording = (signed, writing)
         await self._reached("committed")
         return results
@@ -351,11 +354,12 @@ class AuditLog:
         await self._reached("awaiting the signed-state record")
         try:
             if not writing.done():
-                await asyncio.wrap_future(writing)
+                # Shielded: a batch cancelled while it waits must not cancel the write
+                # before it begins. begin_record holds the file's lock until the write has
+                # run, and the retry below would wait for that lock forever.
+                await asyncio.shield(asyncio.wrap_future(writing))
             writing.result()
-        except (OSError, CheckpointError, CancelledError):
-            # CancelledError: a batch cancelled while it waited took the write with it
-            # before it began; it is written here instead.
+        except (OSError, CheckpointError):
             try:
                 await asyncio.to_thread(self._signed_state.record, signed)
             except (OSError, CheckpointError) as exc:

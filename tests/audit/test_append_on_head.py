@@ -129,10 +129,15 @@ class WrittenRecord(SignedTreeState):
         self.size = size
         self.written = threading.Event()
 
-    def record(self, checkpoint: Checkpoint) -> None:
-        super().record(checkpoint)
-        if checkpoint.size == self.size:
-            self.written.set()
+    def begin_record(self, checkpoint: Checkpoint) -> Callable[[], None]:
+        make_durable = super().begin_record(checkpoint)
+
+        def noted() -> None:
+            make_durable()
+            if checkpoint.size == self.size:
+                self.written.set()
+
+        return noted
 
 
 async def test_a_running_log_checks_the_record_beside_its_key_before_each_signature(

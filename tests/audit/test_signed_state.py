@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -261,10 +262,15 @@ class HeldRecord(SignedTreeState):
         self.release = threading.Event()
         self.events = events
 
-    def record(self, checkpoint: Checkpoint) -> None:
-        self.release.wait(timeout=10)
-        super().record(checkpoint)
-        self.events.append(f"recorded {checkpoint.size}")
+    def begin_record(self, checkpoint: Checkpoint) -> Callable[[], None]:
+        make_durable = super().begin_record(checkpoint)
+
+        def held() -> None:
+            self.release.wait(timeout=10)
+            make_durable()
+            self.events.append(f"recorded {checkpoint.size}")
+
+        return held
 
 
 class NotedLog(AuditLog):
@@ -326,6 +332,11 @@ class UnwritableRecord(SignedTreeState):
             raise PermissionError(errno.EACCES, "Permission denied")
         super().record(checkpoint)
 
+    def begin_record(self, checkpoint: Checkpoint) -> Callable[[], None]:
+        if self.broken:  # as begin_record does when a write fails: all of it in the thread
+            return functools.partial(self.record, checkpoint)
+        return super().begin_record(checkpoint)
+
 
 async def test_a_record_that_cannot_be_written_stops_the_next_signature(
     engine: AsyncEngine, signer: Signer, tmp_path: Path, record_factory: RecordFactory
@@ -366,3 +377,43 @@ async def test_closing_with_a_record_that_cannot_be_written_logs_it_and_closes(
     await log.aclose()  # a shutdown goes on to close the rest
     assert "could not be written: Permission denied" in caplog.text
     assert state.read() is None and await count(engine) == 1
+
+
+class PausedLog(AuditLog):
+    """The gateway's log, telling when its writer waits for the signed-state record."""
+
+    def __init__(self, engine: AsyncEngine, signer: Signer, state: SignedTreeState) -> None:
+        super().__init__(session_factory(engine), signer=signer, signed_state=state)
+        self.waiting = asyncio.Event()
+
+    async def _reached(self, step: str) -> None:
+        if step == "awaiting the signed-state record":
+            self.waiting.set()
+
+
+async def test_a_writer_cancelled_while_it_waits_for_the_record_leaves_it_to_be_written(
+    engine: AsyncEngine, signer: Signer, tmp_path: Path, record_factory: RecordFactory
+) -> None:
+    """A record begun holds the file's lock until its write has run in the worker thread:
+    a writer cancelled (a shutdown) while it waits must not cancel that write before it
+    begins, or the lock would be held for good and the next record would wait forever."""
+    state = SignedTreeState(tmp_path / "log.key.signed-tree")
+    log = PausedLog(engine, signer, state)
+    await log.append(record_factory(request_id="first"))
+    await log.append(record_factory(request_id="second"))
+    thread_busy = threading.Event()
+    assert log._record_writer is not None
+    log._record_writer.submit(thread_busy.wait, 30)  # the record of the next batch queues
+    await log.append(record_factory(request_id="third"))
+    log.waiting.clear()
+    cancelled = asyncio.ensure_future(log.append(record_factory(request_id="cancelled")))
+    await log.waiting.wait()
+    assert log._writer is not None
+    log._writer.cancel()
+    with pytest.raises(AuditUnavailable, match="stopped"):
+        await cancelled
+    thread_busy.set()
+    await asyncio.wait_for(log.append(record_factory(request_id="after")), timeout=60)
+    await log.aclose()
+    recorded = state.read()
+    assert recorded is not None and recorded.size == await count(engine) == 4

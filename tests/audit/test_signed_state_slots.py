@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -332,5 +333,122 @@ def test_after_a_failed_sync_every_later_record_fails_rather_than_trusting_the_p
     assert SignedTreeState(state.path).read() == tree(9)
     # ...but the retry the log makes, and any record after it, fail.
     for size in (9, 10):
+        with pytest.raises(OSError, match="fdatasync"):
+            state.record(tree(size))
+
+
+# begin_record: the same record in two parts, the slot's write on the caller's thread and
+# its fdatasync in the callable the log hands to its worker thread.
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether another open of the record's lock file could take it now."""
+    import fcntl
+
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+needs_flock = pytest.mark.skipif(checkpoint_module.fcntl is None, reason="no flock here")
+
+
+@needs_flock
+def test_a_begun_record_is_synced_and_its_lock_released_only_by_its_callable(
+    state: SignedTreeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state.record(tree(5))
+    state.record(tree(7))
+    events: list[tuple[str, int]] = []
+    for name in ("pwrite", "fdatasync", "close"):
+        real = getattr(os, name)
+
+        def noted(fd: int, *args: object, _name: str = name, _real: Any = real) -> object:
+            events.append((_name, fd))
+            return _real(fd, *args)
+
+        monkeypatch.setattr(os, name, noted)
+    make_durable = state.begin_record(tree(9))
+    # The slot is written (the page cache holds it) but not synced, and the lock is held:
+    # another writer, which would read the new slot as the record, must wait.
+    [(_, written_fd)] = [event for event in events if event[0] == "pwrite"]
+    assert ("fdatasync", written_fd) not in events
+    assert slots(state.path) == (slot_of(tree(9)), slot_of(tree(7)))
+    assert not lock_is_free(state.path)
+    make_durable()
+    assert events.index(("fdatasync", written_fd)) < events.index(("close", written_fd))
+    assert lock_is_free(state.path)
+    assert SignedTreeState(state.path).read() == tree(9)
+
+
+@needs_flock
+def test_a_record_begun_while_another_writer_holds_the_lock_is_all_done_by_its_callable(
+    state: SignedTreeState,
+) -> None:
+    import fcntl
+
+    state.record(tree(5))
+    before = state.path.read_bytes()
+    fd = os.open(state.path.with_name(state.path.name + ".lock"), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        make_durable = state.begin_record(tree(6))  # does not wait for the lock
+        assert state.path.read_bytes() == before
+    finally:
+        os.close(fd)
+    make_durable()
+    assert SignedTreeState(state.path).read() == tree(6)
+
+
+@pytest.mark.parametrize("start", ["none", "plain body", "slots"])
+def test_a_begun_record_ends_as_record_would(state: SignedTreeState, start: str) -> None:
+    if start == "plain body":
+        state.path.write_text(tree(3).body())
+    elif start == "slots":
+        state.record(tree(3))
+    state.begin_record(tree(4))()
+    assert slots(state.path)[0 if start != "slots" else 1] == slot_of(tree(4))
+    state.begin_record(tree(2))()  # smaller: nothing written
+    assert SignedTreeState(state.path).read() == tree(4)
+    assert lock_is_free(state.path) or checkpoint_module.fcntl is None
+
+
+def test_a_begun_record_that_cannot_be_written_raises_from_its_callable(
+    state: SignedTreeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state.record(tree(5))
+
+    def failing(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    make_durable = state.begin_record(tree(6))  # raises nothing itself
+    with pytest.raises(OSError, match="No space"):
+        make_durable()
+    assert SignedTreeState(state.path).read() == tree(5)
+    assert lock_is_free(state.path) or checkpoint_module.fcntl is None
+
+
+def test_after_a_failed_sync_of_a_begun_record_every_later_record_fails(
+    state: SignedTreeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state.record(tree(5))
+    real = os.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        state.begin_record(tree(6))()
+    monkeypatch.setattr(os, "fdatasync", real)
+    for size in (6, 7):
+        with pytest.raises(OSError, match="fdatasync"):
+            state.begin_record(tree(size))()
         with pytest.raises(OSError, match="fdatasync"):
             state.record(tree(size))
