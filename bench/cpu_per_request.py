@@ -13,8 +13,10 @@ SearchFacesByImage for all; a load stops at the first answer that is not a 200.
         [--rounds 4] [--seconds 5] [--with-leads] [--profile]
 
 Prints per round CPU ms/request and closed-loop requests/s (or p50/p99 ms at a rate), then
-facegate/bare ratios: median (min-max) over rounds, and facegate's mean wall ms per pipeline
-step over the run (its own histograms; under load they include waiting for the loop).
+facegate/bare ratios and, at a rate, the latency facegate adds (its p50 and p99 less the
+bare proxy's of the same round): median (min-max) over rounds, and facegate's mean wall ms
+per pipeline step over the run (its own histograms; under load they include waiting for
+the loop).
 """
 
 from __future__ import annotations
@@ -244,6 +246,12 @@ def main() -> None:
             if "requests/s" in proxy.figures:
                 rps = zip(proxy.figures["requests/s"], bare.figures["requests/s"], strict=True)
                 print(f"  {'':<22} rps / bare     {spread([p / b for p, b in rps])}")
+            for unit in ("ms p50", "ms p99"):
+                if unit in proxy.figures:
+                    # Added latency, round by round: the bare proxy's figure of the same
+                    # round subtracted, so that the machine's drift between rounds cancels.
+                    pairs = zip(proxy.figures[unit], bare.figures[unit], strict=True)
+                    print(f"  {'':<22} added {unit[3:]:<8} {spread([p - b for p, b in pairs])}")
 
 
 if __name__ == "__main__":
