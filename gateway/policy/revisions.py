@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import String, Text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,7 +47,12 @@ class PolicyRevisionRow(Base):
 
 async def keep_revision(db: AsyncSession, bundle: PolicyBundle, *, now: datetime) -> None:
     """Add the bundle's files under its revision, unless that revision is kept already. The
-    row is written in `db`'s transaction: it is kept when, and only if, the caller commits."""
+    row is written in `db`'s transaction: it is kept when, and only if, the caller commits.
+
+    Replicas starting on one policy keep it at once: one may find no row, then find the
+    other's committed when it inserts. The insert then does nothing (ON CONFLICT DO
+    NOTHING): the kept text is the same, since the revision is its hash. Without that, the
+    second replica's activation failed and went unrecorded until its next poll."""
     if await db.get(PolicyRevisionRow, bundle.revision) is not None:
         return
     files = dict(bundle.files)
@@ -54,12 +60,13 @@ async def keep_revision(db: AsyncSession, bundle: PolicyBundle, *, now: datetime
         # A bundle built without its files (or a bug): keep nothing rather than a text that
         # is not the revision it would be filed under.
         raise ValueError(f"the files of policy {bundle.revision} do not hash to it")
-    db.add(
-        PolicyRevisionRow(
-            revision=bundle.revision, files=json.dumps(files, sort_keys=True), stored_at=now
-        )
-    )
-    await db.flush()
+    values = {
+        "revision": bundle.revision,
+        "files": json.dumps(files, sort_keys=True),
+        "stored_at": now,
+    }
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await db.execute(insert(PolicyRevisionRow).values(values).on_conflict_do_nothing())
 
 
 async def read_revision(db: AsyncSession, revision: str) -> dict[str, str] | None:

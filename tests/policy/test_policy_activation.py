@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from gateway.config import Settings
 from gateway.db import create_engine, session_factory
 from gateway.policy.bundle import PolicyBundle, load_bundle, revision_of_files
 from gateway.policy.engine import PolicyService
-from gateway.policy.revisions import AuditedPolicyJournal, read_revision
+from gateway.policy.revisions import AuditedPolicyJournal, keep_revision, read_revision
 from tests.cli.test_cli import run_facegate
 
 NOT_SERIOUS = "identification for an offense that is allowed but not serious is refused"
@@ -248,3 +249,29 @@ async def test_fixing_only_the_cases_of_a_refused_edit_activates_it(gateway: Gat
     assert result.reloaded and result.error is None and gateway.service.revision != served
     activation = (await gateway.policy_records())[-1]
     assert (activation["action"], activation["replaces"]) == ("policy.activate", served)
+
+
+async def test_a_revision_another_replica_kept_meanwhile_is_not_an_error(
+    migrated_database_url: str, policy_copy: Path
+) -> None:
+    """Two replicas starting on one policy both keep its text: the second looked for the
+    revision before the first committed it, then inserts the same row (the race behind a
+    replica's activation going unrecorded until its next poll)."""
+    engine = create_engine(migrated_database_url)
+    sessions = session_factory(engine)
+    bundle = load_bundle(policy_copy)
+    try:
+        async with sessions() as first, first.begin():
+            await keep_revision(first, bundle, now=datetime.now(UTC))
+
+        async def not_committed_yet(*args: object, **kwargs: object) -> None:
+            return None
+
+        async with sessions() as second:
+            second.get = not_committed_yet  # type: ignore[method-assign]
+            async with second.begin():
+                await keep_revision(second, bundle, now=datetime.now(UTC))
+        async with sessions() as db:
+            assert await read_revision(db, bundle.revision) == dict(bundle.files)
+    finally:
+        await engine.dispose()
