@@ -230,7 +230,8 @@ def test_without_pwrite_fdatasync_or_flock_the_record_still_works(
     assert SignedTreeState(state.path).read() == tree(9)
 
 
-def test_threads_recording_at_once_end_with_the_largest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["record", "begin_record"])
+def test_threads_recording_at_once_end_with_the_largest(tmp_path: Path, how: str) -> None:
     path = tmp_path / "log.key.signed-tree"
     SignedTreeState(path).record(tree(0))
     sizes = list(range(1, 201))
@@ -238,7 +239,10 @@ def test_threads_recording_at_once_end_with_the_largest(tmp_path: Path) -> None:
     def record_every(start: int) -> None:
         state = SignedTreeState(path)  # its own, as another process has
         for size in sizes[start::4]:
-            state.record(tree(size))
+            if how == "record":
+                state.record(tree(size))
+            else:  # as the log does: the slot here, the sync in its worker (here, at once)
+                state.begin_record(tree(size))()
             recorded = state.read()
             assert recorded is not None and recorded.size >= size
 
@@ -257,17 +261,26 @@ from pathlib import Path
 from gateway.audit.checkpoint import Checkpoint, SignedTreeState
 state = SignedTreeState(Path(sys.argv[1]))
 for size in range(int(sys.argv[2]), 1201, 3):
-    state.record(Checkpoint({ORIGIN!r}, size, bytes(32)))
+    checkpoint = Checkpoint({ORIGIN!r}, size, bytes(32))
+    if sys.argv[3] == "record":
+        state.record(checkpoint)
+    else:
+        state.begin_record(checkpoint)()
     assert state.read().size >= size
 """
 
 
-def test_processes_recording_at_once_end_with_the_largest(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "hows", [("record",) * 3, ("begin_record",) * 3, ("begin_record", "record", "begin_record")]
+)
+def test_processes_recording_at_once_end_with_the_largest(
+    tmp_path: Path, hows: tuple[str, ...]
+) -> None:
     path = tmp_path / "log.key.signed-tree"
     SignedTreeState(path).record(tree(0))
     processes = [
-        subprocess.Popen([sys.executable, "-c", RECORDER, str(path), str(start)])
-        for start in (1, 2, 3)
+        subprocess.Popen([sys.executable, "-c", RECORDER, str(path), str(start), how])
+        for start, how in zip((1, 2, 3), hows, strict=True)
     ]
     assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
     assert SignedTreeState(path).read() == tree(1200)
