@@ -19,6 +19,8 @@ font), so it works on an air-gapped network.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse, Response
 
@@ -36,6 +38,25 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse("/console/", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> Response:
+        # A console address someone edited (a limit of 0, a page that is no number) gets a
+        # page naming the parameter; the management API keeps FastAPI's JSON answer.
+        if not request.url.path.startswith("/console/"):
+            return await request_validation_exception_handler(request, exc)
+        problems = "; ".join(
+            f"{error['loc'][-1]}: {error['msg']}" for error in exc.errors() if error.get("loc")
+        )
+        return render(
+            request,
+            "error.html",
+            viewer=None,
+            status_code=400,
+            heading="Bad request",
+            message=f"This page cannot be shown for that address ({problems}).",
+            code=None,
+        )
 
     @app.exception_handler(ConsoleRefusal)
     async def refused(request: Request, exc: ConsoleRefusal) -> Response:

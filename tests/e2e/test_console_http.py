@@ -294,3 +294,27 @@ async def test_explorer_filters_and_bad_input(stack: Stack) -> None:
     assert reversed_window.status_code == 400 and "time_from" in reversed_window.text
     forged = await auditor.get("/console/audit", params={"cursor": "not-a-cursor"})
     assert forged.status_code == 400 and "cursor" in forged.text
+
+
+async def test_a_malformed_query_parameter_gets_a_console_page_not_json(stack: Stack) -> None:
+    """A browser user who edits a page's address (a limit of 0, a page that is no number)
+    gets the console's own error page naming the parameter, not the API's JSON."""
+    auditor = await sign_in(stack, await stack.principal("auditor-c13", Role.AUDITOR))
+    admin = await sign_in(stack, await stack.principal("admin-c13", Role.ADMIN))
+    for viewer, path, params in (
+        (auditor, "/console/audit", {"limit": "0"}),
+        (auditor, "/console/audit", {"limit": "many"}),
+        (admin, "/console/warrants", {"page": "first"}),
+    ):
+        answer = await viewer.get(path, params=params)
+        assert answer.status_code == 400, (path, params, answer.status_code)
+        assert answer.headers["content-type"].startswith("text/html"), answer.text
+        (name,) = params
+        assert name in answer.text and 'id="refusal"' in answer.text
+    # Signed out, the same address still leads to the sign-in page first.
+    async with httpx.AsyncClient(base_url=stack.url, follow_redirects=False) as stranger:
+        signed_out = await stranger.get("/console/audit", params={"limit": "0"})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/console/"
+    # Outside the console, the API keeps its JSON.
+    api_answer = await auditor.get("/facegate/audit/records", params={"limit": "many"})
+    assert api_answer.headers["content-type"].startswith("application/json")
