@@ -97,6 +97,14 @@ class RequestTimeout(MalformedRequest):
     code = "request_timeout"
 
 
+class ClientDisconnected(MalformedRequest):
+    """A client that hung up before its body had all arrived. Nothing can be decided of a
+    part of a request, but the attempt is recorded like any malformed one; the answer, in
+    the vendor's format, goes nowhere. Not the gateway's failure: no 500, no traceback."""
+
+    code = "client_disconnected"
+
+
 class PayloadTooLarge(RequestError):
     status_code = 413
     code = "payload_too_large"

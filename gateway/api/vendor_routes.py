@@ -11,11 +11,11 @@ from typing import Final
 
 from fastapi import FastAPI
 from starlette.datastructures import URL
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import (
+    ClientDisconnected,
     FacegateError,
     MalformedRequest,
     PayloadTooLarge,
@@ -75,8 +75,8 @@ async def read_body(
     timeout_seconds: float | None = None,
 ) -> bytes:
     """The body in full, chunked or not, refused as soon as it passes `max_body_bytes`, or
-    as RequestTimeout when it has not all arrived within `timeout_seconds`. A client that
-    leaves before it is all sent raises Starlette's ClientDisconnect."""
+    as RequestTimeout when it has not all arrived within `timeout_seconds`, and as
+    ClientDisconnected when the client leaves before it is all sent."""
     declared = _declared_length(scope)
     if declared is not None:
         if not declared.isdigit():
@@ -92,7 +92,9 @@ async def read_body(
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise ClientDisconnect()
+                    raise ClientDisconnected(
+                        "the client closed the connection before its request body arrived"
+                    )
                 body += message.get("body", b"")
                 if len(body) > max_body_bytes:
                     raise PayloadTooLarge(
@@ -177,10 +179,11 @@ async def _serve_vendor_request(
     """Answer one vendor request, in the vendor's own format whatever happens.
 
     The pipeline answers its own failures; an exception that escapes it anyway (a bug in
-    reading or describing the request, a client that left mid-body) is answered with the
-    vendor's own 500-class error, if nothing was sent yet, and raised on: the server logs
-    it and closes the connection, as it did when Starlette's ServerErrorMiddleware
-    answered such a bug with a plain-text 500."""
+    reading or describing the request) is answered with the vendor's own 500-class error,
+    if nothing was sent yet, and raised on: the server logs it and closes the connection,
+    as it did when Starlette's ServerErrorMiddleware answered such a bug with a plain-text
+    500. (A client that leaves mid-body is not one: `read_body` refuses it, on record, as
+    ClientDisconnected.)"""
     request_id = new_request_id()
     try:
         response = await handle_vendor_request(scope, receive, services, vendor, request_id)

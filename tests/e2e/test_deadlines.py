@@ -101,3 +101,36 @@ async def test_a_client_whose_body_stops_is_answered_and_recorded(
         [record] = await records_of(gateway, event_type="rejected")
         assert record.reason_codes == ["request_timeout"]
         assert record.key_id == credentials.access_key_id
+
+
+async def test_a_client_that_leaves_mid_body_is_recorded_not_an_error(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A client that hangs up before its body has all arrived: nothing was asked, so
+    nothing is decided, but the attempt is on record (as a truncated request), and the
+    gateway does not take it for a failure of its own (no 500, no traceback)."""
+    async with gateway_with(stack, tmp_path, client_read_timeout_seconds=120.0) as gateway:
+        credentials = await gateway.session()
+        body = b'{"Image": {"Bytes": ""}}'
+        headers = signed(gateway, credentials, body=body)
+        headers["Content-Length"] = str(len(body))
+        host, port = gateway.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode())
+        writer.write(b'{"Ima')  # a part of the body its Content-Length announced
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+        rejected: list[object] = []
+        for _ in range(50):  # waits for the record, not a timing assertion
+            rejected = await records_of(gateway, event_type="rejected")
+            if rejected:
+                break
+            await asyncio.sleep(0.1)
+        everything = await records_of(gateway)
+        assert rejected, [(r.event_type, r.reason_codes) for r in everything]
+        [record] = rejected
+        assert record.reason_codes == ["client_disconnected"]  # type: ignore[attr-defined]
+        assert await records_of(gateway, decision="error") == []
