@@ -14,6 +14,7 @@ from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.principals import Principal
 from gateway.errors import (
     AuditUnavailable,
+    ClientDisconnected,
     FacegateError,
     MalformedRequest,
     PayloadTooLarge,
@@ -148,7 +149,7 @@ async def _read_body(
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise MalformedRequest("the client left before sending its body")
+                    raise ClientDisconnected("the client left before sending its body")
                 body += message.get("body", b"")
                 if len(body) > max_bytes:
                     raise too_large
