@@ -93,3 +93,28 @@ async def test_duplicate_keys_in_a_management_body_are_refused(stack: Stack) -> 
     assert "officer-dup" not in json.dumps(listed.json())
     [record] = await records_of(stack, event_type="rejected")
     assert record.reason_codes == ["malformed_request"]
+
+
+async def test_a_caller_that_leaves_mid_body_is_refused_on_record(stack: Stack) -> None:
+    admin = await stack.principal("admin-gone", Role.ADMIN)
+    host, port = stack.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /facegate/v1/principals HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {admin}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n".encode()
+    )
+    writer.write(b'{"id": "officer-')  # then the caller hangs up
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    rejected: list[object] = []
+    for _ in range(100):  # waits for the record, not a timing assertion
+        rejected = await records_of(stack, event_type="rejected")
+        if rejected:
+            break
+        await asyncio.sleep(0.1)
+    [record] = rejected
+    assert record.reason_codes == ["client_disconnected"]  # type: ignore[attr-defined]
+    assert record.officer == "admin-gone"  # type: ignore[attr-defined]
