@@ -4,6 +4,7 @@ FacegateError
 ├── RequestError              the caller sent something we cannot accept (HTTP 400)
 │   ├── MalformedRequest      bad JSON, bad base64, missing or wrong-typed field
 │   │   ├── RequestTimeout    the body stopped arriving before the read deadline
+│   │   ├── ClientDisconnected  the client hung up before its body had all arrived
 │   │   └── InvalidQuery      an audit query's cursor or limit (gateway.audit.query)
 │   ├── PayloadTooLarge       body or image over the configured cap (bytes or pixels)
 │   ├── InvalidImage          a probe that is not a decodable JPEG or PNG
