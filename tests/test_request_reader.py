@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,9 +200,16 @@ async def test_a_failed_sqlite_read_is_refused_and_its_connection_replaced(
 POOL = 2
 
 
-async def small_pool(postgres_url: str) -> tuple[AsyncEngine, RequestReader]:
+@pytest.fixture
+async def small_pool(postgres_url: str) -> AsyncIterator[tuple[AsyncEngine, RequestReader]]:
+    """A reader of POOL connections on PostgreSQL, and its engine; both closed after."""
     engine = create_engine(postgres_url)
-    return engine, RequestReader(engine, _ReadConnections(asyncpg_connect_args(engine), size=POOL))
+    reads = RequestReader(engine, _ReadConnections(asyncpg_connect_args(engine), size=POOL))
+    try:
+        yield engine, reads
+    finally:
+        await reads.aclose()
+        await engine.dispose()
 
 
 async def backend(reads: RequestReader, sleep: float = 0.0) -> int:
@@ -212,74 +220,63 @@ async def backend(reads: RequestReader, sleep: float = 0.0) -> int:
 
 
 async def test_reads_past_the_pools_size_wait_their_turn_on_its_connections(
-    postgres_url: str,
+    small_pool: tuple[AsyncEngine, RequestReader],
 ) -> None:
-    engine, reads = await small_pool(postgres_url)
-    try:
-        async with asyncio.timeout(30):
-            pids = await asyncio.gather(*(backend(reads, 0.05) for _ in range(4 * POOL)))
-        assert len(set(pids)) == POOL  # never more connections than the pool's size
-        # Every connection came back: as many reads at once again, on the same ones.
-        async with asyncio.timeout(30):
-            again = await asyncio.gather(*(backend(reads, 0.05) for _ in range(POOL)))
-        assert set(again) == set(pids)
-    finally:
-        await reads.aclose()
-        await engine.dispose()
+    _, reads = small_pool
+    async with asyncio.timeout(30):
+        pids = await asyncio.gather(*(backend(reads, 0.05) for _ in range(4 * POOL)))
+    assert len(set(pids)) == POOL  # never more connections than the pool's size
+    # Every connection came back: as many reads at once again, on the same ones.
+    async with asyncio.timeout(30):
+        again = await asyncio.gather(*(backend(reads, 0.05) for _ in range(POOL)))
+    assert set(again) == set(pids)
 
 
-async def test_a_read_cancelled_or_failed_gives_its_place_back(postgres_url: str) -> None:
-    engine, reads = await small_pool(postgres_url)
-    try:
-        first = await backend(reads)
-        # Cancelled mid-statement: its connection is terminated, never lent again.
-        slow = asyncio.ensure_future(backend(reads, 10))
-        await asyncio.sleep(0.2)
-        slow.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await slow
-        # Cancelled while waiting for a connection: it holds no place either.
-        holders = [asyncio.ensure_future(backend(reads, 0.3)) for _ in range(POOL)]
-        await asyncio.sleep(0.05)
-        waiting = asyncio.ensure_future(backend(reads))
-        await asyncio.sleep(0.05)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        async with asyncio.timeout(30):
-            await asyncio.gather(*holders)
-        # A failed statement: terminated too.
-        with pytest.raises(Exception, match="division by zero"):
-            await reads.fetchrow("SELECT 1 / 0")
-        async with asyncio.timeout(30):
-            pids = await asyncio.gather(*(backend(reads, 0.1) for _ in range(POOL)))
-        assert len(set(pids)) == POOL and first not in pids
-    finally:
-        await reads.aclose()
-        await engine.dispose()
+async def test_a_read_cancelled_or_failed_gives_its_place_back(
+    small_pool: tuple[AsyncEngine, RequestReader],
+) -> None:
+    _, reads = small_pool
+    first = await backend(reads)
+    # Cancelled mid-statement: its connection is terminated, never lent again.
+    slow = asyncio.ensure_future(backend(reads, 10))
+    await asyncio.sleep(0.2)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    # Cancelled while waiting for a connection: it holds no place either.
+    holders = [asyncio.ensure_future(backend(reads, 0.3)) for _ in range(POOL)]
+    await asyncio.sleep(0.05)
+    waiting = asyncio.ensure_future(backend(reads))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    async with asyncio.timeout(30):
+        await asyncio.gather(*holders)
+    # A failed statement: terminated too.
+    with pytest.raises(Exception, match="division by zero"):
+        await reads.fetchrow("SELECT 1 / 0")
+    async with asyncio.timeout(30):
+        pids = await asyncio.gather(*(backend(reads, 0.1) for _ in range(POOL)))
+    assert len(set(pids)) == POOL and first not in pids
 
 
 async def test_a_connection_the_server_closed_while_idle_is_passed_over(
-    postgres_url: str,
+    small_pool: tuple[AsyncEngine, RequestReader],
 ) -> None:
-    engine, reads = await small_pool(postgres_url)
-    try:
-        pid = await backend(reads)
-        async with engine.connect() as connection:
-            await connection.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
-        await asyncio.sleep(0.5)  # the close read by the idle connection
-        assert await backend(reads) != pid
-    finally:
-        await reads.aclose()
-        await engine.dispose()
+    engine, reads = small_pool
+    pid = await backend(reads)
+    async with engine.connect() as connection:
+        await connection.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
+    await asyncio.sleep(0.5)  # the close read by the idle connection
+    assert await backend(reads) != pid
 
 
-async def test_a_closed_reader_refuses_reads(postgres_url: str) -> None:
-    engine, reads = await small_pool(postgres_url)
-    try:
+async def test_a_closed_reader_refuses_reads(
+    small_pool: tuple[AsyncEngine, RequestReader],
+) -> None:
+    _, reads = small_pool
+    await backend(reads)
+    await reads.aclose()
+    with pytest.raises(StorageUnavailable), map_database_errors("closed: {cause}"):
         await backend(reads)
-        await reads.aclose()
-        with pytest.raises(StorageUnavailable), map_database_errors("closed: {cause}"):
-            await backend(reads)
-    finally:
-        await engine.dispose()
