@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import strict_json
+from gateway.api.bodies import read_body
 from gateway.api.deps import authenticate_caller
 from gateway.audit.records import AuditRecord, EventType
 from gateway.auth.principals import Principal
 from gateway.errors import (
     AuditUnavailable,
-    ClientDisconnected,
     FacegateError,
-    MalformedRequest,
-    PayloadTooLarge,
     RequestError,
-    RequestTimeout,
 )
 from gateway.requests import new_request_id
 from gateway.services import Services
@@ -90,10 +86,10 @@ class ManagementGuard:
                     client_address=client_address,
                     route=scope["path"],
                 )
-            body = await _read_body(
+            body = await read_body(
+                scope,
                 receive,
-                declared=headers.get("content-length"),
-                max_bytes=COOKIE_SESSION_MAX_BODY_BYTES
+                max_body_bytes=COOKIE_SESSION_MAX_BODY_BYTES
                 if cookie_session
                 else services.settings.management_max_body_bytes,
                 timeout_seconds=services.settings.client_read_timeout_seconds,
@@ -132,33 +128,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # after the body: the disconnect, when it comes
 
     return replay
-
-
-async def _read_body(
-    receive: Receive, *, declared: str | None, max_bytes: int, timeout_seconds: float
-) -> bytes:
-    too_large = PayloadTooLarge(f"the request body is over the {max_bytes}-byte limit")
-    if declared is not None:
-        if not declared.isdigit():
-            raise MalformedRequest("Content-Length is not a number")
-        if int(declared) > max_bytes:
-            raise too_large  # refused unread
-    body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected("the client left before sending its body")
-                body += message.get("body", b"")
-                if len(body) > max_bytes:
-                    raise too_large
-                if not message.get("more_body", False):
-                    return bytes(body)
-    except TimeoutError as exc:
-        raise RequestTimeout(
-            f"the request body did not arrive within {timeout_seconds} seconds"
-        ) from exc
 
 
 async def _record_rejection(
