@@ -31,7 +31,7 @@ from gateway.errors import FacegateError
 from gateway.observability.logs import startup as startup_log
 from gateway.observability.tracing import configure_tracing, shutdown_tracing
 from gateway.services import Services
-from gateway.serving import freeze_startup_heap
+from gateway.serving import prepare_heap_for_serving
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def create_app_from_environment() -> FastAPI:
     """The app factory for `facegate serve --workers N`: each worker reads FACEGATE_*, and
-    serves until it exits, so its startup heap is frozen (`freeze_startup_heap`)."""
+    serves until it exits, so its startup heap is frozen (`prepare_heap_for_serving`)."""
     app = create_app(Settings())
-    freeze_startup_heap()
+    prepare_heap_for_serving()
     return app

@@ -51,7 +51,7 @@ def serve(
     from gateway.migrate import upgrade
     from gateway.observability.logs import configure_logging
     from gateway.policy.bundle import PolicyLoadError, load_bundle
-    from gateway.serving import freeze_startup_heap
+    from gateway.serving import prepare_heap_for_serving
 
     settings = settings_of(ctx)
     settings = settings.model_copy(
@@ -102,7 +102,7 @@ def serve(
         # (create_app_from_environment freezes each worker's startup heap).
         app = "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings)
         if workers == 1:
-            freeze_startup_heap()
+            prepare_heap_for_serving()
         uvicorn.run(
             app,
             factory=workers > 1,
