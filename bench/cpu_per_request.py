@@ -13,10 +13,10 @@ SearchFacesByImage for all; a load stops at the first answer that is not a 200.
         [--rounds 4] [--seconds 5] [--with-leads] [--profile]
 
 Prints per round CPU ms/request and closed-loop requests/s (or p50/p99 ms at a rate), then
-facegate/bare ratios and, at a rate, the latency facegate adds (its p50 and p99 less the
-bare proxy's of the same round): median (min-max) over rounds, and facegate's mean wall ms
-per pipeline step over the run (its own histograms; under load they include waiting for
-the loop).
+facegate/bare ratios, the CPU facegate adds to the bare proxy's, and, at a rate, the
+latency facegate adds (its p50 and p99 less the bare proxy's of the same round): median
+(min-max) over rounds, and facegate's mean wall ms per pipeline step over the run (its own
+histograms; under load they include waiting for the loop).
 """
 
 from __future__ import annotations
@@ -243,6 +243,11 @@ def main() -> None:
                 print(f"  {'':<22} step ms (wall) {step_means(proxy.url)}")
             cpu_ratio = [p / b for p, b in zip(proxy.cpu_ms, bare.cpu_ms, strict=True)]
             print(f"  {'':<22} CPU / bare     {spread(cpu_ratio)}")
+            # The CPU a request costs beyond forwarding it, round by round: what the proxy
+            # itself does, in ms, which moves less between machines than the ratio (whose
+            # denominator is the bare proxy's own efficiency on the machine).
+            added_cpu = [p - b for p, b in zip(proxy.cpu_ms, bare.cpu_ms, strict=True)]
+            print(f"  {'':<22} added CPU ms   {spread(added_cpu)}")
             if "requests/s" in proxy.figures:
                 rps = zip(proxy.figures["requests/s"], bare.figures["requests/s"], strict=True)
                 print(f"  {'':<22} rps / bare     {spread([p / b for p, b in rps])}")
