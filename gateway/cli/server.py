@@ -99,7 +99,7 @@ def serve(
             settings, vendor_url = stack.enter_context(serve_with_reference_vendor(settings))
             typer.echo(f"reference vendor on {vendor_url}")
         # Several workers each build their own app in their own process
-        # (create_app_from_environment freezes each worker's startup heap).
+        # (create_app_from_environment prepares each worker's heap for serving).
         app = "gateway.app:create_app_from_environment" if workers > 1 else create_app(settings)
         if workers == 1:
             prepare_heap_for_serving()
