@@ -16,7 +16,8 @@ Prints per round CPU ms/request and closed-loop requests/s (or p50/p99 ms at a r
 facegate/bare ratios, the CPU facegate adds to the bare proxy's, and, at a rate, the
 latency facegate adds (its p50 and p99 less the bare proxy's of the same round): median
 (min-max) over rounds, and facegate's mean wall ms per pipeline step over the run (its own
-histograms; under load they include waiting for the loop).
+histograms; under load they include waiting for the loop), then the policy service's
+within `decide` (inline: about the CPU the decision costs).
 """
 
 from __future__ import annotations
@@ -165,19 +166,27 @@ def stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
 
 
 def step_means(url: str) -> str:
-    """Mean wall ms per pipeline step over the run, from the gateway's own histograms."""
+    """Mean wall ms per pipeline step over the run, from the gateway's own histograms, then
+    the policy service's decision within `decide` (the embedded engine evaluates inline, so
+    this is the CPU it spends but for moments the OS gives another process)."""
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        if not line.startswith("facegate_pipeline_step_duration_seconds_"):
+        name, _, value = line.rpartition(" ")
+        family, _, labels = name.partition("{")
+        totals = sums if family.endswith("_sum") else counts if family.endswith("_count") else None
+        if totals is None:
             continue
-        name, value = line.rsplit(" ", 1)
-        step = name.split('step="', 1)[1].split('"', 1)[0]
-        if name.startswith("facegate_pipeline_step_duration_seconds_sum"):
-            sums[step] = sums.get(step, 0.0) + float(value)
-        elif name.startswith("facegate_pipeline_step_duration_seconds_count"):
-            counts[step] = counts.get(step, 0.0) + float(value)
-    return ", ".join(f"{s} {sums[s] * 1000 / counts[s]:.2f}" for s in sums if counts.get(s))
+        family = family.rsplit("_", 1)[0]
+        if family == "facegate_pipeline_step_duration_seconds":
+            key = labels.split('step="', 1)[1].split('"', 1)[0]
+        elif family == "facegate_policy_evaluation_duration_seconds":
+            key = "(of which the policy service)"
+        else:
+            continue
+        totals[key] = totals.get(key, 0.0) + float(value)
+    steps = sorted(sums, key=lambda key: key.startswith("("))  # the policy's after the steps
+    return ", ".join(f"{s} {sums[s] * 1000 / counts[s]:.2f}" for s in steps if counts.get(s))
 
 
 def spread(values: list[float]) -> str:
