@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from os import urandom
 from typing import Final
 
@@ -30,3 +32,9 @@ class IncomingRequest:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     client_address: str | None
+
+    @cached_property
+    def body_sha256(self) -> str:
+        """The body's SHA-256, in hex: hashed once a request, for the caller's SigV4
+        signature and, when the vendor is sent these very bytes, for the forward's."""
+        return hashlib.sha256(self.body).hexdigest()

@@ -65,6 +65,7 @@ class SigV4Authenticator:
             query=request.query,
             headers=request.headers,
             body=request.body,
+            body_sha256=request.body_sha256,
             required_headers=required_headers,
         )
         if await self.replays.seen(authorization.signature, now=request.received_at):

@@ -130,10 +130,12 @@ def verify_signature(
     headers: Mapping[str, str],
     body: bytes,
     required_headers: frozenset[str] = ALWAYS_SIGNED,
+    body_sha256: str | None = None,
 ) -> None:
     """Raise InvalidSignature unless the request was signed with `secret_access_key`, over
     `required_headers` (Host and X-Amz-Date always) and every X-Facegate-* header it
-    carries."""
+    carries. `body_sha256`, when given, must be `body`'s SHA-256 in hex (the request's
+    own, `IncomingRequest.body_sha256`): `body` is not hashed again."""
     missing = (ALWAYS_SIGNED | required_headers | context_headers(headers)) - set(
         authorization.signed_headers
     )
@@ -144,7 +146,7 @@ def verify_signature(
     amz_date = headers.get("x-amz-date", "")
     if amz_date[:8] != authorization.date:
         raise InvalidSignature("the credential scope date does not match X-Amz-Date")
-    body_sha256 = hashlib.sha256(body).hexdigest()
+    body_sha256 = body_sha256 or hashlib.sha256(body).hexdigest()
     declared = headers.get("x-amz-content-sha256")
     if declared is not None and declared != body_sha256:
         # Covers UNSIGNED-PAYLOAD too: the body is what the policy judges, so it must be signed.
@@ -196,6 +198,7 @@ class SigV4Signer:
         body: bytes,
         *,
         now: datetime | None = None,
+        body_sha256: str | None = None,
     ) -> dict[str, str]:
         """The headers to send: `headers` as given, then X-Amz-Date (`now`, a time-zone
         aware datetime, by default the clock's) and Authorization, in the order and spelling
@@ -205,7 +208,8 @@ class SigV4Signer:
         every header in `headers` but those botocore never signs (User-Agent, Expect, ...).
         `headers` must not hold X-Amz-Date, Authorization or X-Amz-Content-SHA256 (botocore
         would replace the first two and sign the third instead of hashing the body), nor
-        Host, nor two names differing only in case."""
+        Host, nor two names differing only in case. `body_sha256`, when given, must be
+        `body`'s SHA-256 in hex: it is signed instead of hashing `body` again."""
         amz_date = (now or datetime.now(UTC)).astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
         host, path, query = _url_parts(url)
         signed = [(name.lower(), value) for name, value in headers.items()]
@@ -222,7 +226,7 @@ class SigV4Signer:
             path=path,
             query=query,
             headers=signed,
-            payload_sha256=hashlib.sha256(body).hexdigest(),
+            payload_sha256=body_sha256 or hashlib.sha256(body).hexdigest(),
         )
         return {
             **headers,

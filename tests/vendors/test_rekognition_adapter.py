@@ -212,12 +212,12 @@ def test_a_request_already_within_obligations_is_forwarded_unchanged(
     assert adapter.apply_obligations(parsed, OBLIGATIONS) is None
 
 
-async def test_the_forward_is_signed_as_botocore_signs_it(
-    adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What reaches the vendor: the URL and headers botocore's SigV4Auth.add_auth produced
-    when it signed the forward (for the same body and X-Amz-Date), in the same order."""
-    sent: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+Sent = list[tuple[str, str, bytes | None, dict[str, str]]]
+
+
+def capture_forwards(adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """What the adapter sends upstream from now on, each answered with an empty 200."""
+    sent: Sent = []
 
     async def capture(
         method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
@@ -226,15 +226,13 @@ async def test_the_forward_is_signed_as_botocore_signs_it(
         return UpstreamReply(status=200, headers=CIMultiDictProxy(CIMultiDict()), body=b"{}")
 
     monkeypatch.setattr(adapter._client, "request", capture)
-    parsed = adapter.parse(
-        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
-    )
-    await adapter.forward(parsed, OBLIGATIONS)
-    [(method, url, body, headers)] = sent
-    # The payload as the obligations rewrote it, written as json.dumps writes it.
-    assert body == json.dumps(adapter.apply_obligations(parsed, OBLIGATIONS)).encode()
+    return sent
 
-    signed_at = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+
+def botocore_signed(body: bytes, amz_date: str, monkeypatch: pytest.MonkeyPatch) -> AWSRequest:
+    """The forward of a SearchFacesByImage with `body` as botocore's SigV4Auth.add_auth signs
+    it at `amz_date`, with the vendor credentials of `backend()`."""
+    signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: signed_at)
     reference = AWSRequest(
         method="POST",
@@ -246,8 +244,61 @@ async def test_the_forward_is_signed_as_botocore_signs_it(
         },
     )
     SigV4Auth(Credentials("AK", "vendor-secret"), "rekognition", "us-east-1").add_auth(reference)
+    return reference
+
+
+async def test_the_forward_is_signed_as_botocore_signs_it(
+    adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What reaches the vendor: the URL and headers botocore's SigV4Auth.add_auth produced
+    when it signed the forward (for the same body and X-Amz-Date), in the same order."""
+    sent = capture_forwards(adapter, monkeypatch)
+    parsed = adapter.parse(
+        request("SearchFacesByImage", {"CollectionId": "m", "Image": {"Bytes": ENCODED}})
+    )
+    await adapter.forward(parsed, OBLIGATIONS)
+    [(method, url, body, headers)] = sent
+    # The payload as the obligations rewrote it, written as json.dumps writes it.
+    assert body == json.dumps(adapter.apply_obligations(parsed, OBLIGATIONS)).encode()
+
+    reference = botocore_signed(body, headers["X-Amz-Date"], monkeypatch)
     assert (method, url) == ("POST", reference.url)
     assert list(headers.items()) == list(reference.headers.items())
+
+
+@pytest.mark.parametrize(
+    "separators",
+    [
+        pytest.param((", ", ": "), id="as boto3 writes it, so forwarded as received"),
+        pytest.param((",", ":"), id="compact, so written again"),
+    ],
+)
+async def test_an_unrewritten_forward_signs_the_digest_of_the_bytes_sent(
+    adapter: RekognitionAdapter, monkeypatch: pytest.MonkeyPatch, separators: tuple[str, str]
+) -> None:
+    """A request the obligations leave alone is forwarded as `parse` wrote it. Where those
+    are the very bytes received, the caller's signature check has hashed them already and
+    the forward signs that digest; where they are not, the digest of the bytes sent."""
+    sent = capture_forwards(adapter, monkeypatch)
+    payload = {
+        "CollectionId": "m",
+        "Image": {"Bytes": ENCODED},
+        "FaceMatchThreshold": 99.5,
+        "MaxFaces": 3,
+    }
+    incoming = request("SearchFacesByImage", json.dumps(payload, separators=separators).encode())
+    received_digest = incoming.body_sha256  # as the caller's signature check hashes it
+    parsed = adapter.parse(incoming)
+    assert adapter.apply_obligations(parsed, OBLIGATIONS) is None
+
+    await adapter.forward(parsed, OBLIGATIONS)
+
+    [(_, _, body, headers)] = sent
+    assert body == json.dumps(payload).encode()
+    forwarded_as_received = body == incoming.body
+    assert parsed.body_sha256 == (received_digest if forwarded_as_received else None)
+    reference = botocore_signed(body, headers["X-Amz-Date"], monkeypatch)
+    assert headers["Authorization"] == reference.headers["Authorization"]
 
 
 def test_the_response_is_checked_against_the_obligations(adapter: RekognitionAdapter) -> None:

@@ -175,11 +175,14 @@ class RekognitionAdapter:
                 raise MalformedRequest(f"{_PROBE_FACE_FIELDS[name]} must be a non-empty string")
             probe_faces = (face_key(face_id),)
         # The body forwarded is the parsed payload written again, never the bytes received:
-        # the vendor reads exactly the document that was judged and recorded.
+        # the vendor reads exactly the document that was judged and recorded. When that is
+        # byte for byte what was received, the signature check's digest is its digest too.
+        body = _json_body(payload, spec.images)
         return ParsedRequest(
             operation=operation,
             payload=payload,
-            body=_json_body(payload, spec.images),
+            body=body,
+            body_sha256=request.body_sha256 if body == request.body else None,
             images=tuple(images),
             probe_faces=probe_faces,
         )
@@ -309,6 +312,7 @@ class RekognitionAdapter:
             self._url,
             {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + parsed.operation.name},
             body,
+            body_sha256=parsed.body_sha256 if rewritten is None else None,
         )
         # UpstreamError when the vendor cannot be reached (gateway/vendors/http.py).
         reply = await self._client.request("POST", self._url, body=body, headers=headers)
