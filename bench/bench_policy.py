@@ -3,7 +3,8 @@
 A benchmark sends the same probe from one officer hundreds of times a second: the policy
 would rightly refuse that as a burst and over the rate limits. The benchmarks measure the
 gateway's machinery (inspection, windows, decision, audit), so they run on this copy, which
-keeps every rule and only raises the numbers.
+keeps every rule and only raises the numbers. The decision cases that pin those numbers
+(cases/patterns.yaml) go with them: a gateway does not start on a revision failing its cases.
 """
 
 from __future__ import annotations
@@ -28,4 +29,5 @@ def lifted_policy(workdir: Path, source: Path = REPO / "policies") -> Path:
         scope: dict.fromkeys(limits, LIFTED) for scope, limits in patterns["rate_limits"].items()
     }
     path.write_text(yaml.safe_dump(data))
+    (copy / "cases" / "patterns.yaml").unlink()
     return copy

@@ -11,10 +11,12 @@ An engine is built from one PolicyBundle and evaluates that revision for its who
 a new revision gets a new engine. The service turns whatever an engine does into a
 Decision: anything but a well-formed decision document, on time, is a refusal.
 
-A new revision is activated only once its decision cases (policy_dir/cases) all pass on its
-own engine, decide alike on the activity counts it declares alone as on every count
-(cases.undeclared_reads), and (with a PolicyJournal) once its text and the activation are
-on record; a revision refused is logged and recorded, and the previous one keeps serving.
+A revision serves only once its decision cases (policy_dir/cases) all pass on its own
+engine and decide alike on the activity counts it declares alone as on every count
+(cases.undeclared_reads): at start, or the service does not open (PolicyLoadError, so the
+gateway does not start); at a reload, or it is refused, logged and recorded, and the
+previous one keeps serving. With a PolicyJournal a revision also serves only once its text
+and its activation are on record (at start, as soon as the database takes them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,6 +145,15 @@ def decision_from_result(result: Any, *, policy_revision: str, engine: str) -> D
 
 
 @dataclass(frozen=True)
+class _CasesVerdict:
+    """What a revision's decision cases say of it, decided on its own engine."""
+
+    cases: int  # how many were decided
+    error: str | None = None  # why the revision must not serve; None when it may
+    failed_cases: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ReloadResult:
     """What reload_if_changed() found. `revision` is the one being served afterwards."""
 
@@ -191,18 +202,22 @@ class PolicyService:
         # The last failed reload as ((revision or None, cases digest), why): a bundle that
         # failed is not tried again until its revision or its decision cases change.
         self._failed: tuple[tuple[str | None, str | None], str] | None = None
+        # How many decision cases the revision served since start passed (0: not run).
+        self._cases_at_start = 0
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, journal: PolicyJournal | None = None
+        cls, settings: Settings, *, journal: PolicyJournal | None = None, check_cases: bool = True
     ) -> PolicyService:
-        """Load settings.policy_dir on settings.policy_engine. Raises PolicyLoadError.
+        """Load settings.policy_dir on settings.policy_engine. Raises PolicyLoadError, also
+        when the revision fails its decision cases or reads an activity count it does not
+        declare (check_cases): what a reload refuses, a restart does not serve either.
+        `facegate policy test`, which reports each case itself, opens with check_cases off.
 
         With a journal the revision's text and its activation are recorded now, or, if the
         database cannot take them yet, on each reload_if_changed() until it does: the
-        gateway starts, and fails closed per request, with its database down. The decision
-        cases are not run here: the admin runs `facegate policy test` before a start; a
-        running gateway runs them before each reload (reload_if_changed)."""
+        gateway starts, and fails closed per request, with its database down (the cases
+        need no database)."""
 
         async def factory(bundle: PolicyBundle) -> PolicyEngine:
             return await open_engine(bundle, settings)
@@ -215,6 +230,13 @@ class PolicyService:
             timeout_seconds=settings.policy_timeout_seconds,
             journal=journal,
         )
+        if check_cases:
+            engine = service._serving.engine
+            verdict = await service._check_cases(engine, settings.policy_dir / CASES_DIR)
+            if verdict.error is not None:
+                await service.close()
+                raise PolicyLoadError(f"policy {bundle.revision} is not served: {verdict.error}")
+            service._cases_at_start = verdict.cases
         service._unrecorded = bundle
         await service._record_start()
         return service
@@ -278,6 +300,8 @@ class PolicyService:
         engine: PolicyEngine,
         policy_input: AnyPolicyInput,
         gathered_reads: ActivityReads = None,
+        *,
+        warn_not_strict: bool = True,
     ) -> Decision:
         def refuse(code: str, message: str) -> Decision:
             return Decision.deny(
@@ -303,7 +327,8 @@ class PolicyService:
         document = policy_input.model_dump(mode="json", warnings=False)
         not_strict = strict_input_problems(document)
         if not_strict:
-            log.warning("policy input refused, not strict: %s", "; ".join(not_strict))
+            if warn_not_strict:
+                log.warning("policy input refused, not strict: %s", "; ".join(not_strict))
             return refuse(
                 POLICY_INPUT_INVALID,
                 "the policy input is not one the policy contract allows"
@@ -409,22 +434,47 @@ class PolicyService:
         cases_dir: Path,
     ) -> ReloadResult:
         """Serve `engine` once its decision cases pass and it is on record; else close it."""
-        # The revision's own decision cases, on its own engine, before it serves anyone.
+        verdict = await self._check_cases(engine, cases_dir)
+        if verdict.error is not None:
+            await engine.close()
+            return await self._failed_reload(
+                current, attempt, error=verdict.error, failed_cases=verdict.failed_cases
+            )
+
+        # On record before it serves: if the text or the record cannot be written, the
+        # previous revision keeps serving and the next poll tries again.
+        if self._journal is not None:
+            try:
+                await self._journal.activated(bundle, replaces=current, cases=verdict.cases)
+            except Exception as exc:
+                await engine.close()
+                log.exception("policy %s not activated: it could not be recorded", revision)
+                return ReloadResult(
+                    revision=current,
+                    error=f"policy {revision} could not be recorded ({type(exc).__name__})",
+                )
+
+        old, self._serving = self._serving, _Serving(engine)
+        log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
+        await self._retire(old)
+        return ReloadResult(revision=engine.revision, reloaded=True)
+
+    async def _check_cases(self, engine: PolicyEngine, cases_dir: Path) -> _CasesVerdict:
+        """Decide the revision's own decision cases (`cases_dir`) on its own `engine`, then
+        check that they decide alike on the activity counts it declares alone as on every
+        count. The verdict's error says why it must not serve; each failed case is logged."""
+        revision = engine.revision
         try:
             cases = await asyncio.to_thread(load_cases, cases_dir)
             results = await run_cases(partial(self._decide_case, engine), cases)
         except Exception as exc:
-            await engine.close()
-            error = exc.message if isinstance(exc, PolicyLoadError) else repr(exc)
-            return await self._failed_reload(current, attempt, error=error)
+            return _CasesVerdict(0, exc.message if isinstance(exc, PolicyLoadError) else repr(exc))
         failed = [result for result in results if not result.passed]
         if failed:
-            await engine.close()
             for result in failed:
                 log.error("policy %s fails a decision case:\n%s", revision, result.report())
-            return await self._failed_reload(
-                current,
-                attempt,
+            return _CasesVerdict(
+                len(results),
                 error=f"{len(failed)} of {len(results)} decision cases fail on {revision}: "
                 + "; ".join(repr(result.case.name) for result in failed),
                 failed_cases=[result.case.name for result in failed],
@@ -443,10 +493,8 @@ class PolicyService:
                 partial(self._decide_case, engine), checked, engine.activity_reads
             )
         except Exception as exc:
-            await engine.close()
-            return await self._failed_reload(current, attempt, error=repr(exc))
+            return _CasesVerdict(len(results), repr(exc))
         if misread:
-            await engine.close()
             error = (
                 f"policy {revision} reads activity counts it does not declare in"
                 f" activity_reads: {len(misread)} of {len(checked)} decision cases decide"
@@ -455,38 +503,24 @@ class PolicyService:
                 + ". Add each [scope, stream, window] a rule reads of input.activity to"
                 " activity_reads, beside the rule"
             )
-            return await self._failed_reload(current, attempt, error=error, failed_cases=misread)
-
-        # On record before it serves: if the text or the record cannot be written, the
-        # previous revision keeps serving and the next poll tries again.
-        if self._journal is not None:
-            try:
-                await self._journal.activated(bundle, replaces=current, cases=len(results))
-            except Exception as exc:
-                await engine.close()
-                log.exception("policy %s not activated: it could not be recorded", revision)
-                return ReloadResult(
-                    revision=current,
-                    error=f"policy {revision} could not be recorded ({type(exc).__name__})",
-                )
-
-        old, self._serving = self._serving, _Serving(engine)
-        log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
-        await self._retire(old)
-        return ReloadResult(revision=engine.revision, reloaded=True)
+            return _CasesVerdict(len(results), error=error, failed_cases=misread)
+        return _CasesVerdict(len(results))
 
     async def _decide_case(self, engine: PolicyEngine, policy_input: AnyPolicyInput) -> Decision:
         # The embedded engine evaluates without suspending, so a reload's decision cases
         # would otherwise hold the event loop for the whole run; requests wait for one case
         # at most.
         await asyncio.sleep(0)
-        return await self._decide_on(engine, policy_input)
+        # Cases that hold an input the contract refuses expect that refusal: no warning.
+        return await self._decide_on(engine, policy_input, warn_not_strict=False)
 
     async def _record_start(self) -> None:
         if self._unrecorded is None or self._journal is None:
             return
         try:
-            await self._journal.activated(self._unrecorded, replaces=None, cases=0)
+            await self._journal.activated(
+                self._unrecorded, replaces=None, cases=self._cases_at_start
+            )
         except Exception:
             log.exception(
                 "the activation of policy %s at start is not recorded yet; will retry",

@@ -23,6 +23,7 @@ from gateway.serving import free_port
 
 FACEGATE = str(Path(sys.executable).with_name("facegate"))
 REPO = Path(__file__).resolve().parents[2]
+SERIOUS = "  serious_offenses:\n"  # the list's line in data/identification.yaml
 
 
 # One command at a time per process: CliRunner swaps os.environ and sys.stdout/stderr while it
@@ -250,6 +251,40 @@ async def test_policy_test_fails_a_policy_that_reads_a_count_it_does_not_declare
     assert code == 1, output
     assert "does not declare in activity_reads" in output
     assert " 0 failed on the embedded engine" in output  # its cases alone all pass
+
+
+async def test_serve_does_not_start_on_a_policy_that_fails_its_decision_cases(
+    tmp_path: Path,
+) -> None:
+    # An admin's edit a reload would refuse (burglary made serious, its case left as it
+    # was): a restart does not serve it either.
+    policy_dir = Path(shutil.copytree(REPO / "policies", tmp_path / "policies"))
+    data = policy_dir / "data" / "identification.yaml"
+    data.write_text(data.read_text().replace(SERIOUS, f"{SERIOUS}    - burglary\n"))
+    env = {
+        **os.environ,
+        "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+        "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
+        "FACEGATE_POLICY_DIR": str(policy_dir),
+    }
+    process = await asyncio.create_subprocess_exec(
+        FACEGATE,
+        *("serve", "--port", str(free_port())),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+    assert process.returncode != 0
+    text = output.decode()
+    assert "decision cases fail" in text
+    assert "identification for an offense that is allowed but not serious is refused" in text
 
 
 async def test_serve_warns_that_sqlite_wants_one_worker(tmp_path: Path) -> None:

@@ -317,6 +317,9 @@ def policy_without_rate_limits(tmp_path: Path) -> Path:
     data["patterns"]["burst"]["max_probes"] = {"officer": 1000, "case": 1000}
     data["patterns"]["rate_limits"] = {"officer": {"second": 1000}}
     path.write_text(yaml.safe_dump(data))
+    # The cases pinning those limits go with them: a gateway starts only on a revision whose
+    # decision cases pass.
+    (copy / "cases" / "patterns.yaml").unlink()
     return copy
 
 

@@ -42,6 +42,10 @@ def policy_that_strips_attributes(tmp_path: Path) -> Path:
     data = yaml.safe_load(path.read_text())
     data["attributes"]["forbidden"] = ["all"]
     path.write_text(yaml.safe_dump(data))
+    # The cases pinning the shipped list of forbidden attributes go with it: a gateway
+    # starts only on a revision whose decision cases pass.
+    for pinned in ("answers.yaml", "refused.yaml"):
+        (policies / "cases" / pinned).unlink()
     return policies
 
 

@@ -51,6 +51,9 @@ def policy_with(tmp_path: Path, **patterns: Any) -> Path:
     data["patterns"]["rate_limits"] = {"officer": {"hour": 1000}}
     data["patterns"].update(patterns)
     path.write_text(yaml.safe_dump(data))
+    # The cases pinning the shipped limits go with them: a gateway starts only on a revision
+    # whose decision cases pass.
+    (copy / "cases" / "patterns.yaml").unlink()
     return copy
 
 

@@ -25,7 +25,8 @@ from gateway.audit.query import RecordQuery
 from gateway.audit.schemas import AuditQuery
 from gateway.config import Settings
 from gateway.db import create_engine, session_factory
-from gateway.policy.bundle import PolicyBundle, load_bundle, revision_of_files
+from gateway.policy.bundle import PolicyBundle, PolicyLoadError, load_bundle, revision_of_files
+from gateway.policy.cases import CASES_DIR, load_cases
 from gateway.policy.engine import PolicyService
 from gateway.policy.revisions import AuditedPolicyJournal, keep_revision, read_revision
 from tests.cli.test_cli import run_facegate
@@ -83,7 +84,12 @@ async def test_the_revision_served_at_start_is_kept_and_its_activation_recorded(
 ) -> None:
     revision = gateway.service.revision
     assert await gateway.policy_records() == [
-        {"action": "policy.activate", "revision": revision, "replaces": None, "cases_passed": 0}
+        {
+            "action": "policy.activate",
+            "revision": revision,
+            "replaces": None,
+            "cases_passed": len(load_cases(gateway.policy_dir / CASES_DIR)),
+        }
     ]
     kept = await gateway.kept(revision)
     assert kept is not None and revision_of_files(kept) == revision
@@ -113,6 +119,22 @@ async def test_an_edit_whose_cases_fail_is_not_activated_and_the_refusal_is_reco
     again = await gateway.service.reload_if_changed()
     assert (again.reloaded, again.error) == (False, result.error)
     assert len(await gateway.policy_records()) == 2
+
+
+async def test_a_start_on_a_revision_whose_cases_fail_is_refused(gateway: Gateway) -> None:
+    """What a reload refuses, a restart does not serve either: the service does not open, so
+    the gateway does not start, and nothing is activated or kept."""
+    make_burglary_serious(gateway.policy_dir)
+    edited = load_bundle(gateway.policy_dir).revision
+    journal = AuditedPolicyJournal(sessions=session_factory(gateway.engine), audit=gateway.audit)
+    settings = Settings(_env_file=None, policy_dir=gateway.policy_dir, policy_engine="embedded")
+
+    with pytest.raises(PolicyLoadError) as refused:
+        await PolicyService.open(settings, journal=journal)
+
+    assert edited in refused.value.message and NOT_SERIOUS in refused.value.message
+    assert len(await gateway.policy_records()) == 1  # the fixture's own start only
+    assert await gateway.kept(edited) is None
 
 
 async def test_each_activation_is_recorded_with_the_revision_it_replaces_and_its_text_kept(
@@ -229,7 +251,7 @@ async def test_a_start_whose_activation_cannot_be_recorded_yet_is_recorded_later
             "action": "policy.activate",
             "revision": service.revision,
             "replaces": None,
-            "cases_passed": 0,
+            "cases_passed": len(load_cases(gateway.policy_dir / CASES_DIR)),
         }
         assert await gateway.kept(service.revision) is not None
     finally:

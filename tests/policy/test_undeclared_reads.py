@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from policy_support import ENGINE_KINDS, POLICY_DIR, an_identification, open_test_engine
 
-from gateway.policy.bundle import MODULE_FILE, PolicyBundle, load_bundle
+from gateway.config import Settings
+from gateway.policy.bundle import MODULE_FILE, PolicyBundle, PolicyLoadError, load_bundle
 from gateway.policy.cases import load_cases, undeclared_reads
 from gateway.policy.contract import Decision
 from gateway.policy.engine import PolicyEngine, PolicyService
@@ -117,6 +118,20 @@ async def test_an_undeclared_read_is_refused_and_the_previous_revision_keeps_ser
         assert "agency_identifications" in {r.code for r in (await service.decide(busy)).reasons}
     finally:
         await service.close()
+
+
+async def test_a_start_on_a_revision_that_reads_an_undeclared_count_is_refused(
+    policy_copy: Path,
+) -> None:
+    add_rules(policy_copy, NEW_LIMIT)
+    settings = Settings(
+        _env_file=None, policy_dir=policy_copy, policy_engine="embedded", policy_timeout_seconds=5
+    )
+    with pytest.raises(PolicyLoadError, match="does not declare in activity_reads"):
+        await PolicyService.open(settings)
+    # `facegate policy test` opens it without the check, to report each case itself.
+    service = await PolicyService.open(settings, check_cases=False)
+    await service.close()
 
 
 @pytest.mark.parametrize("kind", ENGINE_KINDS)
