@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway import yaml_files
 from gateway.db import UTCDateTime
 from gateway.errors import MalformedRequest, NotFound
 from gateway.leads.models import AuthorisationRow, LeadActionRow, LeadReviewRow, LeadRow
@@ -179,7 +179,8 @@ class OutcomeCounts(BaseModel):
 def similarity_bands(policy_dir: Path) -> list[tuple[float, float]]:
     """The bands of policies/data/leads.yaml (`similarity_bands`): [from, to) each, the last
     including its upper bound."""
-    document = yaml.safe_load((policy_dir / "data" / "leads.yaml").read_text(encoding="utf-8"))
+    leads_file = policy_dir / "data" / "leads.yaml"
+    document = yaml_files.safe_load(leads_file.read_text(encoding="utf-8"))
     return [(float(low), float(high)) for low, high in document["similarity_bands"]]
 
 

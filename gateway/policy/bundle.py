@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from gateway import yaml_files
 from gateway.context.activity import ActivityReads, activity_reads
 from gateway.errors import PolicyUnavailable
 
@@ -240,7 +241,7 @@ def _revision(files: list[tuple[str, bytes]]) -> str:
 
 def _parse_data_file(path: Path, content: bytes) -> dict[str, Any]:
     try:
-        parsed = yaml.safe_load(content)
+        parsed = yaml_files.safe_load(content)
     except yaml.YAMLError as exc:
         raise PolicyLoadError(f"policy data file {path} is not valid YAML: {exc}") from exc
     if parsed is None:  # an empty or all-comment file contributes nothing

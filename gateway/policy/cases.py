@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway import yaml_files
 from gateway.context.activity import COUNTED, WINDOWS, ActivityReads
 from gateway.policy.bundle import PolicyLoadError
 from gateway.policy.contract import Decision, PolicyInput
@@ -205,7 +206,7 @@ def check(case: DecisionCase, decision: Decision) -> CaseResult:
 
 def _load_case_file(path: Path) -> list[DecisionCase]:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyLoadError(f"decision case file {path} cannot be read: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("cases"), list):

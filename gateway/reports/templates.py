@@ -19,6 +19,7 @@ import rfc8785
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway import yaml_files
 from gateway.errors import ConfigurationError
 from gateway.reports.query import Query, QueryError
 
@@ -139,13 +140,9 @@ def reports_dir(policy_dir: Path) -> Path:
     return policy_dir / "reports"
 
 
-# libyaml's loader where PyYAML was built with it: ten times faster than the pure one.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.load(path.read_text(), Loader=_LOADER)  # noqa: S506 (a safe loader)
+        return yaml_files.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"{path}: cannot be read: {exc}") from None
 

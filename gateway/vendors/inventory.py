@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway import yaml_files
 from gateway.errors import ConfigurationError
 
 
@@ -169,7 +170,7 @@ class VendorInventory:
         """Read and check the file and every secret it points at; InventoryError names the key."""
         env = dict(os.environ) if environ is None else environ
         try:
-            document = yaml.safe_load(path.read_text())
+            document = yaml_files.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise InventoryError(f"vendors_file {path} cannot be read: {exc}") from exc
         try:
