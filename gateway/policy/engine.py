@@ -54,6 +54,12 @@ from gateway.policy.revisions import PolicyJournal
 
 log = logging.getLogger(__name__)
 
+# The revisions whose decision cases passed at a start of this process on the embedded engine,
+# by (revision, digest of the cases, policy timeout): how many passed. regorus decides them
+# in-process, the same way each time, so the same revision opened again with the same cases
+# (a test suite's gateways, one after another) is not decided again. Only passes are kept.
+_PASSED_AT_START: dict[tuple[str, str, float], int] = {}
+
 # The reason codes of a refusal made because the policy could not decide.
 POLICY_ERROR = "policy_error"
 POLICY_TIMEOUT = "policy_timeout"
@@ -231,12 +237,7 @@ class PolicyService:
             journal=journal,
         )
         if check_cases:
-            engine = service._serving.engine
-            verdict = await service._check_cases(engine, settings.policy_dir / CASES_DIR)
-            if verdict.error is not None:
-                await service.close()
-                raise PolicyLoadError(f"policy {bundle.revision} is not served: {verdict.error}")
-            service._cases_at_start = verdict.cases
+            service._cases_at_start = await service._check_at_start(bundle, settings)
         service._unrecorded = bundle
         await service._record_start()
         return service
@@ -458,6 +459,28 @@ class PolicyService:
         log.info("policy reloaded: %s -> %s (%s)", current, engine.revision, engine.name)
         await self._retire(old)
         return ReloadResult(revision=engine.revision, reloaded=True)
+
+    async def _check_at_start(self, bundle: PolicyBundle, settings: Settings) -> int:
+        """How many decision cases the revision served at start passes. If it fails one, or
+        reads a count it does not declare, the service is closed and PolicyLoadError says
+        why."""
+        engine = self._serving.engine
+        cases_dir = settings.policy_dir / CASES_DIR
+        remembered = engine.name == EmbeddedEngine.name
+        key = (
+            bundle.revision,
+            await asyncio.to_thread(cases_digest, cases_dir),
+            settings.policy_timeout_seconds,
+        )
+        if remembered and key in _PASSED_AT_START:
+            return _PASSED_AT_START[key]
+        verdict = await self._check_cases(engine, cases_dir)
+        if verdict.error is not None:
+            await self.close()
+            raise PolicyLoadError(f"policy {bundle.revision} is not served: {verdict.error}")
+        if remembered:
+            _PASSED_AT_START[key] = verdict.cases
+        return verdict.cases
 
     async def _check_cases(self, engine: PolicyEngine, cases_dir: Path) -> _CasesVerdict:
         """Decide the revision's own decision cases (`cases_dir`) on its own `engine`, then

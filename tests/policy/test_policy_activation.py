@@ -137,6 +137,24 @@ async def test_a_start_on_a_revision_whose_cases_fail_is_refused(gateway: Gatewa
     assert await gateway.kept(edited) is None
 
 
+async def test_a_start_decides_the_cases_again_when_only_they_changed(gateway: Gateway) -> None:
+    """A process remembers that a revision passed its cases at start only with those very
+    cases (and timeout): the same revision with its cases edited is decided again."""
+    served = gateway.service.revision  # the fixture's start passed its cases
+    # The cases now pin, as not serious, an offense the policy holds serious.
+    repin_cases_from(gateway.policy_dir, "burglary", to="homicide")
+    assert load_bundle(gateway.policy_dir).revision == served
+    settings = Settings(
+        _env_file=None, policy_dir=gateway.policy_dir, policy_engine="embedded",
+        policy_timeout_seconds=5,
+    )  # fmt: skip
+
+    with pytest.raises(PolicyLoadError) as refused:
+        await PolicyService.open(settings)
+
+    assert NOT_SERIOUS in refused.value.message
+
+
 async def test_each_activation_is_recorded_with_the_revision_it_replaces_and_its_text_kept(
     gateway: Gateway,
 ) -> None:
