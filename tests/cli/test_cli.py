@@ -53,7 +53,8 @@ async def run_facegate(
     In process by default (each real process pays ~1.5 s of imports); in a worker thread
     because the commands call asyncio.run, which cannot run inside the test's loop.
     ``subprocess=True`` spawns the real entry point, for tests whose point is the process
-    (its imports, its exit code, a terminal, signals)."""
+    (its imports, its exit code, a terminal, signals); cancelled (by a caller's
+    asyncio.timeout, around a `serve` expected to refuse to start), it is terminated."""
     if not subprocess:
         return await asyncio.to_thread(_run_in_process, env, args)
     process = await asyncio.create_subprocess_exec(
@@ -63,7 +64,12 @@ async def run_facegate(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await process.communicate()
+    try:
+        output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
     return process.returncode or 0, output.decode()
 
 
@@ -262,27 +268,14 @@ async def test_serve_does_not_start_on_a_policy_that_fails_its_decision_cases(
     data = policy_dir / "data" / "identification.yaml"
     data.write_text(data.read_text().replace(SERIOUS, f"{SERIOUS}    - burglary\n"))
     env = {
-        **os.environ,
         "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
         "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
         "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
         "FACEGATE_POLICY_DIR": str(policy_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        FACEGATE,
-        *("serve", "--port", str(free_port())),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
-    assert process.returncode != 0
-    text = output.decode()
+    async with asyncio.timeout(60):
+        code, text = await run_facegate(env, "serve", "--port", str(free_port()), subprocess=True)
+    assert code != 0
     assert "decision cases fail" in text
     assert "identification for an offense that is allowed but not serious is refused" in text
 
@@ -317,26 +310,16 @@ async def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> No
     # Each worker would keep its own activity windows, so every per-officer limit would
     # silently be multiplied by the number of workers.
     env = {
-        **{k: v for k, v in os.environ.items() if k != "FACEGATE_REDIS_URL"},
+        "FACEGATE_REDIS_URL": "",  # none, whatever the environment says
         "FACEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
         "FACEGATE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
         "FACEGATE_LOG_KEY_FILE": str(tmp_path / "log.key"),
         "FACEGATE_POLICY_DIR": str(REPO / "policies"),
     }
-    process = await asyncio.create_subprocess_exec(
-        FACEGATE,
-        *("serve", "--workers", "3", "--port", str(free_port())),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
-    assert process.returncode == 1, output.decode()
-    message = output.decode()
+    async with asyncio.timeout(30):
+        code, message = await run_facegate(
+            env, "serve", "--workers", "3", "--port", str(free_port()), subprocess=True
+        )
+    assert code == 1, message
     assert message.startswith("error: --workers 3 without FACEGATE_REDIS_URL"), message
     assert "limit" in message and "--workers 1" in message
